@@ -1,0 +1,200 @@
+"""Trial events: how workers tell the sweep driver what happens to each trial.
+
+Every sweep owns one durable queue, ``mlframework.events.<sweep-id>``, bound to
+the direct exchange ``mlframework.events``. Workers publish JSON events to it:
+
+* ``started``  -- a worker took the trial (host, GPU, worker node, redelivery flag)
+* ``output``   -- a batch of the trial's output lines, streamed while it runs
+* ``finished`` -- the trial's full record (status, metrics, exit code, ...)
+
+The driver consumes the queue and acknowledges an event only after it has been
+written to the results store, so a driver that dies loses nothing: the events
+wait in the durable queue until ``--resume``. This replaces a Celery result
+backend, which would keep only the last state of each task and drop the
+output lines in between.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from celery import Celery
+from kombu import Connection, Consumer, Exchange, Producer, Queue
+
+log = logging.getLogger(__name__)
+
+EXCHANGE = Exchange("mlframework.events", type="direct", durable=True)
+QUEUE_PREFIX = "mlframework.events."
+
+# Publishing survives a broker restart of up to about two minutes, then fails loudly.
+RETRY_POLICY = {"max_retries": 40, "interval_start": 0.5, "interval_step": 1.0, "interval_max": 3.0}
+
+
+def events_queue(sweep_id: str) -> Queue:
+    """The durable queue holding the events of one sweep."""
+    return Queue(
+        QUEUE_PREFIX + sweep_id,
+        exchange=EXCHANGE,
+        routing_key=sweep_id,
+        durable=True,
+        auto_delete=False,
+    )
+
+
+class EventPublisher:
+    """Publishes trial events from a worker process; safe to share between threads.
+
+    One connection per process, opened on first use and re-opened after a fork
+    (prefork pools fork after the module is imported).
+    """
+
+    def __init__(self, app: Celery) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._connection: Connection | None = None
+        self._producer: Producer | None = None
+
+    def _ensure_producer(self) -> Producer:
+        if self._producer is None or self._pid != os.getpid():
+            self._connection = self._app.connection_for_write()
+            self._producer = Producer(self._connection, serializer="json")
+            self._pid = os.getpid()
+        return self._producer
+
+    def publish(self, sweep_id: str, event: dict[str, Any], persistent: bool = True) -> None:
+        """Send one event to the sweep's queue, retrying through broker restarts."""
+        with self._lock:
+            producer = self._ensure_producer()
+            producer.publish(
+                event,
+                exchange=EXCHANGE,
+                routing_key=sweep_id,
+                declare=[events_queue(sweep_id)],
+                delivery_mode=2 if persistent else 1,
+                retry=True,
+                retry_policy=RETRY_POLICY,
+            )
+
+    def close(self) -> None:
+        """Close the connection (it is re-opened on the next publish)."""
+        with self._lock:
+            if self._connection is not None and self._pid == os.getpid():
+                self._connection.release()
+            self._connection = self._producer = None
+
+
+class OutputStreamer:
+    """Buffers a trial's output lines and sends them in batches.
+
+    Lines are flushed every ``interval`` seconds by a background thread, or
+    sooner when ``max_lines`` are waiting: one message per batch keeps a chatty
+    training script from costing one broker round trip per line.
+    """
+
+    def __init__(
+        self,
+        publish: Callable[[list[list[str]]], None],
+        interval: float = 0.25,
+        max_lines: int = 500,
+    ) -> None:
+        self._publish = publish
+        self._interval = interval
+        self._max_lines = max_lines
+        self._lines: list[list[str]] = []
+        self._lock = threading.Lock()
+        self._wakeup = threading.Event()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="mlframework-output", daemon=True)
+        self._thread.start()
+
+    def write(self, line: str, stream: str = "stdout") -> None:
+        """Queue one line (without its newline) for sending."""
+        with self._lock:
+            self._lines.append([stream, line])
+            if len(self._lines) >= self._max_lines:
+                self._wakeup.set()
+
+    def _take(self) -> list[list[str]]:
+        with self._lock:
+            lines, self._lines = self._lines, []
+            return lines
+
+    def _send(self) -> None:
+        lines = self._take()
+        if lines:
+            try:
+                self._publish(lines)
+            except Exception:  # live output is best effort; the trial must go on
+                log.exception("could not stream %d output lines", len(lines))
+
+    def _run(self) -> None:
+        while not self._closed:
+            self._wakeup.wait(self._interval)
+            self._wakeup.clear()
+            self._send()
+
+    def close(self) -> None:
+        """Send what is left and stop the background thread."""
+        self._closed = True
+        self._wakeup.set()
+        self._thread.join(timeout=30)
+        self._send()
+
+
+class EventStream:
+    """The driver's side: consumes one sweep's events in the calling thread."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        sweep_id: str,
+        handler: Callable[[dict[str, Any]], None],
+        prefetch: int = 500,
+    ) -> None:
+        self.queue = events_queue(sweep_id)
+        self._connection = connection
+        self._handler = handler
+        channel = connection.channel()
+        self.queue(channel).declare()
+        self._consumer = Consumer(
+            channel, queues=[self.queue], callbacks=[self._on_message], accept=["json"], no_ack=False
+        )
+        self._consumer.qos(prefetch_count=prefetch)
+        self._consumer.consume()
+
+    def _on_message(self, body: Any, message: Any) -> None:
+        if isinstance(body, dict):
+            self._handler(body)
+        else:
+            log.warning("ignoring a malformed event: %r", body)
+        # Acknowledged only once the handler has recorded it: a crash before
+        # this line leaves the event in the queue for --resume.
+        message.ack()
+
+    def drain(self, timeout: float) -> int:
+        """Handle the events that arrive within ``timeout`` seconds; returns how many reads had some."""
+        handled = 0
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return handled
+            try:
+                self._connection.drain_events(timeout=remaining)
+                handled += 1
+            except TimeoutError:  # socket.timeout is TimeoutError since Python 3.10
+                return handled
+
+    def cancel(self) -> None:
+        """Stop consuming (events left in the queue stay there)."""
+        self._consumer.cancel()
+
+    def delete_queue(self) -> None:
+        """Remove the sweep's queue once every trial is recorded."""
+        self.queue(self._connection.default_channel).delete()

@@ -1,0 +1,145 @@
+"""Worker side: run one training command and stream what it prints.
+
+The seed's ``sync_exec`` + ``report``, done without a shell: the command is an
+argv list, so a parameter value with spaces or quotes stays one argument.
+Both output streams are read line by line as they come (ANSI control codes
+stripped, carriage-return progress bars split into lines) and handed to a
+callback; the tail of stderr is kept to explain a failure; the metrics the
+script logged through :mod:`mlframework.metrics` are read back at the end.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import logging
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from mlframework import metrics
+
+log = logging.getLogger(__name__)
+
+LineCallback = Callable[[str, str], None]  # (stream name, line)
+
+# CSI sequences (colours, cursor moves), OSC sequences (titles, links) and lone escapes.
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+_PR_SET_PDEATHSIG = 1
+
+
+def strip_ansi(text: str) -> str:
+    """Remove terminal control sequences from one line of output."""
+    return _ANSI.sub("", text)
+
+
+@dataclass
+class CommandResult:
+    """What one run of a training command produced."""
+
+    argv: list[str]  # the command as run
+    exit_code: int  # negative: killed by that signal
+    duration_s: float
+    stderr_tail: list[str]  # last lines of stderr, to explain a failure
+    metrics: dict[str, Any] = field(default_factory=dict)  # last value of each logged metric
+    history: list[dict[str, Any]] = field(default_factory=list)  # every metrics.log() record
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGKILL it if the worker process dies.
+
+    Without this a worker killed mid-trial (OOM killer, docker kill) would leave
+    its training process running on the GPU while the trial is re-queued.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: best effort only
+        pass
+
+
+def _pump(pipe: IO[bytes], stream: str, on_line: LineCallback, tail: collections.deque[str] | None) -> None:
+    for raw in iter(pipe.readline, b""):
+        text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        # A progress bar redraws itself with \r: keep each state as its own line.
+        for part in text.split("\r"):
+            line = strip_ansi(part)
+            if not line.strip() and "\r" in text:
+                continue
+            if tail is not None:
+                tail.append(line)
+            on_line(stream, line)
+    pipe.close()
+
+
+def run_command(
+    argv: Sequence[str],
+    *,
+    cwd: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    on_line: LineCallback | None = None,
+    tail_lines: int = 40,
+) -> CommandResult:
+    """Run ``argv`` (no shell), streaming each output line to ``on_line``.
+
+    ``env`` is added to the worker's environment. The command learns where to
+    write metrics from ``MLFRAMEWORK_METRICS_FILE``; Python output is
+    unbuffered so lines arrive while the script runs, not when it exits.
+    A command that cannot be started gives exit code 127 and the reason in
+    ``stderr_tail`` rather than an exception, like a shell would.
+    """
+    callback: LineCallback = on_line or (lambda stream, line: None)
+    tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
+    with tempfile.TemporaryDirectory(prefix="mlframework-trial-") as scratch:
+        metrics_path = Path(scratch) / "metrics.jsonl"
+        child_env = dict(os.environ)
+        child_env.update(env or {})
+        child_env[metrics.ENV_VAR] = str(metrics_path)
+        child_env.setdefault("PYTHONUNBUFFERED", "1")
+        started = time.monotonic()
+        try:
+            process = subprocess.Popen(
+                list(argv),
+                cwd=cwd,
+                env=child_env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads run Python code in the child
+            )
+        except OSError as exc:
+            reason = f"cannot start {argv[0]!r}: {exc.strerror or exc}"
+            callback("stderr", reason)
+            return CommandResult(list(argv), 127, time.monotonic() - started, [reason])
+        readers = [
+            threading.Thread(target=_pump, args=(process.stdout, "stdout", callback, None), daemon=True),
+            threading.Thread(target=_pump, args=(process.stderr, "stderr", callback, tail), daemon=True),
+        ]
+        for reader in readers:
+            reader.start()
+        try:
+            exit_code = process.wait()
+        except BaseException:
+            # The task is being cancelled (warm shutdown, time limit): take the child down with it.
+            process.kill()
+            process.wait()
+            raise
+        finally:
+            for reader in readers:
+                reader.join(timeout=10)
+        duration = time.monotonic() - started
+        final, history = metrics.read(metrics_path)
+    log.debug("%s exited with %s after %.2fs", argv, exit_code, duration)
+    return CommandResult(list(argv), exit_code, duration, list(tail), final, history)

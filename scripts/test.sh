@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The test command: scripts/test.sh [pytest args]
+#
+# Installs what the tests need and is missing (Debian's rabbitmq-server and
+# python3-venv when run as root; .venv with the package, its test extra and the
+# sample projects' requirements), then runs pytest. A second run only runs pytest.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+POLICY_RC=/usr/sbin/policy-rc.d
+created_policy=0
+
+cleanup_policy() {
+    if [ "$created_policy" = 1 ]; then
+        rm -f "$POLICY_RC"
+        created_policy=0
+    fi
+}
+
+install_system_packages() {
+    local missing=()
+    # The private test broker runs Debian's unwrapped scripts (tests/rabbitmq.py).
+    [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || command -v rabbitmq-server >/dev/null \
+        || missing+=(rabbitmq-server)
+    if [ ! -x .venv/bin/python ] && ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+        missing+=(python3-venv)
+    fi
+    [ "${#missing[@]}" -gt 0 ] || return 0
+
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+        echo "test.sh: missing ${missing[*]}; install them (Debian: apt-get install ${missing[*]})" >&2
+        return 0  # the tests then fail and say what is missing
+    fi
+
+    # Exit code 101 = "action forbidden": the tests start a private broker of
+    # their own, so the package must not start the system one.
+    if [ ! -e "$POLICY_RC" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$POLICY_RC"
+        chmod 755 "$POLICY_RC"
+        created_policy=1
+        trap cleanup_policy EXIT
+    fi
+    echo "test.sh: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    cleanup_policy
+
+    # Where an init system started it anyway, stop it: it would only take memory.
+    if command -v systemctl >/dev/null; then
+        systemctl disable --now rabbitmq-server >/dev/null 2>&1 || true
+    fi
+    if command -v service >/dev/null; then
+        service rabbitmq-server stop >/dev/null 2>&1 || true
+    fi
+}
+
+install_python_packages() {
+    [ -x .venv/bin/python ] || python3 -m venv .venv
+
+    local reqs=(projects/*/requirements.txt)
+    local stamp=.venv/.mlframework-installed
+    local want
+    want=$(cat setup.cfg pyproject.toml scripts/constraints.txt "${reqs[@]}" | sha256sum | cut -d' ' -f1)
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+        return 0
+    fi
+
+    local req_args=()
+    for req in "${reqs[@]}"; do
+        req_args+=(-r "$req")
+    done
+    echo "test.sh: installing Python packages into .venv" >&2
+    PIP_DISABLE_PIP_VERSION_CHECK=1 .venv/bin/python -m pip install -q \
+        -c scripts/constraints.txt -e '.[test]' "${req_args[@]}"
+    echo "$want" >"$stamp"
+}
+
+install_system_packages
+install_python_packages
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,36 @@
+"""Shared fixtures: a private RabbitMQ broker for the session; markers by folder."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rabbitmq import RabbitMQNode, rabbitmq_bin_dir
+
+_HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """tests/integration/** -> ``integration``, tests/cluster/** -> ``cluster``."""
+    for item in items:
+        parts = item.path.relative_to(_HERE).parts if item.path.is_relative_to(_HERE) else ()
+        if parts and parts[0] in ("integration", "cluster"):
+            item.add_marker(parts[0])
+
+
+@pytest.fixture(scope="session")
+def rabbitmq() -> Iterator[RabbitMQNode]:
+    """A started private RabbitMQ node (see tests/rabbitmq.py); stopped after the session."""
+    if rabbitmq_bin_dir() is None:
+        # Not a skip: integration tests are part of every run (shared/STYLE.md).
+        pytest.fail(
+            "rabbitmq-server is not installed; run the tests with scripts/test.sh, "
+            "which installs it (Debian package rabbitmq-server)", pytrace=False)
+    node = RabbitMQNode()
+    node.start()
+    try:
+        yield node
+    finally:
+        node.stop()

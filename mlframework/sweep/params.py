@@ -1,0 +1,556 @@
+"""parameters.yml -> lazy combinations of command-line options (pure: no I/O but reading the file).
+
+Grammar. A parameters.yml is one YAML mapping of parameter name to value::
+
+    gpu: -1                           # one value       -> --gpu=-1 in every combination
+    batchsize: [100, 500]             # a list          -> each listed value
+    epoch: !!python/tuple [5, 20, 5]  # an interval     -> 5, 10, 15 (end excluded)
+    lr: !!python/tuple [0.1, 0.5, 0.1]  #               -> 0.1, 0.2, 0.3, 0.4 (exactly)
+    seed: !!python/tuple [0, 3]       # step 1 if left out -> 0, 1, 2
+    verbose: true                     # true -> bare --verbose; false -> option left out
+
+* Names match ``[A-Za-z_][A-Za-z0-9_.-]*``; each appears once.
+* Values are scalars: int, float, bool or string (a timestamp-looking scalar stays
+  the string written). null is an error. A list holds scalars only.
+* ``!!python/tuple [start, end]`` or ``[start, end, step]`` is the half-open
+  interval [start, end) in steps of ``step`` (which may be negative; never 0). Its
+  arithmetic is exact, in :class:`decimal.Decimal` built from the text written:
+  value i is ``start + i*step`` and there are ``ceil((end - start) / step)`` values.
+  The values are ints when start, end and step are all ints, else the float whose
+  repr is the exact decimal (``0.1 + 2*0.1`` gives ``0.3``).
+* Loading is safe: nodes are composed by :class:`yaml.SafeLoader` and walked here;
+  nothing is constructed from a tag but the plain scalars above and the tuple.
+  Any other ``!!python/...`` tag, nested mappings and duplicate names are errors.
+
+Order. Combinations are the cartesian product of the parameters in file order,
+the FIRST parameter varying slowest and the last fastest, as
+:func:`itertools.product`. Combination ``i`` is computed directly from ``i`` in
+mixed radix (O(number of parameters)), so a grid of 10**12 points can be
+counted, indexed and started without being expanded; intervals are never lists.
+
+Errors. Every problem is one :class:`~mlframework.exceptions.GridError` line:
+``{source}:{line}: parameter '{name}': {problem}`` (line 1-based), or
+``{source}[:{line}]: {problem}`` for problems of the file as a whole.
+
+Rendering. :func:`render_options` turns a combination into argv elements, one per
+option (``--name=value``, ``--flag``), never shell-quoted.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+import operator
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from mlframework.exceptions import GridError
+
+log = logging.getLogger(__name__)
+
+Scalar = Union[int, float, bool, str]
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+_LINE_BREAKS = re.compile(r"[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+")
+_MAX_DIGITS = 1000  # digits + |exponent| of an interval bound: keeps the exact arithmetic cheap
+
+_YAML = "tag:yaml.org,2002:"
+_STR, _INT, _FLOAT, _BOOL, _NULL = (_YAML + t for t in ("str", "int", "float", "bool", "null"))
+_TIMESTAMP, _SEQ, _MAP = _YAML + "timestamp", _YAML + "seq", _YAML + "map"
+_TUPLE = _YAML + "python/tuple"
+
+
+# --------------------------------------------------------------------------- values
+
+
+@dataclass(frozen=True, repr=False)
+class Interval(Sequence):
+    """The values ``start, start+step, ...`` below ``end`` (above it for a negative step).
+
+    Exact and lazy: ``len()``, ``[i]`` and iteration compute each value from its
+    index; nothing is stored. ``integers`` (inferred: all three given as ``int``)
+    makes the values ints, else floats rendered as the exact decimal. Raises
+    ValueError for a zero step, an empty interval or an unusable bound.
+    """
+
+    start: Decimal
+    end: Decimal
+    step: Decimal = Decimal(1)
+    integers: bool | None = None
+    _start: int = field(init=False, compare=False)  # start, end and step as integers scaled by 10**-_exp
+    _step: int = field(init=False, compare=False)
+    _exp: int = field(init=False, compare=False)
+    _size: int = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        bounds = (self.start, self.end, self.step)
+        integers = self.integers
+        if integers is None:
+            integers = all(isinstance(b, int) and not isinstance(b, bool) for b in bounds)
+        decimals = tuple(_decimal(b) for b in bounds)
+        start, end, step = decimals
+        if step == 0:
+            raise ValueError("interval step must not be 0")
+        if integers and any(d != d.to_integral_value() for d in decimals):
+            raise ValueError("integer interval with a fractional bound")
+        if not integers and not all(math.isfinite(float(d)) for d in decimals):
+            raise ValueError("interval bound out of float range")
+        if integers:
+            exp, (s, e, t) = 0, (int(d) for d in decimals)
+        else:
+            exp = min(d.as_tuple().exponent for d in decimals)  # type: ignore[type-var]
+            s, e, t = (_scaled(d, exp) for d in decimals)
+        size = -((s - e) // t)  # ceil((e - s) / t), exact, for either sign of t
+        if size <= 0:
+            raise ValueError(f"interval [{start}, {end}) with step {step} yields no values")
+        for name, value in (("start", start), ("end", end), ("step", step), ("integers", integers),
+                            ("_start", s), ("_step", t), ("_exp", exp), ("_size", size)):
+            object.__setattr__(self, name, value)
+
+    @property
+    def size(self) -> int:
+        """Number of values; unlike ``len()`` not limited to ``sys.maxsize``."""
+        return self._size
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __bool__(self) -> bool:
+        return True  # never empty; and len() would overflow past sys.maxsize
+
+    def __getitem__(self, index: int) -> Any:  # type: ignore[override]
+        i = operator.index(index)
+        if i < 0:
+            i += self._size
+        if not 0 <= i < self._size:
+            raise IndexError(f"interval index {index} out of range ({self._size} values)")
+        return self._value(i)
+
+    def __iter__(self) -> Iterator[Any]:
+        for i in range(self._size):
+            yield self._value(i)
+
+    def _value(self, i: int) -> int | float:
+        n = self._start + i * self._step
+        if self.integers:
+            return n
+        return float(str(Decimal(f"{n}E{self._exp}")))
+
+    def __repr__(self) -> str:
+        return f"Interval({self.start}, {self.end}, {self.step}{'' if self.integers else ', floats'})"
+
+
+def _decimal(value: Any) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+        raise ValueError(f"interval bounds must be int or Decimal, not {type(value).__name__}")
+    number = Decimal(value)
+    if not number.is_finite():
+        raise ValueError(f"interval bound {number} is not a finite number")
+    sign, digits, exponent = number.as_tuple()
+    if len(digits) + abs(exponent) > _MAX_DIGITS:  # type: ignore[arg-type]
+        raise ValueError("interval bound has too many digits")
+    return number
+
+
+def _scaled(number: Decimal, exp: int) -> int:
+    """``number * 10**-exp`` as an exact int (``exp`` <= the number's exponent)."""
+    sign, digits, exponent = number.as_tuple()
+    n = int("".join(map(str, digits)) or "0") * 10 ** (exponent - exp)  # type: ignore[operator]
+    return -n if sign else n
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One parameter of a grid, in file order."""
+
+    name: str  # the option name: --name=value
+    values: Sequence[Any]  # a tuple of scalars, or a lazy Interval
+    line: int = 0  # 1-based line in the source; 0 when not from a file
+
+    @property
+    def size(self) -> int:
+        """Number of values (not limited to ``sys.maxsize``)."""
+        return self.values.size if isinstance(self.values, Interval) else len(self.values)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The cartesian product of its parameters: first varies slowest, computed lazily."""
+
+    parameters: tuple[Parameter, ...]
+    source: str = "<grid>"  # the file (as given) or "<string>" / "<mapping>"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "parameters", tuple(self.parameters))
+        seen: set[str] = set()
+        for p in self.parameters:
+            if p.name in seen:
+                raise _error(self.source, p.line, p.name, "given more than once")
+            seen.add(p.name)
+
+    @property
+    def names(self) -> list[str]:
+        """Parameter names in order."""
+        return [p.name for p in self.parameters]
+
+    @property
+    def count(self) -> int:
+        """Number of combinations (product of sizes; 1 for no parameters); never expands."""
+        return math.prod(p.size for p in self.parameters)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __bool__(self) -> bool:
+        return self.count > 0  # not via len(), which overflows past sys.maxsize
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        """Combination ``index`` (negative counts from the end), by mixed-radix digits."""
+        count = self.count
+        i = operator.index(index)
+        if i < 0:
+            i += count
+        if not 0 <= i < count:
+            raise IndexError(f"combination {index} out of range ({count} combinations)")
+        return {p.name: p.values[d] for p, d in zip(self.parameters, self._digits(i))}
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return self.iter_from(0)
+
+    def iter_from(self, start: int) -> Iterator[dict[str, Any]]:
+        """Combinations from index ``start`` on, lazily; same as ``list(grid)[start:]``."""
+        count = self.count
+        start = operator.index(start)
+        if start < 0:
+            start = max(0, start + count)
+        return self._iterate(start, count)
+
+    def _digits(self, index: int) -> list[int]:
+        digits = []
+        for p in reversed(self.parameters):
+            index, digit = divmod(index, p.size)
+            digits.append(digit)
+        return digits[::-1]
+
+    def _iterate(self, start: int, count: int) -> Iterator[dict[str, Any]]:
+        if start >= count:
+            return
+        params, names = self.parameters, self.names
+        sizes = [p.size for p in params]
+        digits = self._digits(start)
+        current = [p.values[d] for p, d in zip(params, digits)]
+        while True:
+            yield dict(zip(names, current))
+            j = len(params) - 1
+            while j >= 0:  # odometer: bump the last digit, carry to the left
+                digits[j] += 1
+                if digits[j] < sizes[j]:
+                    current[j] = params[j].values[digits[j]]
+                    break
+                digits[j] = 0
+                current[j] = params[j].values[0]
+                j -= 1
+            else:
+                return
+
+
+# --------------------------------------------------------------------------- loading
+
+
+class _Problem(Exception):
+    """A problem with one node, before the parameter name is attached."""
+
+    def __init__(self, node: Node | None, text: str) -> None:
+        super().__init__(text)
+        self.line = node.start_mark.line + 1 if node is not None and node.start_mark else 0
+        self.text = text
+
+
+def _error(source: str, line: int, name: str | None, problem: str) -> GridError:
+    where = f"{source}:{line}" if line else source
+    text = f"{where}: parameter '{name}': {problem}" if name is not None else f"{where}: {problem}"
+    error = GridError(_LINE_BREAKS.sub(" ", text))
+    error.source, error.line, error.parameter = source, line, name  # type: ignore[attr-defined]
+    return error
+
+
+def load_grid(path: str | os.PathLike[str]) -> Grid:
+    """Read a parameters.yml; ``source`` in the grid and in errors is ``path`` as given."""
+    source = os.fspath(path)
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise _error(source, 0, None, "file not found") from None
+    except IsADirectoryError:
+        raise _error(source, 0, None, "is a directory, not a parameters file") from None
+    except OSError as exc:
+        raise _error(source, 0, None, f"cannot read: {exc.strerror or exc}") from None
+    return _parse(data, source)
+
+
+def parse_grid(text: str, source: str = "<string>") -> Grid:
+    """Parse the text of a parameters.yml (see the module docstring for the grammar)."""
+    return _parse(text, source)
+
+
+def _parse(stream: str | bytes, source: str) -> Grid:
+    try:
+        loader = yaml.SafeLoader(stream)  # composes nodes only; we never call its constructor
+        try:
+            root = loader.get_single_node()
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or "invalid YAML"
+        if exc.context:
+            problem = f"{problem} ({exc.context})"
+        raise _error(source, mark.line + 1 if mark else 0, None, f"YAML syntax error: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise _error(source, 0, None, f"cannot read YAML: {exc}") from None
+    except RecursionError:
+        raise _error(source, 0, None, "YAML nested too deeply") from None
+    if root is None:
+        raise _error(source, 0, None, "empty file; expected a mapping of parameter names to values")
+    try:
+        _check_tag(root)
+        if isinstance(root, MappingNode) and root.tag != _MAP:
+            raise _Problem(root, f"unsupported tag {_short(root.tag)}; expected a plain mapping")
+        if not isinstance(root, MappingNode):
+            raise _Problem(root, f"expected a mapping of parameter names to values, found {_kind(root)}")
+    except _Problem as problem:
+        raise _error(source, problem.line, None, problem.text) from None
+    parameters: list[Parameter] = []
+    lines: dict[str, int] = {}
+    for key, value in root.value:
+        line = key.start_mark.line + 1
+        try:
+            name = _name(key)
+        except _Problem as problem:
+            raise _error(source, problem.line, None, problem.text) from None
+        if name in lines:
+            raise _error(source, line, name, f"given more than once (first on line {lines[name]})")
+        lines[name] = line
+        try:
+            values = _values(value)
+        except _Problem as problem:
+            raise _error(source, problem.line or line, name, problem.text) from None
+        parameters.append(Parameter(name, values, line))
+    grid = Grid(tuple(parameters), source)
+    log.debug("%s: %d parameter(s), %d combination(s)", source, len(parameters), grid.count)
+    return grid
+
+
+def _short(tag: str) -> str:
+    return "!!" + tag[len(_YAML):] if tag.startswith(_YAML) else tag
+
+
+def _kind(node: Node) -> str:
+    if isinstance(node, MappingNode):
+        return "a mapping"
+    if isinstance(node, SequenceNode):
+        return "a list"
+    return f"the value {node.value!r}"
+
+
+def _check_tag(node: Node) -> None:
+    """Reject python tags (but the tuple) wherever they appear: nothing is ever built from them."""
+    if node.tag.startswith(_YAML + "python/") and node.tag != _TUPLE:
+        raise _Problem(node, f"unsafe tag {_short(node.tag)} is not allowed (parameters.yml is loaded safely)")
+
+
+def _name(key: Node) -> str:
+    _check_tag(key)
+    if not isinstance(key, ScalarNode) or key.tag != _STR:
+        raise _Problem(key, f"parameter names must be strings, found {_kind(key)}")
+    if not _NAME.fullmatch(key.value):
+        raise _Problem(key, f"parameter name {key.value!r} is not a valid option name "
+                            "(letters, digits, _ . -, not starting with a digit, . or -)")
+    return key.value
+
+
+def _values(node: Node) -> Sequence[Any]:
+    _check_tag(node)
+    if node.tag == _TUPLE:
+        return _interval(node)
+    if isinstance(node, SequenceNode) and node.tag == _SEQ:
+        if not node.value:
+            raise _Problem(node, "empty list; give at least one value")
+        return tuple(_list_item(item) for item in node.value)
+    if isinstance(node, MappingNode) and node.tag == _MAP:
+        raise _Problem(node, "nested mappings are not supported; give a value, a list or an interval")
+    return (_scalar(node),)
+
+
+def _list_item(node: Node) -> Scalar:
+    _check_tag(node)
+    if not isinstance(node, ScalarNode):
+        what = "an interval" if node.tag == _TUPLE else _kind(node)
+        raise _Problem(node, f"list items must be single values, found {what}")
+    return _scalar(node)
+
+
+def _scalar(node: Node) -> Scalar:
+    if not isinstance(node, ScalarNode):
+        raise _Problem(node, f"unsupported tag {_short(node.tag)}")
+    tag, text = node.tag, node.value
+    if tag == _NULL:
+        raise _Problem(node, "has no value (null); give a value, or true/false for a flag")
+    if tag in (_STR, _TIMESTAMP):  # a date stays the text written
+        if "\0" in text:
+            raise _Problem(node, "values must not contain NUL characters")
+        return text
+    if tag in (_INT, _FLOAT, _BOOL):
+        return _construct(node)
+    raise _Problem(node, f"unsupported tag {_short(tag)}")
+
+
+def _construct(node: ScalarNode) -> Scalar:
+    """An int, float or bool scalar, through PyYAML's safe constructor for that one node."""
+    method = {_INT: "construct_yaml_int", _FLOAT: "construct_yaml_float", _BOOL: "construct_yaml_bool"}[node.tag]
+    try:
+        return getattr(_CONSTRUCTOR, method)(node)
+    except (ValueError, KeyError, TypeError, ArithmeticError):
+        raise _Problem(node, f"{node.value!r} is not a valid {_short(node.tag)}") from None
+
+
+_CONSTRUCTOR = yaml.constructor.SafeConstructor()
+
+
+def _interval(node: Node) -> Interval:
+    if not isinstance(node, SequenceNode):
+        raise _Problem(node, "!!python/tuple must be a list [start, end] or [start, end, step]")
+    if len(node.value) not in (2, 3):
+        raise _Problem(node, f"an interval is [start, end] or [start, end, step], found {len(node.value)} value(s)")
+    bounds: list[Decimal] = []
+    for item in node.value:
+        _check_tag(item)
+        if not isinstance(item, ScalarNode) or item.tag not in (_INT, _FLOAT):
+            raise _Problem(item, f"interval bounds must be numbers, found {_kind(item)}")
+        bounds.append(_source_decimal(item))
+    integers = all(item.tag == _INT for item in node.value)
+    try:
+        return Interval(*bounds, integers=integers)
+    except ValueError as exc:
+        raise _Problem(node, str(exc)) from None
+
+
+def _source_decimal(node: ScalarNode) -> Decimal:
+    """The number as written (``0.1`` is exactly 1/10), else the parsed value's repr."""
+    value = _construct(node)
+    if node.tag == _FLOAT:
+        try:
+            number = Decimal(node.value.replace("_", ""))
+        except InvalidOperation:  # sexagesimal 1:30.5, .inf, .nan
+            number = Decimal(repr(value))
+    else:
+        number = Decimal(value)
+    if not number.is_finite():
+        raise _Problem(node, f"interval bounds must be finite, found {node.value!r}")
+    return number
+
+
+# --------------------------------------------------------------------------- from Python
+
+
+def grid_from_mapping(mapping: Mapping[str, Any], source: str = "<mapping>") -> Grid:
+    """A grid from a dict, for notebooks: same rules as parameters.yml, in the dict's order.
+
+    Values: a scalar, a list of scalars, a tuple ``(start, end[, step])`` meaning an
+    interval (floats taken as their repr: ``0.1`` is exactly 1/10), a ``range`` or
+    an :class:`Interval`. Lines are 0, so errors read ``{source}: parameter ...``.
+    """
+    if not isinstance(mapping, Mapping):
+        found = type(mapping).__name__
+        raise _error(source, 0, None, f"expected a mapping of parameter names to values, found {found}")
+    parameters = []
+    for name, value in mapping.items():
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise _error(source, 0, None, f"parameter name {name!r} is not a valid option name")
+        try:
+            parameters.append(Parameter(name, _python_values(value)))
+        except (_Problem, ValueError) as exc:
+            raise _error(source, 0, name, str(exc)) from None
+    return Grid(tuple(parameters), source)
+
+
+def _python_values(value: Any) -> Sequence[Any]:
+    if isinstance(value, Interval):
+        return value
+    if isinstance(value, range):
+        return Interval(value.start, value.stop, value.step)
+    if isinstance(value, tuple):
+        if len(value) not in (2, 3):
+            raise ValueError(f"an interval is (start, end) or (start, end, step), found {len(value)} value(s)")
+        for bound in value:
+            if isinstance(bound, bool) or not isinstance(bound, (numbers.Real, Decimal)):
+                raise ValueError(f"interval bounds must be numbers, found {bound!r}")
+        integers = all(isinstance(b, numbers.Integral) for b in value)
+        bounds = [Decimal(int(b)) if isinstance(b, numbers.Integral)
+                  else b if isinstance(b, Decimal) else Decimal(repr(float(b))) for b in value]
+        return Interval(*bounds, integers=integers)
+    if isinstance(value, Mapping):
+        raise ValueError("nested mappings are not supported; give a value, a list or an interval")
+    if isinstance(value, list):
+        if not value:
+            raise ValueError("empty list; give at least one value")
+        return tuple(_python_scalar(item, in_list=True) for item in value)
+    return (_python_scalar(value),)
+
+
+def _python_scalar(value: Any, in_list: bool = False) -> Scalar:
+    if value is None:
+        raise ValueError("has no value (None); give a value, or True/False for a flag")
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, str):
+        if "\0" in value:
+            raise ValueError("values must not contain NUL characters")
+        return value
+    what = "list items" if in_list else "values"
+    raise ValueError(f"{what} must be int, float, bool or str, found {type(value).__name__}")
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def format_value(value: Any) -> str:
+    """A value as written in options and tables: ints by str, floats by repr, bools as true/false."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def render_options(combo: Mapping[str, Any]) -> list[str]:
+    """argv elements for one combination, in its order; each option is ONE element.
+
+    ``True`` -> ``--name``; ``False`` (and ``None``) -> left out; anything else ->
+    ``--name=value`` with :func:`format_value`. Never shell-quoted: join with
+    :func:`shlex.join` for display.
+    """
+    options = []
+    for name, value in combo.items():
+        if value is True:
+            options.append(f"--{name}")
+        elif value is False or value is None:
+            continue
+        else:
+            options.append(f"--{name}={format_value(value)}")
+    return options

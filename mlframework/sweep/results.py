@@ -1,0 +1,154 @@
+"""What a sweep leaves on disk: ``RESULTS/<sweep-id>/``.
+
+* ``sweep.json``   -- the sweep: id, project, task, grid, start/end, counts, status
+* ``trials.jsonl`` -- one full record per finished trial (parameters, status,
+  host, GPU, duration, exit code, command line, metrics and their history),
+  appended and flushed as each trial finishes, so nothing is lost on a crash
+* ``results.csv``  -- one row per trial: ``trial, status, host, duration_s``,
+  one column per parameter, one per final metric
+* ``logs/<trial>.log`` -- everything the trial printed, as it arrived
+
+A trial is recorded once: a second ``finished`` event for the same trial (a
+duplicate delivery) is ignored.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+FIXED_COLUMNS = ["trial", "status", "host", "duration_s"]
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, str)):
+        return str(value)
+    return json.dumps(value)
+
+
+class ResultsStore:
+    """Writes one sweep's directory as events arrive; reopened to resume a sweep."""
+
+    def __init__(self, directory: Path, parameter_names: Sequence[str], csv_interval: float = 1.0) -> None:
+        self.directory = directory
+        self.parameter_names = list(parameter_names)
+        self.records: dict[str, dict[str, Any]] = {}
+        self._metric_names: list[str] = []
+        self._logs: dict[str, IO[str]] = {}
+        self._csv_interval = csv_interval
+        self._csv_written_at = 0.0
+        self._csv_stale = False
+        (directory / "logs").mkdir(parents=True, exist_ok=True)
+        self._load_existing()
+        self._trials_file = open(directory / "trials.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+
+    @classmethod
+    def create(cls, root: str | os.PathLike[str], sweep: Mapping[str, Any], parameter_names: Sequence[str]) -> ResultsStore:
+        """Make ``root/<sweep id>/`` and write its ``sweep.json``."""
+        directory = Path(root) / str(sweep["id"])
+        directory.mkdir(parents=True, exist_ok=False)
+        store = cls(directory, parameter_names)
+        store.write_sweep(sweep)
+        return store
+
+    @property
+    def trials_path(self) -> Path:
+        return self.directory / "trials.jsonl"
+
+    @property
+    def csv_path(self) -> Path:
+        return self.directory / "results.csv"
+
+    def log_path(self, trial: str) -> Path:
+        return self.directory / "logs" / f"{trial}.log"
+
+    def _load_existing(self) -> None:
+        if not self.trials_path.exists():
+            return
+        with open(self.trials_path, encoding="utf-8") as handle:
+            for line in handle:
+                try:
+                    record = json.loads(line)
+                except ValueError:  # a line cut short by a crash: that trial is simply not recorded
+                    continue
+                if isinstance(record, dict) and "trial" in record:
+                    self._remember(record)
+
+    def _remember(self, record: dict[str, Any]) -> None:
+        self.records.setdefault(record["trial"], record)
+        for name in record.get("metrics") or {}:
+            if name not in self._metric_names and name not in self.parameter_names and name not in FIXED_COLUMNS:
+                self._metric_names.append(name)
+
+    def write_sweep(self, sweep: Mapping[str, Any]) -> None:
+        """(Re)write ``sweep.json``."""
+        _atomic_write(self.directory / "sweep.json", json.dumps(dict(sweep), indent=2, default=str) + "\n")
+
+    def append_output(self, trial: str, lines: Iterable[Sequence[str]]) -> None:
+        """Append streamed lines (``[stream, text]`` pairs) to the trial's log."""
+        handle = self._logs.get(trial)
+        if handle is None:
+            handle = self._logs[trial] = open(self.log_path(trial), "a", encoding="utf-8")  # noqa: SIM115
+        for stream, text in lines:
+            handle.write(f"{text}\n" if stream != "stderr" else f"[stderr] {text}\n")
+        handle.flush()
+
+    def record(self, record: Mapping[str, Any]) -> bool:
+        """Record a finished trial; False (and nothing written) when it was recorded already."""
+        trial = str(record["trial"])
+        if trial in self.records:
+            return False
+        record = {key: value for key, value in record.items() if key != "type"}
+        self._trials_file.write(json.dumps(record, default=str) + "\n")
+        self._trials_file.flush()
+        os.fsync(self._trials_file.fileno())
+        handle = self._logs.pop(trial, None)
+        if handle is not None:
+            handle.close()
+        self._remember(record)
+        self._csv_stale = True
+        if time.monotonic() - self._csv_written_at >= self._csv_interval:
+            self.write_csv()
+        return True
+
+    def write_csv(self) -> None:
+        """Rewrite ``results.csv`` from every record so far, in trial order."""
+        columns = FIXED_COLUMNS + self.parameter_names + self._metric_names
+        temporary = self.csv_path.with_name("results.csv.tmp")
+        with open(temporary, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(columns)
+            for record in sorted(self.records.values(), key=lambda r: (r.get("index", 0), r["trial"])):
+                params = record.get("params") or {}
+                metrics = record.get("metrics") or {}
+                row = [record["trial"], record.get("status"), record.get("host"), record.get("duration_s")]
+                row += [params.get(name) for name in self.parameter_names]
+                row += [metrics.get(name) for name in self._metric_names]
+                writer.writerow([_cell(value) for value in row])
+        os.replace(temporary, self.csv_path)
+        self._csv_written_at = time.monotonic()
+        self._csv_stale = False
+
+    def close(self) -> None:
+        """Flush everything; results.csv is complete afterwards."""
+        if self._csv_stale or not self.csv_path.exists():
+            self.write_csv()
+        for handle in self._logs.values():
+            handle.close()
+        self._logs.clear()
+        self._trials_file.close()

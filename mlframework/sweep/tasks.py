@@ -1,0 +1,336 @@
+"""The task API a project's ``tasks.py`` uses.
+
+A task receives one :class:`Trial` (the combination of parameters and the
+means to report on it) and returns a mapping of results, or raises
+:class:`TrialFailed`. The :func:`task` decorator turns such a function into a
+Celery task that tells the sweep driver everything that happens to the trial
+(started, each output line, finished with its record) and never lets a failing
+trial crash the worker.
+
+The seed's two tasks come ready-made::
+
+    import mlframework as mlf
+
+    echo = mlf.echo_task()                    # sleeps n seconds (default 2), reporting each second
+    train = mlf.train_task("train_mnist.py")  # runs the script with --name=value per parameter
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import numbers
+import os
+import shlex
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from celery import shared_task
+
+from mlframework.sweep.events import EventPublisher, OutputStreamer
+from mlframework.sweep.params import render_options
+from mlframework.sweep.runner import CommandResult, run_command
+
+log = logging.getLogger(__name__)
+
+ENV_HOST = "MLFRAMEWORK_HOST"  # the host name trials report; set in worker containers
+ENV_GPU = "MLFRAMEWORK_GPU"  # the GPU a worker is pinned to, when not CUDA_VISIBLE_DEVICES
+ENV_PROJECT = "MLFRAMEWORK_PROJECT"  # the project directory a worker serves
+
+SUCCESS = "SUCCESS"
+FAILURE = "FAILURE"
+
+TaskFunction = Callable[["Trial"], Mapping[str, Any] | None]
+
+#: Every task defined with :func:`task` in this process, by name: the driver
+#: checks a sweep's task name against it before sending anything.
+REGISTERED: dict[str, TaskFunction] = {}
+
+_publishers: dict[int, EventPublisher] = {}
+
+
+class TrialFailed(Exception):
+    """Raised by a task to mark its trial FAILURE with a reason (not a crash)."""
+
+    def __init__(self, message: str, exit_code: int | None = None, stderr_tail: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.stderr_tail = list(stderr_tail)
+
+
+def worker_host() -> str:
+    """The name of the host this worker runs on, as recorded in results."""
+    return os.environ.get(ENV_HOST) or socket.gethostname()
+
+
+def worker_gpu() -> str | None:
+    """The GPU(s) this worker may use, or None on a CPU worker."""
+    gpu = os.environ.get(ENV_GPU) or os.environ.get("CUDA_VISIBLE_DEVICES")
+    return gpu if gpu not in (None, "", "-1") else None
+
+
+@dataclass
+class Trial:
+    """One combination of parameters being run, as a task function sees it."""
+
+    sweep_id: str
+    id: str  # stable within the sweep, e.g. t0007
+    index: int  # position of the combination in the grid
+    params: dict[str, Any]
+    host: str = field(default_factory=worker_host)
+    gpu: str | None = field(default_factory=worker_gpu)
+    project_dir: Path = field(default_factory=lambda: Path(os.environ.get(ENV_PROJECT) or os.getcwd()))
+    redelivered: bool = False  # the broker gave this trial to a worker before
+    _output: OutputStreamer | None = field(default=None, repr=False)
+    commands: list[CommandResult] = field(default_factory=list, repr=False)
+
+    def options(self) -> list[str]:
+        """The parameters rendered as command-line options (``--name=value``)."""
+        return render_options(self.params)
+
+    def print(self, *values: Any, sep: str = " ", stream: str = "stdout") -> None:
+        """Send a line of output to whoever runs the sweep (and to the trial's log)."""
+        text = sep.join(str(value) for value in values)
+        for line in text.splitlines() or [""]:
+            if self._output is not None:
+                self._output.write(line, stream)
+            else:
+                print(line, file=sys.stderr if stream == "stderr" else sys.stdout)
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: str | os.PathLike[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        check: bool = True,
+    ) -> CommandResult:
+        """Run a command (no shell), streaming its output; its metrics become the trial's.
+
+        With ``check`` a non-zero exit raises :class:`TrialFailed` carrying the
+        exit code and the tail of stderr.
+        """
+        child_env = {
+            "MLFRAMEWORK_SWEEP_ID": self.sweep_id,
+            "MLFRAMEWORK_TRIAL_ID": self.id,
+            **(env or {}),
+        }
+        result = run_command(
+            argv,
+            cwd=cwd if cwd is not None else self.project_dir,
+            env=child_env,
+            on_line=lambda stream, line: self.print(line, stream=stream),
+        )
+        self.commands.append(result)
+        if check and not result.ok:
+            raise TrialFailed(_exit_reason(result.exit_code), result.exit_code, result.stderr_tail)
+        return result
+
+
+def _exit_reason(exit_code: int) -> str:
+    if exit_code == 127:
+        return "command could not be started (exit code 127)"
+    if exit_code < 0:
+        import signal
+
+        try:
+            name = signal.Signals(-exit_code).name
+        except ValueError:
+            name = f"signal {-exit_code}"
+        return f"killed by {name}"
+    return f"exit code {exit_code}"
+
+
+def _publisher(app: Any) -> EventPublisher:
+    publisher = _publishers.get(id(app))
+    if publisher is None:
+        publisher = _publishers[id(app)] = EventPublisher(app)
+    return publisher
+
+
+def _metrics_from_result(result: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        key: value
+        for key, value in result.items()
+        if isinstance(value, numbers.Real) and not isinstance(value, bool) and key not in params
+    }
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-able copy of a task's return value (unknown objects become strings)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return str(value)
+
+
+def execute_trial(function: TaskFunction, trial: Trial, publish: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Run ``function`` on ``trial``, publishing its events; returns the finished record.
+
+    Never raises for a failing trial: the failure is part of the record.
+    """
+    started_at = time.time()
+    publish(
+        {
+            "type": "started",
+            "trial": trial.id,
+            "index": trial.index,
+            "host": trial.host,
+            "gpu": trial.gpu,
+            "pid": os.getpid(),
+            "redelivered": trial.redelivered,
+            "time": started_at,
+        }
+    )
+    trial._output = OutputStreamer(
+        lambda lines: publish({"type": "output", "trial": trial.id, "host": trial.host, "lines": lines})
+    )
+    status, error, exit_code, stderr_tail, result = SUCCESS, None, None, [], {}
+    clock = time.monotonic()
+    try:
+        returned = function(trial)
+        if returned is not None and not isinstance(returned, Mapping):
+            raise TypeError(f"task returned {type(returned).__name__}, expected a mapping or None")
+        result = _plain(returned or {})
+    except TrialFailed as exc:
+        status, error, exit_code, stderr_tail = FAILURE, str(exc), exc.exit_code, exc.stderr_tail
+    except Exception as exc:  # a bug in the task: record it, keep the worker alive
+        status, error = FAILURE, f"{type(exc).__name__}: {exc}"
+        stderr_tail = traceback.format_exc().splitlines()[-20:]
+        for line in stderr_tail:
+            trial.print(line, stream="stderr")
+        log.exception("trial %s of sweep %s raised", trial.id, trial.sweep_id)
+    finally:
+        trial._output.close()
+        trial._output = None
+    duration = time.monotonic() - clock
+
+    metrics: dict[str, Any] = {}
+    history: list[dict[str, Any]] = []
+    command = None
+    if trial.commands:
+        last = trial.commands[-1]
+        command = shlex.join(last.argv)
+        if exit_code is None:
+            exit_code = last.exit_code
+        for run in trial.commands:
+            metrics.update(run.metrics)
+            history.extend(run.history)
+    metrics.update(_metrics_from_result(result, trial.params))
+    record = {
+        "type": "finished",
+        "trial": trial.id,
+        "index": trial.index,
+        "status": status,
+        "host": trial.host,
+        "gpu": trial.gpu,
+        "params": trial.params,
+        "duration_s": round(duration, 6),
+        "started_at": started_at,
+        "finished_at": time.time(),
+        "exit_code": exit_code,
+        "command": command,
+        "metrics": metrics,
+        "history": history,
+        "result": result,
+        "error": error,
+        "stderr_tail": stderr_tail,
+        "redelivered": trial.redelivered,
+        "pid": os.getpid(),
+    }
+    publish(record)
+    return record
+
+
+def task(function: TaskFunction | None = None, *, name: str | None = None) -> Any:
+    """Make ``function(trial)`` a sweep task (usable as ``@task`` or ``@task(name=...)``).
+
+    The task is registered under ``name`` (default: the function's name),
+    which is what ``mlframework sweep --task`` selects.
+    """
+
+    def decorate(fn: TaskFunction) -> Any:
+        task_name = name or fn.__name__
+        REGISTERED[task_name] = fn
+
+        @functools.wraps(fn)
+        def celery_task(self: Any, params: dict[str, Any], trial: dict[str, Any]) -> dict[str, Any]:
+            sweep_id = str(trial["sweep"])
+            publisher = _publisher(self.app)
+            delivery_info = self.request.delivery_info or {}
+            record = execute_trial(
+                fn,
+                Trial(
+                    sweep_id=sweep_id,
+                    id=str(trial["id"]),
+                    index=int(trial.get("index", 0)),
+                    params=dict(params),
+                    redelivered=bool(delivery_info.get("redelivered")),
+                ),
+                lambda event: publisher.publish(sweep_id, {**event, "worker": self.request.hostname}),
+            )
+            return {"trial": record["trial"], "status": record["status"]}
+
+        return shared_task(name=task_name, bind=True)(celery_task)
+
+    if function is not None:
+        return decorate(function)
+    return decorate
+
+
+def echo_task(name: str = "echo") -> Any:
+    """The seed's smoke test: sleep ``n`` seconds (default 2), report each second, return the parameters."""
+
+    def echo(trial: Trial) -> dict[str, Any]:
+        seconds = float(trial.params.get("n", 2))
+        trial.print(f"echo {trial.id} on {trial.host}: sleeping {seconds:g} s, params {trial.params}")
+        elapsed = 0.0
+        while elapsed < seconds:
+            step = min(1.0, seconds - elapsed)
+            time.sleep(step)
+            elapsed += step
+            trial.print(f"echo {trial.id} on {trial.host}: {elapsed:g}/{seconds:g} s")
+        return dict(trial.params)
+
+    echo.__name__ = name
+    return task(echo, name=name)
+
+
+def _caller_dir(depth: int = 2) -> Path:
+    frame = sys._getframe(depth)  # the module that called train_task(), i.e. the project's tasks.py
+    filename = frame.f_globals.get("__file__")
+    return Path(filename).resolve().parent if filename else Path.cwd()
+
+
+def train_task(
+    script: str | os.PathLike[str],
+    *,
+    name: str = "train",
+    python: str | None = None,
+    args: Sequence[str] = (),
+) -> Any:
+    """The seed's ``train`` task: run ``python SCRIPT [ARGS] --name=value ...`` for each combination.
+
+    ``script`` is relative to the calling ``tasks.py``; the command runs in
+    that directory with the worker's Python unless ``python`` names another.
+    A non-zero exit marks the trial FAILURE with the tail of its stderr.
+    """
+    project_dir = _caller_dir()
+    script_path = Path(script) if Path(script).is_absolute() else project_dir / script
+
+    def train(trial: Trial) -> None:
+        trial.run([python or sys.executable, str(script_path), *args, *trial.options()], cwd=project_dir)
+
+    train.__name__ = name
+    return task(train, name=name)

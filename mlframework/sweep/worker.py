@@ -1,0 +1,30 @@
+"""The Celery app a worker process runs: ``celery -A mlframework.sweep.worker worker``.
+
+The broker comes from ``MLFRAMEWORK_BROKER_URL`` (see :mod:`mlframework.sweep.app`)
+and the tasks from the ``tasks.py`` of the project directory named by
+``MLFRAMEWORK_PROJECT``; the project directory is put first on ``sys.path`` so
+its own modules import as they would when run by hand.
+"""
+
+from __future__ import annotations
+
+import os
+
+from mlframework.exceptions import ConfigError
+from mlframework.sweep.app import ENV_BROKER_URL, BrokerSettings, create_app
+from mlframework.sweep.project import import_project_tasks
+from mlframework.sweep.tasks import ENV_PROJECT
+
+
+def _build_app():  # type: ignore[no-untyped-def]
+    broker = BrokerSettings.from_env()
+    if broker is None:
+        raise ConfigError(f"{ENV_BROKER_URL} is not set: the worker does not know its broker")
+    application = create_app(broker)
+    project = os.environ.get(ENV_PROJECT)
+    if project:
+        import_project_tasks(project)
+    return application
+
+
+app = _build_app()

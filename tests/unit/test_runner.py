@@ -1,0 +1,115 @@
+"""The worker-side command runner: no shell, live lines, exit codes, metrics."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+import threading
+import time
+
+from mlframework.sweep.runner import run_command, strip_ansi
+
+
+def python(code: str) -> list[str]:
+    return [sys.executable, "-c", textwrap.dedent(code)]
+
+
+def test_lines_arrive_while_the_command_runs_not_at_exit():
+    arrivals: list[tuple[float, str]] = []
+    start = time.monotonic()
+    result = run_command(
+        python(
+            """
+            import time
+            print("first", flush=True)
+            time.sleep(1.0)
+            print("second")
+            """
+        ),
+        on_line=lambda stream, line: arrivals.append((time.monotonic() - start, line)),
+    )
+    assert result.exit_code == 0
+    assert [line for _, line in arrivals] == ["first", "second"]
+    assert arrivals[0][0] < arrivals[1][0] - 0.5, "the first line must be streamed before the command ends"
+
+
+def test_stdout_and_stderr_are_told_apart_and_stderr_tail_kept():
+    seen: list[tuple[str, str]] = []
+    result = run_command(
+        python(
+            """
+            import sys
+            print("out line")
+            for i in range(100):
+                print(f"err {i}", file=sys.stderr)
+            sys.exit(3)
+            """
+        ),
+        on_line=lambda stream, line: seen.append((stream, line)),
+        tail_lines=5,
+    )
+    assert result.exit_code == 3 and not result.ok
+    assert ("stdout", "out line") in seen
+    assert result.stderr_tail == [f"err {i}" for i in range(95, 100)]
+
+
+def test_ansi_codes_are_stripped_and_progress_bars_split():
+    seen: list[str] = []
+    run_command(
+        python(
+            r"""
+            import sys
+            sys.stdout.write("\x1b[32mgreen\x1b[0m plain\n")
+            sys.stdout.write("10%\r50%\r100%\n")
+            """
+        ),
+        on_line=lambda stream, line: seen.append(line),
+    )
+    assert seen == ["green plain", "10%", "50%", "100%"]
+    assert strip_ansi("\x1b]0;title\x07text\x1b[1;31m!") == "text!"
+
+
+def test_arguments_with_spaces_and_quotes_reach_the_script_unchanged():
+    seen: list[str] = []
+    tricky = ["--name=it's a \"test\"", "--cmd=$(touch /tmp/never); rm -rf ~"]
+    run_command(python("import sys; print(repr(sys.argv[1:]))") + tricky, on_line=lambda s, line: seen.append(line))
+    assert seen == [repr(tricky)]
+
+
+def test_metrics_logged_by_the_script_come_back_with_history(tmp_path):
+    result = run_command(
+        python(
+            """
+            from mlframework import metrics
+            for epoch in range(3):
+                metrics.log(step=epoch, loss=1.0 / (epoch + 1), accuracy=0.5 + epoch / 10)
+            """
+        ),
+        cwd=tmp_path,
+    )
+    assert result.exit_code == 0
+    assert result.metrics == {"loss": 1.0 / 3, "accuracy": 0.7}
+    assert [record["step"] for record in result.history] == [0, 1, 2]
+
+
+def test_a_missing_program_is_exit_127_not_an_exception():
+    result = run_command(["/nonexistent/program", "--x=1"])
+    assert result.exit_code == 127
+    assert "cannot start" in result.stderr_tail[0]
+
+
+def test_a_killed_command_reports_the_signal():
+    result = run_command(python("import os, signal; os.kill(os.getpid(), signal.SIGKILL)"))
+    assert result.exit_code == -9
+
+
+def test_thousands_of_lines_are_all_delivered_in_order():
+    lines: list[str] = []
+    lock = threading.Lock()
+
+    def collect(stream: str, line: str) -> None:
+        with lock:
+            lines.append(line)
+
+    run_command(python("for i in range(20000): print(i)"), on_line=collect)
+    assert lines == [str(i) for i in range(20000)]

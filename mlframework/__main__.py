@@ -1,0 +1,7 @@
+"""``python -m mlframework``: the same as the ``mlframework`` command."""
+
+import sys
+
+from mlframework.cli import main
+
+sys.exit(main())

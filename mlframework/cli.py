@@ -1,0 +1,168 @@
+"""The ``mlframework`` command: thin wrappers over the library API.
+
+Errors a user can fix (a bad grid, a missing file, an unreachable broker)
+print one line and exit with status 2; anything unexpected keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mlframework import __version__
+from mlframework.exceptions import MLFrameworkError
+
+EXIT_USAGE = 2
+
+
+def _fail(message: str) -> None:
+    click.echo(f"mlframework: error: {message}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+class _Group(click.Group):
+    """Turns MLFrameworkError into one line on stderr and exit status 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MLFrameworkError as exc:
+            _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mlframework")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+def cli(verbose: int) -> None:
+    """Hyperparameter sweeps across the machines you can reach over SSH."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+@cli.command("params")
+@click.argument("parameters_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of objects instead of option lines.")
+@click.option("--count", is_flag=True, help="Print only the number of combinations (computed, not expanded).")
+def params_command(parameters_file: Path, as_json: bool, count: bool) -> None:
+    """Print every combination of PARAMETERS_FILE, one per line, as the options a trial gets."""
+    from mlframework.sweep.params import load_grid, render_options
+
+    grid = load_grid(parameters_file)
+    if count:
+        click.echo(str(grid.count))
+    elif as_json:
+        out = sys.stdout
+        out.write("[")
+        for index, combination in enumerate(grid):
+            out.write(("," if index else "") + "\n  " + json.dumps(combination))
+        out.write("\n]\n" if grid.count else "]\n")
+    else:
+        from shlex import join
+
+        for combination in grid:
+            click.echo(join(render_options(combination)))
+
+
+def _broker_from_options(broker_url: str | None) -> Any:
+    from mlframework.sweep.app import BrokerSettings
+
+    if broker_url:
+        return BrokerSettings(url=broker_url)
+    return BrokerSettings.from_env()
+
+
+@cli.command("sweep")
+@click.argument("project_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "-p",
+    "--parameters",
+    "parameters_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Grid to sweep  [default: PROJECT_DIR/parameters.yml]",
+)
+@click.option("--task", "task_name", default="train", show_default=True, help="Task of the project's tasks.py to run.")
+@click.option(
+    "--results",
+    "results_root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("results"),
+    show_default=True,
+    help="Directory that receives <sweep-id>/.",
+)
+@click.option("--metric", help="Metric that ranks trials  [default: the first one reported, accuracy preferred]")
+@click.option("--mode", type=click.Choice(["max", "min"]), help="Whether a larger or smaller metric is better.")
+@click.option("--dry-run", is_flag=True, help="Print the trials that would be sent, send nothing.")
+@click.option("--local", is_flag=True, help="Embedded mode: no server, local worker processes.")
+@click.option("--workers", type=click.IntRange(min=1), help="Local worker processes with --local  [default: CPUs]")
+@click.option("--broker", "broker_url", envvar="MLFRAMEWORK_BROKER_URL", help="Broker URL of a running cluster.")
+@click.option("--show-output", is_flag=True, help="Print every trial's output live, prefixed by trial and host.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or per-trial lines; summary only.")
+def sweep_command(
+    project_dir: Path,
+    parameters_file: Path | None,
+    task_name: str,
+    results_root: Path,
+    metric: str | None,
+    mode: str | None,
+    dry_run: bool,
+    local: bool,
+    workers: int | None,
+    broker_url: str | None,
+    show_output: bool,
+    quiet: bool,
+) -> None:
+    """Run one trial per combination of the grid on the workers, and record them all.
+
+    Results go to RESULTS/<sweep-id>/: results.csv, trials.jsonl, logs/. Exit
+    status 0 when every trial succeeded, 1 when any failed, 2 for bad input.
+    """
+    from mlframework.exceptions import ConfigError
+    from mlframework.sweep.driver import SweepSpec, run_sweep
+    from mlframework.sweep.params import load_grid
+    from mlframework.ui import SweepConsole
+
+    if not project_dir.is_dir():
+        raise ConfigError(f"{project_dir}: project directory not found")
+    grid = load_grid(parameters_file or project_dir / "parameters.yml")
+    spec = SweepSpec(project_dir, grid, task_name, results_root, metric, mode)
+    console = SweepConsole(show_output=show_output, quiet=quiet)
+    if dry_run:
+        console.print_dry_run(spec)
+        return
+    if local and broker_url:
+        raise ConfigError("--local and --broker exclude each other")
+    if workers is not None and not local:
+        raise ConfigError("--workers only applies with --local")
+    if local:
+        from mlframework.cluster.local import EmbeddedCluster
+
+        with EmbeddedCluster(project_dir, workers=workers) as cluster:
+            outcome = run_sweep(spec, cluster.broker, console, health_check=cluster.check)
+    else:
+        broker = _broker_from_options(broker_url)
+        if broker is None:
+            raise ConfigError(
+                "no broker: start a cluster (scripts/infrainit.sh), pass --broker URL, or use --local"
+            )
+        outcome = run_sweep(spec, broker, console)
+    sys.exit(outcome.exit_status)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mlframework`` console script; returns the exit status."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="mlframework", standalone_mode=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+

@@ -1,0 +1,210 @@
+"""Embedded mode: a sweep on this machine with no server to install.
+
+The broker is kombu's filesystem transport (messages are files in a directory
+under the run directory) and the workers are one local ``celery worker``
+process with ``N`` pool processes, started and stopped here. Same tasks, same
+events, same results as a cluster; what it cannot give is redelivery of a
+trial whose worker was killed mid-run (the filesystem transport removes a
+message when it is read), so use a cluster for sweeps that must survive that.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from mlframework.exceptions import ServiceError
+from mlframework.sweep.app import BrokerSettings
+from mlframework.sweep.tasks import ENV_PROJECT
+
+log = logging.getLogger(__name__)
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+class LocalWorker:
+    """One ``celery worker`` process on this machine with ``concurrency`` pool processes."""
+
+    def __init__(
+        self,
+        broker: BrokerSettings,
+        project_dir: str | os.PathLike[str],
+        concurrency: int,
+        log_path: str | os.PathLike[str],
+        node_name: str = "local@%h",
+        extra_env: dict[str, str] | None = None,
+        extra_args: list[str] | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        self.broker = broker
+        self.project_dir = Path(project_dir).resolve()
+        self.concurrency = concurrency
+        self.log_path = Path(log_path)
+        self.node_name = node_name
+        self.extra_env = dict(extra_env or {})
+        self.extra_args = list(extra_args or [])
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def start(self) -> None:
+        """Start the worker; it begins consuming trials at once."""
+        env = dict(os.environ)
+        env.update(self.broker.to_env())
+        env[ENV_PROJECT] = str(self.project_dir)
+        env.update(self.extra_env)
+        argv = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "mlframework.sweep.worker",
+            "worker",
+            "--concurrency",
+            str(self.concurrency),
+            "--hostname",
+            self.node_name,
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+            *self.extra_args,
+        ]
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log_file:
+            self._process = subprocess.Popen(
+                argv,
+                cwd=self.project_dir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        log.info("started a local worker with %d process(es), log in %s", self.concurrency, self.log_path)
+
+    def check(self) -> None:
+        """Raise :class:`ServiceError` when the worker has died."""
+        if self._process is not None and self._process.poll() is not None:
+            code = self._process.returncode
+            self._process = None
+            raise ServiceError(
+                f"the local Celery worker exited with status {code}; last lines of {self.log_path}:\n"
+                + _tail(self.log_path)
+            )
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Warm shutdown (SIGTERM: running trials finish), then SIGKILL after ``timeout``."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=5)
+            except ProcessLookupError:
+                pass
+        # The pool's children share the session: make sure none outlives the worker.
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool at once, as the OOM killer or a power cut would."""
+        if self._process is not None:
+            try:
+                os.killpg(self._process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self._process.wait(timeout=10)
+            self._process = None
+
+    def __enter__(self) -> LocalWorker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class EmbeddedCluster:
+    """A filesystem broker plus a local Celery worker for one project; a context manager."""
+
+    def __init__(
+        self,
+        project_dir: str | os.PathLike[str],
+        workers: int | None = None,
+        run_dir: str | os.PathLike[str] | None = None,
+        polling_interval: float = 0.05,
+    ) -> None:
+        self.project_dir = Path(project_dir).resolve()
+        self.workers = workers or os.cpu_count() or 1
+        self._own_run_dir = run_dir is None
+        self.run_dir = Path(run_dir or tempfile.mkdtemp(prefix="mlframework-local-"))
+        self.polling_interval = polling_interval
+        # Worker heartbeats are events for Flower, which embedded mode does not run.
+        self.worker = LocalWorker(
+            self.broker,
+            self.project_dir,
+            self.workers,
+            self.run_dir / "worker.log",
+            extra_args=["--without-heartbeat"],
+        )
+
+    @property
+    def broker(self) -> BrokerSettings:
+        """Settings for the driver and the workers alike."""
+        queue_dir = self.run_dir / "broker" / "queue"
+        return BrokerSettings(
+            url="filesystem://localhost/",
+            transport_options={
+                "data_folder_in": str(queue_dir),
+                "data_folder_out": str(queue_dir),
+                "control_folder": str(self.run_dir / "broker" / "control"),
+                "store_processed": False,
+                "polling_interval": self.polling_interval,
+            },
+            # Task events feed Flower, which embedded mode does not run.
+            celery_config={"worker_send_task_events": False},
+        )
+
+    def start(self) -> None:
+        """Create the broker folders and start the workers."""
+        for folder in ("broker/queue", "broker/control"):
+            (self.run_dir / folder).mkdir(parents=True, exist_ok=True)
+        self.worker.start()
+
+    def check(self) -> None:
+        """Raise :class:`ServiceError` when the workers have died."""
+        self.worker.check()
+
+    def stop(self) -> None:
+        """Stop the workers and remove the run directory if it was made here."""
+        self.worker.stop()
+        if self._own_run_dir:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def __enter__(self) -> EmbeddedCluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

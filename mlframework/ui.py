@@ -1,0 +1,186 @@
+"""What a person sees while a sweep runs: progress, trial lines, live output, summary.
+
+Rendering only; the driver reports through the :class:`SweepObserver` hooks.
+rich draws the progress bar and tables; when stdout is not a terminal (CI
+logs, a pipe) it prints plain lines and no bar.
+"""
+
+from __future__ import annotations
+
+import collections
+import shlex
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+from mlframework.sweep.driver import SweepObserver, SweepOutcome, SweepSpec, trial_id
+from mlframework.sweep.params import format_value, render_options
+from mlframework.sweep.tasks import SUCCESS
+
+SUMMARY_ROWS = 10
+FAILED_OUTPUT_LINES = 20
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _options(params: dict[str, Any]) -> str:
+    return shlex.join(render_options(params))
+
+
+class SweepConsole(SweepObserver):
+    """Draws a sweep on the terminal."""
+
+    def __init__(self, show_output: bool = False, quiet: bool = False, console: Console | None = None) -> None:
+        self.console = console or Console(highlight=False)
+        self.show_output = show_output
+        self.quiet = quiet
+        self._progress: Progress | None = None
+        self._bar: Any = None
+        self._total = 0
+        self._done = 0
+        self._failed = 0
+        self._running: set[str] = set()
+        self._recent: dict[str, collections.deque[str]] = {}
+        self._started = time.monotonic()
+
+    # -- driver hooks -------------------------------------------------------
+
+    def sweep_started(self, sweep_id: str, total: int, directory: Path) -> None:
+        self._total = total
+        self._started = time.monotonic()
+        self.console.print(
+            f"sweep {sweep_id}: {total} trial(s), recording to {directory}", markup=False, soft_wrap=True
+        )
+        if self.quiet or not self.console.is_terminal:
+            return
+        self._progress = Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[counts]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self._bar = self._progress.add_task("sweep", total=total, counts=self._counts())
+        self._progress.start()
+
+    def trial_started(self, event: dict[str, Any]) -> None:
+        self._running.add(str(event.get("trial")))
+        if event.get("redelivered") and not self.quiet:
+            self.console.print(f"{event.get('trial')} redelivered, now on {event.get('host')}", markup=False)
+        self._refresh()
+
+    def trial_output(self, trial: str, host: str, stream: str, line: str) -> None:
+        recent = self._recent.setdefault(trial, collections.deque(maxlen=FAILED_OUTPUT_LINES))
+        recent.append(line)
+        if self.show_output:
+            prefix = Text(f"[{trial} {host}] ", style="dim" if stream == "stdout" else "red")
+            self.console.print(prefix + Text(line), soft_wrap=True)
+
+    def trial_finished(self, record: dict[str, Any]) -> None:
+        trial = str(record["trial"])
+        self._running.discard(trial)
+        self._done += 1
+        ok = record.get("status") == SUCCESS
+        if not ok:
+            self._failed += 1
+        recent = self._recent.pop(trial, None)
+        if not self.quiet or not ok:
+            metrics = " ".join(f"{k}={_number(v)}" for k, v in (record.get("metrics") or {}).items())
+            line = Text(f"{trial} ")
+            line.append(record.get("status", "?"), style="green" if ok else "bold red")
+            line.append(f" {record.get('host')} {_number(record.get('duration_s', 0.0))}s ")
+            line.append(_options(record.get("params") or {}))
+            if metrics:
+                line.append(f"  {metrics}", style="cyan")
+            if not ok and record.get("error"):
+                line.append(f"  ({record['error']})", style="red")
+            self.console.print(line, soft_wrap=True)
+        if not ok and not self.show_output:
+            for text in recent or record.get("stderr_tail") or []:
+                self.console.print(Text(f"  [{trial} {record.get('host')}] ", style="red") + Text(text), soft_wrap=True)
+        self._refresh()
+
+    def idle(self) -> None:
+        self._refresh()
+
+    def sweep_finished(self, outcome: SweepOutcome) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+        self.print_summary(outcome)
+
+    # -- rendering ----------------------------------------------------------
+
+    def _counts(self) -> str:
+        return f"done {self._done - self._failed}  failed {self._failed}  running {len(self._running)}"
+
+    def _refresh(self) -> None:
+        if self._progress is not None:
+            self._progress.update(self._bar, completed=self._done, counts=self._counts())
+
+    def print_summary(self, outcome: SweepOutcome) -> None:
+        """The ranked table, the best parameters and where the results are."""
+        elapsed = time.monotonic() - self._started
+        ranked = outcome.ranked()
+        if ranked:
+            title = f"best trials by {outcome.metric} ({outcome.mode})" if outcome.metric else "trials"
+            table = Table(title=title, title_justify="left")
+            for column in ("trial", "status", "host", "duration_s"):
+                table.add_column(column)
+            param_names = list((ranked[0].get("params") or {}).keys())
+            for name in param_names:
+                table.add_column(name)
+            metric_names = [outcome.metric] if outcome.metric else []
+            for name in metric_names:
+                table.add_column(name, style="cyan")
+            for record in ranked[:SUMMARY_ROWS]:
+                params = record.get("params") or {}
+                metrics = record.get("metrics") or {}
+                table.add_row(
+                    str(record["trial"]),
+                    Text(str(record.get("status")), style="green" if record.get("status") == SUCCESS else "red"),
+                    str(record.get("host")),
+                    _number(record.get("duration_s")),
+                    *(format_value(params[name]) if name in params else "" for name in param_names),
+                    *(_number(metrics.get(name, "")) for name in metric_names),
+                )
+            self.console.print(table)
+            best = ranked[0]
+            best_value = (best.get("metrics") or {}).get(outcome.metric) if outcome.metric else None
+            if best.get("status") == SUCCESS and best_value is not None:
+                self.console.print(
+                    f"best: {outcome.metric}={_number(best_value)} in {best['trial']}: {_options(best.get('params') or {})}",
+                    markup=False,
+                    soft_wrap=True,
+                )
+        state = "interrupted" if outcome.interrupted else "finished"
+        self.console.print(
+            f"sweep {outcome.sweep_id} {state} in {elapsed:.1f}s: {outcome.succeeded} succeeded, "
+            f"{outcome.failed} failed, {outcome.total - len(outcome.records)} not run; "
+            f"results in {outcome.directory / 'results.csv'}",
+            markup=False,
+            soft_wrap=True,
+        )
+
+    def print_dry_run(self, spec: SweepSpec, limit: int = 1000) -> None:
+        """List the trials a sweep would send, without sending them."""
+        total = spec.grid.count
+        self.console.print(f"dry run: {total} trial(s) of task '{spec.task}' from {spec.grid.source}", markup=False, soft_wrap=True)
+        for index, combination in enumerate(spec.grid):
+            if index >= limit:
+                self.console.print(f"... and {total - limit} more", markup=False, soft_wrap=True)
+                break
+            self.console.print(f"{trial_id(index, total)} {_options(combination)}", markup=False, soft_wrap=True)

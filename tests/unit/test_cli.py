@@ -1,0 +1,112 @@
+"""The `mlframework` command's input handling: output formats, one-line errors, exit statuses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from click.testing import CliRunner
+
+from mlframework.cli import cli
+
+SEED_GRID = """\
+gpu: -1
+batchsize: [100, 500]
+epoch: !!python/tuple [5,20,5]
+"""
+
+
+@pytest.fixture
+def seed_grid(tmp_path):
+    path = tmp_path / "parameters.yml"
+    path.write_text(SEED_GRID)
+    return path
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_params_prints_the_seed_grid_as_its_six_option_lines(seed_grid):
+    result = invoke("params", str(seed_grid))
+    assert result.exit_code == 0
+    assert result.output.splitlines() == [
+        "--gpu=-1 --batchsize=100 --epoch=5",
+        "--gpu=-1 --batchsize=100 --epoch=10",
+        "--gpu=-1 --batchsize=100 --epoch=15",
+        "--gpu=-1 --batchsize=500 --epoch=5",
+        "--gpu=-1 --batchsize=500 --epoch=10",
+        "--gpu=-1 --batchsize=500 --epoch=15",
+    ]
+
+
+def test_params_json_and_count(seed_grid):
+    combos = json.loads(invoke("params", "--json", str(seed_grid)).output)
+    assert combos[0] == {"gpu": -1, "batchsize": 100, "epoch": 5} and len(combos) == 6
+    assert invoke("params", "--count", str(seed_grid)).output == "6\n"
+
+
+def test_count_of_a_huge_grid_is_computed_not_expanded(tmp_path):
+    path = tmp_path / "big.yml"
+    path.write_text("a: !!python/tuple [0, 1000000]\nb: !!python/tuple [0, 1000000]\nc: [1, 2]\n")
+    assert invoke("params", "--count", str(path)).output == "2000000000000\n"
+
+
+def test_values_with_spaces_are_shown_quoted_as_one_argument(tmp_path):
+    path = tmp_path / "p.yml"
+    path.write_text("name: 'two words'\nverbose: true\nquiet: false\n")
+    assert invoke("params", str(path)).output == "'--name=two words' --verbose\n"
+
+
+@pytest.mark.parametrize(
+    ("grid", "expected"),
+    [
+        ("epoch: !!python/tuple [5, 20, 0]\n", "parameter 'epoch'"),
+        ("a: 1\nbatchsize: []\n", ":2: parameter 'batchsize'"),
+        ("- 1\n- 2\n", "p.yml"),
+        ("x: !!python/object/apply:os.system ['true']\n", "python/object/apply"),
+    ],
+)
+def test_bad_grids_are_one_line_exit_2_naming_file_and_parameter(tmp_path, grid, expected):
+    path = tmp_path / "p.yml"
+    path.write_text(grid)
+    process = subprocess.run(
+        [sys.executable, "-m", "mlframework", "params", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert process.returncode == 2
+    assert process.stdout == ""
+    assert len(process.stderr.strip().splitlines()) == 1, process.stderr
+    assert expected in process.stderr and str(path) in process.stderr
+
+
+def test_a_missing_file_is_exit_2(tmp_path):
+    result = CliRunner().invoke(cli, ["params", str(tmp_path / "nope.yml")])
+    assert result.exit_code == 2
+    assert "nope.yml" in result.output
+
+
+def test_dry_run_lists_trials_and_sends_nothing(tmp_path, seed_grid):
+    (tmp_path / "tasks.py").write_text("import mlframework as mlf\ntrain = mlf.train_task('train.py')\n")
+    result = invoke("sweep", str(tmp_path), "--dry-run", "--results", str(tmp_path / "res"))
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert lines[0].startswith("dry run: 6 trial(s) of task 'train'")
+    assert lines[1] == "t0000 --gpu=-1 --batchsize=100 --epoch=5"
+    assert not (tmp_path / "res").exists()
+
+
+def test_sweep_without_a_broker_says_how_to_get_one(tmp_path, seed_grid, monkeypatch):
+    monkeypatch.delenv("MLFRAMEWORK_BROKER_URL", raising=False)
+    (tmp_path / "tasks.py").write_text("import mlframework as mlf\ntrain = mlf.train_task('train.py')\n")
+    result = CliRunner().invoke(cli, ["sweep", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "--local" in result.output and "Traceback" not in result.output
+
+
+def test_a_missing_project_directory_is_named(tmp_path):
+    result = CliRunner().invoke(cli, ["sweep", str(tmp_path / "nowhere"), "--local"])
+    assert result.exit_code == 2
+    assert textwrap.shorten(result.output, 500).count("nowhere") >= 1

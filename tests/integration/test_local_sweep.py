@@ -1,0 +1,120 @@
+"""Embedded mode end to end: real Celery workers on the filesystem broker, through the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scratch_projects import make_project
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def mlframework(*args: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mlframework", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def only_sweep_dir(results: Path) -> Path:
+    (directory,) = [p for p in results.iterdir() if p.is_dir()]
+    return directory
+
+
+def read_rows(sweep_dir: Path) -> list[dict[str, str]]:
+    with open(sweep_dir / "results.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_a_local_sweep_records_every_trial(tmp_path):
+    project = make_project(tmp_path / "proj", "x: !!python/tuple [0.5, 2.5, 0.5]\nlabel: [a, 'two words']\n")
+    result = mlframework("sweep", str(project), "--local", "--workers", "2", "--results", "res", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    sweep_dir = only_sweep_dir(tmp_path / "res")
+    assert sweep_dir.name in result.stdout.splitlines()[0], "the sweep id is printed at start"
+    assert sweep_dir.name in result.stdout.splitlines()[-1], "and at the end"
+
+    rows = read_rows(sweep_dir)
+    assert list(rows[0]) == ["trial", "status", "host", "duration_s", "x", "label", "score", "loss"]
+    assert len(rows) == 8 and {row["status"] for row in rows} == {"SUCCESS"}
+    assert [(row["x"], row["label"]) for row in rows[:3]] == [("0.5", "a"), ("0.5", "two words"), ("1.0", "a")]
+    assert {float(row["score"]) for row in rows} == {3 * x for x in (0.5, 1.0, 1.5, 2.0)}
+
+    records = [json.loads(line) for line in (sweep_dir / "trials.jsonl").read_text().splitlines()]
+    assert len(records) == 8
+    record = next(r for r in records if r["trial"] == "t0001")
+    assert record["exit_code"] == 0 and "'--label=two words'" in record["command"]
+    assert [h["step"] for h in record["history"]] == [0, 1, 2]
+    log = (sweep_dir / "logs" / "t0001.log").read_text()
+    assert "training x=0.5 label='two words'" in log and "done" in log
+
+    assert "best: score=6" in result.stdout, "the summary names the best trial by the first metric"
+    sweep = json.loads((sweep_dir / "sweep.json").read_text())
+    assert sweep["status"] == "finished" and sweep["succeeded"] == 8 and sweep["trials"] == 8
+
+
+def test_a_failing_trial_is_failure_with_its_stderr_and_exit_status_1(tmp_path):
+    project = make_project(tmp_path / "proj", "x: [1, -1, 2]\n")
+    result = mlframework("sweep", str(project), "--local", "--workers", "2", "--results", "res", cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    rows = {row["trial"]: row for row in read_rows(only_sweep_dir(tmp_path / "res"))}
+    assert [rows[t]["status"] for t in ("t0000", "t0001", "t0002")] == ["SUCCESS", "FAILURE", "SUCCESS"]
+    assert "diverged at x=-1.0" in result.stdout, "a failed trial's output is shown"
+    assert "exit code 3" in result.stdout
+    record = next(
+        json.loads(line)
+        for line in (only_sweep_dir(tmp_path / "res") / "trials.jsonl").read_text().splitlines()
+        if '"t0001"' in line
+    )
+    assert record["exit_code"] == 3 and record["stderr_tail"] == ["diverged at x=-1.0"]
+
+
+def test_echo_output_streams_back_prefixed_by_trial_and_host(tmp_path):
+    project = make_project(tmp_path / "proj", "n: [1, 2]\n")
+    result = mlframework(
+        "sweep", str(project), "--task", "echo", "--local", "--show-output", "--results", "res", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    host = os.uname().nodename
+    assert f"[t0001 {host}] echo t0001 on {host}: 2/2 s" in result.stdout
+    assert f"[t0000 {host}] echo t0000 on {host}: 1/1 s" in result.stdout
+
+
+def test_an_unknown_task_is_one_line_exit_2_and_nothing_recorded(tmp_path):
+    project = make_project(tmp_path / "proj", "x: [1]\n")
+    result = mlframework("sweep", str(project), "--task", "trian", "--local", "--results", "res", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "no task named 'trian'" in result.stderr and "echo, train" in result.stderr
+    assert not (tmp_path / "res").exists()
+
+
+def test_unsafe_yaml_is_refused_before_anything_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    project = make_project(tmp_path / "proj", f'x: !!python/object/apply:os.system ["touch {marker}"]\n')
+    result = mlframework("sweep", str(project), "--local", "--results", "res", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "parameters.yml" in result.stderr and "Traceback" not in result.stderr
+    assert not marker.exists() and not (tmp_path / "res").exists()
+
+
+@pytest.mark.parametrize("sample", ["sklearn_digits"])
+def test_the_cpu_sample_project_reaches_090_accuracy(tmp_path, sample):
+    result = mlframework(
+        "sweep", str(REPO / "projects" / sample), "--local", "--workers", "2", "--results", "res", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = read_rows(only_sweep_dir(tmp_path / "res"))
+    assert rows and all(row["status"] == "SUCCESS" for row in rows)
+    assert max(float(row["accuracy"]) for row in rows) >= 0.9

@@ -6,6 +6,8 @@
 # sample projects' requirements), then runs pytest. A second run only runs pytest.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/lib/venv.sh
+source scripts/lib/venv.sh
 
 POLICY_RC=/usr/sbin/policy-rc.d
 created_policy=0
@@ -55,27 +57,6 @@ install_system_packages() {
     fi
 }
 
-install_python_packages() {
-    [ -x .venv/bin/python ] || python3 -m venv .venv
-
-    local reqs=(projects/*/requirements.txt)
-    local stamp=.venv/.mlframework-installed
-    local want
-    want=$(cat setup.cfg pyproject.toml scripts/constraints.txt "${reqs[@]}" | sha256sum | cut -d' ' -f1)
-    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-        return 0
-    fi
-
-    local req_args=()
-    for req in "${reqs[@]}"; do
-        req_args+=(-r "$req")
-    done
-    echo "test.sh: installing Python packages into .venv" >&2
-    PIP_DISABLE_PIP_VERSION_CHECK=1 .venv/bin/python -m pip install -q \
-        -c scripts/constraints.txt -e '.[test]' "${req_args[@]}"
-    echo "$want" >"$stamp"
-}
-
 install_system_packages
-install_python_packages
+ensure_venv '.[test]' projects/*/requirements.txt
 exec .venv/bin/python -m pytest "$@"

@@ -8,6 +8,8 @@ logs, a pipe) it prints plain lines and no bar.
 from __future__ import annotations
 
 import collections
+import json
+import os
 import shlex
 import time
 from pathlib import Path
@@ -41,6 +43,9 @@ class SweepConsole(SweepObserver):
 
     def __init__(self, show_output: bool = False, quiet: bool = False, console: Console | None = None) -> None:
         self.console = console or Console(highlight=False)
+        if not self.console.is_terminal and "COLUMNS" not in os.environ:
+            # Logs and pipes have no width; 80 columns would truncate the summary table.
+            self.console.width = 160
         self.show_output = show_output
         self.quiet = quiet
         self._progress: Progress | None = None
@@ -140,7 +145,12 @@ class SweepConsole(SweepObserver):
             table = Table(title=title, title_justify="left")
             for column in ("trial", "status", "host", "duration_s"):
                 table.add_column(column)
-            param_names = list((ranked[0].get("params") or {}).keys())
+            # Parameters that are the same in every trial are noise here (they stay in results.csv).
+            param_names = [
+                name
+                for name in (ranked[0].get("params") or {})
+                if len({json.dumps((r.get("params") or {}).get(name)) for r in ranked}) > 1
+            ]
             for name in param_names:
                 table.add_column(name)
             metric_names = [outcome.metric] if outcome.metric else []

@@ -118,3 +118,28 @@ def test_the_cpu_sample_project_reaches_090_accuracy(tmp_path, sample):
     rows = read_rows(only_sweep_dir(tmp_path / "res"))
     assert rows and all(row["status"] == "SUCCESS" for row in rows)
     assert max(float(row["accuracy"]) for row in rows) >= 0.9
+
+
+def test_the_pytorch_mnist_sample_trains_to_090_accuracy(tmp_path):
+    grid = tmp_path / "grid.yml"
+    grid.write_text("gpu: -1\nbatchsize: 100\nepoch: 10\nunit: [100]\n")
+    result = mlframework(
+        "sweep", str(REPO / "projects" / "mnist"), "-p", str(grid), "--local", "--workers", "1",
+        "--results", "res", cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    sweep_dir = only_sweep_dir(tmp_path / "res")
+    (row,) = read_rows(sweep_dir)
+    assert row["status"] == "SUCCESS" and float(row["accuracy"]) >= 0.9
+    (record,) = [json.loads(line) for line in (sweep_dir / "trials.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in record["history"]] == list(range(1, 11)), "one metrics record per epoch"
+
+
+def test_run_training_entry_module_runs_a_local_sweep(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "projects" / "sklearn_digits" / "run_training.py"), "--local", "-q",
+         "--results", "res"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=180,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "6 succeeded, 0 failed" in result.stdout

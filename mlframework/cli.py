@@ -70,11 +70,19 @@ def params_command(parameters_file: Path, as_json: bool, count: bool) -> None:
 
 
 def _broker_from_options(broker_url: str | None) -> Any:
+    """--broker / MLFRAMEWORK_BROKER_URL, else the cluster infrainit recorded, else None."""
+    from mlframework.cli_cluster import repo_root
+    from mlframework.cluster.bootstrap import cluster_broker
+    from mlframework.cluster.spec import CONFIG_FILE, load_config
     from mlframework.sweep.app import BrokerSettings
 
     if broker_url:
         return BrokerSettings(url=broker_url)
-    return BrokerSettings.from_env()
+    root = repo_root()
+    config = root / CONFIG_FILE
+    if config.exists() and any(load_config(config).get(key) for key in ("MASTER", "BROKER")):
+        return cluster_broker(root)
+    return None
 
 
 @cli.command("sweep")
@@ -152,6 +160,16 @@ def sweep_command(
             )
         outcome = run_sweep(spec, broker, console)
     sys.exit(outcome.exit_status)
+
+
+def _register_cluster_commands() -> None:
+    from mlframework.cli_cluster import COMMANDS
+
+    for command in COMMANDS:
+        cli.add_command(command)
+
+
+_register_cluster_commands()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,451 @@
+"""infrainit, update-files, status and clean as ordered lifecycles over the hosts.
+
+infrainit, in order (each step in parallel across hosts, so the total time is
+about flat in the number of hosts; a failure names every host that failed):
+
+1. preflight  -- SSH with checked host keys, hostname, Docker usable, GPUs
+   (``nvidia-smi -L``) and the NVIDIA runtime where there are GPUs, the
+   broker's ports free on the master;
+2. sync       -- framework, project and service config to ``~/<remote path>``
+   (only changed files);
+3. images     -- worker image built on every host, or built here and shipped;
+   the broker image present on the master;
+4. master     -- RabbitMQ (own user, vhost and password), then Flower (basic auth);
+5. workers    -- one container per GPU, or one with N CPU slots;
+6. record     -- ``config.sh`` (options, without ``-f``), the secrets file
+   (mode 0600), and ``infra_clean.sh`` that removes what was started.
+
+Running it again converges: unchanged containers are left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import shlex
+import socket
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kombu import Connection
+
+from mlframework.cluster import images, services
+from mlframework.cluster.remote import HostSession, SSHOptions, on_hosts
+from mlframework.cluster.secrets import DEFAULT_SECRETS_PATH, ClusterSecrets
+from mlframework.cluster.spec import CONFIG_FILE, ClusterSpec, Host, load_config, save_config
+from mlframework.exceptions import ConfigError, HostError, ServiceError
+from mlframework.sweep.app import BrokerSettings, create_app
+
+log = logging.getLogger(__name__)
+
+CLEAN_SCRIPT = "infra_clean.sh"
+# Ports a master needs free: AMQP, Flower, management UI, Erlang distribution, epmd.
+MASTER_PORTS = (services.AMQP_PORT, services.FLOWER_PORT, services.MANAGEMENT_PORT, 25672, 4369)
+
+Report = Callable[[str], None]
+
+
+@dataclass
+class HostFacts:
+    """What preflight learned about one host."""
+
+    host: Host
+    hostname: str  # the host's own name: worker node names and results' "host" column
+    gpus: list[str] = field(default_factory=list)  # GPU indices from nvidia-smi -L
+    cpus: int = 1
+    home: str = ""
+
+
+@dataclass
+class ClusterPaths:
+    """Where the code lives on a host (absolute), for bind mounts."""
+
+    root: str  # ~/<remote path>
+
+    @property
+    def source(self) -> str:
+        return f"{self.root}/src"
+
+    @property
+    def project(self) -> str:
+        return f"{self.root}/project"
+
+    @property
+    def rabbitmq_conf(self) -> str:
+        return f"{self.root}/infra/rabbitmq/rabbitmq.conf"
+
+    def code(self) -> dict[str, str]:
+        return {"project": self.project, "source": self.source}
+
+
+def _sessions(spec: ClusterSpec, ssh: SSHOptions) -> dict[Host, HostSession]:
+    return {host: HostSession(host, ssh) for host in spec.hosts_in_use}
+
+
+@contextlib.contextmanager
+def _open(spec: ClusterSpec, ssh: SSHOptions) -> Iterator[dict[Host, HostSession]]:
+    sessions = _sessions(spec, ssh)
+    try:
+        yield sessions
+    finally:
+        for session in sessions.values():
+            session.close()
+
+
+def _ports_in_use(session: HostSession, ports: tuple[int, ...]) -> list[int]:
+    probe = (
+        "import socket,sys\n"
+        "busy=[]\n"
+        "for p in map(int, sys.argv[1:]):\n"
+        "    s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+        "    try: s.bind(('0.0.0.0', p))\n"
+        "    except OSError: busy.append(p)\n"
+        "    finally: s.close()\n"
+        "print(' '.join(map(str, busy)))\n"
+    )
+    out = session.run(f"python3 -c {shlex.quote(probe)} {' '.join(map(str, ports))}", timeout=30).stdout
+    return [int(p) for p in out.split()]
+
+
+def preflight(spec: ClusterSpec, sessions: dict[Host, HostSession], cluster: str) -> dict[Host, HostFacts]:
+    """Check every host before anything is started; HostsFailed names each bad host."""
+
+    def check(session: HostSession) -> HostFacts:
+        session.connect()
+        hostname = session.run("hostname", timeout=30).stdout.strip() or session.host.address
+        client = session.docker()
+        facts = HostFacts(session.host, hostname, home=session.home)
+        facts.cpus = int(session.run("nproc 2>/dev/null || echo 1", timeout=30).stdout.strip() or 1)
+        gpus = session.run("nvidia-smi -L 2>/dev/null || true", timeout=60).stdout
+        facts.gpus = re.findall(r"^GPU (\d+):", gpus, flags=re.MULTILINE)
+        if facts.gpus and session.host in spec.workers:
+            runtimes = client.info().get("Runtimes") or {}
+            if "nvidia" not in runtimes:
+                raise HostError(
+                    str(session.host),
+                    f"{len(facts.gpus)} GPU(s) found but Docker has no NVIDIA runtime; "
+                    f"install it with nvdocker_install/install_ubuntu.sh {session.host.target}",
+                )
+        if session.host == spec.master:
+            ours = {c.name for c in services.cluster_containers(client, cluster) if c.status == "running"}
+            if f"{cluster}-broker" not in ours:
+                busy = _ports_in_use(session, MASTER_PORTS)
+                if busy:
+                    raise HostError(
+                        str(session.host), f"port(s) {', '.join(map(str, busy))} already in use; the master needs them"
+                    )
+        return facts
+
+    results = on_hosts("preflight", list(sessions.values()), check)
+    return {facts.host: facts for facts in results}
+
+
+def sync_files(spec: ClusterSpec, sessions: dict[Host, HostSession], repo_root: Path, project_dir: Path) -> int:
+    """Copy framework, project and service config to ``~/<remote path>`` on every host; returns files changed."""
+
+    def sync(session: HostSession) -> int:
+        paths = ClusterPaths(session.remote_path(spec.remote_path))
+        changed = session.sync_tree(repo_root / "mlframework", f"{paths.source}/mlframework")
+        changed += session.sync_tree(project_dir, paths.project)
+        changed += session.sync_tree(repo_root / "infra", f"{paths.root}/infra")
+        return changed
+
+    return sum(on_hosts("copying files", list(sessions.values()), sync))
+
+
+def _worker_hosts(spec: ClusterSpec, sessions: dict[Host, HostSession]) -> list[HostSession]:
+    return [sessions[host] for host in spec.workers]
+
+
+def provide_images(
+    spec: ClusterSpec, sessions: dict[Host, HostSession], repo_root: Path, project_dir: Path, report: Report
+) -> str:
+    """Put the worker image on every worker host (and the master, for Flower); returns its tag."""
+    context = images.worker_context(repo_root, project_dir)
+    tag = images.image_tag(spec.cluster_name, context, spec.base_image)
+    targets = list({*(_worker_hosts(spec, sessions)), *([sessions[spec.master]] if spec.master else [])})
+    if spec.image_source == "ship":
+        local = images.local_daemon()
+        report(f"building {tag} here")
+        images.build(local, context, tag, spec.base_image, "local")
+        tarball = images.save_to_file(local, tag)
+        try:
+            report(f"shipping {tag} to {len(targets)} host(s)")
+            on_hosts(
+                "shipping the worker image",
+                targets,
+                lambda s: images.load_from_file(s.docker(), tarball, tag, str(s.host)),
+            )
+        finally:
+            tarball.unlink(missing_ok=True)
+    else:
+        report(f"building {tag} on {len(targets)} host(s)")
+        on_hosts(
+            "building the worker image",
+            targets,
+            lambda s: images.build(s.docker(), context, tag, spec.base_image, str(s.host)),
+        )
+    return tag
+
+
+def _this_machine_address(toward: str) -> str:
+    """The address of this machine on the route to ``toward`` (what remote workers reach)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect((toward, 9))
+        return probe.getsockname()[0]
+
+
+def broker_endpoint(spec: ClusterSpec, from_here: bool = False) -> tuple[str, int]:
+    """(host, port) of the broker: as workers reach it, or (``from_here``) as this machine does."""
+    if spec.master is not None and spec.master.is_local:
+        remote = [w for w in spec.workers if not w.is_local]
+        if from_here or not remote:
+            return "127.0.0.1", spec.broker_port
+        return spec.broker_endpoint(_this_machine_address(remote[0].address))
+    return spec.broker_endpoint()
+
+
+def wait_for_broker(url: str, timeout: float, container: object | None = None) -> None:
+    """Wait until the broker accepts our credentials; ServiceError (with the container log) otherwise."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            with Connection(url, connect_timeout=3) as connection:
+                connection.ensure_connection(max_retries=1)
+            return
+        except Exception as exc:  # not up yet: connection refused, or users not created yet
+            last = exc
+            if container is not None:
+                container.reload()  # type: ignore[attr-defined]
+                if container.status in ("exited", "dead"):  # type: ignore[attr-defined]
+                    break
+            time.sleep(1)
+    tail = ""
+    if container is not None:
+        tail = "\n" + container.logs(tail=15).decode(errors="replace")  # type: ignore[attr-defined]
+    raise ServiceError(f"the broker did not accept connections within {timeout:g}s: {last}{tail}")
+
+
+def start_master(
+    spec: ClusterSpec, session: HostSession, secrets: ClusterSecrets, worker_image: str, report: Report
+) -> None:
+    """RabbitMQ, then Flower, on the master host."""
+    client = session.docker()
+    images.ensure_image(client, spec.broker_image, str(session.host))
+    paths = ClusterPaths(session.remote_path(spec.remote_path))
+    broker = services.broker_spec(
+        spec.cluster_name,
+        spec.broker_image,
+        secrets.rabbitmq_user,
+        secrets.rabbitmq_password,
+        secrets.rabbitmq_vhost,
+        paths.rabbitmq_conf,
+    )
+    container, created = services.apply(client, spec.cluster_name, broker)
+    report(f"{session.host}: RabbitMQ {'started' if created else 'already running'}")
+    host, port = broker_endpoint(spec, from_here=True)
+    address = "127.0.0.1" if session.host.is_local else session.host.address
+    wait_for_broker(secrets.broker_url(address if host == "127.0.0.1" else host, port), 180, container)
+    worker_host, worker_port = broker_endpoint(spec)
+    flower = services.flower_spec(
+        spec.cluster_name,
+        worker_image,
+        secrets.broker_url(worker_host, worker_port),
+        secrets.flower_basic_auth,
+        paths.code(),
+    )
+    _, created = services.apply(client, spec.cluster_name, flower)
+    report(f"{session.host}: Flower {'started' if created else 'already running'} on port {services.FLOWER_PORT}")
+
+
+def start_workers(
+    spec: ClusterSpec,
+    sessions: dict[Host, HostSession],
+    facts: dict[Host, HostFacts],
+    secrets: ClusterSecrets,
+    worker_image: str,
+    report: Report,
+) -> int:
+    """Worker containers on every worker host; returns how many containers run."""
+    host, port = broker_endpoint(spec)
+    url = secrets.broker_url(host, port)
+
+    def start(session: HostSession) -> int:
+        info = facts[session.host]
+        paths = ClusterPaths(session.remote_path(spec.remote_path))
+        specs = services.worker_specs(
+            spec.cluster_name,
+            worker_image,
+            url,
+            info.hostname,
+            info.gpus,
+            spec.cpu_slots or info.cpus,
+            paths.code(),
+        )
+        client = session.docker()
+        wanted = {s.name for s in specs}
+        for stale in services.cluster_containers(client, spec.cluster_name, role="worker"):
+            if stale.name not in wanted:  # e.g. a GPU that is gone
+                stale.remove(force=True)
+        for container_spec in specs:
+            services.apply(client, spec.cluster_name, container_spec)
+        kind = f"{len(info.gpus)} GPU worker(s)" if info.gpus else f"1 CPU worker x {spec.cpu_slots or info.cpus} slot(s)"
+        report(f"{session.host}: {kind} as {info.hostname}")
+        return len(specs)
+
+    return sum(on_hosts("starting workers", _worker_hosts(spec, sessions), start))
+
+
+def write_clean_script(path: Path, spec: ClusterSpec, ssh: SSHOptions) -> None:
+    """``infra_clean.sh``: removes the containers of this cluster on every host it used."""
+    args = ["--cluster", spec.cluster_name, "--hosts", ",".join(str(h) for h in spec.hosts_in_use)]
+    if ssh.key_filename:
+        args += ["-i", ssh.key_filename]
+    if ssh.known_hosts:
+        args += ["--known-hosts", ssh.known_hosts]
+    text = (
+        "#!/bin/sh\n"
+        f"# Generated by infrainit on {time.strftime('%Y-%m-%d %H:%M:%S')}: removes every container of cluster\n"
+        f"# {spec.cluster_name!r} on {', '.join(str(h) for h in spec.hosts_in_use)}. Files on the hosts stay.\n"
+        'cd "$(dirname "$0")" || exit 2\n'
+        f"exec ./.venv/bin/python -m mlframework infra-clean {' '.join(shlex.quote(a) for a in args)} \"$@\"\n"
+    )
+    path.write_text(text)
+    path.chmod(0o755)
+
+
+@dataclass
+class InitResult:
+    """What infrainit started."""
+
+    spec: ClusterSpec
+    broker_url_redacted: str
+    flower_url: str | None
+    workers: int
+    seconds: float
+
+
+def infrainit(
+    spec: ClusterSpec,
+    repo_root: Path,
+    *,
+    ssh: SSHOptions,
+    secrets_path: Path | None = None,
+    save_options: bool = True,
+    report: Report = lambda line: None,
+) -> InitResult:
+    """Bring the cluster up (see the module docstring for the steps)."""
+    started = time.monotonic()
+    project_dir = spec.project_dir(repo_root)
+    secrets_file = secrets_path or repo_root / DEFAULT_SECRETS_PATH
+    secrets = ClusterSecrets.load_or_create(secrets_file, spec.cluster_name)
+    # Written first, so that whatever a failure below leaves behind can be removed.
+    write_clean_script(repo_root / CLEAN_SCRIPT, spec, ssh)
+    if save_options:
+        save_config(repo_root / CONFIG_FILE, spec.to_config())
+    with _open(spec, ssh) as sessions:
+        report(f"preflight on {len(sessions)} host(s)")
+        facts = preflight(spec, sessions, spec.cluster_name)
+        changed = sync_files(spec, sessions, repo_root, project_dir)
+        report(f"files in ~/{spec.remote_path} on every host ({changed} changed)")
+        tag = provide_images(spec, sessions, repo_root, project_dir, report)
+        if spec.master is not None:
+            start_master(spec, sessions[spec.master], secrets, tag, report)
+        count = start_workers(spec, sessions, facts, secrets, tag, report)
+    host, port = broker_endpoint(spec, from_here=True)
+    flower = None
+    if spec.master is not None:
+        flower_host = "127.0.0.1" if spec.master.is_local else spec.master.address
+        flower = f"http://{flower_host}:{services.FLOWER_PORT}/"
+    settings = BrokerSettings(secrets.broker_url(host, port))
+    return InitResult(spec, settings.redacted_url(), flower, count, time.monotonic() - started)
+
+
+def clean(
+    cluster: str, hosts: list[Host], ssh: SSHOptions, report: Report = lambda line: None
+) -> dict[str, list[str]]:
+    """Remove every container of ``cluster`` on ``hosts``; returns the names removed per host."""
+
+    def remove(session: HostSession) -> list[str]:
+        with session:
+            names = services.remove_cluster(session.docker(), cluster)
+        report(f"{session.host}: removed {len(names)} container(s)")
+        return names
+
+    removed = on_hosts("clean-up", [HostSession(h, ssh) for h in hosts], remove)
+    return {str(host): names for host, names in zip(hosts, removed)}
+
+
+def load_cluster(repo_root: Path, secrets_path: Path | None = None) -> tuple[ClusterSpec, ClusterSecrets]:
+    """The cluster infrainit recorded: ``config.sh`` and the secrets file."""
+    config = repo_root / CONFIG_FILE
+    if not config.exists():
+        raise ConfigError(f"{config}: not found; run scripts/infrainit.sh first")
+    spec = ClusterSpec.from_config(load_config(config), str(config))
+    secrets_file = secrets_path or repo_root / DEFAULT_SECRETS_PATH
+    if not secrets_file.exists():
+        raise ConfigError(f"{secrets_file}: no cluster credentials; run scripts/infrainit.sh first")
+    return spec, ClusterSecrets.load(secrets_file)
+
+
+def cluster_broker(repo_root: Path, secrets_path: Path | None = None) -> BrokerSettings:
+    """Broker settings for sweeps on the recorded cluster, as this machine reaches it."""
+    spec, secrets = load_cluster(repo_root, secrets_path)
+    host, port = broker_endpoint(spec, from_here=True)
+    return BrokerSettings(secrets.broker_url(host, port))
+
+
+def worker_status(broker: BrokerSettings, timeout: float = 3.0) -> list[str]:
+    """Node names of the workers that answer a ping (as ``celery status``)."""
+    app = create_app(broker)
+    try:
+        replies = app.control.ping(timeout=timeout) or []
+    finally:
+        app.close()
+    return sorted(name for reply in replies for name in reply)
+
+
+def update_files(
+    repo_root: Path, *, ssh: SSHOptions, secrets_path: Path | None = None, report: Report = lambda line: None
+) -> int:
+    """Re-sync code to the hosts; restart the workers where something changed. Returns files changed."""
+    spec, _ = load_cluster(repo_root, secrets_path)
+    project_dir = spec.project_dir(repo_root)
+    context = images.worker_context(repo_root, project_dir)
+    tag = images.image_tag(spec.cluster_name, context, spec.base_image)
+
+    with _open(spec, ssh) as sessions:
+
+        def update(session: HostSession) -> int:
+            paths = ClusterPaths(session.remote_path(spec.remote_path))
+            changed = session.sync_tree(repo_root / "mlframework", f"{paths.source}/mlframework")
+            changed += session.sync_tree(project_dir, paths.project)
+            changed += session.sync_tree(repo_root / "infra", f"{paths.root}/infra")
+            if changed and session.host in spec.workers:
+                client = session.docker()
+                current = {c.image.tags[0] if c.image.tags else "" for c in services.cluster_containers(
+                    client, spec.cluster_name, role="worker")}
+                if current and current != {tag}:
+                    report(f"{session.host}: requirements changed; run infrainit -f to rebuild the worker image")
+                names = services.restart_workers(client, spec.cluster_name)
+                report(f"{session.host}: {changed} file(s) changed, restarted {len(names)} worker(s)")
+            else:
+                report(f"{session.host}: {changed} file(s) changed")
+            return changed
+
+        return sum(on_hosts("update", list(sessions.values()), update))
+
+
+__all__ = [
+    "InitResult",
+    "clean",
+    "cluster_broker",
+    "infrainit",
+    "load_cluster",
+    "update_files",
+    "worker_status",
+]

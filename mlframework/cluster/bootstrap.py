@@ -42,7 +42,8 @@ from mlframework.sweep.app import BrokerSettings, create_app
 log = logging.getLogger(__name__)
 
 CLEAN_SCRIPT = "infra_clean.sh"
-# Ports a master needs free: AMQP, Flower, management UI, Erlang distribution, epmd.
+# Ports the master's containers listen on (host networking): AMQP, Flower, and on
+# loopback the management UI, the Erlang distribution and epmd.
 MASTER_PORTS = (services.AMQP_PORT, services.FLOWER_PORT, services.MANAGEMENT_PORT, 25672, 4369)
 
 Report = Callable[[str], None]
@@ -165,7 +166,7 @@ def provide_images(
 ) -> str:
     """Put the worker image on every worker host (and the master, for Flower); returns its tag."""
     context = images.worker_context(repo_root, project_dir)
-    tag = images.image_tag(spec.cluster_name, context, spec.base_image)
+    tag = images.image_tag(spec.cluster_name, repo_root, project_dir, spec.base_image)
     targets = list({*(_worker_hosts(spec, sessions)), *([sessions[spec.master]] if spec.master else [])})
     if spec.image_source == "ship":
         local = images.local_daemon()
@@ -415,8 +416,7 @@ def update_files(
     """Re-sync code to the hosts; restart the workers where something changed. Returns files changed."""
     spec, _ = load_cluster(repo_root, secrets_path)
     project_dir = spec.project_dir(repo_root)
-    context = images.worker_context(repo_root, project_dir)
-    tag = images.image_tag(spec.cluster_name, context, spec.base_image)
+    tag = images.image_tag(spec.cluster_name, repo_root, project_dir, spec.base_image)
 
     with _open(spec, ssh) as sessions:
 

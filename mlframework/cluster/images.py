@@ -72,10 +72,23 @@ def worker_context(repo_root: Path, project_dir: Path, ca_bundle: str | None = N
     return buffer.getvalue()
 
 
-def image_tag(cluster: str, context: bytes, base_image: str) -> str:
-    """``mlframework-worker-<cluster>:<hash>``: a new tag whenever the context or base changes."""
-    digest = hashlib.sha256(context + base_image.encode()).hexdigest()[:12]
-    return f"mlframework-worker-{cluster}:{digest}"
+def image_tag(cluster: str, repo_root: Path, project_dir: Path, base_image: str) -> str:
+    """``mlframework-worker-<cluster>:<hash>`` of what the image's dependencies come from.
+
+    Code changes do not change the tag: the code is mounted at run time, so
+    ``update_files`` needs no rebuild; a changed requirements.txt, Dockerfile,
+    framework dependency list or base image does.
+    """
+    digest = hashlib.sha256(base_image.encode())
+    for path in (
+        repo_root / DOCKERFILE,
+        repo_root / "setup.cfg",
+        repo_root / "pyproject.toml",
+        repo_root / "scripts" / "constraints.txt",
+        project_dir / "requirements.txt",
+    ):
+        digest.update(path.name.encode() + b"\0" + (path.read_bytes() if path.exists() else b"-") + b"\0")
+    return f"mlframework-worker-{cluster}:{digest.hexdigest()[:12]}"
 
 
 def has_image(client: docker.DockerClient, name: str) -> bool:

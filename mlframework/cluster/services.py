@@ -179,6 +179,8 @@ def apply(client: docker.DockerClient, cluster: str, spec: ContainerSpec) -> tup
         restart_policy={"Name": "unless-stopped"},
         device_requests=device_requests,
         user=spec.user,
+        # celery as PID 1 would not reap the orphans a training script may leave behind.
+        init=spec.role != "broker",
         # Training data loaders use shared memory; Docker's 64 MB default breaks PyTorch workers.
         shm_size="1g" if spec.role == "worker" else None,
     )

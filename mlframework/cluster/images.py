@@ -141,7 +141,8 @@ def save_to_file(client: docker.DockerClient, tag: str) -> Path:
     """``docker save`` an image into a temporary file (the caller removes it)."""
     handle, name = tempfile.mkstemp(prefix="mlframework-image-", suffix=".tar")
     with os.fdopen(handle, "wb") as out:
-        for chunk in client.images.get(tag).save(chunk_size=1 << 20):
+        # named=tag keeps the repository:tag in the archive; without it docker load gives an untagged image.
+        for chunk in client.images.get(tag).save(chunk_size=1 << 20, named=tag):
             out.write(chunk)
     return Path(name)
 
@@ -155,6 +156,8 @@ def load_from_file(client: docker.DockerClient, tarball: Path, tag: str, host: s
             client.images.load(data)
         except APIError as exc:
             raise HostError(host, f"loading the shipped image failed: {exc.explanation or exc}") from None
+    if not has_image(client, tag):
+        raise HostError(host, f"the shipped image was loaded but {tag} is not on the host")
 
 
 def local_daemon() -> Any:

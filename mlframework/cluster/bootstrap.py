@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import shlex
 import socket
 import time
@@ -33,6 +32,7 @@ from pathlib import Path
 from kombu import Connection
 
 from mlframework.cluster import images, services
+from mlframework.cluster.gpus import NVIDIA_SMI_LIST, parse_gpu_list
 from mlframework.cluster.remote import HostSession, SSHOptions, on_hosts
 from mlframework.cluster.secrets import DEFAULT_SECRETS_PATH, ClusterSecrets
 from mlframework.cluster.spec import CONFIG_FILE, ClusterSpec, Host, load_config, save_config
@@ -42,9 +42,12 @@ from mlframework.sweep.app import BrokerSettings, create_app
 log = logging.getLogger(__name__)
 
 CLEAN_SCRIPT = "infra_clean.sh"
+# Seconds a (re)started worker container gets to connect and answer a ping.
+WORKER_START_TIMEOUT = 120.0
 # Ports the master's containers listen on (host networking): AMQP, Flower, and on
-# loopback the management UI, the Erlang distribution and epmd.
-MASTER_PORTS = (services.AMQP_PORT, services.FLOWER_PORT, services.MANAGEMENT_PORT, 25672, 4369)
+# loopback the management UI and the Erlang distribution. Not epmd's 4369: an
+# epmd the host already runs (any Erlang install starts one) is shared, as epmd is meant to be.
+MASTER_PORTS = (services.AMQP_PORT, services.FLOWER_PORT, services.MANAGEMENT_PORT, services.DISTRIBUTION_PORT)
 
 Report = Callable[[str], None]
 
@@ -120,8 +123,7 @@ def preflight(spec: ClusterSpec, sessions: dict[Host, HostSession], cluster: str
         client = session.docker()
         facts = HostFacts(session.host, hostname, home=session.home)
         facts.cpus = int(session.run("nproc 2>/dev/null || echo 1", timeout=30).stdout.strip() or 1)
-        gpus = session.run("nvidia-smi -L 2>/dev/null || true", timeout=60).stdout
-        facts.gpus = re.findall(r"^GPU (\d+):", gpus, flags=re.MULTILINE)
+        facts.gpus = parse_gpu_list(session.run(f"{NVIDIA_SMI_LIST} 2>/dev/null || true", timeout=60).stdout)
         if facts.gpus and session.host in spec.workers:
             runtimes = client.info().get("Runtimes") or {}
             if "nvidia" not in runtimes:
@@ -168,7 +170,11 @@ def provide_images(
     context = images.worker_context(repo_root, project_dir)
     tag = images.image_tag(spec.cluster_name, repo_root, project_dir, spec.base_image)
     targets = list({*(_worker_hosts(spec, sessions)), *([sessions[spec.master]] if spec.master else [])})
-    if spec.image_source == "ship":
+    present = on_hosts("looking for the worker image", targets, lambda s: images.has_image(s.docker(), tag))
+    targets = [session for session, has in zip(targets, present) if not has]
+    if not targets:
+        report(f"{tag} already on every host")
+    elif spec.image_source == "ship":
         local = images.local_daemon()
         report(f"building {tag} here")
         images.build(local, context, tag, spec.base_image, "local")
@@ -270,12 +276,12 @@ def start_workers(
     secrets: ClusterSecrets,
     worker_image: str,
     report: Report,
-) -> int:
-    """Worker containers on every worker host; returns how many containers run."""
+) -> dict[str, str]:
+    """Worker containers on every worker host; returns their Celery node names -> host."""
     host, port = broker_endpoint(spec)
     url = secrets.broker_url(host, port)
 
-    def start(session: HostSession) -> int:
+    def start(session: HostSession) -> dict[str, str]:
         info = facts[session.host]
         paths = ClusterPaths(session.remote_path(spec.remote_path))
         specs = services.worker_specs(
@@ -292,13 +298,34 @@ def start_workers(
         for stale in services.cluster_containers(client, spec.cluster_name, role="worker"):
             if stale.name not in wanted:  # e.g. a GPU that is gone
                 stale.remove(force=True)
-        for container_spec in specs:
-            services.apply(client, spec.cluster_name, container_spec)
+        created = [services.apply(client, spec.cluster_name, container_spec)[1] for container_spec in specs]
         kind = f"{len(info.gpus)} GPU worker(s)" if info.gpus else f"1 CPU worker x {spec.cpu_slots or info.cpus} slot(s)"
-        report(f"{session.host}: {kind} as {info.hostname}")
-        return len(specs)
+        state = "started" if any(created) else "already running"
+        report(f"{session.host}: {kind} as {info.hostname} {state}")
+        return {s.node: str(session.host) for s in specs if s.node}
 
-    return sum(on_hosts("starting workers", _worker_hosts(spec, sessions), start))
+    nodes: dict[str, str] = {}
+    for started in on_hosts("starting workers", _worker_hosts(spec, sessions), start):
+        nodes.update(started)
+    return nodes
+
+
+def wait_for_workers(broker: BrokerSettings, nodes: dict[str, str], timeout: float, report: Report) -> None:
+    """Wait until every worker node (name -> host) answers a ping; ServiceError naming the silent ones."""
+    deadline = time.monotonic() + timeout
+    answered: list[str] = []
+    while True:
+        answered = worker_status(broker, timeout=2.0)
+        missing = sorted(set(nodes) - set(answered))
+        if not missing:
+            report(f"{len(nodes)} worker node(s) answer")
+            return
+        if time.monotonic() >= deadline:
+            silent = ", ".join(f"{node} on {nodes[node]}" for node in missing)
+            raise ServiceError(
+                f"worker(s) {silent} did not answer within {timeout:g}s; "
+                "see `docker logs` of its container on that host"
+            )
 
 
 def write_clean_script(path: Path, spec: ClusterSpec, ssh: SSHOptions) -> None:
@@ -313,7 +340,7 @@ def write_clean_script(path: Path, spec: ClusterSpec, ssh: SSHOptions) -> None:
         f"# Generated by infrainit on {time.strftime('%Y-%m-%d %H:%M:%S')}: removes every container of cluster\n"
         f"# {spec.cluster_name!r} on {', '.join(str(h) for h in spec.hosts_in_use)}. Files on the hosts stay.\n"
         'cd "$(dirname "$0")" || exit 2\n'
-        f"exec ./.venv/bin/python -m mlframework infra-clean {' '.join(shlex.quote(a) for a in args)} \"$@\"\n"
+        f"exec \"${{MLFRAMEWORK_VENV:-./.venv}}/bin/python\" -m mlframework infra-clean {' '.join(shlex.quote(a) for a in args)} \"$@\"\n"
     )
     path.write_text(text)
     path.chmod(0o755)
@@ -356,14 +383,15 @@ def infrainit(
         tag = provide_images(spec, sessions, repo_root, project_dir, report)
         if spec.master is not None:
             start_master(spec, sessions[spec.master], secrets, tag, report)
-        count = start_workers(spec, sessions, facts, secrets, tag, report)
+        nodes = start_workers(spec, sessions, facts, secrets, tag, report)
     host, port = broker_endpoint(spec, from_here=True)
+    settings = BrokerSettings(secrets.broker_url(host, port))
+    wait_for_workers(settings, nodes, WORKER_START_TIMEOUT, report)
     flower = None
     if spec.master is not None:
         flower_host = "127.0.0.1" if spec.master.is_local else spec.master.address
         flower = f"http://{flower_host}:{services.FLOWER_PORT}/"
-    settings = BrokerSettings(secrets.broker_url(host, port))
-    return InitResult(spec, settings.redacted_url(), flower, count, time.monotonic() - started)
+    return InitResult(spec, settings.redacted_url(), flower, len(nodes), time.monotonic() - started)
 
 
 def clean(
@@ -432,12 +460,17 @@ def update_files(
                 if current and current != {tag}:
                     report(f"{session.host}: requirements changed; run infrainit -f to rebuild the worker image")
                 names = services.restart_workers(client, spec.cluster_name)
+                restarted.update({node: str(session.host) for node in services.worker_nodes(client, spec.cluster_name)})
                 report(f"{session.host}: {changed} file(s) changed, restarted {len(names)} worker(s)")
             else:
                 report(f"{session.host}: {changed} file(s) changed")
             return changed
 
-        return sum(on_hosts("update", list(sessions.values()), update))
+        restarted: dict[str, str] = {}
+        changed = sum(on_hosts("update", list(sessions.values()), update))
+    if restarted:
+        wait_for_workers(cluster_broker(repo_root, secrets_path), restarted, WORKER_START_TIMEOUT, report)
+    return changed
 
 
 __all__ = [

@@ -15,24 +15,24 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import docker
 from docker.errors import NotFound
 
-from mlframework.exceptions import ServiceError
 
 log = logging.getLogger(__name__)
 
 LABEL_CLUSTER = "org.mlframework.cluster"
 LABEL_ROLE = "org.mlframework.role"
 LABEL_CONFIG = "org.mlframework.config-hash"
+LABEL_NODE = "org.mlframework.node"  # a worker's Celery node name
 
 AMQP_PORT = 5672
 FLOWER_PORT = 5555
 MANAGEMENT_PORT = 15672
+DISTRIBUTION_PORT = 25672  # Erlang distribution (rabbitmqctl), on 127.0.0.1 only
 
 # Inside the worker image (infra/worker/Dockerfile): where the synced code is mounted.
 CONTAINER_PROJECT = "/opt/mlframework/project"
@@ -51,6 +51,7 @@ class ContainerSpec:
     volumes: dict[str, dict[str, str]] = field(default_factory=dict)  # host path or volume -> bind, mode
     gpu: str | None = None  # the host GPU this container is pinned to
     user: str | None = None
+    node: str | None = None  # a worker's Celery node name (what `celery status` lists)
 
     def config_hash(self) -> str:
         """Changes whenever anything that would need a new container changes."""
@@ -135,6 +136,7 @@ def worker_specs(
                 command=[*command, "--hostname", f"cpu@{host_name}", "--concurrency", str(cpu_slots)],
                 environment=base_env,
                 volumes=_code_volumes(code_paths),
+                node=f"cpu@{host_name}",
             )
         ]
     return [
@@ -146,9 +148,40 @@ def worker_specs(
             environment={**base_env, "MLFRAMEWORK_GPU": gpu},
             volumes=_code_volumes(code_paths),
             gpu=gpu,
+            node=f"gpu{gpu}@{host_name}",
         )
         for gpu in gpus
     ]
+
+
+def run_options(cluster: str, spec: ContainerSpec) -> dict[str, Any]:
+    """The docker SDK ``containers.run`` keyword arguments that start ``spec`` (pure: no daemon)."""
+    device_requests = None
+    if spec.gpu is not None:
+        # docker run --gpus device=N: only this GPU is visible inside, as CUDA device 0.
+        device_requests = [docker.types.DeviceRequest(device_ids=[spec.gpu], capabilities=[["gpu"]])]
+    return {
+        "image": spec.image,
+        "command": spec.command,
+        "name": spec.name,
+        "detach": True,
+        "environment": spec.environment,
+        "volumes": spec.volumes,
+        "labels": {
+            LABEL_CLUSTER: cluster,
+            LABEL_ROLE: spec.role,
+            LABEL_CONFIG: spec.config_hash(),
+            **({LABEL_NODE: spec.node} if spec.node else {}),
+        },
+        "network_mode": "host",
+        "restart_policy": {"Name": "unless-stopped"},
+        "device_requests": device_requests,
+        "user": spec.user,
+        # celery as PID 1 would not reap the orphans a training script may leave behind.
+        "init": spec.role != "broker",
+        # Training data loaders use shared memory; Docker's 64 MB default breaks PyTorch workers.
+        "shm_size": "1g" if spec.role == "worker" else None,
+    }
 
 
 def apply(client: docker.DockerClient, cluster: str, spec: ContainerSpec) -> tuple[Any, bool]:
@@ -164,27 +197,8 @@ def apply(client: docker.DockerClient, cluster: str, spec: ContainerSpec) -> tup
                 existing.start()
             return existing, False
         existing.remove(force=True)
-    device_requests = None
-    if spec.gpu is not None:
-        device_requests = [docker.types.DeviceRequest(device_ids=[spec.gpu], capabilities=[["gpu"]])]
-    container = client.containers.run(
-        spec.image,
-        spec.command,
-        name=spec.name,
-        detach=True,
-        environment=spec.environment,
-        volumes=spec.volumes,
-        labels={LABEL_CLUSTER: cluster, LABEL_ROLE: spec.role, LABEL_CONFIG: wanted},
-        network_mode="host",
-        restart_policy={"Name": "unless-stopped"},
-        device_requests=device_requests,
-        user=spec.user,
-        # celery as PID 1 would not reap the orphans a training script may leave behind.
-        init=spec.role != "broker",
-        # Training data loaders use shared memory; Docker's 64 MB default breaks PyTorch workers.
-        shm_size="1g" if spec.role == "worker" else None,
-    )
-    return container, True
+    options = run_options(cluster, spec)
+    return client.containers.run(options.pop("image"), options.pop("command"), **options), True
 
 
 def cluster_containers(client: docker.DockerClient, cluster: str, role: str | None = None) -> list[Any]:
@@ -211,16 +225,7 @@ def restart_workers(client: docker.DockerClient, cluster: str, timeout: int = 30
     return names
 
 
-def wait_for_log(container: Any, needle: str, timeout: float) -> None:
-    """Wait until ``needle`` appears in the container's log; ServiceError with the log tail otherwise."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        container.reload()
-        logs = container.logs(tail=200).decode(errors="replace")
-        if needle in logs:
-            return
-        if container.status in ("exited", "dead"):
-            break
-        time.sleep(1)
-    tail = "\n".join(container.logs(tail=15).decode(errors="replace").splitlines())
-    raise ServiceError(f"container {container.name} did not become ready ({needle!r} not seen):\n{tail}")
+def worker_nodes(client: docker.DockerClient, cluster: str) -> list[str]:
+    """Celery node names of the cluster's worker containers on the host."""
+    containers = cluster_containers(client, cluster, role="worker")
+    return sorted(c.labels[LABEL_NODE] for c in containers if LABEL_NODE in c.labels)

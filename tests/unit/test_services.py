@@ -1,0 +1,104 @@
+"""Container specs of the cluster (what runs on the hosts), checked without a Docker daemon.
+
+The GPU paths live here: one worker container per GPU, each with a device
+request for exactly that GPU; the real daemon path runs in tests/cluster and,
+on a GPU machine, tests/gpu.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from mlframework.cluster.gpus import parse_gpu_list, parse_gpu_option
+from mlframework.cluster.services import (
+    LABEL_CLUSTER,
+    LABEL_CONFIG,
+    LABEL_NODE,
+    broker_spec,
+    flower_spec,
+    run_options,
+    worker_specs,
+)
+from mlframework.exceptions import ConfigError
+
+CODE = {"project": "/home/u/mlf/project", "source": "/home/u/mlf/src"}
+URL = "amqp://mlf:secret@10.0.0.1:5672/mlf"
+
+NVIDIA_SMI_L = """\
+GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-64e9184c-2825-82d1-d2e6-f4aac41cebc2)
+GPU 1: NVIDIA A100-SXM4-40GB (UUID: GPU-0b1c2d3e-0000-1111-2222-333344445555)
+  MIG 3g.20gb     Device  0: (UUID: MIG-11111111-2222-3333-4444-555555555555)
+"""
+
+
+def test_one_worker_container_per_gpu_each_pinned_to_its_gpu():
+    specs = worker_specs("exp", "img:1", URL, "gpu1", ["0", "1"], cpu_slots=8, code_paths=CODE)
+    assert [s.name for s in specs] == ["exp-worker-gpu0", "exp-worker-gpu1"]
+    assert [s.node for s in specs] == ["gpu0@gpu1", "gpu1@gpu1"]
+    for spec, gpu in zip(specs, ["0", "1"]):
+        options = run_options("exp", spec)
+        (request,) = options["device_requests"]
+        assert request["DeviceIDs"] == [gpu] and request["Capabilities"] == [["gpu"]]
+        assert spec.environment["MLFRAMEWORK_GPU"] == gpu
+        assert spec.command[spec.command.index("--concurrency") + 1] == "1", "one trial at a time per GPU"
+        assert options["labels"][LABEL_NODE] == f"gpu{gpu}@gpu1"
+
+
+def test_a_cpu_host_gets_one_worker_with_its_slots_and_no_device_request():
+    (spec,) = worker_specs("exp", "img:1", URL, "box", [], cpu_slots=6, code_paths=CODE)
+    options = run_options("exp", spec)
+    assert options["device_requests"] is None and spec.gpu is None
+    assert spec.command[spec.command.index("--concurrency") + 1] == "6"
+    assert spec.command[spec.command.index("--hostname") + 1] == "cpu@box"
+    assert options["init"] is True and options["shm_size"] == "1g" and options["network_mode"] == "host"
+    assert options["user"] is None, "the image's unprivileged user runs the trials"
+    assert options["volumes"][CODE["project"]]["mode"] == "ro"
+
+
+def test_every_container_is_labelled_with_its_cluster_and_config():
+    specs = [
+        broker_spec("exp", "rabbitmq:3-management", "mlf", "pw", "mlf", "/conf"),
+        flower_spec("exp", "img:1", URL, "admin:pw", CODE),
+        *worker_specs("exp", "img:1", URL, "h", ["0"], 1, CODE),
+    ]
+    for spec in specs:
+        labels = run_options("exp", spec)["labels"]
+        assert labels[LABEL_CLUSTER] == "exp" and labels[LABEL_CONFIG] == spec.config_hash()
+        assert run_options("exp", spec)["restart_policy"] == {"Name": "unless-stopped"}
+
+
+def test_config_hash_changes_with_anything_that_needs_a_new_container():
+    (a,) = worker_specs("exp", "img:1", URL, "h", [], 2, CODE)
+    (b,) = worker_specs("exp", "img:1", URL, "h", [], 3, CODE)
+    (c,) = worker_specs("exp", "img:2", URL, "h", [], 2, CODE)
+    assert len({a.config_hash(), b.config_hash(), c.config_hash()}) == 3
+    assert a.config_hash() == worker_specs("exp", "img:1", URL, "h", [], 2, CODE)[0].config_hash()
+
+
+def test_broker_has_its_own_user_and_keeps_erlang_ports_on_loopback():
+    spec = broker_spec("exp", "rabbitmq:3-management", "mlf-exp", "pw", "mlf-exp", "/home/u/mlf/infra/rabbitmq.conf")
+    assert spec.environment["RABBITMQ_DEFAULT_USER"] == "mlf-exp" != "guest"
+    assert spec.environment["ERL_EPMD_ADDRESS"] == "127.0.0.1"
+    assert "{127,0,0,1}" in spec.environment["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"]
+    assert "exp-broker-data" in spec.volumes, "durable data volume"
+    assert run_options("exp", spec)["init"] is False
+
+
+def test_flower_requires_basic_auth():
+    spec = flower_spec("exp", "img:1", URL, "admin:pw", CODE)
+    assert spec.environment["FLOWER_BASIC_AUTH"] == "admin:pw"
+    assert "--port=5555" in spec.command
+
+
+def test_nvidia_smi_list_gives_the_gpu_indices_and_ignores_mig_lines():
+    assert parse_gpu_list(NVIDIA_SMI_L) == ["0", "1"]
+    assert parse_gpu_list("") == []
+    assert parse_gpu_list("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.") == []
+
+
+def test_gpus_option():
+    assert parse_gpu_option(None) == []
+    assert parse_gpu_option("0, 2") == ["0", "2"]
+    for bad in ("x", "0,0", "", "-1"):
+        with pytest.raises(ConfigError, match="--gpus"):
+            parse_gpu_option(bad)

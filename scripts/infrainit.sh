@@ -12,4 +12,4 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib/venv.sh
 source scripts/lib/venv.sh
 ensure_venv .
-exec .venv/bin/python -m mlframework infrainit "$@"
+exec "$VENV/bin/python" -m mlframework infrainit "$@"

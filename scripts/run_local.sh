@@ -26,4 +26,4 @@ fi
 requirements=()
 [ -f "$project/requirements.txt" ] && requirements+=("$project/requirements.txt")
 ensure_venv . "${requirements[@]}"
-exec .venv/bin/mlframework sweep "$project" --local "$@"
+exec "$VENV/bin/mlframework" sweep "$project" --local "$@"

@@ -10,4 +10,4 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib/venv.sh
 source scripts/lib/venv.sh
 ensure_venv .
-exec .venv/bin/python -m mlframework run-task "$@"
+exec "$VENV/bin/python" -m mlframework run-task "$@"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The test command: scripts/test.sh [pytest args]
 #
-# Installs what the tests need and is missing (Debian's rabbitmq-server and
-# python3-venv when run as root; .venv with the package, its test extra and the
+# Installs what the tests need and is missing (Debian's rabbitmq-server, shellcheck
+# and python3-venv when run as root; .venv with the package, its test extra and the
 # sample projects' requirements), then runs pytest. A second run only runs pytest.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -24,6 +24,7 @@ install_system_packages() {
     # The private test broker runs Debian's unwrapped scripts (tests/rabbitmq.py).
     [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || command -v rabbitmq-server >/dev/null \
         || missing+=(rabbitmq-server)
+    command -v shellcheck >/dev/null || missing+=(shellcheck)
     if [ ! -x .venv/bin/python ] && ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
         missing+=(python3-venv)
     fi
@@ -59,4 +60,4 @@ install_system_packages() {
 
 install_system_packages
 ensure_venv '.[test]' projects/*/requirements.txt
-exec .venv/bin/python -m pytest "$@"
+exec "$VENV/bin/python" -m pytest "$@"

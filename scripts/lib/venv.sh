@@ -4,10 +4,23 @@
 # only when setup.cfg, pyproject.toml, the constraints or those files change.
 # torch is pinned by scripts/constraints.txt (see the comment there).
 
+#
+# MLFRAMEWORK_VENV=DIR uses that virtual environment as it is (nothing is
+# installed into it; it must already have mlframework), e.g. one shared by
+# several checkouts. The scripts run "$VENV/bin/python".
+VENV=${MLFRAMEWORK_VENV:-.venv}
+
 # ensure_venv SPEC [REQUIREMENTS_FILE...]   e.g. ensure_venv '.[test]' projects/*/requirements.txt
 ensure_venv() {
     local spec=$1
     shift
+    if [ -n "${MLFRAMEWORK_VENV:-}" ]; then
+        if ! "$VENV/bin/python" -c 'import mlframework' 2>/dev/null; then
+            echo "error: MLFRAMEWORK_VENV=$VENV has no mlframework installed" >&2
+            return 2
+        fi
+        return 0
+    fi
     if [ ! -x .venv/bin/python ]; then
         if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
             if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

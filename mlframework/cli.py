@@ -108,6 +108,11 @@ def _broker_from_options(broker_url: str | None) -> Any:
 @click.option("--dry-run", is_flag=True, help="Print the trials that would be sent, send nothing.")
 @click.option("--local", is_flag=True, help="Embedded mode: no server, local worker processes.")
 @click.option("--workers", type=click.IntRange(min=1), help="Local worker processes with --local  [default: CPUs]")
+@click.option(
+    "--gpus",
+    help="With --local: one worker per GPU, e.g. 0,1 or all (trials see their GPU as device 0); "
+    "--workers is then trials at a time per GPU  [default: 1]",
+)
 @click.option("--broker", "broker_url", envvar="MLFRAMEWORK_BROKER_URL", help="Broker URL of a running cluster.")
 @click.option("--show-output", is_flag=True, help="Print every trial's output live, prefixed by trial and host.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or per-trial lines; summary only.")
@@ -121,6 +126,7 @@ def sweep_command(
     dry_run: bool,
     local: bool,
     workers: int | None,
+    gpus: str | None,
     broker_url: str | None,
     show_output: bool,
     quiet: bool,
@@ -145,12 +151,13 @@ def sweep_command(
         return
     if local and broker_url:
         raise ConfigError("--local and --broker exclude each other")
-    if workers is not None and not local:
-        raise ConfigError("--workers only applies with --local")
+    if (workers is not None or gpus is not None) and not local:
+        raise ConfigError("--workers and --gpus only apply with --local")
     if local:
+        from mlframework.cluster.gpus import parse_gpu_option
         from mlframework.cluster.local import EmbeddedCluster
 
-        with EmbeddedCluster(project_dir, workers=workers) as cluster:
+        with EmbeddedCluster(project_dir, workers=workers, gpus=parse_gpu_option(gpus)) as cluster:
             outcome = run_sweep(spec, cluster.broker, console, health_check=cluster.check)
     else:
         broker = _broker_from_options(broker_url)

@@ -2,7 +2,7 @@
 
 The broker is kombu's filesystem transport (messages are files in a directory
 under the run directory) and the workers are one local ``celery worker``
-process with ``N`` pool processes, started and stopped here. Same tasks, same
+process with ``N`` pool processes, or one per GPU, started and stopped here. Same tasks, same
 events, same results as a cluster; what it cannot give is redelivery of a
 trial whose worker was killed mid-run (the filesystem transport removes a
 message when it is read), so use a cluster for sweeps that must survive that.
@@ -17,11 +17,12 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from mlframework.exceptions import ServiceError
 from mlframework.sweep.app import BrokerSettings
-from mlframework.sweep.tasks import ENV_PROJECT
+from mlframework.sweep.tasks import ENV_GPU, ENV_PROJECT
 
 log = logging.getLogger(__name__)
 
@@ -154,20 +155,38 @@ class EmbeddedCluster:
         workers: int | None = None,
         run_dir: str | os.PathLike[str] | None = None,
         polling_interval: float = 0.05,
+        gpus: Sequence[str] = (),
     ) -> None:
+        """``workers`` pool processes in one CPU worker, or with ``gpus`` one worker per GPU.
+
+        A GPU worker runs one trial at a time (``workers`` at a time, if given)
+        and its trials see only that GPU, as CUDA device 0, as in a cluster's
+        per-GPU worker containers.
+        """
         self.project_dir = Path(project_dir).resolve()
-        self.workers = workers or os.cpu_count() or 1
+        self.gpus = list(gpus)
+        self.workers = workers or (1 if self.gpus else os.cpu_count() or 1)
         self._own_run_dir = run_dir is None
         self.run_dir = Path(run_dir or tempfile.mkdtemp(prefix="mlframework-local-"))
         self.polling_interval = polling_interval
         # Worker heartbeats are events for Flower, which embedded mode does not run.
-        self.worker = LocalWorker(
-            self.broker,
-            self.project_dir,
-            self.workers,
-            self.run_dir / "worker.log",
-            extra_args=["--without-heartbeat"],
-        )
+        if not self.gpus:
+            self.local_workers = [
+                LocalWorker(
+                    self.broker, self.project_dir, self.workers, self.run_dir / "worker.log",
+                    extra_args=["--without-heartbeat"],
+                )
+            ]
+        else:
+            self.local_workers = [
+                LocalWorker(
+                    self.broker, self.project_dir, self.workers, self.run_dir / f"worker-gpu{gpu}.log",
+                    node_name=f"gpu{gpu}@%h",
+                    extra_env={"CUDA_VISIBLE_DEVICES": gpu, ENV_GPU: gpu},
+                    extra_args=["--without-heartbeat"],
+                )
+                for gpu in self.gpus
+            ]
 
     @property
     def broker(self) -> BrokerSettings:
@@ -190,15 +209,18 @@ class EmbeddedCluster:
         """Create the broker folders and start the workers."""
         for folder in ("broker/queue", "broker/control"):
             (self.run_dir / folder).mkdir(parents=True, exist_ok=True)
-        self.worker.start()
+        for worker in self.local_workers:
+            worker.start()
 
     def check(self) -> None:
-        """Raise :class:`ServiceError` when the workers have died."""
-        self.worker.check()
+        """Raise :class:`ServiceError` when a worker has died."""
+        for worker in self.local_workers:
+            worker.check()
 
     def stop(self) -> None:
         """Stop the workers and remove the run directory if it was made here."""
-        self.worker.stop()
+        for worker in self.local_workers:
+            worker.stop()
         if self._own_run_dir:
             shutil.rmtree(self.run_dir, ignore_errors=True)
 

@@ -6,12 +6,7 @@
 Extra arguments go to `mlframework sweep` (e.g. --results DIR, --metric accuracy).
 """
 
-import sys
-from pathlib import Path
-
-from mlframework.cli import main
-
-HERE = Path(__file__).resolve().parent
+from mlframework.sweep.entry import run_training
 
 if __name__ == "__main__":
-    sys.exit(main(["sweep", str(HERE), "--task", "train", "-p", str(HERE / "parameters.yml"), *sys.argv[1:]]))
+    run_training(__file__)

@@ -1,4 +1,4 @@
-"""Run the `echo` task on the cluster and stream the workers' output back.
+"""Run the `echo` task (echo.yml: 4 short trials) and stream the workers' output back.
 
     scripts/run_tasks.sh test_echo          # on the cluster made by infrainit
     python test_echo.py --local             # on this machine, no server
@@ -6,12 +6,7 @@
 Extra arguments go to `mlframework sweep` (e.g. --results DIR).
 """
 
-import sys
-from pathlib import Path
-
-from mlframework.cli import main
-
-HERE = Path(__file__).resolve().parent
+from mlframework.sweep.entry import test_echo
 
 if __name__ == "__main__":
-    sys.exit(main(["sweep", str(HERE), "--task", "echo", "-p", str(HERE / "echo.yml"), "--show-output", *sys.argv[1:]]))
+    test_echo(__file__)

@@ -22,10 +22,12 @@ if [ "$(id -u)" = 0 ]; then
     [ -z "${RABBITMQ_DEFAULT_VHOST:-}" ] || echo "default_vhost = $RABBITMQ_DEFAULT_VHOST" >> "$conf"
     if [ -n "${RABBITMQ_DEFAULT_USER:-}" ]; then
         # As in the official image: the default user is an administrator (management UI).
-        echo "default_user_tags.administrator = true" >> "$conf"
-        echo "default_permissions.configure = .*" >> "$conf"
-        echo "default_permissions.read = .*" >> "$conf"
-        echo "default_permissions.write = .*" >> "$conf"
+        {
+            echo "default_user_tags.administrator = true"
+            echo "default_permissions.configure = .*"
+            echo "default_permissions.read = .*"
+            echo "default_permissions.write = .*"
+        } >> "$conf"
     fi
     if [ -n "${RABBITMQ_ERLANG_COOKIE:-}" ]; then
         printf '%s' "$RABBITMQ_ERLANG_COOKIE" > /var/lib/rabbitmq/.erlang.cookie

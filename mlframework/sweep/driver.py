@@ -33,7 +33,7 @@ from mlframework.sweep.app import TRIAL_QUEUE, BrokerSettings, create_app
 from mlframework.sweep.events import EventStream
 from mlframework.sweep.params import Grid
 from mlframework.sweep.results import ResultsStore
-from mlframework.sweep.tasks import FAILURE, SUCCESS
+from mlframework.sweep.tasks import SUCCESS
 
 log = logging.getLogger(__name__)
 

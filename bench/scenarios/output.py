@@ -1,0 +1,46 @@
+"""6. Live-output cost: a trial printing 10,000 lines, streamed back vs the same trial printing to /dev/null.
+
+Both run the project's ``train`` task (``mlf.train_task('print_lines.py')``):
+``--sink=stdout`` has every line read by the runner, sent in batches through
+the broker and written to ``logs/<trial>.log`` by the driver (checked: every
+line arrives); ``--sink=devnull`` writes the same lines, one write() each, to
+/dev/null. A sweep of 4 such trials on 2 slots per run; the figure is
+seconds per trial and the target the streamed / unstreamed ratio.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.context import Context, measure
+from bench.figures import Figure, Target
+
+UNIT = "s/trial"
+TRIALS = 4
+
+
+def _all_lines_logged(lines: int):  # noqa: ANN202
+    def check(directory: Path) -> None:
+        for log in sorted((directory / "logs").glob("*.log")) or [None]:
+            count = 0 if log is None else sum(1 for _ in open(log, encoding="utf-8"))
+            if count != lines:
+                raise RuntimeError(f"{log}: {count} lines logged, the trial printed {lines}")
+
+    return check
+
+
+def run(ctx: Context) -> tuple[list[Figure], list[Target]]:
+    lines = 1000 if ctx.options.quick else 10_000
+    note = f"{TRIALS} trials of {lines:,} lines"
+    figures: list[Figure] = []
+    targets: list[Target] = []
+    for mode, where in (("rabbitmq", "RabbitMQ"), ("embedded", "embedded")):
+        for sink, label in (("stdout", "streamed"), ("devnull", "to /dev/null")):
+            figure = Figure("output", f"{mode}.{sink}", f"ours, {where}, {label}", UNIT, note=note)
+            if not ctx.wanted(figure.key):
+                continue
+            grid = {"lines": lines, "sink": sink, "trial": range(TRIALS)}
+            check = _all_lines_logged(lines) if sink == "stdout" else None
+            figures.append(measure(figure, ctx, lambda: ctx.sweep(mode, "train", grid, check=check) / TRIALS))
+        targets.append(Target(f"output.{mode}.stdout", f"output.{mode}.devnull", "<=", 1.10, "< 1.10x unstreamed"))
+    return figures, targets

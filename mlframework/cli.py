@@ -86,7 +86,7 @@ def _broker_from_options(broker_url: str | None) -> Any:
 
 
 @cli.command("sweep")
-@click.argument("project_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("project_dir", type=click.Path(file_okay=False, path_type=Path), required=False)
 @click.option(
     "-p",
     "--parameters",
@@ -114,6 +114,12 @@ def _broker_from_options(broker_url: str | None) -> Any:
     "--workers is then trials at a time per GPU  [default: 1]",
 )
 @click.option("--broker", "broker_url", envvar="MLFRAMEWORK_BROKER_URL", help="Broker URL of a running cluster.")
+@click.option("--retries", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Re-run a failed trial up to N times, on another worker when there is one.")
+@click.option("--max-starts", type=click.IntRange(min=1), default=3, show_default=True,
+              help="A trial whose worker died this many times while running it is recorded FAILURE.")
+@click.option("--resume", "resume_id", metavar="SWEEP_ID",
+              help="Finish an interrupted sweep of RESULTS (no PROJECT_DIR): trials recorded are not run again.")
 @click.option("--show-output", is_flag=True, help="Print every trial's output live, prefixed by trial and host.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or per-trial lines; summary only.")
 def sweep_command(
@@ -128,6 +134,9 @@ def sweep_command(
     workers: int | None,
     gpus: str | None,
     broker_url: str | None,
+    retries: int,
+    max_starts: int,
+    resume_id: str | None,
     show_output: bool,
     quiet: bool,
 ) -> None:
@@ -137,36 +146,65 @@ def sweep_command(
     status 0 when every trial succeeded, 1 when any failed, 2 for bad input.
     """
     from mlframework.exceptions import ConfigError
-    from mlframework.sweep.driver import SweepSpec, run_sweep
+    from mlframework.sweep.driver import SweepSpec, resume_sweep, run_sweep
     from mlframework.sweep.params import load_grid
     from mlframework.ui import SweepConsole
 
-    if not project_dir.is_dir():
-        raise ConfigError(f"{project_dir}: project directory not found")
-    grid = load_grid(parameters_file or project_dir / "parameters.yml")
-    spec = SweepSpec(project_dir, grid, task_name, results_root, metric, mode)
     console = SweepConsole(show_output=show_output, quiet=quiet)
-    if dry_run:
-        console.print_dry_run(spec)
-        return
     if local and broker_url:
         raise ConfigError("--local and --broker exclude each other")
     if (workers is not None or gpus is not None) and not local:
         raise ConfigError("--workers and --gpus only apply with --local")
+    if resume_id:
+        if project_dir is not None or parameters_file is not None or dry_run:
+            raise ConfigError("--resume takes the project, grid and options of the sweep it resumes: "
+                              "give no PROJECT_DIR, -p or --dry-run")
+        project_dir = _resumed_project(results_root, resume_id)
+    elif project_dir is None:
+        raise ConfigError("give a PROJECT_DIR (or --resume SWEEP_ID)")
+    if not project_dir.is_dir():
+        raise ConfigError(f"{project_dir}: project directory not found")
+    if not resume_id:
+        grid = load_grid(parameters_file or project_dir / "parameters.yml")
+        spec = SweepSpec(project_dir, grid, task_name, results_root, metric, mode,
+                         retries=retries, max_starts=max_starts)
+        if dry_run:
+            console.print_dry_run(spec)
+            return
+
+    def drive(broker: Any, local_mode: bool, health_check: Any = None) -> Any:
+        if resume_id:
+            return resume_sweep(results_root, resume_id, broker, console,
+                                resend_in_flight=local_mode, health_check=health_check)
+        return run_sweep(spec, broker, console, health_check=health_check)
+
     if local:
         from mlframework.cluster.gpus import parse_gpu_option
         from mlframework.cluster.local import EmbeddedCluster
 
         with EmbeddedCluster(project_dir, workers=workers, gpus=parse_gpu_option(gpus)) as cluster:
-            outcome = run_sweep(spec, cluster.broker, console, health_check=cluster.check)
+            outcome = drive(cluster.broker, True, cluster.check)
     else:
         broker = _broker_from_options(broker_url)
         if broker is None:
             raise ConfigError(
                 "no broker: start a cluster (scripts/infrainit.sh), pass --broker URL, or use --local"
             )
-        outcome = run_sweep(spec, broker, console)
+        outcome = drive(broker, False)
     sys.exit(outcome.exit_status)
+
+
+def _resumed_project(results_root: Path, sweep_id: str) -> Path:
+    """The project directory recorded in RESULTS/SWEEP_ID/sweep.json."""
+    from mlframework.exceptions import SweepError
+
+    meta_path = results_root / sweep_id / "sweep.json"
+    try:
+        return Path(json.loads(meta_path.read_text(encoding="utf-8"))["project"])
+    except FileNotFoundError:
+        raise SweepError(f"{meta_path.parent}: no sweep {sweep_id!r} here (check --results)") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SweepError(f"{meta_path}: not a sweep record ({exc})") from None
 
 
 def _register_cluster_commands() -> None:

@@ -118,6 +118,17 @@ class SweepConsole(SweepObserver):
                 self.console.print(Text(f"  [{trial} {record.get('host')}] ", style="red") + Text(text), soft_wrap=True)
         self._refresh()
 
+    def trial_retried(self, attempt: dict[str, Any], retries: int) -> None:
+        trial = str(attempt.get("trial"))
+        self._running.discard(trial)
+        number = int(attempt.get("attempt") or 1)
+        line = Text(f"{trial} ")
+        line.append("FAILURE", style="yellow")
+        line.append(f" {attempt.get('host')}: {attempt.get('error')}; retry {number} of {retries} sent")
+        self.console.print(line, soft_wrap=True)
+        self._recent.pop(trial, None)
+        self._refresh()
+
     def idle(self) -> None:
         self._refresh()
 

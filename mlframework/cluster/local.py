@@ -34,6 +34,20 @@ def _tail(path: Path, lines: int = 15) -> str:
         return ""
 
 
+def _own_session_dying_with_parent() -> None:
+    """preexec_fn: a session of its own (signals reach the whole pool), and SIGTERM when the driver dies.
+
+    Without the second part a driver killed with SIGKILL (or SIGTERM, which skips
+    Python's clean-up) would leave its workers running with nobody to stop them.
+    """
+    os.setsid()
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class LocalWorker:
     """One ``celery worker`` process on this machine with ``concurrency`` pool processes."""
 
@@ -94,7 +108,7 @@ class LocalWorker:
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
+                preexec_fn=_own_session_dying_with_parent,
             )
         log.info("started a local worker with %d process(es), log in %s", self.concurrency, self.log_path)
 

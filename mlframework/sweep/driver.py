@@ -15,11 +15,15 @@ Library use (a notebook does the same as the CLI)::
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
+import json
 import logging
+import os
 import secrets
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,9 +35,9 @@ from mlframework import __version__
 from mlframework.exceptions import ConfigError, SweepError
 from mlframework.sweep.app import TRIAL_QUEUE, BrokerSettings, create_app
 from mlframework.sweep.events import EventStream
-from mlframework.sweep.params import Grid
+from mlframework.sweep.params import Grid, load_grid
 from mlframework.sweep.results import ResultsStore
-from mlframework.sweep.tasks import SUCCESS
+from mlframework.sweep.tasks import FAILURE, SUCCESS
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +55,8 @@ class SweepSpec:
     metric: str | None = None  # the metric that ranks trials; guessed from the first one reported
     mode: str | None = None  # "max" or "min"; guessed from the metric's name
     sweep_id: str | None = None  # generated when None
+    retries: int = 0  # re-runs of a trial that failed, each on another worker when there is one
+    max_starts: int = 3  # a trial started this often without finishing (its worker died) is FAILURE
 
 
 @dataclass
@@ -97,6 +103,9 @@ class SweepObserver:
 
     def trial_finished(self, record: dict[str, Any]) -> None:
         """A trial's record was written."""
+
+    def trial_retried(self, attempt: dict[str, Any], retries: int) -> None:
+        """A trial failed (``attempt`` is that attempt's record) and was sent again."""
 
     def idle(self) -> None:
         """Called a few times a second while the driver waits."""
@@ -202,48 +211,77 @@ def _connect(app: Any, broker: BrokerSettings, timeout: float) -> Any:
     return connection
 
 
+def task_id(sweep_id: str, trial: str, attempt: int = 1) -> str:
+    """The Celery task id of one attempt of a trial (``revoke`` and ``inspect`` name it)."""
+    return f"{sweep_id}.{trial}" if attempt == 1 else f"{sweep_id}.{trial}.a{attempt}"
+
+
 @dataclass
 class _Dispatcher:
-    """Sends the grid's combinations as tasks, never more than ``window`` ahead."""
+    """Sends the grid's combinations as tasks in grid order, from ``start``; and single trials again."""
 
     app: Any
     spec: SweepSpec
     sweep_id: str
     total: int
-    skip: set[str] = field(default_factory=set)
+    start: int = 0
+    skip: set[str] = field(default_factory=set)  # trials not to send (recorded already)
     sent: int = 0
-    _combinations: Iterator[tuple[int, dict[str, Any]]] | None = None
+    next_index: int = 0  # the first grid index not sent yet
+    _combinations: Iterator[dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
-        self._combinations = enumerate(iter(self.spec.grid))
+        self.next_index = self.start
+        self._combinations = self.spec.grid.iter_from(self.start) if self.start < self.total else None
 
     @property
     def exhausted(self) -> bool:
         return self._combinations is None
 
+    def _send_task(self, producer: Any, index: int, params: dict[str, Any], attempt: int, avoid: str | None) -> None:
+        identifier = trial_id(index, self.total)
+        trial = {"sweep": self.sweep_id, "id": identifier, "index": index, "attempt": attempt}
+        if avoid:
+            trial["avoid"] = avoid
+        self.app.send_task(
+            self.spec.task,
+            kwargs={"params": params, "trial": trial},
+            task_id=task_id(self.sweep_id, identifier, attempt),
+            queue=TRIAL_QUEUE,
+            producer=producer,
+        )
+
     def send(self, connection: Any, how_many: int) -> int:
+        """Send up to ``how_many`` more combinations; returns how many were sent."""
         assert self._combinations is not None or how_many <= 0
         count = 0
         with self.app.producer_or_acquire() as producer:
             while count < how_many and self._combinations is not None:
                 try:
-                    index, combination = next(self._combinations)
+                    combination = next(self._combinations)
                 except StopIteration:
                     self._combinations = None
                     break
-                identifier = trial_id(index, self.total)
-                if identifier in self.skip:
+                index = self.next_index
+                self.next_index += 1
+                if trial_id(index, self.total) in self.skip:
                     continue
-                self.app.send_task(
-                    self.spec.task,
-                    kwargs={"params": combination, "trial": {"sweep": self.sweep_id, "id": identifier, "index": index}},
-                    task_id=f"{self.sweep_id}.{identifier}",
-                    queue=TRIAL_QUEUE,
-                    producer=producer,
-                )
+                self._send_task(producer, index, combination, 1, None)
                 count += 1
         self.sent += count
         return count
+
+    def resend(self, index: int, attempt: int, avoid: str | None = None) -> None:
+        """Send one trial again (a retry, or a trial lost while the driver was away)."""
+        with self.app.producer_or_acquire() as producer:
+            self._send_task(producer, index, self.spec.grid[index], attempt, avoid)
+
+
+def _grid_digest(grid: Grid) -> str | None:
+    try:
+        return hashlib.sha256(Path(grid.source).read_bytes()).hexdigest()
+    except OSError:  # a grid built in memory (notebook)
+        return None
 
 
 def run_sweep(
@@ -260,21 +298,23 @@ def run_sweep(
     Blocks until each trial is recorded. ``health_check`` is called while
     waiting and may raise to abort (e.g. when local workers died).
     """
-    observer = observer or SweepObserver()
     project_dir = Path(spec.project_dir).resolve()
     check_task(project_dir, spec.task)
-    total = spec.grid.count
     sweep_id = spec.sweep_id or new_sweep_id(project_dir.name)
     app = create_app(broker)
     connection = _connect(app, broker, connect_timeout)
-
-    sweep_meta: dict[str, Any] = {
+    meta: dict[str, Any] = {
         "id": sweep_id,
         "project": str(project_dir),
         "task": spec.task,
         "parameters_file": spec.grid.source,
+        "parameters_sha256": _grid_digest(spec.grid),
         "parameters": spec.grid.names,
-        "trials": total,
+        "trials": spec.grid.count,
+        "retries": spec.retries,
+        "max_starts": spec.max_starts,
+        "requested_metric": spec.metric,
+        "requested_mode": spec.mode,
         "status": "running",
         "created_at": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "driver_host": socket.gethostname(),
@@ -282,59 +322,255 @@ def run_sweep(
         "mlframework_version": __version__,
         "python": sys.version.split()[0],
         "project_revision": _project_revision(project_dir),
+        "dispatched": 0,
     }
-    store = ResultsStore.create(spec.results_root, sweep_meta, spec.grid.names)
-    running: dict[str, dict[str, Any]] = {}
+    try:
+        store = ResultsStore.create(spec.results_root, meta, spec.grid.names)
+    except BaseException:
+        connection.release()
+        raise
+    run = _SweepRun(app, connection, spec, sweep_id, store, meta, observer or SweepObserver())
+    return run.drive(window, health_check)
 
-    def on_event(event: dict[str, Any]) -> None:
+
+def resume_sweep(
+    results_root: str | os.PathLike[str],
+    sweep_id: str,
+    broker: BrokerSettings,
+    observer: SweepObserver | None = None,
+    *,
+    resend_in_flight: bool = False,
+    window: int = 1000,
+    health_check: Callable[[], None] | None = None,
+    connect_timeout: float = 10.0,
+) -> SweepOutcome:
+    """Finish the sweep ``results_root/sweep_id``: trials with a record are never run again.
+
+    Results that workers finished while no driver listened wait in the sweep's
+    event queue and are recorded first. Trials sent before the driver stopped
+    are awaited, not sent again, unless ``resend_in_flight`` (embedded mode,
+    whose broker died with the driver) or the broker holds them nowhere (no
+    trial queued, no worker running them): then they are sent again.
+    """
+    directory = Path(results_root) / sweep_id
+    try:
+        meta = json.loads((directory / "sweep.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SweepError(f"{directory}: no sweep {sweep_id!r} here (check --results)") from None
+    except ValueError as exc:
+        raise SweepError(f"{directory / 'sweep.json'}: not readable: {exc}") from None
+    grid = load_grid(meta["parameters_file"])
+    recorded_digest = meta.get("parameters_sha256")
+    if recorded_digest and _grid_digest(grid) != recorded_digest:
+        raise SweepError(f"{grid.source}: changed since sweep {sweep_id} started; start a new sweep instead")
+    spec = SweepSpec(
+        Path(meta["project"]),
+        grid,
+        meta["task"],
+        Path(results_root),
+        meta.get("requested_metric"),
+        meta.get("requested_mode"),
+        sweep_id,
+        int(meta.get("retries") or 0),
+        int(meta.get("max_starts") or 3),
+    )
+    check_task(spec.project_dir, spec.task)
+    app = create_app(broker)
+    connection = _connect(app, broker, connect_timeout)
+    meta.update(status="running", broker=broker.redacted_url(), driver_host=socket.gethostname())
+    meta.setdefault("resumed_at", []).append(_dt.datetime.now().astimezone().isoformat(timespec="seconds"))
+    try:
+        store = ResultsStore(directory, grid.names)
+        store.write_sweep(meta)
+    except BaseException:
+        connection.release()
+        raise
+    run = _SweepRun(app, connection, spec, sweep_id, store, meta, observer or SweepObserver())
+    start = 0 if resend_in_flight else int(meta.get("dispatched") or 0)
+    run.awaiting = set() if resend_in_flight else run.unrecorded_below(start)
+    return run.drive(window, health_check, start=start)
+
+
+class _SweepRun:
+    """One driver session of a sweep: dispatch, consume events, record, retry."""
+
+    # How often a resumed sweep checks that the trials it waits for are still somewhere.
+    LOST_CHECK_INTERVAL = 30.0
+
+    def __init__(
+        self,
+        app: Any,
+        connection: Any,
+        spec: SweepSpec,
+        sweep_id: str,
+        store: ResultsStore,
+        meta: dict[str, Any],
+        observer: SweepObserver,
+    ) -> None:
+        self.app = app
+        self.connection = connection
+        self.spec = spec
+        self.sweep_id = sweep_id
+        self.store = store
+        self.meta = meta
+        self.observer = observer
+        self.total = spec.grid.count
+        self.running: dict[str, dict[str, Any]] = {}
+        self.starts: dict[tuple[str, int], int] = {}
+        self.seen: set[str] = set()  # trials with any event in this session
+        self.awaiting: set[str] = set()  # sent before this session, not recorded: awaited
+        self.dispatcher: _Dispatcher | None = None
+
+    def unrecorded_below(self, end: int) -> set[str]:
+        """Trials of grid index < ``end`` with no record."""
+        return {trial_id(i, self.total) for i in range(end)} - set(self.store.records)
+
+    # -- events ---------------------------------------------------------------
+
+    def on_event(self, event: dict[str, Any]) -> None:
         kind, trial = event.get("type"), str(event.get("trial"))
+        attempt = int(event.get("attempt") or 1)
+        self.seen.add(trial)
         if kind == "started":
-            running[trial] = event
-            observer.trial_started(event)
+            self._started(trial, attempt, event)
         elif kind == "output":
             lines = event.get("lines") or []
-            store.append_output(trial, lines)
+            self.store.append_output(trial, lines)
             for stream, line in lines:
-                observer.trial_output(trial, str(event.get("host")), stream, line)
+                self.observer.trial_output(trial, str(event.get("host")), stream, line)
         elif kind == "finished":
-            running.pop(trial, None)
-            if store.record(event):
-                observer.trial_finished(event)
-            else:
-                log.info("ignoring a second result for trial %s", trial)
+            self.running.pop(trial, None)
+            self._finished(trial, attempt, event)
 
-    interrupted = False
-    try:
-        stream = EventStream(connection, sweep_id, on_event)
-        dispatcher = _Dispatcher(app, spec, sweep_id, total)
-        observer.sweep_started(sweep_id, total, store.directory)
-        while len(store.records) < total:
-            outstanding = dispatcher.sent - len(store.records)
-            if not dispatcher.exhausted and outstanding < window:
-                dispatcher.send(connection, window - outstanding)
-            stream.drain(timeout=0.1)
-            if health_check is not None:
-                health_check()
-            observer.idle()
-        stream.cancel()
-        stream.delete_queue()
-    except KeyboardInterrupt:
-        interrupted = True
-        raise
-    finally:
-        store.close()
-        records = list(store.records.values())
-        metric, mode = pick_metric(records, spec.metric, spec.mode)
-        outcome = SweepOutcome(sweep_id, store.directory, total, records, metric, mode, interrupted)
-        sweep_meta.update(
-            status="interrupted" if interrupted or len(records) < total else "finished",
-            finished_at=_dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-            succeeded=outcome.succeeded,
-            failed=outcome.failed,
-            metric=metric,
-            mode=mode,
-        )
-        store.write_sweep(sweep_meta)
-        connection.release()
-    observer.sweep_finished(outcome)
-    return outcome
+    def _started(self, trial: str, attempt: int, event: dict[str, Any]) -> None:
+        key = (trial, attempt)
+        self.starts[key] = self.starts.get(key, 0) + 1
+        if self.starts[key] > self.spec.max_starts and trial not in self.store.records:
+            deaths = self.starts[key] - 1
+            log.warning("trial %s started %d times without finishing: recorded FAILURE", trial, self.starts[key])
+            # Workers drop a revoked task on arrival and stop it where it runs now.
+            self.app.control.revoke(task_id(self.sweep_id, trial, attempt), terminate=True, signal="SIGKILL")
+            self._finished(
+                trial,
+                attempt,
+                {
+                    **event,
+                    "type": "finished",
+                    "status": FAILURE,
+                    "params": self.spec.grid[int(event.get("index", 0))],
+                    "duration_s": None,
+                    "exit_code": None,
+                    "error": f"its worker died {deaths} times while running it (killed, or out of memory?); "
+                    f"given up after {self.spec.max_starts} starts",
+                },
+                final=True,
+            )
+            return
+        self.running[trial] = event
+        self.observer.trial_started(event)
+
+    def _finished(self, trial: str, attempt: int, event: dict[str, Any], final: bool = False) -> None:
+        if trial in self.store.records:
+            log.info("ignoring another result for trial %s", trial)
+            return
+        earlier = self.store.attempts.get(trial, [])
+        if any(int(a.get("attempt") or 1) == attempt for a in earlier):
+            log.info("ignoring a second result for attempt %d of trial %s", attempt, trial)
+            return
+        if not final and event.get("status") != SUCCESS and attempt <= self.spec.retries:
+            self.store.record_attempt({**event, "attempt": attempt})
+            self.store.append_output(trial, [["stdout", f"[mlframework] attempt {attempt} failed: "
+                                                        f"{event.get('error')}; sent again"]])
+            assert self.dispatcher is not None
+            self.dispatcher.resend(int(event["index"]), attempt + 1, avoid=event.get("worker"))
+            self.observer.trial_retried(event, self.spec.retries)
+            return
+        record = {**event, "attempt": attempt, "attempts": [_attempt_summary(a) for a in earlier]}
+        if self.store.record(record):
+            self.observer.trial_finished(record)
+
+    # -- lost trials ----------------------------------------------------------
+
+    def resend_lost(self) -> None:
+        """Send again the awaited trials that no queue holds and no worker runs."""
+        candidates = sorted(self.awaiting - self.seen - set(self.store.records))
+        if not candidates:
+            return
+        with self.connection.channel() as channel:
+            queued = channel.queue_declare(TRIAL_QUEUE, passive=True).message_count
+        if queued:
+            return  # they may be among those: wait
+        held: set[str] = set()
+        replies = self.app.control.inspect(timeout=2.0)
+        for listing in ((replies.active() or {}), (replies.reserved() or {})):
+            for tasks in listing.values():
+                held.update(str(t.get("id")) for t in tasks)
+        lost = [t for t in candidates if not any(h.startswith(f"{self.sweep_id}.{t}") for h in held)]
+        if lost:
+            log.warning("%d trial(s) sent before the driver stopped are neither queued nor running: sent again",
+                        len(lost))
+        assert self.dispatcher is not None
+        for trial in lost:
+            attempt = len(self.store.attempts.get(trial, [])) + 1
+            self.dispatcher.resend(int(trial[1:]), attempt)
+            self.dispatcher.sent += 1
+            self.awaiting.discard(trial)
+
+    # -- the loop -------------------------------------------------------------
+
+    def drive(self, window: int, health_check: Callable[[], None] | None, start: int = 0) -> SweepOutcome:
+        store, meta = self.store, self.meta
+        interrupted = False
+        try:
+            stream = EventStream(self.connection, self.sweep_id, self.on_event)
+            self.dispatcher = dispatcher = _Dispatcher(
+                self.app, self.spec, self.sweep_id, self.total, start=start, skip=set(store.records)
+            )
+            self.observer.sweep_started(self.sweep_id, self.total, store.directory)
+            if self.awaiting:
+                stream.drain(timeout=1.0)  # what finished while the driver was away
+            next_lost_check = time.monotonic()
+            while len(store.records) < self.total:
+                outstanding = dispatcher.sent + len(self.awaiting) - len(store.records) + store.recorded_before
+                if not dispatcher.exhausted and outstanding < window:
+                    if dispatcher.send(self.connection, window - outstanding):
+                        meta["dispatched"] = dispatcher.next_index
+                        store.write_sweep(meta)
+                    elif dispatcher.exhausted:
+                        meta["dispatched"] = dispatcher.next_index
+                        store.write_sweep(meta)
+                stream.drain(timeout=0.1)
+                if self.awaiting and time.monotonic() >= next_lost_check:
+                    self.resend_lost()
+                    next_lost_check = time.monotonic() + self.LOST_CHECK_INTERVAL
+                if health_check is not None:
+                    health_check()
+                self.observer.idle()
+            stream.cancel()
+            stream.delete_queue()
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
+        finally:
+            store.close()
+            records = list(store.records.values())
+            metric, mode = pick_metric(records, self.spec.metric, self.spec.mode)
+            outcome = SweepOutcome(self.sweep_id, store.directory, self.total, records, metric, mode, interrupted)
+            meta.update(
+                status="interrupted" if interrupted or len(records) < self.total else "finished",
+                finished_at=_dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+                succeeded=outcome.succeeded,
+                failed=outcome.failed,
+                metric=metric,
+                mode=mode,
+            )
+            store.write_sweep(meta)
+            self.connection.release()
+        self.observer.sweep_finished(outcome)
+        return outcome
+
+
+def _attempt_summary(record: dict[str, Any]) -> dict[str, Any]:
+    keys = ("attempt", "status", "host", "gpu", "worker", "exit_code", "error", "stderr_tail", "duration_s",
+            "started_at", "finished_at", "metrics")
+    return {key: record.get(key) for key in keys}

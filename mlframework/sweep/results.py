@@ -6,7 +6,9 @@
   appended and flushed as each trial finishes, so nothing is lost on a crash
 * ``results.csv``  -- one row per trial: ``trial, status, host, duration_s``,
   one column per parameter, one per final metric
-* ``logs/<trial>.log`` -- everything the trial printed, as it arrived
+* ``logs/<trial>.log`` -- everything the trial printed, as it arrived (every attempt's)
+* ``attempts.jsonl`` -- the full record of each failed attempt that was retried
+  (``--retries``); the trial's final record lists them under ``attempts``
 
 A trial is recorded once: a second ``finished`` event for the same trial (a
 duplicate delivery) is ignored.
@@ -48,6 +50,7 @@ class ResultsStore:
         self.directory = directory
         self.parameter_names = list(parameter_names)
         self.records: dict[str, dict[str, Any]] = {}
+        self.attempts: dict[str, list[dict[str, Any]]] = {}  # failed attempts that were retried, per trial
         self._metric_names: list[str] = []
         self._logs: dict[str, IO[str]] = {}
         self._csv_interval = csv_interval
@@ -55,7 +58,9 @@ class ResultsStore:
         self._csv_stale = False
         (directory / "logs").mkdir(parents=True, exist_ok=True)
         self._load_existing()
+        self.recorded_before = len(self.records)  # recorded by an earlier driver (a resumed sweep)
         self._trials_file = open(directory / "trials.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        self._attempts_file: IO[str] | None = None
 
     @classmethod
     def create(cls, root: str | os.PathLike[str], sweep: Mapping[str, Any], parameter_names: Sequence[str]) -> ResultsStore:
@@ -77,17 +82,24 @@ class ResultsStore:
     def log_path(self, trial: str) -> Path:
         return self.directory / "logs" / f"{trial}.log"
 
-    def _load_existing(self) -> None:
-        if not self.trials_path.exists():
+    @staticmethod
+    def _read_jsonl(path: Path) -> Iterable[dict[str, Any]]:
+        if not path.exists():
             return
-        with open(self.trials_path, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8") as handle:
             for line in handle:
                 try:
                     record = json.loads(line)
                 except ValueError:  # a line cut short by a crash: that trial is simply not recorded
                     continue
                 if isinstance(record, dict) and "trial" in record:
-                    self._remember(record)
+                    yield record
+
+    def _load_existing(self) -> None:
+        for record in self._read_jsonl(self.trials_path):
+            self._remember(record)
+        for attempt in self._read_jsonl(self.directory / "attempts.jsonl"):
+            self.attempts.setdefault(str(attempt["trial"]), []).append(attempt)
 
     def _remember(self, record: dict[str, Any]) -> None:
         self.records.setdefault(record["trial"], record)
@@ -126,6 +138,16 @@ class ResultsStore:
             self.write_csv()
         return True
 
+    def record_attempt(self, record: Mapping[str, Any]) -> None:
+        """Keep a failed attempt that is being retried (``attempts.jsonl``, flushed to disk)."""
+        record = {key: value for key, value in record.items() if key != "type"}
+        if self._attempts_file is None:
+            self._attempts_file = open(self.directory / "attempts.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        self._attempts_file.write(json.dumps(record, default=str) + "\n")
+        self._attempts_file.flush()
+        os.fsync(self._attempts_file.fileno())
+        self.attempts.setdefault(str(record["trial"]), []).append(record)
+
     def write_csv(self) -> None:
         """Rewrite ``results.csv`` from every record so far, in trial order."""
         columns = FIXED_COLUMNS + self.parameter_names + self._metric_names
@@ -152,3 +174,5 @@ class ResultsStore:
             handle.close()
         self._logs.clear()
         self._trials_file.close()
+        if self._attempts_file is not None:
+            self._attempts_file.close()

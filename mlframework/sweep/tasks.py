@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from celery import shared_task
+from celery.exceptions import Reject
 
 from mlframework.sweep.events import EventPublisher, OutputStreamer
 from mlframework.sweep.params import render_options
@@ -87,6 +88,7 @@ class Trial:
     gpu: str | None = field(default_factory=worker_gpu)
     project_dir: Path = field(default_factory=lambda: Path(os.environ.get(ENV_PROJECT) or os.getcwd()))
     redelivered: bool = False  # the broker gave this trial to a worker before
+    attempt: int = 1  # 2, 3, ... when the sweep retries a failed trial (--retries)
     _output: OutputStreamer | None = field(default=None, repr=False)
     commands: list[CommandResult] = field(default_factory=list, repr=False)
 
@@ -190,6 +192,7 @@ def execute_trial(function: TaskFunction, trial: Trial, publish: Callable[[dict[
             "gpu": trial.gpu,
             "pid": os.getpid(),
             "redelivered": trial.redelivered,
+            "attempt": trial.attempt,
             "time": started_at,
         }
     )
@@ -247,6 +250,7 @@ def execute_trial(function: TaskFunction, trial: Trial, publish: Callable[[dict[
         "error": error,
         "stderr_tail": stderr_tail,
         "redelivered": trial.redelivered,
+        "attempt": trial.attempt,
         "pid": os.getpid(),
     }
     publish(record)
@@ -269,6 +273,10 @@ def task(function: TaskFunction | None = None, *, name: str | None = None) -> An
             sweep_id = str(trial["sweep"])
             publisher = _publisher(self.app)
             delivery_info = self.request.delivery_info or {}
+            if trial.get("avoid") == self.request.hostname and not delivery_info.get("redelivered"):
+                # A retry of a trial that failed here: let another worker take it. Back here a
+                # second time (redelivered), it runs here: no other worker was free.
+                raise Reject("retry: another worker first", requeue=True)
             record = execute_trial(
                 fn,
                 Trial(
@@ -277,6 +285,7 @@ def task(function: TaskFunction | None = None, *, name: str | None = None) -> An
                     index=int(trial.get("index", 0)),
                     params=dict(params),
                     redelivered=bool(delivery_info.get("redelivered")),
+                    attempt=int(trial.get("attempt") or 1),
                 ),
                 lambda event: publisher.publish(sweep_id, {**event, "worker": self.request.hostname}),
             )

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -167,3 +168,50 @@ def test_gpus_gives_one_worker_per_gpu_each_seeing_only_its_own(tmp_path):
         log = (sweep_dir / "logs" / f"{record['trial']}.log").read_text()
         assert f"visible {record['gpu']}" in log, (record["gpu"], log)
     assert {record["gpu"] for record in records} == {"0", "1"}, "both GPUs' workers took trials"
+
+
+def test_a_killed_local_sweep_resumes_and_leaves_no_worker_behind(tmp_path):
+    project = make_project(tmp_path / "proj", "x: !!python/tuple [1, 9]\nsleep: [0.4]\n")
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "mlframework", "sweep", str(project), "--local", "--workers", "2", "--results", "res"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            found = list((tmp_path / "res").glob("*/trials.jsonl"))
+            if found and len(found[0].read_text().splitlines()) >= 2:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the sweep did not get going")
+    finally:
+        driver.kill()
+        driver.wait(timeout=10)
+    sweep_dir = found[0].parent
+    recorded = {json.loads(line)["trial"] for line in found[0].read_text().splitlines()}
+
+    def workers_of_this_project() -> list[int]:
+        found = []
+        for proc in Path("/proc").iterdir():
+            try:
+                if b"mlframework.sweep.worker" in (proc / "cmdline").read_bytes() and \
+                        os.readlink(proc / "cwd") == str(project.resolve()):
+                    found.append(int(proc.name))
+            except (OSError, ValueError):
+                continue
+        return found
+
+    deadline = time.monotonic() + 20
+    while workers_of_this_project() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not workers_of_this_project(), "the local workers die with their driver"
+
+    result = mlframework("sweep", "--resume", sweep_dir.name, "--local", "--workers", "2", "--results", "res",
+                         cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    records = [json.loads(line) for line in (sweep_dir / "trials.jsonl").read_text().splitlines()]
+    assert sorted(r["trial"] for r in records) == [f"t{i:04d}" for i in range(8)], "one record per trial"
+    for trial in recorded:
+        log = (sweep_dir / "logs" / f"{trial}.log").read_text()
+        assert log.count("training x=") == 1, f"{trial} was recorded before the kill and ran again"

@@ -1,0 +1,158 @@
+"""No trial lost, none run twice: retries, trials that kill their worker, a driver killed and resumed.
+
+Real RabbitMQ (tests/rabbitmq.py) and real Celery worker processes; the
+driver runs as the CLI a user would run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mlframework.cluster.local import LocalWorker
+from mlframework.sweep.app import BrokerSettings
+from scratch_projects import make_project
+
+# Fails its first attempt (per value of x), succeeds after: a flaky trial.
+FLAKY = '''
+    @mlf.task
+    def flaky(trial):
+        import pathlib
+        marker = pathlib.Path(trial.project_dir) / f"tried-{trial.params['x']}"
+        first = not marker.exists()
+        marker.write_text("x")
+        trial.print("attempt", trial.attempt, "on", trial.host)
+        if first or trial.params["x"] < 0:
+            raise mlf.TrialFailed(f"flaky failure of x={trial.params['x']}", exit_code=1)
+        return {"score": trial.params["x"]}
+'''
+
+# Kills its own pool process, as the OOM killer would.
+SUICIDE = '''
+    @mlf.task
+    def oom(trial):
+        import os, signal, time
+        if trial.params["x"] == 2:
+            time.sleep(0.2)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return {"score": 1}
+'''
+
+# Each run appends to runs.log, so a trial run twice shows twice.
+COUNTED = '''
+    @mlf.task
+    def counted(trial):
+        import os, time
+        time.sleep(float(trial.params["sleep"]))
+        with open(os.path.join(trial.project_dir, "runs.log"), "a") as handle:
+            handle.write(f"{trial.id}\\n")
+        return {"score": trial.params["x"]}
+'''
+
+
+@pytest.fixture
+def broker(rabbitmq) -> BrokerSettings:
+    return BrokerSettings(url=rabbitmq.url)
+
+
+def sweep(cwd: Path, url: str, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mlframework", "sweep", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "MLFRAMEWORK_BROKER_URL": url, "COLUMNS": "200"},
+    )
+
+
+def records_of(sweep_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (sweep_dir / "trials.jsonl").read_text().splitlines()]
+
+
+def test_retries_rerun_a_failed_trial_on_another_worker_and_keep_every_attempt(tmp_path, broker, rabbitmq):
+    project = make_project(tmp_path / "proj", "x: [1]\n", extra_tasks=FLAKY)
+    with LocalWorker(broker, project, 1, tmp_path / "a.log", node_name="a@%h"), LocalWorker(
+        broker, project, 1, tmp_path / "b.log", node_name="b@%h"
+    ):
+        # Both workers idle: the retry goes to the one that did not fail it.
+        once = sweep(tmp_path, rabbitmq.url, str(project), "--task", "flaky", "--retries", "2", "--results", "one")
+        project.joinpath("parameters.yml").write_text("x: [-1, 2, 3]\n")
+        hopeless = sweep(tmp_path, rabbitmq.url, str(project), "--task", "flaky", "--retries", "2", "--results", "two")
+    assert once.returncode == 0, once.stdout + once.stderr
+    ((record,),) = [records_of(d) for d in (tmp_path / "one").iterdir()]
+    assert record["status"] == "SUCCESS" and record["attempt"] == 2
+    (failed,) = record["attempts"]
+    assert failed["status"] == "FAILURE" and failed["attempt"] == 1 and "flaky failure" in failed["error"]
+    assert failed["worker"] != record["worker"], "the retry ran on the other worker"
+    assert "retry 1 of 2 sent" in once.stdout
+    (sweep_dir,) = (tmp_path / "one").iterdir()
+    log = (sweep_dir / "logs" / "t0000.log").read_text()
+    assert "attempt 1 on" in log and "attempt 2 on" in log, "the log keeps every attempt's output"
+
+    assert hopeless.returncode == 1, hopeless.stdout + hopeless.stderr
+    (sweep_dir,) = (tmp_path / "two").iterdir()
+    records = {r["params"]["x"]: r for r in records_of(sweep_dir)}
+    assert sorted(records) == [-1, 2, 3], "one record per trial, whatever the attempts"
+    assert records[-1]["status"] == "FAILURE" and records[-1]["attempt"] == 3
+    assert [a["attempt"] for a in records[-1]["attempts"]] == [1, 2]
+    assert all(records[x]["status"] == "SUCCESS" and records[x]["attempt"] == 2 for x in (2, 3))
+
+
+def test_a_trial_that_keeps_killing_its_process_fails_after_max_starts(tmp_path, broker, rabbitmq):
+    project = make_project(tmp_path / "proj", "x: [1, 2, 3]\n", extra_tasks=SUICIDE)
+    started = time.monotonic()
+    with LocalWorker(broker, project, 2, tmp_path / "w.log", node_name="w@%h"):
+        result = sweep(tmp_path, rabbitmq.url, str(project), "--task", "oom", "--max-starts", "3", "--results", "res",
+                       timeout=240)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert time.monotonic() - started < 180, "no endless redelivery loop"
+    (sweep_dir,) = (tmp_path / "res").iterdir()
+    records = {r["params"]["x"]: r for r in records_of(sweep_dir)}
+    assert sorted(records) == [1, 2, 3]
+    assert records[1]["status"] == records[3]["status"] == "SUCCESS"
+    assert records[2]["status"] == "FAILURE" and "worker died 3 times" in records[2]["error"]
+
+
+def test_a_killed_driver_resumes_without_losing_or_rerunning_a_trial(tmp_path, broker, rabbitmq):
+    project = make_project(tmp_path / "proj", "x: !!python/tuple [0, 12]\nsleep: [0.5]\n", extra_tasks=COUNTED)
+    with LocalWorker(broker, project, 2, tmp_path / "w.log", node_name="w@%h"):
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "mlframework", "sweep", str(project), "--task", "counted", "--results", "res"],
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "MLFRAMEWORK_BROKER_URL": rabbitmq.url, "COLUMNS": "200"},
+        )
+        try:
+            deadline = time.monotonic() + 60
+            sweep_dir = None
+            while time.monotonic() < deadline:
+                dirs = list((tmp_path / "res").glob("*")) if (tmp_path / "res").exists() else []
+                if dirs and (dirs[0] / "trials.jsonl").exists() and len(records_of(dirs[0])) >= 3:
+                    sweep_dir = dirs[0]
+                    break
+                time.sleep(0.1)
+            assert sweep_dir is not None, "the sweep did not get going"
+        finally:
+            driver.send_signal(signal.SIGKILL)
+            driver.wait(timeout=10)
+        recorded_at_kill = len(records_of(sweep_dir))
+        time.sleep(3)  # the workers go on: their results wait in the sweep's queue
+        result = sweep(tmp_path, rabbitmq.url, "--resume", sweep_dir.name, "--results", "res")
+    assert result.returncode == 0, result.stdout + result.stderr
+    records = records_of(sweep_dir)
+    assert sorted(r["trial"] for r in records) == [f"t{i:04d}" for i in range(12)], "one record per trial"
+    runs = (project / "runs.log").read_text().split()
+    assert sorted(runs) == sorted(set(runs)) and len(runs) == 12, f"a trial ran twice: {sorted(runs)}"
+    assert recorded_at_kill < 12
+    meta = json.loads((sweep_dir / "sweep.json").read_text())
+    assert meta["status"] == "finished" and len(meta["resumed_at"]) == 1
+
+
+def test_resume_of_an_unknown_sweep_is_one_line(tmp_path, rabbitmq):
+    result = sweep(tmp_path, rabbitmq.url, "--resume", "20990101-000000-nothing-0000", "--results", "res")
+    assert result.returncode == 2 and "no sweep '20990101-000000-nothing-0000'" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -201,10 +201,12 @@ def _project_revision(project_dir: Path) -> dict[str, Any] | None:
     return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
 
 
-def _connect(app: Any, broker: BrokerSettings, timeout: float) -> Any:
+def _connect(app: Any, broker: BrokerSettings, timeout: float, max_retries: int = 3) -> Any:
     connection = app.connection_for_write()
     try:
-        connection.ensure_connection(max_retries=3, interval_start=0.5, interval_step=1, timeout=timeout)
+        connection.ensure_connection(
+            max_retries=max_retries, interval_start=0.5, interval_step=1, interval_max=3, timeout=timeout
+        )
     except (OperationalError, OSError) as exc:
         connection.release()
         raise SweepError(f"cannot reach the broker at {broker.redacted_url()}: {exc}") from None
@@ -329,7 +331,7 @@ def run_sweep(
     except BaseException:
         connection.release()
         raise
-    run = _SweepRun(app, connection, spec, sweep_id, store, meta, observer or SweepObserver())
+    run = _SweepRun(app, broker, connection, spec, sweep_id, store, meta, observer or SweepObserver())
     return run.drive(window, health_check)
 
 
@@ -385,7 +387,7 @@ def resume_sweep(
     except BaseException:
         connection.release()
         raise
-    run = _SweepRun(app, connection, spec, sweep_id, store, meta, observer or SweepObserver())
+    run = _SweepRun(app, broker, connection, spec, sweep_id, store, meta, observer or SweepObserver())
     start = 0 if resend_in_flight else int(meta.get("dispatched") or 0)
     run.awaiting = set() if resend_in_flight else run.unrecorded_below(start)
     return run.drive(window, health_check, start=start)
@@ -396,10 +398,13 @@ class _SweepRun:
 
     # How often a resumed sweep checks that the trials it waits for are still somewhere.
     LOST_CHECK_INTERVAL = 30.0
+    # Attempts (about 3 s apart) to reconnect after losing the broker, e.g. while it restarts.
+    RECONNECT_ATTEMPTS = 60
 
     def __init__(
         self,
         app: Any,
+        broker: BrokerSettings,
         connection: Any,
         spec: SweepSpec,
         sweep_id: str,
@@ -408,6 +413,7 @@ class _SweepRun:
         observer: SweepObserver,
     ) -> None:
         self.app = app
+        self.broker = broker
         self.connection = connection
         self.spec = spec
         self.sweep_id = sweep_id
@@ -516,6 +522,27 @@ class _SweepRun:
             self.dispatcher.sent += 1
             self.awaiting.discard(trial)
 
+    # -- the broker connection -----------------------------------------------------
+
+    def _connection_errors(self) -> tuple[type[BaseException], ...]:
+        return (*self.connection.connection_errors, *self.connection.channel_errors, OSError, OperationalError)
+
+    def _reconnect(self, error: BaseException) -> EventStream:
+        """A new connection and event consumer after the broker went away (a restart, a network cut).
+
+        Unacknowledged events come again and are recorded once; trials in the
+        broker's durable queue wait there meanwhile.
+        """
+        log.warning("lost the broker connection (%s); reconnecting to %s", error, self.broker.redacted_url())
+        try:
+            self.connection.release()
+        except Exception:  # the old connection is already broken; closing it may fail too
+            log.debug("closing the broken connection failed", exc_info=True)
+        self.connection = _connect(self.app, self.broker, timeout=10.0, max_retries=self.RECONNECT_ATTEMPTS)
+        stream = EventStream(self.connection, self.sweep_id, self.on_event)
+        log.warning("reconnected to the broker; the sweep goes on")
+        return stream
+
     # -- the loop -------------------------------------------------------------
 
     def drive(self, window: int, health_check: Callable[[], None] | None, start: int = 0) -> SweepOutcome:
@@ -531,18 +558,19 @@ class _SweepRun:
                 stream.drain(timeout=1.0)  # what finished while the driver was away
             next_lost_check = time.monotonic()
             while len(store.records) < self.total:
-                outstanding = dispatcher.sent + len(self.awaiting) - len(store.records) + store.recorded_before
-                if not dispatcher.exhausted and outstanding < window:
-                    if dispatcher.send(self.connection, window - outstanding):
-                        meta["dispatched"] = dispatcher.next_index
-                        store.write_sweep(meta)
-                    elif dispatcher.exhausted:
-                        meta["dispatched"] = dispatcher.next_index
-                        store.write_sweep(meta)
-                stream.drain(timeout=0.1)
-                if self.awaiting and time.monotonic() >= next_lost_check:
-                    self.resend_lost()
-                    next_lost_check = time.monotonic() + self.LOST_CHECK_INTERVAL
+                try:
+                    outstanding = dispatcher.sent + len(self.awaiting) - len(store.records) + store.recorded_before
+                    if not dispatcher.exhausted and outstanding < window:
+                        dispatcher.send(self.connection, window - outstanding)
+                        if meta.get("dispatched") != dispatcher.next_index:
+                            meta["dispatched"] = dispatcher.next_index
+                            store.write_sweep(meta)
+                    stream.drain(timeout=0.1)
+                    if self.awaiting and time.monotonic() >= next_lost_check:
+                        self.resend_lost()
+                        next_lost_check = time.monotonic() + self.LOST_CHECK_INTERVAL
+                except self._connection_errors() as exc:
+                    stream = self._reconnect(exc)
                 if health_check is not None:
                     health_check()
                 self.observer.idle()

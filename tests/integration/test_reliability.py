@@ -156,3 +156,32 @@ def test_resume_of_an_unknown_sweep_is_one_line(tmp_path, rabbitmq):
     result = sweep(tmp_path, rabbitmq.url, "--resume", "20990101-000000-nothing-0000", "--results", "res")
     assert result.returncode == 2 and "no sweep '20990101-000000-nothing-0000'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_broker_restart_mid_sweep_loses_nothing(tmp_path, broker, rabbitmq):
+    project = make_project(tmp_path / "proj", "x: !!python/tuple [0, 10]\nsleep: [0.6]\n", extra_tasks=COUNTED)
+    with LocalWorker(broker, project, 1, tmp_path / "a.log", node_name="a@%h"), LocalWorker(
+        broker, project, 1, tmp_path / "b.log", node_name="b@%h"
+    ):
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "mlframework", "sweep", str(project), "--task", "counted", "--results", "res"],
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "MLFRAMEWORK_BROKER_URL": rabbitmq.url, "COLUMNS": "200"},
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                found = list((tmp_path / "res").glob("*/trials.jsonl"))
+                if found and len(found[0].read_text().splitlines()) >= 2:
+                    break
+                time.sleep(0.1)
+            rabbitmq.restart()
+            output, _ = driver.communicate(timeout=240)
+        finally:
+            if driver.poll() is None:
+                driver.kill()
+    assert driver.returncode == 0, output
+    assert "reconnected to the broker" in output, output
+    records = records_of(found[0].parent)
+    assert sorted(r["trial"] for r in records) == [f"t{i:04d}" for i in range(10)], "nothing lost, one record each"
+    assert all(r["status"] == "SUCCESS" for r in records)

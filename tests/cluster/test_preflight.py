@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 from mlframework.cluster.services import LABEL_CLUSTER
@@ -34,15 +35,45 @@ def test_an_unreachable_host_fails_preflight_naming_only_it(test_hosts, build_da
 
 
 def test_an_unknown_host_key_is_refused_unless_accepted(test_hosts, build_daemon_host, tmp_path):
-    repo = copy_repo(tmp_path / "repo")
-    env = script_env(test_hosts, build_daemon_host)
     empty_known_hosts = tmp_path / "known_hosts"
     empty_known_hosts.write_text("")
-    env["MLFRAMEWORK_KNOWN_HOSTS"] = str(empty_known_hosts)
-    argv = ["scripts/infrainit.sh", "-a", test_hosts.host(2).destination, "-i", str(test_hosts.client_key),
-            "-r", "mlf-preflight", "-d", "sklearn_digits", "-w", "1", "-b", "127.0.0.1",
-            "--base-image", BASE_IMAGE, "--cluster-name", "mlft-hostkey", "--connect-timeout", "5"]
-    refused = run(repo, *argv, env=env, timeout=120)
+    refused = _preflight_only(test_hosts, build_daemon_host, tmp_path, 2,
+                              {"MLFRAMEWORK_KNOWN_HOSTS": str(empty_known_hosts)})
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert "host key unknown" in refused.stderr and test_hosts.host(2).address in refused.stderr
     assert empty_known_hosts.read_text() == "", "nothing is recorded without --accept-new-host-keys"
+
+
+def _preflight_only(test_hosts, build_daemon_host, tmp_path, host: int, env_changes: dict[str, str]):
+    repo = copy_repo(tmp_path / "repo")
+    env = {**script_env(test_hosts, build_daemon_host), **env_changes}
+    return run(
+        repo, "scripts/infrainit.sh", "-a", test_hosts.host(host).destination, "-i", str(test_hosts.client_key),
+        "-r", "mlf-preflight", "-d", "sklearn_digits", "-w", "1", "-b", "127.0.0.1",
+        "--base-image", BASE_IMAGE, "--cluster-name", "mlft-preflight", "--connect-timeout", "5",
+        env=env, timeout=120,
+    )
+
+
+def test_a_changed_host_key_is_refused_always(test_hosts, build_daemon_host, tmp_path):
+    forged_key = tmp_path / "forged"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(forged_key)], check=True, timeout=30)
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(f"{test_hosts.host(2).address} {(tmp_path / 'forged.pub').read_text().split(' ', 2)[0]} "
+                           f"{(tmp_path / 'forged.pub').read_text().split(' ', 2)[1]}\n")
+    before = known_hosts.read_text()
+    result = _preflight_only(test_hosts, build_daemon_host, tmp_path, 2, {"MLFRAMEWORK_KNOWN_HOSTS": str(known_hosts)})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "host key CHANGED" in result.stderr and test_hosts.host(2).address in result.stderr
+    assert known_hosts.read_text() == before, "the recorded key is never replaced"
+
+
+def test_a_host_whose_docker_is_down_is_named_by_preflight(test_hosts, build_daemon_host, tmp_path):
+    test_hosts.stop_docker(3)
+    try:
+        result = _preflight_only(test_hosts, build_daemon_host, tmp_path, 3, {})
+    finally:
+        test_hosts.start_docker(3)
+    assert result.returncode == 2, result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert test_hosts.host(3).address in line and "Docker is not usable" in line, line

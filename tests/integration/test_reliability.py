@@ -185,3 +185,31 @@ def test_a_broker_restart_mid_sweep_loses_nothing(tmp_path, broker, rabbitmq):
     records = records_of(found[0].parent)
     assert sorted(r["trial"] for r in records) == [f"t{i:04d}" for i in range(10)], "nothing lost, one record each"
     assert all(r["status"] == "SUCCESS" for r in records)
+
+
+def test_a_pickled_message_on_the_trial_queue_is_refused_and_never_run(tmp_path, broker, rabbitmq):
+    from kombu import Connection, Exchange, Producer, Queue
+
+    from mlframework.sweep.app import TRIAL_QUEUE
+
+    project = make_project(tmp_path / "proj", "x: [1]\nsleep: [0]\n", extra_tasks=COUNTED)
+    with LocalWorker(broker, project, 1, tmp_path / "w.log", node_name="w@%h"):
+        with Connection(rabbitmq.url) as connection:
+            Producer(connection).publish(
+                # A Celery protocol-2 message, as `apply_async(serializer="pickle")` would send it.
+                ((), {"params": {"x": 1, "sleep": 0}, "trial": {"sweep": "evil", "id": "t0000", "index": 0}}, {}),
+                serializer="pickle",
+                exchange=TRIAL_QUEUE,
+                routing_key=TRIAL_QUEUE,
+                declare=[Queue(TRIAL_QUEUE, Exchange(TRIAL_QUEUE, "direct"), routing_key=TRIAL_QUEUE)],
+                headers={"lang": "py", "task": "counted", "id": "evil.t0000", "argsrepr": "", "kwargsrepr": ""},
+            )
+        time.sleep(3)
+        # The same trial as JSON runs: the worker was alive and listening all along.
+        result = sweep(tmp_path, rabbitmq.url, str(project), "--task", "counted", "--results", "res")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (project / "runs.log").read_text().split() == ["t0000"], "only the JSON trial ran"
+    log = (tmp_path / "w.log").read_text()
+    assert "ContentDisallowed" in log or "disallowed" in log.lower(), log[-2000:]
+    queues = rabbitmq.ctl("list_queues", "-p", rabbitmq.vhost, "name", "messages").stdout
+    assert f"{TRIAL_QUEUE}\t0" in queues, "the refused message is dropped, not redelivered forever"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from mlframework import __version__
 from mlframework.exceptions import MLFrameworkError
@@ -120,6 +121,10 @@ def _broker_from_options(broker_url: str | None) -> Any:
               help="A trial whose worker died this many times while running it is recorded FAILURE.")
 @click.option("--resume", "resume_id", metavar="SWEEP_ID",
               help="Finish an interrupted sweep of RESULTS (no PROJECT_DIR): trials recorded are not run again.")
+@click.option("--detach", is_flag=True,
+              help="Run the driver on the cluster's master and return: follow it with `mlframework follow ID`, "
+              "get its results with `mlframework fetch ID`.")
+@click.option("--sweep-id", help="Id of the new sweep  [default: generated, e.g. 20261125-101500-mnist-3f2a]")
 @click.option("--show-output", is_flag=True, help="Print every trial's output live, prefixed by trial and host.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or per-trial lines; summary only.")
 def sweep_command(
@@ -137,6 +142,8 @@ def sweep_command(
     retries: int,
     max_starts: int,
     resume_id: str | None,
+    detach: bool,
+    sweep_id: str | None,
     show_output: bool,
     quiet: bool,
 ) -> None:
@@ -166,11 +173,24 @@ def sweep_command(
         raise ConfigError(f"{project_dir}: project directory not found")
     if not resume_id:
         grid = load_grid(parameters_file or project_dir / "parameters.yml")
-        spec = SweepSpec(project_dir, grid, task_name, results_root, metric, mode,
+        if sweep_id is not None:
+            from mlframework.cluster.detached import check_sweep_id
+
+            check_sweep_id(sweep_id)
+        spec = SweepSpec(project_dir, grid, task_name, results_root, metric, mode, sweep_id=sweep_id,
                          retries=retries, max_starts=max_starts)
         if dry_run:
             console.print_dry_run(spec)
             return
+    if detach:
+        given_broker = click.get_current_context().get_parameter_source("broker_url") == ParameterSource.COMMANDLINE
+        if local or given_broker or resume_id:
+            raise ConfigError("--detach runs on the cluster of config.sh: not with --local, --broker or --resume")
+        options = ["--task", task_name, "--retries", str(retries), "--max-starts", str(max_starts)]
+        options += ["--metric", metric] if metric else []
+        options += ["--mode", mode] if mode else []
+        _detach(project_dir, spec, options)
+        return
 
     def drive(broker: Any, local_mode: bool, health_check: Any = None) -> Any:
         if resume_id:
@@ -192,6 +212,26 @@ def sweep_command(
             )
         outcome = drive(broker, False)
     sys.exit(outcome.exit_status)
+
+
+def _detach(project_dir: Path, spec: Any, sweep_options: list[str]) -> None:
+    from mlframework.cli_cluster import cluster_ssh_options, repo_root
+    from mlframework.cluster.bootstrap import load_cluster
+    from mlframework.cluster.detached import start_detached
+    from mlframework.exceptions import ConfigError
+    from mlframework.sweep.driver import check_task, new_sweep_id
+
+    root = repo_root()
+    cluster, _ = load_cluster(root)
+    if project_dir.resolve() != cluster.project_dir(root).resolve():
+        raise ConfigError(f"{project_dir}: the cluster serves {cluster.project_dir(root)} (config.sh PROJECT); "
+                          "detached sweeps run that project")
+    check_task(project_dir.resolve(), spec.task)
+    sweep_id = spec.sweep_id or new_sweep_id(project_dir.resolve().name)
+    master = start_detached(root, cluster_ssh_options(cluster), sweep_id, Path(spec.grid.source), sweep_options)
+    click.echo(f"sweep {sweep_id}: {spec.grid.count} trial(s), driver running on {master}")
+    click.echo(f"follow it:   mlframework follow {sweep_id}")
+    click.echo(f"its results: mlframework fetch {sweep_id}   (into ./results/{sweep_id})")
 
 
 def _resumed_project(results_root: Path, sweep_id: str) -> Path:

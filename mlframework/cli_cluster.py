@@ -44,6 +44,14 @@ def _ssh_options(key: str | None, known_hosts: str | None, accept_new: bool, tim
     )
 
 
+def cluster_ssh_options(spec: Any, known_hosts: str | None = None, connect_timeout: float = 10.0) -> Any:
+    """How to reach the recorded cluster's hosts: its key, and known_hosts (MLFRAMEWORK_KNOWN_HOSTS)."""
+    return _ssh_options(
+        spec.ssh_key, known_hosts or os.environ.get("MLFRAMEWORK_KNOWN_HOSTS"), spec.accept_new_host_keys,
+        connect_timeout,
+    )
+
+
 _known_hosts_option = click.option(
     "--known-hosts",
     envvar="MLFRAMEWORK_KNOWN_HOSTS",
@@ -208,4 +216,41 @@ def run_task_command(name: str, args: tuple[str, ...]) -> None:
     os.execve(sys.executable, [sys.executable, str(script), *args], env)
 
 
-COMMANDS = [infrainit_command, infra_clean_command, update_files_command, status_command, run_task_command]
+@click.command("follow")
+@click.argument("sweep_id")
+@_known_hosts_option
+def follow_command(sweep_id: str, known_hosts: str | None) -> None:
+    """Print the output of a detached sweep until it ends; exit with its status."""
+    from mlframework.cluster.bootstrap import load_cluster
+    from mlframework.cluster.detached import follow
+
+    root = repo_root()
+    spec, _ = load_cluster(root)
+    sys.exit(follow(root, cluster_ssh_options(spec, known_hosts), sweep_id, click.echo))
+
+
+@click.command("fetch")
+@click.argument("sweep_id")
+@click.option("--results", "results_root", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
+              show_default=True, help="Directory that receives <sweep-id>/.")
+@_known_hosts_option
+def fetch_command(sweep_id: str, results_root: Path, known_hosts: str | None) -> None:
+    """Copy a detached sweep's results (so far) from the master into RESULTS/<sweep-id>/."""
+    from mlframework.cluster.bootstrap import load_cluster
+    from mlframework.cluster.detached import fetch
+
+    root = repo_root()
+    spec, _ = load_cluster(root)
+    target = fetch(root, cluster_ssh_options(spec, known_hosts), sweep_id, results_root)
+    click.echo(f"results of sweep {sweep_id} in {target}")
+
+
+COMMANDS = [
+    infrainit_command,
+    infra_clean_command,
+    update_files_command,
+    status_command,
+    run_task_command,
+    follow_command,
+    fetch_command,
+]

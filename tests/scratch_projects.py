@@ -1,8 +1,12 @@
-"""Small throwaway projects for tests: a tasks.py, a training script and a grid."""
+"""Small throwaway projects for tests (a tasks.py, a training script and a grid), and sweeps run on them."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import textwrap
+import time
 from pathlib import Path
 
 TRAIN_SCRIPT = '''
@@ -36,3 +40,25 @@ def make_project(root: Path, grid: str, extra_tasks: str = "") -> Path:
     )
     (root / "parameters.yml").write_text(textwrap.dedent(grid))
     return root
+
+
+def start_sweep(cwd: Path, *args: str, broker_url: str | None = None) -> subprocess.Popen[str]:
+    """``mlframework sweep ARGS`` as a background process (output captured), e.g. to kill it mid-sweep."""
+    env = {**os.environ, "COLUMNS": "200"}
+    if broker_url:
+        env["MLFRAMEWORK_BROKER_URL"] = broker_url
+    return subprocess.Popen(
+        [sys.executable, "-m", "mlframework", "sweep", *args],
+        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+
+
+def wait_for_records(results: Path, count: int, timeout: float = 90) -> Path:
+    """The sweep directory under ``results`` once its trials.jsonl holds ``count`` records."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for trials in results.glob("*/trials.jsonl"):
+            if len(trials.read_text().splitlines()) >= count:
+                return trials.parent
+        time.sleep(0.1)
+    raise AssertionError(f"no sweep under {results} recorded {count} trial(s) within {timeout:g}s")

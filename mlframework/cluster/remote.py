@@ -305,6 +305,28 @@ class HostSession:
         log.info("%s: %d file(s) copied, %d removed under %s", self.host, len(to_copy), len(to_delete), destination)
         return len(to_copy) + len(to_delete)
 
+    def download_tree(self, source: str, destination: Path) -> int:
+        """Copy every file under ``source`` (absolute, on the host) into ``destination``; returns how many."""
+        listing = self.run(f"python3 -c {shlex.quote(_REMOTE_MANIFEST)} {shlex.quote(source)}", timeout=120).stdout
+        files = sorted(json.loads(listing or "{}"))
+        sftp = None if self.host.is_local else self._sftp()
+        for relative in files:
+            target = destination / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            remote = str(PurePosixPath(source) / relative)
+            if sftp is None:
+                import shutil
+
+                shutil.copy2(remote, target)
+            else:
+                sftp.get(remote, str(target))
+        return len(files)
+
+    def _sftp(self) -> Any:
+        self.connect()
+        assert self._connection is not None
+        return self._connection.sftp()
+
     def write_file(self, path: str, content: bytes, mode: int = 0o644) -> None:
         """Write one file on the host (absolute path), creating its directory."""
         directory = str(PurePosixPath(path).parent)

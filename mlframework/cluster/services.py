@@ -44,7 +44,7 @@ class ContainerSpec:
     """One container as the docker API needs it."""
 
     name: str  # unique on the host: <cluster>-<role>[-<slot>]
-    role: str  # broker | flower | worker
+    role: str  # broker | flower | worker | sweep (a detached sweep's driver)
     image: str
     command: list[str] | None = None
     environment: dict[str, str] = field(default_factory=dict)
@@ -174,7 +174,8 @@ def run_options(cluster: str, spec: ContainerSpec) -> dict[str, Any]:
             **({LABEL_NODE: spec.node} if spec.node else {}),
         },
         "network_mode": "host",
-        "restart_policy": {"Name": "unless-stopped"},
+        # Services come back by themselves; a detached sweep's driver is resumed by hand (--resume), never twice.
+        "restart_policy": {"Name": "no" if spec.role == "sweep" else "unless-stopped"},
         "device_requests": device_requests,
         "user": spec.user,
         # celery as PID 1 would not reap the orphans a training script may leave behind.

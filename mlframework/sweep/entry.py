@@ -23,6 +23,8 @@ ECHO_GRID = "echo.yml"
 
 
 def _sweep(project_file: str, task: str, grid: str, extra: Sequence[str]) -> int:
+    if any(arg == "--resume" or arg.startswith("--resume=") for arg in extra):
+        return main(["sweep", *extra])  # the resumed sweep knows its project, grid and task
     project = Path(project_file).resolve().parent
     return main(["sweep", str(project), "--task", task, "-p", str(project / grid), *extra])
 

@@ -19,7 +19,7 @@ import urllib.request
 import pytest
 
 from mlframework.cluster.services import LABEL_CLUSTER
-from scripted import copy_repo, run, script_env
+from scripted import REPO, copy_repo, run, script_env
 from testhosts import BASE_IMAGE
 
 GRID = "model: [svc, logreg]\nC: [0.1, 1.0, 10.0]\n"
@@ -101,6 +101,26 @@ def test_run_training_sweeps_on_several_hosts(cluster):
     assert len(rows) == 6 and {row["status"] for row in rows} == {"SUCCESS"}
     assert len({row["host"] for row in rows}) > 1, f"trials all ran on {rows[0]['host']}"
     assert max(float(row["accuracy"]) for row in rows) >= 0.9
+
+
+def test_a_detached_sweep_runs_on_the_master_then_is_followed_and_fetched(cluster):
+    repo, env = cluster["repo"], cluster["env"]
+    started = run(repo, "scripts/run_tasks.sh", "run_training", "--detach", "--retries", "1", env=env, timeout=120)
+    assert started.returncode == 0, started.stdout + started.stderr
+    sweep_id = started.stdout.split()[1].rstrip(":")
+    assert "driver running on mlft1@" in started.stdout
+    mlframework = [str(REPO / ".venv" / "bin" / "python"), "-m", "mlframework"]
+    followed = run(repo, *mlframework, "follow", sweep_id, env=env, timeout=300)
+    assert followed.returncode == 0, followed.stdout + followed.stderr
+    assert f"sweep {sweep_id} finished" in followed.stdout and "6 succeeded" in followed.stdout
+    fetched = run(repo, *mlframework, "fetch", sweep_id, "--results", "fetched", env=env, timeout=120)
+    assert fetched.returncode == 0, fetched.stdout + fetched.stderr
+    with open(repo / "fetched" / sweep_id / "results.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 6 and {row["status"] for row in rows} == {"SUCCESS"}
+    assert len({row["host"] for row in rows}) > 1
+    meta = json.loads((repo / "fetched" / sweep_id / "sweep.json").read_text())
+    assert meta["status"] == "finished" and meta["retries"] == 1
 
 
 def _flower(url: str, auth: tuple[str, str] | None = None) -> tuple[int, bytes]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from scratch_projects import make_project
+from scratch_projects import make_project, start_sweep, wait_for_records
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -172,24 +172,13 @@ def test_gpus_gives_one_worker_per_gpu_each_seeing_only_its_own(tmp_path):
 
 def test_a_killed_local_sweep_resumes_and_leaves_no_worker_behind(tmp_path):
     project = make_project(tmp_path / "proj", "x: !!python/tuple [1, 9]\nsleep: [0.4]\n")
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "mlframework", "sweep", str(project), "--local", "--workers", "2", "--results", "res"],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    driver = start_sweep(tmp_path, str(project), "--local", "--workers", "2", "--results", "res")
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            found = list((tmp_path / "res").glob("*/trials.jsonl"))
-            if found and len(found[0].read_text().splitlines()) >= 2:
-                break
-            time.sleep(0.1)
-        else:
-            pytest.fail("the sweep did not get going")
+        sweep_dir = wait_for_records(tmp_path / "res", 2)
     finally:
         driver.kill()
         driver.wait(timeout=10)
-    sweep_dir = found[0].parent
-    recorded = {json.loads(line)["trial"] for line in found[0].read_text().splitlines()}
+    recorded = {json.loads(line)["trial"] for line in (sweep_dir / "trials.jsonl").read_text().splitlines()}
 
     def workers_of_this_project() -> list[int]:
         found = []

@@ -18,7 +18,7 @@ import pytest
 
 from mlframework.cluster.local import LocalWorker
 from mlframework.sweep.app import BrokerSettings
-from scratch_projects import make_project
+from scratch_projects import make_project, start_sweep, wait_for_records
 
 # Fails its first attempt (per value of x), succeeds after: a flaky trial.
 FLAKY = '''
@@ -121,21 +121,9 @@ def test_a_trial_that_keeps_killing_its_process_fails_after_max_starts(tmp_path,
 def test_a_killed_driver_resumes_without_losing_or_rerunning_a_trial(tmp_path, broker, rabbitmq):
     project = make_project(tmp_path / "proj", "x: !!python/tuple [0, 12]\nsleep: [0.5]\n", extra_tasks=COUNTED)
     with LocalWorker(broker, project, 2, tmp_path / "w.log", node_name="w@%h"):
-        driver = subprocess.Popen(
-            [sys.executable, "-m", "mlframework", "sweep", str(project), "--task", "counted", "--results", "res"],
-            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, "MLFRAMEWORK_BROKER_URL": rabbitmq.url, "COLUMNS": "200"},
-        )
+        driver = start_sweep(tmp_path, str(project), "--task", "counted", "--results", "res", broker_url=rabbitmq.url)
         try:
-            deadline = time.monotonic() + 60
-            sweep_dir = None
-            while time.monotonic() < deadline:
-                dirs = list((tmp_path / "res").glob("*")) if (tmp_path / "res").exists() else []
-                if dirs and (dirs[0] / "trials.jsonl").exists() and len(records_of(dirs[0])) >= 3:
-                    sweep_dir = dirs[0]
-                    break
-                time.sleep(0.1)
-            assert sweep_dir is not None, "the sweep did not get going"
+            sweep_dir = wait_for_records(tmp_path / "res", 3)
         finally:
             driver.send_signal(signal.SIGKILL)
             driver.wait(timeout=10)
@@ -163,18 +151,9 @@ def test_a_broker_restart_mid_sweep_loses_nothing(tmp_path, broker, rabbitmq):
     with LocalWorker(broker, project, 1, tmp_path / "a.log", node_name="a@%h"), LocalWorker(
         broker, project, 1, tmp_path / "b.log", node_name="b@%h"
     ):
-        driver = subprocess.Popen(
-            [sys.executable, "-m", "mlframework", "sweep", str(project), "--task", "counted", "--results", "res"],
-            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, "MLFRAMEWORK_BROKER_URL": rabbitmq.url, "COLUMNS": "200"},
-        )
+        driver = start_sweep(tmp_path, str(project), "--task", "counted", "--results", "res", broker_url=rabbitmq.url)
         try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                found = list((tmp_path / "res").glob("*/trials.jsonl"))
-                if found and len(found[0].read_text().splitlines()) >= 2:
-                    break
-                time.sleep(0.1)
+            sweep_dir = wait_for_records(tmp_path / "res", 2, timeout=60)
             rabbitmq.restart()
             output, _ = driver.communicate(timeout=240)
         finally:
@@ -182,7 +161,7 @@ def test_a_broker_restart_mid_sweep_loses_nothing(tmp_path, broker, rabbitmq):
                 driver.kill()
     assert driver.returncode == 0, output
     assert "reconnected to the broker" in output, output
-    records = records_of(found[0].parent)
+    records = records_of(sweep_dir)
     assert sorted(r["trial"] for r in records) == [f"t{i:04d}" for i in range(10)], "nothing lost, one record each"
     assert all(r["status"] == "SUCCESS" for r in records)
 

@@ -19,6 +19,7 @@ import urllib.request
 import pytest
 
 from mlframework.cluster.services import LABEL_CLUSTER
+from scratch_projects import wait_for_records
 from scripted import REPO, copy_repo, run, script_env
 from testhosts import BASE_IMAGE
 
@@ -181,3 +182,41 @@ def test_infrainit_again_converges_without_new_containers(cluster, test_hosts):
              for i in (1, 2, 3)}
     assert after == before
     assert "already running" in result.stdout
+
+
+def test_worker_containers_killed_mid_sweep_lose_no_trial_and_duplicate_none(cluster, test_hosts):
+    # Last in this module: it leaves the cluster with fewer workers than it had.
+    repo, env = cluster["repo"], cluster["env"]
+    (repo / "chaos.yml").write_text("k: !!python/tuple [0, 60]\nn: [0.7]\n")
+    mlframework = [str(REPO / ".venv" / "bin" / "python"), "-m", "mlframework"]
+    driver = subprocess.Popen(
+        [*mlframework, "sweep", "projects/sklearn_digits", "--task", "echo", "-p", "chaos.yml", "--results", "chaos"],
+        cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    worker = "sklearn-digits-worker-cpu"
+    # (records before the kill, host whose worker container is SIGKILLed, restart it afterwards)
+    plan = [(8, 2, True), (20, 3, False), (34, 2, False)]
+    killed = []
+    try:
+        for records, host, restart in plan:
+            sweep_dir = wait_for_records(repo / "chaos", records, timeout=120)
+            container = test_hosts.docker(host).containers.get(worker)
+            container.kill()  # SIGKILL: the worker and its running trials die at once
+            killed.append(host)
+            if restart:
+                time.sleep(2)
+                container.start()
+        output, _ = driver.communicate(timeout=300)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 0, output
+    records = [json.loads(line) for line in (sweep_dir / "trials.jsonl").read_text().splitlines()]
+    trials = [r["trial"] for r in records]
+    assert len(trials) == len(set(trials)), "a trial was recorded twice"
+    assert sorted(trials) == [f"t{i:04d}" for i in range(60)], "a trial was lost"
+    with open(sweep_dir / "results.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 60 and {row["status"] for row in rows} == {"SUCCESS"}
+    assert killed == [2, 3, 2]
+    assert any(r["redelivered"] for r in records), "trials of the killed workers ran again elsewhere"

@@ -201,8 +201,18 @@ def _project_revision(project_dir: Path) -> dict[str, Any] | None:
     return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
 
 
-def _connect(app: Any, broker: BrokerSettings, timeout: float, max_retries: int = 3) -> Any:
-    connection = app.connection_for_write()
+# Seconds between AMQP heartbeats of the driver's connection: a broker that stops answering without
+# closing the connection (a frozen host, a cut cable) is noticed after two missed intervals.
+DRIVER_HEARTBEAT = 10.0
+# How long the driver tries to get the broker back before it gives up (the sweep can be resumed later).
+RECONNECT_SECONDS = 180.0
+
+
+def _connect(
+    app: Any, broker: BrokerSettings, timeout: float, max_retries: int | None = 3, heartbeat: float | None = None
+) -> Any:
+    """A connection to the broker; ``timeout`` bounds all attempts together (kombu's ensure_connection)."""
+    connection = app.connection_for_write(heartbeat=heartbeat) if heartbeat else app.connection_for_write()
     try:
         connection.ensure_connection(
             max_retries=max_retries, interval_start=0.5, interval_step=1, interval_max=3, timeout=timeout
@@ -294,6 +304,7 @@ def run_sweep(
     window: int = 1000,
     health_check: Callable[[], None] | None = None,
     connect_timeout: float = 10.0,
+    heartbeat: float = DRIVER_HEARTBEAT,
 ) -> SweepOutcome:
     """Run every combination of ``spec.grid`` as a trial on the workers of ``broker``.
 
@@ -304,7 +315,7 @@ def run_sweep(
     check_task(project_dir, spec.task)
     sweep_id = spec.sweep_id or new_sweep_id(project_dir.name)
     app = create_app(broker)
-    connection = _connect(app, broker, connect_timeout)
+    connection = _connect(app, broker, connect_timeout, heartbeat=heartbeat)
     meta: dict[str, Any] = {
         "id": sweep_id,
         "project": str(project_dir),
@@ -331,7 +342,7 @@ def run_sweep(
     except BaseException:
         connection.release()
         raise
-    run = _SweepRun(app, broker, connection, spec, sweep_id, store, meta, observer or SweepObserver())
+    run = _SweepRun(app, broker, connection, spec, sweep_id, store, meta, observer or SweepObserver(), heartbeat)
     return run.drive(window, health_check)
 
 
@@ -345,6 +356,7 @@ def resume_sweep(
     window: int = 1000,
     health_check: Callable[[], None] | None = None,
     connect_timeout: float = 10.0,
+    heartbeat: float = DRIVER_HEARTBEAT,
 ) -> SweepOutcome:
     """Finish the sweep ``results_root/sweep_id``: trials with a record are never run again.
 
@@ -378,7 +390,7 @@ def resume_sweep(
     )
     check_task(spec.project_dir, spec.task)
     app = create_app(broker)
-    connection = _connect(app, broker, connect_timeout)
+    connection = _connect(app, broker, connect_timeout, heartbeat=heartbeat)
     meta.update(status="running", broker=broker.redacted_url(), driver_host=socket.gethostname())
     meta.setdefault("resumed_at", []).append(_dt.datetime.now().astimezone().isoformat(timespec="seconds"))
     try:
@@ -387,7 +399,7 @@ def resume_sweep(
     except BaseException:
         connection.release()
         raise
-    run = _SweepRun(app, broker, connection, spec, sweep_id, store, meta, observer or SweepObserver())
+    run = _SweepRun(app, broker, connection, spec, sweep_id, store, meta, observer or SweepObserver(), heartbeat)
     start = 0 if resend_in_flight else int(meta.get("dispatched") or 0)
     run.awaiting = set() if resend_in_flight else run.unrecorded_below(start)
     return run.drive(window, health_check, start=start)
@@ -398,8 +410,6 @@ class _SweepRun:
 
     # How often a resumed sweep checks that the trials it waits for are still somewhere.
     LOST_CHECK_INTERVAL = 30.0
-    # Attempts (about 3 s apart) to reconnect after losing the broker, e.g. while it restarts.
-    RECONNECT_ATTEMPTS = 60
 
     def __init__(
         self,
@@ -411,8 +421,10 @@ class _SweepRun:
         store: ResultsStore,
         meta: dict[str, Any],
         observer: SweepObserver,
+        heartbeat: float = DRIVER_HEARTBEAT,
     ) -> None:
         self.app = app
+        self.heartbeat = heartbeat
         self.broker = broker
         self.connection = connection
         self.spec = spec
@@ -538,7 +550,9 @@ class _SweepRun:
             self.connection.release()
         except Exception:  # the old connection is already broken; closing it may fail too
             log.debug("closing the broken connection failed", exc_info=True)
-        self.connection = _connect(self.app, self.broker, timeout=10.0, max_retries=self.RECONNECT_ATTEMPTS)
+        self.connection = _connect(
+            self.app, self.broker, timeout=RECONNECT_SECONDS, max_retries=None, heartbeat=self.heartbeat
+        )
         stream = EventStream(self.connection, self.sweep_id, self.on_event)
         log.warning("reconnected to the broker; the sweep goes on")
         return stream
@@ -566,6 +580,7 @@ class _SweepRun:
                             meta["dispatched"] = dispatcher.next_index
                             store.write_sweep(meta)
                     stream.drain(timeout=0.1)
+                    self.connection.heartbeat_check()
                     if self.awaiting and time.monotonic() >= next_lost_check:
                         self.resend_lost()
                         next_lost_check = time.monotonic() + self.LOST_CHECK_INTERVAL

@@ -192,3 +192,36 @@ def test_a_pickled_message_on_the_trial_queue_is_refused_and_never_run(tmp_path,
     assert "ContentDisallowed" in log or "disallowed" in log.lower(), log[-2000:]
     queues = rabbitmq.ctl("list_queues", "-p", rabbitmq.vhost, "name", "messages").stdout
     assert f"{TRIAL_QUEUE}\t0" in queues, "the refused message is dropped, not redelivered forever"
+
+
+def test_a_broker_that_stops_answering_is_noticed_within_two_heartbeats(tmp_path, broker, rabbitmq, caplog):
+    import logging
+    import threading
+
+    from mlframework.sweep.driver import SweepObserver, SweepSpec, run_sweep
+    from mlframework.sweep.params import load_grid
+
+    project = make_project(tmp_path / "proj", "x: !!python/tuple [0, 6]\nsleep: [0.5]\n", extra_tasks=COUNTED)
+    heartbeat = 2.0
+    paused_at: list[float] = []
+
+    class PauseOnce(SweepObserver):
+        def trial_finished(self, record: dict) -> None:
+            if not paused_at:
+                rabbitmq.pause()  # frozen, connections stay open: only heartbeats can tell
+                paused_at.append(time.monotonic())
+                threading.Timer(4 * heartbeat, rabbitmq.resume).start()
+
+    caplog.set_level(logging.WARNING, logger="mlframework.sweep.driver")
+    spec = SweepSpec(project, load_grid(project / "parameters.yml"), task="counted", results_root=tmp_path / "res")
+    with LocalWorker(broker, project, 2, tmp_path / "w.log", node_name="w@%h"):
+        try:
+            outcome = run_sweep(spec, broker, PauseOnce(), heartbeat=heartbeat)
+        finally:
+            rabbitmq.resume()
+    lost = [r for r in caplog.records if "lost the broker connection" in r.getMessage()]
+    assert lost, "the frozen broker was never noticed"
+    noticed_after = lost[0].created - (paused_at[0] - time.monotonic() + time.time())
+    print(f"frozen broker noticed after {noticed_after:.1f}s (heartbeat {heartbeat:g}s)")
+    assert noticed_after <= 2 * heartbeat + 1.5, f"noticed after {noticed_after:.1f}s"
+    assert outcome.exit_status == 0 and outcome.succeeded == 6, "and the sweep finished once it was back"

@@ -1,7 +1,7 @@
 """Embedded mode: a sweep on this machine with no server to install.
 
 The broker is kombu's filesystem transport (messages are files in a directory
-under the run directory) and the workers are one local ``celery worker``
+under the run directory; written atomically, see :mod:`mlframework.sweep.fs_transport`) and the workers are one local ``celery worker``
 process with ``N`` pool processes, or one per GPU, started and stopped here. Same tasks, same
 events, same results as a cluster; what it cannot give is redelivery of a
 trial whose worker was killed mid-run (the filesystem transport removes a
@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mlframework.exceptions import ServiceError
+from mlframework.sweep import fs_transport
 from mlframework.sweep.app import BrokerSettings
 from mlframework.sweep.tasks import ENV_GPU, ENV_PROJECT
 
@@ -207,7 +208,7 @@ class EmbeddedCluster:
         """Settings for the driver and the workers alike."""
         queue_dir = self.run_dir / "broker" / "queue"
         return BrokerSettings(
-            url="filesystem://localhost/",
+            url=f"{fs_transport.SCHEME}://localhost/",
             transport_options={
                 "data_folder_in": str(queue_dir),
                 "data_folder_out": str(queue_dir),

@@ -25,6 +25,10 @@ from typing import Any
 from celery import Celery
 
 from mlframework.exceptions import ConfigError
+from mlframework.sweep import fs_transport
+
+# Embedded mode's mlfs:// broker, wherever an app is made (driver and worker processes alike).
+fs_transport.register()
 
 ENV_BROKER_URL = "MLFRAMEWORK_BROKER_URL"
 ENV_TRANSPORT_OPTIONS = "MLFRAMEWORK_TRANSPORT_OPTIONS"
@@ -39,7 +43,7 @@ TRIAL_QUEUE = "mlframework.trials"
 class BrokerSettings:
     """Where the broker is and how to talk to it."""
 
-    url: str  # kombu URL: amqp://user:pass@host:5672/vhost, or filesystem:// in embedded mode
+    url: str  # kombu URL: amqp://user:pass@host:5672/vhost, or mlfs:// (files) in embedded mode
     transport_options: Mapping[str, Any] = field(default_factory=dict)  # kombu transport options
     celery_config: Mapping[str, Any] = field(default_factory=dict)  # overrides of sweep_defaults()
 

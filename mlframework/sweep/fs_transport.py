@@ -1,0 +1,50 @@
+"""Embedded mode's broker: kombu's filesystem transport, with messages that appear whole.
+
+kombu's own ``_put`` creates the message file and then writes it; a consumer
+polling the folder can take (move) the file in between, read nothing and fail
+on the empty JSON, and the message is lost with it. Here a message is written
+under a name no consumer looks at and renamed into place when complete
+(``rename`` is atomic on one filesystem). Registered as the ``mlfs://``
+transport; everything else is kombu's.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from time import monotonic
+from typing import Any
+
+from kombu.exceptions import ChannelError
+from kombu.transport import TRANSPORT_ALIASES, filesystem
+from kombu.utils.encoding import str_to_bytes
+from kombu.utils.json import dumps
+
+SCHEME = "mlfs"
+
+
+class Channel(filesystem.Channel):
+    """The filesystem channel with atomic puts."""
+
+    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
+        # The name as kombu's _get expects it: "<ms>_<uuid>.<queue>.msg", sorted by time.
+        name = f"{int(round(monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
+        final = os.path.join(self.data_folder_out, name)
+        partial = final + ".partial"  # "<queue>.msg.partial" is no queue's name: never read
+        try:
+            with open(partial, "wb") as handle:
+                handle.write(str_to_bytes(dumps(payload)))
+            os.replace(partial, final)
+        except OSError as exc:
+            raise ChannelError(f"Cannot add file {final!r} to directory") from exc
+
+
+class Transport(filesystem.Transport):
+    """kombu's filesystem transport using :class:`Channel`."""
+
+    Channel = Channel
+
+
+def register() -> None:
+    """Make ``mlfs://`` URLs use this transport (idempotent)."""
+    TRANSPORT_ALIASES.setdefault(SCHEME, f"{__name__}:Transport")

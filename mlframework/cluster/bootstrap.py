@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kombu import Connection
+from kombu.exceptions import OperationalError
 
 from mlframework.cluster import images, services
 from mlframework.cluster.gpus import NVIDIA_SMI_LIST, parse_gpu_list
@@ -433,6 +434,8 @@ def worker_status(broker: BrokerSettings, timeout: float = 3.0) -> list[str]:
     app = create_app(broker)
     try:
         replies = app.control.ping(timeout=timeout) or []
+    except (OperationalError, OSError) as exc:
+        raise ServiceError(f"cannot reach the broker at {broker.redacted_url()}: {exc}") from None
     finally:
         app.close()
     return sorted(name for reply in replies for name in reply)

@@ -169,7 +169,9 @@ class EmbeddedCluster:
         project_dir: str | os.PathLike[str],
         workers: int | None = None,
         run_dir: str | os.PathLike[str] | None = None,
-        polling_interval: float = 0.05,
+        # How often an idle worker looks for a message file. A freed slot waits up to this long for its next
+        # trial: 0.05 s gave 45 trivial trials/s on 2 workers, 0.01 s gives 162/s for 1.8% of a core when idle.
+        polling_interval: float = 0.01,
         gpus: Sequence[str] = (),
     ) -> None:
         """``workers`` pool processes in one CPU worker, or with ``gpus`` one worker per GPU.

@@ -434,7 +434,8 @@ class _SweepRun:
         self.observer = observer
         self.total = spec.grid.count
         self.running: dict[str, dict[str, Any]] = {}
-        self.starts: dict[tuple[str, int], int] = {}
+        self.starts: dict[tuple[str, int], int] = {}  # starts of each attempt of each trial
+        self.start_events: set[tuple[Any, ...]] = set()
         self.seen: set[str] = set()  # trials with any event in this session
         self.awaiting: set[str] = set()  # sent before this session, not recorded: awaited
         self.dispatcher: _Dispatcher | None = None
@@ -461,6 +462,10 @@ class _SweepRun:
             self._finished(trial, attempt, event)
 
     def _started(self, trial: str, attempt: int, event: dict[str, Any]) -> None:
+        start = (trial, attempt, event.get("worker"), event.get("pid"), event.get("time"))
+        if start in self.start_events:
+            return  # the same event again (redelivered after a reconnect): not another start
+        self.start_events.add(start)
         key = (trial, attempt)
         self.starts[key] = self.starts.get(key, 0) + 1
         if self.starts[key] > self.spec.max_starts and trial not in self.store.records:

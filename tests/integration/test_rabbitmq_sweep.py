@@ -102,3 +102,31 @@ def test_dispatch_to_an_unreachable_broker_is_a_clear_error(tmp_path):
     assert "secret" not in result.stderr and "Traceback" not in result.stderr
     assert time.monotonic() - started < 60
     assert not (tmp_path / "results").exists(), "no sweep is recorded when nothing could be sent"
+
+
+def _status(url: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mlframework", "status", "--broker", url, "--timeout", "2"],
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+def test_status_lists_each_live_worker_and_fails_when_none_answers(tmp_path, broker, rabbitmq):
+    project = make_project(tmp_path / "proj", "x: [1]\n")
+    assert _status(rabbitmq.url).returncode == 1, "no worker: non-zero"
+    with LocalWorker(broker, project, 1, tmp_path / "a.log", node_name="a@%h"), LocalWorker(
+        broker, project, 1, tmp_path / "b.log", node_name="b@%h"
+    ):
+        deadline = time.monotonic() + 30
+        while (result := _status(rabbitmq.url)).stdout.count("->") < 2 and time.monotonic() < deadline:
+            time.sleep(0.5)
+    assert result.returncode == 0, result.stdout + result.stderr
+    nodes = [line.split()[1].rstrip(":") for line in result.stdout.splitlines() if line.startswith("->")]
+    assert [node.split("@")[0] for node in nodes] == ["a", "b"] and "2 node(s) online." in result.stdout
+
+
+def test_status_with_an_unreachable_broker_is_one_line(tmp_path):
+    result = _status("amqp://u:secret@127.0.0.1:9/v")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == "mlframework: error: cannot reach the broker at amqp://u:**@127.0.0.1:9/v: " \
+                                    "[Errno 111] Connection refused"

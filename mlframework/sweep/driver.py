@@ -258,6 +258,9 @@ class _Dispatcher:
         self.app.send_task(
             self.spec.task,
             kwargs={"params": params, "trial": trial},
+            # What Flower shows; given here because Celery's own repr of the arguments is slow.
+            argsrepr="()",
+            kwargsrepr=json.dumps({"trial": identifier, "params": params}, default=str),
             task_id=task_id(self.sweep_id, identifier, attempt),
             queue=TRIAL_QUEUE,
             producer=producer,
@@ -335,7 +338,6 @@ def run_sweep(
         "mlframework_version": __version__,
         "python": sys.version.split()[0],
         "project_revision": _project_revision(project_dir),
-        "dispatched": 0,
     }
     try:
         store = ResultsStore.create(spec.results_root, meta, spec.grid.names)
@@ -400,7 +402,7 @@ def resume_sweep(
         connection.release()
         raise
     run = _SweepRun(app, broker, connection, spec, sweep_id, store, meta, observer or SweepObserver(), heartbeat)
-    start = 0 if resend_in_flight else int(meta.get("dispatched") or 0)
+    start = 0 if resend_in_flight else store.dispatched()
     run.awaiting = set() if resend_in_flight else run.unrecorded_below(start)
     return run.drive(window, health_check, start=start)
 
@@ -558,7 +560,7 @@ class _SweepRun:
         self.connection = _connect(
             self.app, self.broker, timeout=RECONNECT_SECONDS, max_retries=None, heartbeat=self.heartbeat
         )
-        stream = EventStream(self.connection, self.sweep_id, self.on_event)
+        stream = EventStream(self.connection, self.sweep_id, self.on_event, before_ack=self.store.sync)
         log.warning("reconnected to the broker; the sweep goes on")
         return stream
 
@@ -568,7 +570,7 @@ class _SweepRun:
         store, meta = self.store, self.meta
         interrupted = False
         try:
-            stream = EventStream(self.connection, self.sweep_id, self.on_event)
+            stream = EventStream(self.connection, self.sweep_id, self.on_event, before_ack=self.store.sync)
             self.dispatcher = dispatcher = _Dispatcher(
                 self.app, self.spec, self.sweep_id, self.total, start=start, skip=set(store.records)
             )
@@ -580,10 +582,8 @@ class _SweepRun:
                 try:
                     outstanding = dispatcher.sent + len(self.awaiting) - len(store.records) + store.recorded_before
                     if not dispatcher.exhausted and outstanding < window:
-                        dispatcher.send(self.connection, window - outstanding)
-                        if meta.get("dispatched") != dispatcher.next_index:
-                            meta["dispatched"] = dispatcher.next_index
-                            store.write_sweep(meta)
+                        if dispatcher.send(self.connection, window - outstanding):
+                            store.note_dispatched(dispatcher.next_index)
                     stream.drain(timeout=0.1)
                     self.connection.heartbeat_check()
                     if self.awaiting and time.monotonic() >= next_lost_check:

@@ -156,10 +156,16 @@ class EventStream:
         sweep_id: str,
         handler: Callable[[dict[str, Any]], None],
         prefetch: int = 500,
+        before_ack: Callable[[], None] | None = None,
+        ack_batch: int = 100,
     ) -> None:
+        """``before_ack`` makes what the handler wrote durable (one fsync for a batch of events)."""
         self.queue = events_queue(sweep_id)
         self._connection = connection
         self._handler = handler
+        self._before_ack = before_ack
+        self._ack_batch = min(ack_batch, prefetch // 2 or 1)  # well below prefetch: the stream never stalls
+        self._unacked: list[Any] = []
         channel = connection.channel()
         self.queue(channel).declare()
         self._consumer = Consumer(
@@ -173,26 +179,42 @@ class EventStream:
             self._handler(body)
         else:
             log.warning("ignoring a malformed event: %r", body)
-        # Acknowledged only once the handler has recorded it: a crash before
-        # this line leaves the event in the queue for --resume.
-        message.ack()
+        # Acknowledged only once the handler's record is on disk (flush): a
+        # crash before that leaves the event in the queue for --resume.
+        self._unacked.append(message)
+        if len(self._unacked) >= self._ack_batch:
+            self.flush()
+
+    def flush(self) -> None:
+        """Make the handled events durable, then acknowledge them."""
+        if not self._unacked:
+            return
+        if self._before_ack is not None:
+            self._before_ack()
+        messages, self._unacked = self._unacked, []
+        for message in messages:
+            message.ack()
 
     def drain(self, timeout: float) -> int:
         """Handle the events that arrive within ``timeout`` seconds; returns how many reads had some."""
         handled = 0
         deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return handled
-            try:
-                self._connection.drain_events(timeout=remaining)
-                handled += 1
-            except TimeoutError:  # socket.timeout is TimeoutError since Python 3.10
-                return handled
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return handled
+                try:
+                    self._connection.drain_events(timeout=remaining)
+                    handled += 1
+                except TimeoutError:  # socket.timeout is TimeoutError since Python 3.10
+                    return handled
+        finally:
+            self.flush()
 
     def cancel(self) -> None:
         """Stop consuming (events left in the queue stay there)."""
+        self.flush()
         self._consumer.cancel()
 
     def delete_queue(self) -> None:

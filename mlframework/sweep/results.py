@@ -3,10 +3,11 @@
 * ``sweep.json``   -- the sweep: id, project, task, grid, start/end, counts, status
 * ``trials.jsonl`` -- one full record per finished trial (parameters, status,
   host, GPU, duration, exit code, command line, metrics and their history),
-  appended and flushed as each trial finishes, so nothing is lost on a crash
+  appended as each trial finishes and fsynced before its event is acknowledged, so nothing is lost on a crash
 * ``results.csv``  -- one row per trial: ``trial, status, host, duration_s``,
   one column per parameter, one per final metric
 * ``logs/<trial>.log`` -- everything the trial printed, as it arrived (every attempt's)
+* ``dispatched.log`` -- how far in the grid trials were sent (``--resume`` goes on from there)
 * ``attempts.jsonl`` -- the full record of each failed attempt that was retried
   (``--retries``); the trial's final record lists them under ``attempts``
 
@@ -54,13 +55,15 @@ class ResultsStore:
         self._metric_names: list[str] = []
         self._logs: dict[str, IO[str]] = {}
         self._csv_interval = csv_interval
-        self._csv_written_at = 0.0
+        self._csv_written_at = self._csv_started_at = 0.0
         self._csv_stale = False
         (directory / "logs").mkdir(parents=True, exist_ok=True)
         self._load_existing()
         self.recorded_before = len(self.records)  # recorded by an earlier driver (a resumed sweep)
         self._trials_file = open(directory / "trials.jsonl", "a", encoding="utf-8")  # noqa: SIM115
         self._attempts_file: IO[str] | None = None
+        self._unsynced = self._attempts_unsynced = False
+        self._dispatch_log: IO[str] | None = None
 
     @classmethod
     def create(cls, root: str | os.PathLike[str], sweep: Mapping[str, Any], parameter_names: Sequence[str]) -> ResultsStore:
@@ -128,7 +131,7 @@ class ResultsStore:
         record = {key: value for key, value in record.items() if key != "type"}
         self._trials_file.write(json.dumps(record, default=str) + "\n")
         self._trials_file.flush()
-        os.fsync(self._trials_file.fileno())
+        self._unsynced = True
         handle = self._logs.pop(trial, None)
         if handle is not None:
             handle.close()
@@ -136,20 +139,52 @@ class ResultsStore:
         self._csv_stale = True
         if time.monotonic() - self._csv_written_at >= self._csv_interval:
             self.write_csv()
+            # A big sweep's rewrite takes longer: keep it under about 5% of the driver's time.
+            self._csv_interval = max(self._csv_interval, 20 * (time.monotonic() - self._csv_started_at))
         return True
 
+    def note_dispatched(self, next_index: int) -> None:
+        """Remember that every grid index below ``next_index`` was sent (for ``--resume``).
+
+        An append to ``dispatched.log``, not a rewrite of sweep.json: renaming over a
+        file costs a flush on ext4, tens of milliseconds each time a batch is sent.
+        """
+        if self._dispatch_log is None:
+            self._dispatch_log = open(self.directory / "dispatched.log", "a", encoding="utf-8")  # noqa: SIM115
+        self._dispatch_log.write(f"{next_index}\n")
+        self._dispatch_log.flush()
+
+    def dispatched(self) -> int:
+        """The ``next_index`` last noted (0 when nothing was sent)."""
+        try:
+            lines = (self.directory / "dispatched.log").read_text(encoding="utf-8").split()
+        except FileNotFoundError:
+            return 0
+        numbers = [int(line) for line in lines if line.isdigit()]
+        return max(numbers, default=0)
+
+    def sync(self) -> None:
+        """fsync the records written since the last call: they survive a crash of the machine too."""
+        if self._unsynced:
+            os.fsync(self._trials_file.fileno())
+            self._unsynced = False
+        if self._attempts_unsynced and self._attempts_file is not None:
+            os.fsync(self._attempts_file.fileno())
+            self._attempts_unsynced = False
+
     def record_attempt(self, record: Mapping[str, Any]) -> None:
-        """Keep a failed attempt that is being retried (``attempts.jsonl``, flushed to disk)."""
+        """Keep a failed attempt that is being retried (``attempts.jsonl``; durable after :meth:`sync`)."""
         record = {key: value for key, value in record.items() if key != "type"}
         if self._attempts_file is None:
             self._attempts_file = open(self.directory / "attempts.jsonl", "a", encoding="utf-8")  # noqa: SIM115
         self._attempts_file.write(json.dumps(record, default=str) + "\n")
         self._attempts_file.flush()
-        os.fsync(self._attempts_file.fileno())
+        self._attempts_unsynced = True
         self.attempts.setdefault(str(record["trial"]), []).append(record)
 
     def write_csv(self) -> None:
         """Rewrite ``results.csv`` from every record so far, in trial order."""
+        self._csv_started_at = time.monotonic()
         columns = FIXED_COLUMNS + self.parameter_names + self._metric_names
         temporary = self.csv_path.with_name("results.csv.tmp")
         with open(temporary, "w", newline="", encoding="utf-8") as handle:
@@ -168,11 +203,13 @@ class ResultsStore:
 
     def close(self) -> None:
         """Flush everything; results.csv is complete afterwards."""
+        self.sync()
         if self._csv_stale or not self.csv_path.exists():
             self.write_csv()
         for handle in self._logs.values():
             handle.close()
         self._logs.clear()
         self._trials_file.close()
-        if self._attempts_file is not None:
-            self._attempts_file.close()
+        for handle in (self._attempts_file, self._dispatch_log):
+            if handle is not None:
+                handle.close()

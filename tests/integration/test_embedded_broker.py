@@ -24,7 +24,6 @@ def _options(folder: Path) -> dict:
 
 
 def _produce(folder: str, producer: int) -> None:
-    import mlframework.sweep.app  # noqa: F401
 
     with Connection("mlfs://localhost/", transport_options=_options(Path(folder))) as connection:
         queue = connection.SimpleQueue("trials")

@@ -24,7 +24,7 @@ def _options(folder: Path) -> dict:
 
 
 def _produce(folder: str, producer: int) -> None:
-
+    # A spawned process imports this module first, so mlfs:// is registered there too.
     with Connection("mlfs://localhost/", transport_options=_options(Path(folder))) as connection:
         queue = connection.SimpleQueue("trials")
         for number in range(MESSAGES_PER_PRODUCER):

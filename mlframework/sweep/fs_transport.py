@@ -10,6 +10,7 @@ transport; everything else is kombu's.
 
 from __future__ import annotations
 
+import itertools
 import os
 import uuid
 from time import monotonic
@@ -23,12 +24,18 @@ from kombu.utils.json import dumps
 SCHEME = "mlfs"
 
 
+_sequence = itertools.count()
+
+
 class Channel(filesystem.Channel):
-    """The filesystem channel with atomic puts."""
+    """The filesystem channel with atomic, ordered puts."""
 
     def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
-        # The name as kombu's _get expects it: "<ms>_<uuid>.<queue>.msg", sorted by time.
-        name = f"{int(round(monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
+        # The name as kombu's _get expects it, "<key>.<queue>.msg", read in sorted order. kombu's key is
+        # "<ms>_<uuid>": two messages of one millisecond come in random order (a trial's "finished" before
+        # its "started"). Here a process's messages keep their order: time, process, then a sequence number.
+        key = f"{int(round(monotonic() * 1000)):015d}_{os.getpid():08d}_{next(_sequence):012d}_{uuid.uuid4().hex}"
+        name = f"{key}.{queue}.msg"
         final = os.path.join(self.data_folder_out, name)
         partial = final + ".partial"  # "<queue>.msg.partial" is no queue's name: never read
         try:

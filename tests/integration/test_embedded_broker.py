@@ -1,4 +1,4 @@
-"""Embedded mode's file broker under load: every message arrives whole, none is lost.
+"""Embedded mode's file broker under load: every message arrives whole and in order, none is lost.
 
 kombu's plain filesystem transport lets a consumer take a message file before
 its writer has written it (an empty read, the message lost); the sweep
@@ -38,6 +38,7 @@ def test_concurrent_producers_and_a_consumer_lose_nothing(tmp_path):
     context = multiprocessing.get_context("spawn")
     producers = [context.Process(target=_produce, args=(str(folder), p)) for p in range(2)]
     received: set[tuple[int, int]] = set()
+    last = {0: -1, 1: -1}
     with Connection("mlfs://localhost/", transport_options=_options(folder)) as connection:
         queue = connection.SimpleQueue("trials")
         for process in producers:
@@ -47,6 +48,8 @@ def test_concurrent_producers_and_a_consumer_lose_nothing(tmp_path):
             body = message.payload
             assert body["pad"] == "x" * 2000, "a message arrived cut short"
             received.add((body["producer"], body["number"]))
+            assert body["number"] > last[body["producer"]], "a producer's messages arrive in the order sent"
+            last[body["producer"]] = body["number"]
             message.ack()
         queue.close()
     for process in producers:

@@ -150,11 +150,11 @@ def test_gpus_gives_one_worker_per_gpu_each_seeing_only_its_own(tmp_path):
     # No GPU is needed to check the pinning itself: each GPU's worker runs its
     # trials with CUDA_VISIBLE_DEVICES set to that GPU, and the record names it.
     script = "import os; print('visible', os.environ.get('CUDA_VISIBLE_DEVICES'))\n"
-    project = make_project(tmp_path / "proj", "n: [1, 1, 1, 1, 1, 1]\n", extra_tasks='''
+    project = make_project(tmp_path / "proj", "n: !!python/tuple [0, 8]\n", extra_tasks='''
         @mlf.task
         def visible(trial):
             import sys, time
-            time.sleep(0.3)
+            time.sleep(0.6)  # 8 x 0.6 s: longer than a worker takes to start
             trial.run([sys.executable, "-c", %r])
             return {}
     ''' % script)
@@ -163,7 +163,7 @@ def test_gpus_gives_one_worker_per_gpu_each_seeing_only_its_own(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     sweep_dir = only_sweep_dir(tmp_path / "res")
     records = [json.loads(line) for line in (sweep_dir / "trials.jsonl").read_text().splitlines()]
-    assert len(records) == 6
+    assert len(records) == 8
     for record in records:
         log = (sweep_dir / "logs" / f"{record['trial']}.log").read_text()
         assert f"visible {record['gpu']}" in log, (record["gpu"], log)

@@ -70,6 +70,15 @@ def sweep(cwd: Path, url: str, *args: str, timeout: float = 180) -> subprocess.C
     )
 
 
+def wait_for_workers(broker: BrokerSettings, names: set[str], timeout: float = 60) -> None:
+    """Until a worker of each node name (``a`` for ``a@host``) answers a ping."""
+    from mlframework.cluster.bootstrap import worker_status
+
+    deadline = time.monotonic() + timeout
+    while {node.split("@")[0] for node in worker_status(broker, timeout=1.0)} < names:
+        assert time.monotonic() < deadline, f"workers {sorted(names)} did not come up"
+
+
 def records_of(sweep_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (sweep_dir / "trials.jsonl").read_text().splitlines()]
 
@@ -79,7 +88,8 @@ def test_retries_rerun_a_failed_trial_on_another_worker_and_keep_every_attempt(t
     with LocalWorker(broker, project, 1, tmp_path / "a.log", node_name="a@%h"), LocalWorker(
         broker, project, 1, tmp_path / "b.log", node_name="b@%h"
     ):
-        # Both workers idle: the retry goes to the one that did not fail it.
+        # Both workers up and idle: the retry goes to the one that did not fail it.
+        wait_for_workers(broker, {"a", "b"})
         once = sweep(tmp_path, rabbitmq.url, str(project), "--task", "flaky", "--retries", "2", "--results", "one")
         project.joinpath("parameters.yml").write_text("x: [-1, 2, 3]\n")
         hopeless = sweep(tmp_path, rabbitmq.url, str(project), "--task", "flaky", "--retries", "2", "--results", "two")

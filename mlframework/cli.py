@@ -153,7 +153,7 @@ def sweep_command(
     status 0 when every trial succeeded, 1 when any failed, 2 for bad input.
     """
     from mlframework.exceptions import ConfigError
-    from mlframework.sweep.driver import SweepSpec, resume_sweep, run_sweep
+    from mlframework.sweep.driver import SweepSpec, check_sweep_id, resume_sweep, run_sweep
     from mlframework.sweep.params import load_grid
     from mlframework.ui import SweepConsole
 
@@ -174,8 +174,6 @@ def sweep_command(
     if not resume_id:
         grid = load_grid(parameters_file or project_dir / "parameters.yml")
         if sweep_id is not None:
-            from mlframework.cluster.detached import check_sweep_id
-
             check_sweep_id(sweep_id)
         spec = SweepSpec(project_dir, grid, task_name, results_root, metric, mode, sweep_id=sweep_id,
                          retries=retries, max_starts=max_starts)

@@ -314,7 +314,6 @@ def start_workers(
 def wait_for_workers(broker: BrokerSettings, nodes: dict[str, str], timeout: float, report: Report) -> None:
     """Wait until every worker node (name -> host) answers a ping; ServiceError naming the silent ones."""
     deadline = time.monotonic() + timeout
-    answered: list[str] = []
     while True:
         answered = worker_status(broker, timeout=2.0)
         missing = sorted(set(nodes) - set(answered))

@@ -11,7 +11,6 @@ labelled with the cluster, so ``infra_clean.sh`` removes it with the rest.
 from __future__ import annotations
 
 import logging
-import re
 import shlex
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
@@ -21,20 +20,11 @@ from mlframework.cluster.bootstrap import ClusterPaths, broker_endpoint, load_cl
 from mlframework.cluster.remote import HostSession, SSHOptions
 from mlframework.cluster.spec import ClusterSpec
 from mlframework.exceptions import ConfigError, SweepError
+from mlframework.sweep.driver import check_sweep_id
 
 log = logging.getLogger(__name__)
 
 CONTAINER_RESULTS = "/opt/mlframework/results"
-_SWEEP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
-
-
-def check_sweep_id(sweep_id: str) -> str:
-    """A sweep id is a file and container name: letters, digits, '.', '_', '-'."""
-    if not _SWEEP_ID.match(sweep_id):
-        raise ConfigError(f"sweep id {sweep_id!r}: use letters, digits, '.', '_' and '-' only")
-    return sweep_id
-
-
 def _container_name(spec: ClusterSpec, sweep_id: str) -> str:
     return f"{spec.cluster_name}-sweep-{sweep_id}"
 

@@ -273,10 +273,7 @@ class HostSession:
         """
         wanted = local_manifest(source, exclude)
         self.run(f"mkdir -p {shlex.quote(destination)}", timeout=30)
-        listing = self.run(
-            f"python3 -c {shlex.quote(_REMOTE_MANIFEST)} {shlex.quote(destination)}", timeout=120
-        ).stdout
-        present = {path: tuple(value) for path, value in json.loads(listing or "{}").items()}
+        present = self.remote_manifest(destination)
         to_copy = [path for path, value in wanted.items() if present.get(path) != value]
         to_delete = [path for path in present if path not in wanted]
         if self.host.is_local:
@@ -289,8 +286,7 @@ class HostSession:
             for relative in to_delete:
                 (Path(destination) / relative).unlink(missing_ok=True)
         else:
-            assert self._connection is not None
-            sftp = self._connection.sftp()
+            sftp = self._sftp()
             made: set[str] = set()
             for relative in to_copy:
                 target = PurePosixPath(destination) / relative
@@ -305,10 +301,14 @@ class HostSession:
         log.info("%s: %d file(s) copied, %d removed under %s", self.host, len(to_copy), len(to_delete), destination)
         return len(to_copy) + len(to_delete)
 
+    def remote_manifest(self, root: str) -> dict[str, tuple[str, int]]:
+        """``relative path -> (sha256, mode)`` of every file under ``root`` on the host (empty if none)."""
+        listing = self.run(f"python3 -c {shlex.quote(_REMOTE_MANIFEST)} {shlex.quote(root)}", timeout=120).stdout
+        return {path: (value[0], value[1]) for path, value in json.loads(listing or "{}").items()}
+
     def download_tree(self, source: str, destination: Path) -> int:
         """Copy every file under ``source`` (absolute, on the host) into ``destination``; returns how many."""
-        listing = self.run(f"python3 -c {shlex.quote(_REMOTE_MANIFEST)} {shlex.quote(source)}", timeout=120).stdout
-        files = sorted(json.loads(listing or "{}"))
+        files = sorted(self.remote_manifest(source))
         sftp = None if self.host.is_local else self._sftp()
         for relative in files:
             target = destination / relative

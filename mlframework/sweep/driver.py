@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -152,6 +153,16 @@ def new_sweep_id(project_name: str) -> str:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in project_name) or "sweep"
     return f"{stamp}-{safe}-{secrets.token_hex(2)}"
+
+
+_SWEEP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
+
+
+def check_sweep_id(sweep_id: str) -> str:
+    """A sweep id names a directory and a container: letters, digits, '.', '_', '-'."""
+    if not _SWEEP_ID.match(sweep_id):
+        raise ConfigError(f"sweep id {sweep_id!r}: use letters, digits, '.', '_' and '-' only")
+    return sweep_id
 
 
 def trial_id(index: int, total: int) -> str:
@@ -316,7 +327,9 @@ def run_sweep(
     """
     project_dir = Path(spec.project_dir).resolve()
     check_task(project_dir, spec.task)
-    sweep_id = spec.sweep_id or new_sweep_id(project_dir.name)
+    sweep_id = check_sweep_id(spec.sweep_id) if spec.sweep_id else new_sweep_id(project_dir.name)
+    if (Path(spec.results_root) / sweep_id).exists():
+        raise SweepError(f"{Path(spec.results_root) / sweep_id}: sweep {sweep_id} exists; --resume it or pick another id")
     app = create_app(broker)
     connection = _connect(app, broker, connect_timeout, heartbeat=heartbeat)
     meta: dict[str, Any] = {
@@ -435,7 +448,6 @@ class _SweepRun:
         self.meta = meta
         self.observer = observer
         self.total = spec.grid.count
-        self.running: dict[str, dict[str, Any]] = {}
         self.starts: dict[tuple[str, int], int] = {}  # starts of each attempt of each trial
         self.start_events: set[tuple[Any, ...]] = set()
         self.seen: set[str] = set()  # trials with any event in this session
@@ -460,7 +472,6 @@ class _SweepRun:
             for stream, line in lines:
                 self.observer.trial_output(trial, str(event.get("host")), stream, line)
         elif kind == "finished":
-            self.running.pop(trial, None)
             self._finished(trial, attempt, event)
 
     def _started(self, trial: str, attempt: int, event: dict[str, Any]) -> None:
@@ -491,7 +502,6 @@ class _SweepRun:
                 final=True,
             )
             return
-        self.running[trial] = event
         self.observer.trial_started(event)
 
     def _finished(self, trial: str, attempt: int, event: dict[str, Any], final: bool = False) -> None:

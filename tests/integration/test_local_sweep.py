@@ -204,3 +204,14 @@ def test_a_killed_local_sweep_resumes_and_leaves_no_worker_behind(tmp_path):
     for trial in recorded:
         log = (sweep_dir / "logs" / f"{trial}.log").read_text()
         assert log.count("training x=") == 1, f"{trial} was recorded before the kill and ran again"
+
+
+def test_a_sweep_id_given_twice_is_refused_and_the_first_record_kept(tmp_path):
+    project = make_project(tmp_path / "proj", "x: [1]\n")
+    first = mlframework("sweep", str(project), "--local", "--workers", "1", "--sweep-id", "mine", "--results", "res",
+                        cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    kept = (tmp_path / "res" / "mine" / "trials.jsonl").read_text()
+    again = mlframework("sweep", str(project), "--local", "--sweep-id", "mine", "--results", "res", cwd=tmp_path)
+    assert again.returncode == 2 and "sweep mine exists; --resume it" in again.stderr, again.stderr
+    assert (tmp_path / "res" / "mine" / "trials.jsonl").read_text() == kept

@@ -119,6 +119,8 @@ def _broker_from_options(broker_url: str | None) -> Any:
               help="Re-run a failed trial up to N times, on another worker when there is one.")
 @click.option("--max-starts", type=click.IntRange(min=1), default=3, show_default=True,
               help="A trial whose worker died this many times while running it is recorded FAILURE.")
+@click.option("--max-batch", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Most trials one message carries when trials are short (1: one trial per message).")
 @click.option("--resume", "resume_id", metavar="SWEEP_ID",
               help="Finish an interrupted sweep of RESULTS (no PROJECT_DIR): trials recorded are not run again.")
 @click.option("--detach", is_flag=True,
@@ -141,6 +143,7 @@ def sweep_command(
     broker_url: str | None,
     retries: int,
     max_starts: int,
+    max_batch: int,
     resume_id: str | None,
     detach: bool,
     sweep_id: str | None,
@@ -176,7 +179,7 @@ def sweep_command(
         if sweep_id is not None:
             check_sweep_id(sweep_id)
         spec = SweepSpec(project_dir, grid, task_name, results_root, metric, mode, sweep_id=sweep_id,
-                         retries=retries, max_starts=max_starts)
+                         retries=retries, max_starts=max_starts, max_batch=max_batch)
         if dry_run:
             console.print_dry_run(spec)
             return
@@ -184,7 +187,8 @@ def sweep_command(
         given_broker = click.get_current_context().get_parameter_source("broker_url") == ParameterSource.COMMANDLINE
         if local or given_broker or resume_id:
             raise ConfigError("--detach runs on the cluster of config.sh: not with --local, --broker or --resume")
-        options = ["--task", task_name, "--retries", str(retries), "--max-starts", str(max_starts)]
+        options = ["--task", task_name, "--retries", str(retries), "--max-starts", str(max_starts),
+                   "--max-batch", str(max_batch)]
         options += ["--metric", metric] if metric else []
         options += ["--mode", mode] if mode else []
         _detach(project_dir, spec, options)

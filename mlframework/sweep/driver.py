@@ -58,6 +58,7 @@ class SweepSpec:
     sweep_id: str | None = None  # generated when None
     retries: int = 0  # re-runs of a trial that failed, each on another worker when there is one
     max_starts: int = 3  # a trial started this often without finishing (its worker died) is FAILURE
+    max_batch: int = 200  # most trials one message carries when trials are short (1: one per message)
 
 
 @dataclass
@@ -261,9 +262,11 @@ class _Dispatcher:
     def exhausted(self) -> bool:
         return self._combinations is None
 
+    def _trial(self, index: int, attempt: int) -> dict[str, Any]:
+        return {"sweep": self.sweep_id, "id": trial_id(index, self.total), "index": index, "attempt": attempt}
+
     def _send_task(self, producer: Any, index: int, params: dict[str, Any], attempt: int, avoid: str | None) -> None:
-        identifier = trial_id(index, self.total)
-        trial = {"sweep": self.sweep_id, "id": identifier, "index": index, "attempt": attempt}
+        trial = self._trial(index, attempt)
         if avoid:
             trial["avoid"] = avoid
         self.app.send_task(
@@ -271,16 +274,33 @@ class _Dispatcher:
             kwargs={"params": params, "trial": trial},
             # What Flower shows; given here because Celery's own repr of the arguments is slow.
             argsrepr="()",
-            kwargsrepr=json.dumps({"trial": identifier, "params": params}, default=str),
-            task_id=task_id(self.sweep_id, identifier, attempt),
+            kwargsrepr=json.dumps({"trial": trial["id"], "params": params}, default=str),
+            task_id=task_id(self.sweep_id, trial["id"], attempt),
             queue=TRIAL_QUEUE,
             producer=producer,
         )
 
-    def send(self, connection: Any, how_many: int) -> int:
-        """Send up to ``how_many`` more combinations; returns how many were sent."""
+    def _send_batch(self, producer: Any, entries: list[tuple[int, dict[str, Any]]]) -> None:
+        if len(entries) == 1:
+            self._send_task(producer, entries[0][0], entries[0][1], 1, None)
+            return
+        batch = [{"params": params, "trial": self._trial(index, 1)} for index, params in entries]
+        first, last = batch[0]["trial"]["id"], batch[-1]["trial"]["id"]
+        self.app.send_task(
+            self.spec.task,
+            kwargs={"batch": batch},
+            argsrepr="()",
+            kwargsrepr=json.dumps({"trials": f"{first}..{last}", "count": len(batch)}),
+            task_id=f"{self.sweep_id}.{first}+{len(batch)}",
+            queue=TRIAL_QUEUE,
+            producer=producer,
+        )
+
+    def send(self, how_many: int, batch_size: int = 1) -> int:
+        """Send up to ``how_many`` more combinations, ``batch_size`` per message; returns how many were sent."""
         assert self._combinations is not None or how_many <= 0
         count = 0
+        pending: list[tuple[int, dict[str, Any]]] = []
         with self.app.producer_or_acquire() as producer:
             while count < how_many and self._combinations is not None:
                 try:
@@ -292,8 +312,13 @@ class _Dispatcher:
                 self.next_index += 1
                 if trial_id(index, self.total) in self.skip:
                     continue
-                self._send_task(producer, index, combination, 1, None)
+                pending.append((index, combination))
                 count += 1
+                if len(pending) >= batch_size:
+                    self._send_batch(producer, pending)
+                    pending = []
+            if pending:
+                self._send_batch(producer, pending)
         self.sent += count
         return count
 
@@ -301,6 +326,18 @@ class _Dispatcher:
         """Send one trial again (a retry, or a trial lost while the driver was away)."""
         with self.app.producer_or_acquire() as producer:
             self._send_task(producer, index, self.spec.grid[index], attempt, avoid)
+
+
+def trials_of_message(kwargs: Any, sweep_id: str) -> list[str]:
+    """The trial ids a task message of sweep ``sweep_id`` carries (one, or a batch)."""
+    if not isinstance(kwargs, dict):
+        return []
+    entries = kwargs.get("batch") if isinstance(kwargs.get("batch"), list) else [kwargs]
+    return [
+        str(entry["trial"]["id"])
+        for entry in entries
+        if isinstance(entry, dict) and isinstance(entry.get("trial"), dict) and entry["trial"].get("sweep") == sweep_id
+    ]
 
 
 def _grid_digest(grid: Grid) -> str | None:
@@ -342,6 +379,7 @@ def run_sweep(
         "trials": spec.grid.count,
         "retries": spec.retries,
         "max_starts": spec.max_starts,
+        "max_batch": spec.max_batch,
         "requested_metric": spec.metric,
         "requested_mode": spec.mode,
         "status": "running",
@@ -402,6 +440,7 @@ def resume_sweep(
         sweep_id,
         int(meta.get("retries") or 0),
         int(meta.get("max_starts") or 3),
+        int(meta.get("max_batch") or 1),
     )
     check_task(spec.project_dir, spec.task)
     app = create_app(broker)
@@ -425,6 +464,13 @@ class _SweepRun:
 
     # How often a resumed sweep checks that the trials it waits for are still somewhere.
     LOST_CHECK_INTERVAL = 30.0
+    # Short trials go several to a message (one broker round trip, one pair of acks, a few event
+    # messages for all of them) so that a batch takes about this long. Trials whose duration is
+    # not known yet go one per message, at most PROBE_AHEAD of them waiting for a worker at once.
+    BATCH_SECONDS = 0.1
+    PROBE_AHEAD = 8
+    # Near the end of the grid batches shrink, so that the last ones spread over every worker.
+    TAIL_SHARE = 16
 
     def __init__(
         self,
@@ -453,6 +499,48 @@ class _SweepRun:
         self.seen: set[str] = set()  # trials with any event in this session
         self.awaiting: set[str] = set()  # sent before this session, not recorded: awaited
         self.dispatcher: _Dispatcher | None = None
+        self.returned: set[str] = set()  # batches a lost worker gave back (their trials were sent again)
+        self.trial_seconds: float | None = None  # how long a trial takes, as observed (None: not yet)
+        for record in list(store.records.values())[-20:]:
+            self._observe_duration(record.get("duration_s"))
+
+    def _observe_duration(self, seconds: Any) -> None:
+        """Follow the trials' duration: slowly towards shorter ones, at once towards much longer ones."""
+        if not isinstance(seconds, (int, float)) or seconds != seconds or seconds < 0:
+            return
+        if self.trial_seconds is None or seconds > 4 * self.trial_seconds:
+            self.trial_seconds = float(seconds)
+        else:
+            self.trial_seconds += 0.2 * (seconds - self.trial_seconds)
+
+    def batch_size(self, unsent: int) -> int:
+        """How many trials the next message carries; 0 while no trial's duration is known."""
+        if self.trial_seconds is None:
+            return 0
+        if self.spec.max_batch <= 1:
+            return 1
+        by_time = int(self.BATCH_SECONDS / max(self.trial_seconds, 1e-6))
+        return max(1, min(self.spec.max_batch, by_time, unsent // self.TAIL_SHARE))
+
+    def _room(self, window: int) -> tuple[int, int]:
+        """How many trials may be sent now, and how many per message."""
+        dispatcher = self.dispatcher
+        assert dispatcher is not None
+        if dispatcher.exhausted:
+            return 0, 1
+        outstanding = dispatcher.sent + len(self.awaiting) - len(self.store.records) + self.store.recorded_before
+        room = window - outstanding
+        size = self.batch_size(self.total - dispatcher.next_index)
+        if size == 0:  # probing: a few single trials at a time until one has finished
+            return min(room, self.PROBE_AHEAD + len(self.seen) - dispatcher.sent), 1
+        # Wait until a whole message's worth is free, unless the window is smaller than that.
+        return (room if room >= min(size, window) else 0), size
+
+    def _dispatch(self, window: int) -> None:
+        room, size = self._room(window)
+        assert self.dispatcher is not None
+        if room > 0 and self.dispatcher.send(room, size):
+            self.store.note_dispatched(self.dispatcher.next_index)
 
     def unrecorded_below(self, end: int) -> set[str]:
         """Trials of grid index < ``end`` with no record."""
@@ -462,6 +550,14 @@ class _SweepRun:
 
     def on_event(self, event: dict[str, Any]) -> None:
         kind, trial = event.get("type"), str(event.get("trial"))
+        if kind == "events":  # a batch's events, in order
+            for each in event.get("events") or []:
+                if isinstance(each, dict):
+                    self.on_event(each)
+            return
+        if kind == "returned":
+            self._returned(event)
+            return
         attempt = int(event.get("attempt") or 1)
         self.seen.add(trial)
         if kind == "started":
@@ -504,7 +600,20 @@ class _SweepRun:
             return
         self.observer.trial_started(event)
 
+    def _returned(self, event: dict[str, Any]) -> None:
+        """A lost worker's batch came back: send its unrecorded trials again, one per message."""
+        batch = str(event.get("batch"))
+        if batch in self.returned:
+            return
+        self.returned.add(batch)
+        assert self.dispatcher is not None
+        again = [t for t in event.get("trials") or [] if str(t.get("id")) not in self.store.records]
+        log.warning("a worker was lost during batch %s: %d unrecorded trial(s) sent again", batch, len(again))
+        for trial in again:
+            self.dispatcher.resend(int(trial["index"]), int(trial.get("attempt") or 1))
+
     def _finished(self, trial: str, attempt: int, event: dict[str, Any], final: bool = False) -> None:
+        self._observe_duration(event.get("duration_s"))
         if trial in self.store.records:
             log.info("ignoring another result for trial %s", trial)
             return
@@ -539,8 +648,9 @@ class _SweepRun:
         replies = self.app.control.inspect(timeout=2.0)
         for listing in ((replies.active() or {}), (replies.reserved() or {})):
             for tasks in listing.values():
-                held.update(str(t.get("id")) for t in tasks)
-        lost = [t for t in candidates if not any(h.startswith(f"{self.sweep_id}.{t}") for h in held)]
+                for task in tasks:
+                    held.update(trials_of_message(task.get("kwargs"), self.sweep_id))
+        lost = [t for t in candidates if t not in held]
         if lost:
             log.warning("%d trial(s) sent before the driver stopped are neither queued nor running: sent again",
                         len(lost))
@@ -590,11 +700,8 @@ class _SweepRun:
             next_lost_check = time.monotonic()
             while len(store.records) < self.total:
                 try:
-                    outstanding = dispatcher.sent + len(self.awaiting) - len(store.records) + store.recorded_before
-                    if not dispatcher.exhausted and outstanding < window:
-                        if dispatcher.send(self.connection, window - outstanding):
-                            store.note_dispatched(dispatcher.next_index)
-                    stream.drain(timeout=0.1)
+                    self._dispatch(window)
+                    stream.drain(timeout=0.1, until=lambda: self._room(window)[0] > 0)
                     self.connection.heartbeat_check()
                     if self.awaiting and time.monotonic() >= next_lost_check:
                         self.resend_lost()

@@ -110,13 +110,21 @@ class OutputStreamer:
         self._lock = threading.Lock()
         self._wakeup = threading.Event()
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name="mlframework-output", daemon=True)
-        self._thread.start()
+        # Started on the first line: most short trials print nothing, and a thread per trial
+        # would be a good part of what such a trial costs.
+        self._thread: threading.Thread | None = None
 
     def write(self, line: str, stream: str = "stdout") -> None:
         """Queue one line (without its newline) for sending."""
+        self.write_many([[stream, line]])
+
+    def write_many(self, lines: list[list[str]]) -> None:
+        """Queue ``[stream, line]`` pairs for sending."""
         with self._lock:
-            self._lines.append([stream, line])
+            self._lines.extend(lines)
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(target=self._run, name="mlframework-output", daemon=True)
+                self._thread.start()
             if len(self._lines) >= self._max_lines:
                 self._wakeup.set()
 
@@ -141,10 +149,53 @@ class OutputStreamer:
 
     def close(self) -> None:
         """Send what is left and stop the background thread."""
-        self._closed = True
-        self._wakeup.set()
-        self._thread.join(timeout=30)
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+        if thread is not None:
+            self._wakeup.set()
+            thread.join(timeout=30)
         self._send()
+
+
+class EventBuffer:
+    """Collects the events of a batch of short trials and sends them a few at a time.
+
+    One message carries every event of the last ``interval`` seconds (or
+    ``max_events``), instead of two or more messages per trial. A ``started``
+    event whose ``finished`` goes in the same message is left out: the record
+    says where and when the trial started.
+    """
+
+    def __init__(
+        self, send: Callable[[list[dict[str, Any]]], None], interval: float = 0.25, max_events: int = 1000
+    ) -> None:
+        self._send = send
+        self._interval = interval
+        self._max_events = max_events
+        self._events: list[dict[str, Any]] = []
+        self._lock = threading.Lock()  # trials' output threads add events too
+        self._sent_at = time.monotonic()
+
+    def add(self, event: dict[str, Any]) -> None:
+        """Queue one event; sends the queue when it is full or old enough."""
+        with self._lock:
+            self._events.append(event)
+            if len(self._events) >= self._max_events or time.monotonic() - self._sent_at >= self._interval:
+                self._flush()
+
+    def _flush(self) -> None:
+        events, self._events = self._events, []
+        self._sent_at = time.monotonic()
+        if not events:
+            return
+        finished = {event.get("trial") for event in events if event.get("type") == "finished"}
+        self._send([e for e in events if e.get("type") != "started" or e.get("trial") not in finished])
+
+    def close(self) -> None:
+        """Send what is left."""
+        with self._lock:
+            self._flush()
 
 
 class EventStream:
@@ -195,8 +246,11 @@ class EventStream:
         for message in messages:
             message.ack()
 
-    def drain(self, timeout: float) -> int:
-        """Handle the events that arrive within ``timeout`` seconds; returns how many reads had some."""
+    def drain(self, timeout: float, until: Callable[[], bool] | None = None) -> int:
+        """Handle the events that arrive within ``timeout`` seconds, or until ``until()`` holds.
+
+        Returns how many reads had some.
+        """
         handled = 0
         deadline = time.monotonic() + timeout
         try:
@@ -208,6 +262,8 @@ class EventStream:
                     self._connection.drain_events(timeout=remaining)
                     handled += 1
                 except TimeoutError:  # socket.timeout is TimeoutError since Python 3.10
+                    return handled
+                if until is not None and until():
                     return handled
         finally:
             self.flush()

@@ -34,7 +34,7 @@ from typing import Any
 from celery import shared_task
 from celery.exceptions import Reject
 
-from mlframework.sweep.events import EventPublisher, OutputStreamer
+from mlframework.sweep.events import EventBuffer, EventPublisher, OutputStreamer
 from mlframework.sweep.params import render_options
 from mlframework.sweep.runner import CommandResult, run_command
 
@@ -257,6 +257,46 @@ def execute_trial(function: TaskFunction, trial: Trial, publish: Callable[[dict[
     return record
 
 
+def _run_batch(
+    function: TaskFunction,
+    batch: list[dict[str, Any]],
+    publisher: EventPublisher,
+    worker: str,
+    message_id: str,
+    redelivered: bool,
+) -> dict[str, Any]:
+    """Run the trials of one message one after the other; their events go a few per message."""
+    if not batch:
+        return {"trials": 0}
+    sweep_id = str(batch[0]["trial"]["sweep"])
+    if redelivered:
+        # A worker died during this batch, or before it: some of its trials may have finished,
+        # one may have killed the worker. The driver sends the unrecorded ones again one per
+        # message, where a trial that keeps killing workers is counted and stopped by itself.
+        log.warning("batch %s came back from a lost worker: returned to the driver", message_id)
+        publisher.publish(
+            sweep_id,
+            {"type": "returned", "batch": message_id, "worker": worker, "trials": [e["trial"] for e in batch]},
+        )
+        return {"returned": len(batch)}
+    events = EventBuffer(lambda chunk: publisher.publish(sweep_id, {"type": "events", "events": chunk}))
+    for entry in batch:
+        trial = entry["trial"]
+        execute_trial(
+            function,
+            Trial(
+                sweep_id=sweep_id,
+                id=str(trial["id"]),
+                index=int(trial.get("index", 0)),
+                params=dict(entry["params"]),
+                attempt=int(trial.get("attempt") or 1),
+            ),
+            lambda event: events.add({**event, "worker": worker}),
+        )
+    events.close()
+    return {"trials": len(batch)}
+
+
 def task(function: TaskFunction | None = None, *, name: str | None = None) -> Any:
     """Make ``function(trial)`` a sweep task (usable as ``@task`` or ``@task(name=...)``).
 
@@ -269,10 +309,19 @@ def task(function: TaskFunction | None = None, *, name: str | None = None) -> An
         REGISTERED[task_name] = fn
 
         @functools.wraps(fn)
-        def celery_task(self: Any, params: dict[str, Any], trial: dict[str, Any]) -> dict[str, Any]:
-            sweep_id = str(trial["sweep"])
+        def celery_task(
+            self: Any,
+            params: dict[str, Any] | None = None,
+            trial: dict[str, Any] | None = None,
+            batch: list[dict[str, Any]] | None = None,
+        ) -> dict[str, Any]:
             publisher = _publisher(self.app)
             delivery_info = self.request.delivery_info or {}
+            if batch is not None:
+                return _run_batch(fn, batch, publisher, self.request.hostname, self.request.id,
+                                  bool(delivery_info.get("redelivered")))
+            assert params is not None and trial is not None, "a trial message carries params and trial"
+            sweep_id = str(trial["sweep"])
             if trial.get("avoid") == self.request.hostname and not delivery_info.get("redelivered"):
                 # A retry of a trial that failed here: let another worker take it. Back here a
                 # second time (redelivered), it runs here: no other worker was free.

@@ -493,6 +493,7 @@ class _SweepRun:
         self.store = store
         self.meta = meta
         self.observer = observer
+        self.watches_output = type(observer).trial_output is not SweepObserver.trial_output
         self.total = spec.grid.count
         self.starts: dict[tuple[str, int], int] = {}  # starts of each attempt of each trial
         self.start_events: set[tuple[Any, ...]] = set()
@@ -565,8 +566,9 @@ class _SweepRun:
         elif kind == "output":
             lines = event.get("lines") or []
             self.store.append_output(trial, lines)
-            for stream, line in lines:
-                self.observer.trial_output(trial, str(event.get("host")), stream, line)
+            if self.watches_output:
+                for stream, line in lines:
+                    self.observer.trial_output(trial, str(event.get("host")), stream, line)
         elif kind == "finished":
             self._finished(trial, attempt, event)
 

@@ -119,8 +119,7 @@ class ResultsStore:
         handle = self._logs.get(trial)
         if handle is None:
             handle = self._logs[trial] = open(self.log_path(trial), "a", encoding="utf-8")  # noqa: SIM115
-        for stream, text in lines:
-            handle.write(f"{text}\n" if stream != "stderr" else f"[stderr] {text}\n")
+        handle.write("".join(f"{text}\n" if stream != "stderr" else f"[stderr] {text}\n" for stream, text in lines))
         handle.flush()
 
     def record(self, record: Mapping[str, Any]) -> bool:

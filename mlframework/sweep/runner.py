@@ -30,10 +30,13 @@ from mlframework import metrics
 log = logging.getLogger(__name__)
 
 LineCallback = Callable[[str, str], None]  # (stream name, line)
+LinesCallback = Callable[[str, list[str]], None]  # (stream name, lines that arrived together)
 
 # CSI sequences (colours, cursor moves), OSC sequences (titles, links) and lone escapes.
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
 _PR_SET_PDEATHSIG = 1
+_READ_SIZE = 65536
+_LONGEST_LINE = 1 << 20  # bytes without a line break that are passed on as a line anyway
 
 
 def strip_ansi(text: str) -> str:
@@ -70,17 +73,56 @@ def _die_with_parent() -> None:
         pass
 
 
-def _pump(pipe: IO[bytes], stream: str, on_line: LineCallback, tail: collections.deque[str] | None) -> None:
-    for raw in iter(pipe.readline, b""):
-        text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-        # A progress bar redraws itself with \r: keep each state as its own line.
-        for part in text.split("\r"):
+def split_output(text: str) -> list[str]:
+    """The lines of a piece of output: ANSI codes stripped, each ``\\r`` redraw of a progress bar a line."""
+    lines = text.split("\n")
+    if "\r" not in text and "\x1b" not in text:
+        return lines  # the common case, without a Python step per line
+    result = []
+    for raw in lines:
+        redrawn = "\r" in raw
+        for part in raw.rstrip("\r").split("\r"):
             line = strip_ansi(part)
-            if not line.strip() and "\r" in text:
+            if redrawn and not line.strip():
+                continue  # what a redraw leaves between two states of a progress bar
+            result.append(line)
+    return result
+
+
+def _complete(pending: bytes) -> tuple[bytes | None, bytes]:
+    """``pending`` split into its complete lines (None when none yet) and the rest."""
+    cut = pending.rfind(b"\n")
+    if cut >= 0:
+        return pending[:cut], pending[cut + 1 :]
+    # A progress bar writes \r and no \n for minutes: pass each redraw on as it comes.
+    # A \r at the very end may be the first half of \r\n: wait for what follows.
+    cut = pending.rfind(b"\r", 0, len(pending) - 1)
+    if cut >= 0:
+        return pending[: cut + 1], pending[cut + 1 :]
+    if len(pending) >= _LONGEST_LINE:
+        return pending, b""
+    return None, pending
+
+
+def _pump(pipe: IO[bytes], stream: str, on_lines: LinesCallback, tail: collections.deque[str] | None) -> None:
+    # Chunks, not readline(): a chatty script's lines are handled a chunk at a time.
+    descriptor = pipe.fileno()
+    pending = b""
+    while True:
+        chunk = os.read(descriptor, _READ_SIZE)
+        if chunk:
+            complete, pending = _complete(pending + chunk)
+            if complete is None:
                 continue
+        elif pending:
+            complete, pending = pending, b""
+        else:
+            break
+        lines = split_output(complete.decode("utf-8", errors="replace"))
+        if lines:
             if tail is not None:
-                tail.append(line)
-            on_line(stream, line)
+                tail.extend(lines)
+            on_lines(stream, lines)
     pipe.close()
 
 
@@ -90,9 +132,10 @@ def run_command(
     cwd: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
     on_line: LineCallback | None = None,
+    on_lines: LinesCallback | None = None,
     tail_lines: int = 40,
 ) -> CommandResult:
-    """Run ``argv`` (no shell), streaming each output line to ``on_line``.
+    """Run ``argv`` (no shell), streaming each output line to ``on_line`` (or in groups to ``on_lines``).
 
     ``env`` is added to the worker's environment. The command learns where to
     write metrics from ``MLFRAMEWORK_METRICS_FILE``; Python output is
@@ -100,7 +143,16 @@ def run_command(
     A command that cannot be started gives exit code 127 and the reason in
     ``stderr_tail`` rather than an exception, like a shell would.
     """
-    callback: LineCallback = on_line or (lambda stream, line: None)
+    if on_lines is not None:
+        callback: LinesCallback = on_lines
+    elif on_line is not None:
+        line_callback = on_line
+
+        def callback(stream: str, lines: list[str]) -> None:
+            for line in lines:
+                line_callback(stream, line)
+    else:
+        callback = lambda stream, lines: None  # noqa: E731
     tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
     with tempfile.TemporaryDirectory(prefix="mlframework-trial-") as scratch:
         metrics_path = Path(scratch) / "metrics.jsonl"
@@ -121,7 +173,7 @@ def run_command(
             )
         except OSError as exc:
             reason = f"cannot start {argv[0]!r}: {exc.strerror or exc}"
-            callback("stderr", reason)
+            callback("stderr", [reason])
             return CommandResult(list(argv), 127, time.monotonic() - started, [reason])
         readers = [
             threading.Thread(target=_pump, args=(process.stdout, "stdout", callback, None), daemon=True),

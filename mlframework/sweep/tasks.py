@@ -105,6 +105,12 @@ class Trial:
             else:
                 print(line, file=sys.stderr if stream == "stderr" else sys.stdout)
 
+    def _print_lines(self, stream: str, lines: list[str]) -> None:
+        if self._output is not None:
+            self._output.write_many([[stream, line] for line in lines])
+        else:
+            print("\n".join(lines), file=sys.stderr if stream == "stderr" else sys.stdout)
+
     def run(
         self,
         argv: Sequence[str],
@@ -127,7 +133,7 @@ class Trial:
             argv,
             cwd=cwd if cwd is not None else self.project_dir,
             env=child_env,
-            on_line=lambda stream, line: self.print(line, stream=stream),
+            on_lines=self._print_lines,
         )
         self.commands.append(result)
         if check and not result.ok:
@@ -291,7 +297,7 @@ def _run_batch(
                 params=dict(entry["params"]),
                 attempt=int(trial.get("attempt") or 1),
             ),
-            lambda event: events.add({**event, "worker": worker}),
+            lambda event: events.add({**event, "worker": worker, "message": message_id}),
         )
     events.close()
     return {"trials": len(batch)}
@@ -336,7 +342,9 @@ def task(function: TaskFunction | None = None, *, name: str | None = None) -> An
                     redelivered=bool(delivery_info.get("redelivered")),
                     attempt=int(trial.get("attempt") or 1),
                 ),
-                lambda event: publisher.publish(sweep_id, {**event, "worker": self.request.hostname}),
+                lambda event: publisher.publish(
+                    sweep_id, {**event, "worker": self.request.hostname, "message": self.request.id}
+                ),
             )
             return {"trial": record["trial"], "status": record["status"]}
 

@@ -45,6 +45,16 @@ SUICIDE = '''
         return {"score": 1}
 '''
 
+# Short trials (so they go several to a message); one kills its pool process.
+CRASH_IN_BATCH = '''
+    @mlf.task
+    def crash_at(trial):
+        import os, signal
+        if trial.params["x"] == trial.params["crash"]:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return {"score": trial.params["x"]}
+'''
+
 # Each run appends to runs.log, so a trial run twice shows twice.
 COUNTED = '''
     @mlf.task
@@ -126,6 +136,24 @@ def test_a_trial_that_keeps_killing_its_process_fails_after_max_starts(tmp_path,
     assert sorted(records) == [1, 2, 3]
     assert records[1]["status"] == records[3]["status"] == "SUCCESS"
     assert records[2]["status"] == "FAILURE" and "worker died 3 times" in records[2]["error"]
+
+
+def test_a_batch_of_short_trials_whose_worker_dies_loses_none_and_records_each_once(tmp_path, broker, rabbitmq):
+    project = make_project(tmp_path / "proj", "x: !!python/tuple [0, 400]\ncrash: [250]\n",
+                           extra_tasks=CRASH_IN_BATCH)
+    with LocalWorker(broker, project, 2, tmp_path / "w.log", node_name="w@%h"):
+        result = sweep(tmp_path, rabbitmq.url, str(project), "--task", "crash_at", "--max-starts", "2",
+                       "--results", "res", timeout=240)
+    assert result.returncode == 1, result.stdout + result.stderr
+    (sweep_dir,) = (tmp_path / "res").iterdir()
+    records = records_of(sweep_dir)
+    assert sorted(r["params"]["x"] for r in records) == list(range(400)), "one record per trial, none lost"
+    by_x = {r["params"]["x"]: r for r in records}
+    assert by_x[250]["status"] == "FAILURE" and "worker died 2 times" in by_x[250]["error"]
+    assert all(r["status"] == "SUCCESS" for x, r in by_x.items() if x != 250)
+    messages = {r["message"] for r in records}
+    assert len(messages) < 100, f"short trials were not batched: {len(messages)} messages for 400 trials"
+    assert "." in by_x[250]["message"] and "+" not in by_x[250]["message"], "the killer ran on its own at the end"
 
 
 def test_a_killed_driver_resumes_without_losing_or_rerunning_a_trial(tmp_path, broker, rabbitmq):

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 import threading
 import time
 
-from mlframework.sweep.runner import run_command, strip_ansi
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mlframework.sweep.runner import _pump, run_command, strip_ansi
 
 
 def python(code: str) -> list[str]:
@@ -113,3 +117,33 @@ def test_thousands_of_lines_are_all_delivered_in_order():
 
     run_command(python("for i in range(20000): print(i)"), on_line=collect)
     assert lines == [str(i) for i in range(20000)]
+
+
+def _pumped(chunks: list[bytes]) -> list[str]:
+    """The lines ``_pump`` hands on when a command writes ``chunks`` one write() each."""
+    read_end, write_end = os.pipe()
+    got: list[str] = []
+    reader = threading.Thread(target=_pump, args=(os.fdopen(read_end, "rb"), "stdout",
+                                                  lambda stream, lines: got.extend(lines), None))
+    reader.start()
+    for chunk in chunks:
+        os.write(write_end, chunk)
+    os.close(write_end)
+    reader.join(timeout=10)
+    return got
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet="ab \n\r\x1bé", max_size=30), max_size=8))
+def test_output_reads_the_same_lines_however_it_is_cut_into_writes(pieces):
+    whole = "".join(pieces).encode()
+    assert _pumped([piece.encode() for piece in pieces if piece]) == _pumped([whole] if whole else [])
+
+
+def test_a_progress_bar_without_newlines_streams_each_redraw_as_it_comes():
+    arrivals: list[tuple[float, str]] = []
+    start = time.monotonic()
+    script = "import sys, time\nfor i in range(3):\n    sys.stderr.write(f'\\r{i}/3'); sys.stderr.flush(); time.sleep(0.4)\n"
+    run_command(python(script), on_line=lambda stream, line: arrivals.append((time.monotonic() - start, line)))
+    assert [line for _, line in arrivals] == ["0/3", "1/3", "2/3"]
+    assert arrivals[0][0] < 0.7, "the first redraw arrived only when the script ended"

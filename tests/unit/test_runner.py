@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import subprocess
 import sys
 import textwrap
 import threading
@@ -11,7 +11,7 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlframework.sweep.runner import _pump, run_command, strip_ansi
+from mlframework.sweep.runner import LineSplitter, run_command, strip_ansi
 
 
 def python(code: str) -> list[str]:
@@ -119,25 +119,23 @@ def test_thousands_of_lines_are_all_delivered_in_order():
     assert lines == [str(i) for i in range(20000)]
 
 
-def _pumped(chunks: list[bytes]) -> list[str]:
-    """The lines ``_pump`` hands on when a command writes ``chunks`` one write() each."""
-    read_end, write_end = os.pipe()
-    got: list[str] = []
-    reader = threading.Thread(target=_pump, args=(os.fdopen(read_end, "rb"), "stdout",
-                                                  lambda stream, lines: got.extend(lines), None))
-    reader.start()
-    for chunk in chunks:
-        os.write(write_end, chunk)
-    os.close(write_end)
-    reader.join(timeout=10)
-    return got
+def _lines_read(chunks: list[bytes]) -> list[str]:
+    """The lines the runner hands on when a command's output arrives in ``chunks``."""
+    splitter = LineSplitter()
+    lines = [line for chunk in chunks for line in splitter.feed(chunk)]
+    return lines + splitter.end()
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.text(alphabet="ab \n\r\x1bé", max_size=30), max_size=8))
-def test_output_reads_the_same_lines_however_it_is_cut_into_writes(pieces):
+@given(st.lists(st.text(alphabet="ab \n\r\x1b[mé", max_size=12), max_size=8))
+def test_output_reads_the_same_lines_however_it_is_cut_into_reads(pieces):
     whole = "".join(pieces).encode()
-    assert _pumped([piece.encode() for piece in pieces if piece]) == _pumped([whole] if whole else [])
+    assert _lines_read([piece.encode() for piece in pieces]) == _lines_read([whole])
+
+
+def test_output_lines_lose_colours_and_keep_each_progress_bar_state():
+    output = b"plain\n\x1b[31mred\x1b[0m\n 10%\r 50%\r100%\r\nend"
+    assert _lines_read([output]) == ["plain", "red", " 10%", " 50%", "100%", "end"]
 
 
 def test_a_progress_bar_without_newlines_streams_each_redraw_as_it_comes():
@@ -147,3 +145,34 @@ def test_a_progress_bar_without_newlines_streams_each_redraw_as_it_comes():
     run_command(python(script), on_line=lambda stream, line: arrivals.append((time.monotonic() - start, line)))
     assert [line for _, line in arrivals] == ["0/3", "1/3", "2/3"]
     assert arrivals[0][0] < 0.7, "the first redraw arrived only when the script ended"
+
+
+def test_the_command_dies_with_the_process_that_runs_it(tmp_path):
+    # The worker process (here: a child python) is SIGKILLed mid-trial, as the OOM killer would:
+    # its training command must not go on running (on a GPU, while the trial runs elsewhere).
+    pid_file = tmp_path / "pid"
+    worker = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys
+        from mlframework.sweep.runner import run_command
+        run_command([sys.executable, "-c", "import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"])
+    """)])
+    try:
+        deadline = time.monotonic() + 20
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        training = int(pid_file.read_text())
+    finally:
+        worker.kill()
+        worker.wait()
+    deadline = time.monotonic() + 5
+    while _alive(training) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(training), "the training command outlived its worker"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = open(f"/proc/{pid}/stat").read().split(")")[-1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"

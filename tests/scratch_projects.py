@@ -30,6 +30,17 @@ print("done", flush=True)
 '''
 
 
+# Short trials (so they go several to a message); the one whose x is ``crash`` kills its pool process.
+CRASH_IN_BATCH = '''
+    @mlf.task
+    def crash_at(trial):
+        import os, signal
+        if trial.params["x"] == trial.params["crash"]:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return {"score": trial.params["x"]}
+'''
+
+
 def make_project(root: Path, grid: str, extra_tasks: str = "") -> Path:
     """A project directory with tasks `echo` and `train` (train.py above) and ``grid`` as parameters.yml."""
     root.mkdir(parents=True, exist_ok=True)

@@ -1,11 +1,15 @@
 """Embedded mode's broker: kombu's filesystem transport, with messages that appear whole.
 
-kombu's own ``_put`` creates the message file and then writes it; a consumer
-polling the folder can take (move) the file in between, read nothing and fail
-on the empty JSON, and the message is lost with it. Here a message is written
-under a name no consumer looks at and renamed into place when complete
-(``rename`` is atomic on one filesystem). Registered as the ``mlfs://``
-transport; everything else is kombu's.
+Two fixes over kombu's own, registered as the ``mlfs://`` transport (everything
+else is kombu's):
+
+* kombu's ``_put`` creates the message file and then writes it; a consumer
+  polling the folder can take (move) the file in between, read nothing and fail
+  on the empty JSON, and the message is lost with it. Here a message is written
+  under a name no consumer looks at and renamed into place when complete
+  (``rename`` is atomic on one filesystem).
+* a message given back by a worker whose pool process died comes again marked
+  ``redelivered`` where Celery looks for it, as with RabbitMQ.
 """
 
 from __future__ import annotations
@@ -44,6 +48,13 @@ class Channel(filesystem.Channel):
             os.replace(partial, final)
         except OSError as exc:
             raise ChannelError(f"Cannot add file {final!r} to directory") from exc
+
+
+    def _restore(self, message: Any) -> None:
+        # A message given back (its worker process died) comes again marked as redelivered. kombu marks
+        # only the stored payload; Celery reads the mark from delivery_info, as RabbitMQ's messages have it.
+        message.delivery_info["redelivered"] = True
+        super()._restore(message)
 
 
 class Transport(filesystem.Transport):

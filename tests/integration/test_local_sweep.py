@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from scratch_projects import make_project, start_sweep, wait_for_records
+from scratch_projects import CRASH_IN_BATCH, make_project, start_sweep, wait_for_records
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -204,6 +204,19 @@ def test_a_killed_local_sweep_resumes_and_leaves_no_worker_behind(tmp_path):
     for trial in recorded:
         log = (sweep_dir / "logs" / f"{trial}.log").read_text()
         assert log.count("training x=") == 1, f"{trial} was recorded before the kill and ran again"
+
+
+def test_a_local_batch_whose_worker_process_dies_loses_nothing(tmp_path):
+    project = make_project(tmp_path / "proj", "x: !!python/tuple [0, 400]\ncrash: [250]\n",
+                           extra_tasks=CRASH_IN_BATCH)
+    result = mlframework("sweep", str(project), "--task", "crash_at", "--local", "--workers", "2",
+                         "--max-starts", "2", "--results", "res", cwd=tmp_path, timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    records = [json.loads(line) for line in (only_sweep_dir(tmp_path / "res") / "trials.jsonl").read_text().splitlines()]
+    assert sorted(r["params"]["x"] for r in records) == list(range(400)), "one record per trial, none lost"
+    (failed,) = [r for r in records if r["status"] != "SUCCESS"]
+    assert failed["params"]["x"] == 250 and "worker died 2 times" in failed["error"]
+    assert len({r["message"] for r in records}) < 100, "short trials were not batched"
 
 
 def test_a_sweep_id_given_twice_is_refused_and_the_first_record_kept(tmp_path):

@@ -18,7 +18,7 @@ import pytest
 
 from mlframework.cluster.local import LocalWorker
 from mlframework.sweep.app import BrokerSettings
-from scratch_projects import make_project, start_sweep, wait_for_records
+from scratch_projects import CRASH_IN_BATCH, make_project, start_sweep, wait_for_records
 
 # Fails its first attempt (per value of x), succeeds after: a flaky trial.
 FLAKY = '''
@@ -43,16 +43,6 @@ SUICIDE = '''
             time.sleep(0.2)
             os.kill(os.getpid(), signal.SIGKILL)
         return {"score": 1}
-'''
-
-# Short trials (so they go several to a message); one kills its pool process.
-CRASH_IN_BATCH = '''
-    @mlf.task
-    def crash_at(trial):
-        import os, signal
-        if trial.params["x"] == trial.params["crash"]:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return {"score": trial.params["x"]}
 '''
 
 # Each run appends to runs.log, so a trial run twice shows twice.

@@ -129,10 +129,11 @@ def preflight(spec: ClusterSpec, sessions: dict[Host, HostSession], cluster: str
         if facts.gpus and session.host in spec.workers:
             runtimes = client.info().get("Runtimes") or {}
             if "nvidia" not in runtimes:
+                # Caught here, not as a container that fails to start after files and images are in place.
                 raise HostError(
                     str(session.host),
-                    f"{len(facts.gpus)} GPU(s) found but Docker has no NVIDIA runtime; "
-                    f"install it with nvdocker_install/install_ubuntu.sh {session.host.target}",
+                    f"{len(facts.gpus)} GPU(s) (`{NVIDIA_SMI_LIST}`) but Docker has no 'nvidia' runtime: install the "
+                    f"NVIDIA Container Toolkit (on Ubuntu: nvdocker_install/install_ubuntu.sh {session.host.target})",
                 )
         if session.host == spec.master:
             ours = {c.name for c in services.cluster_containers(client, cluster) if c.status == "running"}

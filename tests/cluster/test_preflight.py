@@ -77,3 +77,38 @@ def test_a_host_whose_docker_is_down_is_named_by_preflight(test_hosts, build_dae
     assert result.returncode == 2, result.stdout + result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert test_hosts.host(3).address in line and "Docker is not usable" in line, line
+
+
+# What nvidia-smi -L prints on a host with one GPU; the test hosts' dockerd has no NVIDIA runtime.
+FAKE_NVIDIA_SMI = """#!/bin/sh
+[ "$1" = -L ] || { echo "fake nvidia-smi: only -L" >&2; exit 9; }
+echo 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-5f2c0f8e-3b1a-4c2d-9e8f-0123456789ab)'
+"""
+
+
+def test_a_gpu_host_without_the_nvidia_runtime_fails_preflight_naming_only_it(test_hosts, build_daemon_host, tmp_path):
+    repo = copy_repo(tmp_path / "repo")
+    env = script_env(test_hosts, build_daemon_host)
+    good, gpu = test_hosts.host(1), test_hosts.host(2)
+    with test_hosts.fake_program(2, "nvidia-smi", FAKE_NVIDIA_SMI) as fake:
+        assert test_hosts.ssh(2, "nvidia-smi -L", check=True).stdout.startswith("GPU 0: ")
+        started = time.monotonic()
+        result = run(
+            repo, "scripts/infrainit.sh",
+            "-a", f"{good.destination},{gpu.destination}", "-i", str(test_hosts.client_key),
+            "-r", "mlf-gpu", "-d", "sklearn_digits", "-m", "1", "-w", "1,2",
+            "--base-image", BASE_IMAGE, "--cluster-name", "mlft-gpu",
+            env=env, timeout=120,
+        )
+        elapsed = time.monotonic() - started
+    assert not fake.exists()
+    assert result.returncode == 2, result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr
+    assert "preflight" in line and gpu.address in line and good.address not in line, line
+    assert "NVIDIA Container Toolkit" in line and "nvdocker_install/" in line, line
+    assert elapsed < 30, f"took {elapsed:.0f}s: preflight must fail before files, images or containers"
+    for i in (1, 2, 3):
+        assert test_hosts.docker(i).containers.list(all=True, filters={"label": LABEL_CLUSTER}) == []
+    for i in (1, 2):
+        assert test_hosts.ssh(i, "test -e mlf-gpu").returncode == 1, "nothing copied to the hosts either"

@@ -1,7 +1,9 @@
-"""Cluster subcommands of ``mlframework``: infrainit, update-files, status, infra-clean.
+"""Cluster subcommands of ``mlframework``: infrainit, update-files, status, run-task, secrets,
+infra-clean, and follow / fetch for detached sweeps.
 
 Each one parses options, calls one function of :mod:`mlframework.cluster.bootstrap`
-and prints what it reports; the scripts in ``scripts/`` are these commands.
+(or :mod:`~mlframework.cluster.detached`) and prints what it reports; the scripts
+in ``scripts/`` run these commands.
 """
 
 from __future__ import annotations
@@ -101,7 +103,8 @@ def infrainit_command(
     """Start RabbitMQ, Flower and the Celery workers on the hosts (the seed's infrainit.sh).
 
     Without -f the options are saved to config.sh; generated credentials go to
-    .mlframework/secrets.env (mode 0600); ./infra_clean.sh removes what was started.
+    .mlframework/secrets.env (mode 0600; `mlframework secrets` shows them);
+    ./infra_clean.sh removes what was started.
     """
     from mlframework.cluster.bootstrap import infrainit
     from mlframework.cluster.spec import CONFIG_FILE, ClusterSpec, load_config
@@ -136,7 +139,7 @@ def infrainit_command(
     _echo(f"cluster {spec.cluster_name!r} is up in {result.seconds:.1f}s: {result.workers} worker container(s)")
     _echo(f"broker: {result.broker_url_redacted}")
     if result.flower_url:
-        _echo(f"Flower: {result.flower_url} (user and password in .mlframework/secrets.env)")
+        _echo(f"Flower: {result.flower_url} (user and password: mlframework secrets)")
     _echo("check with scripts/check_celery_status.sh; remove with ./infra_clean.sh")
 
 
@@ -190,6 +193,31 @@ def status_command(broker_url: str | None, timeout: float) -> None:
         click.echo(f"->  {node}: OK")
     click.echo(f"\n{len(nodes)} node(s) online.")
     sys.exit(0 if nodes else 1)
+
+
+@click.command("secrets")
+def secrets_command() -> None:
+    """Print the cluster's credentials: RabbitMQ user, password, vhost, broker URL, Flower login.
+
+    They are read from .mlframework/secrets.env, which infrainit creates; nothing
+    else ever prints the passwords.
+    """
+    from mlframework.cluster.bootstrap import cluster_access
+
+    access = cluster_access(repo_root())
+    secrets = access.secrets
+    rows = [
+        ("RabbitMQ user", secrets.rabbitmq_user),
+        ("RabbitMQ password", secrets.rabbitmq_password),
+        ("RabbitMQ vhost", secrets.rabbitmq_vhost),
+        ("broker URL", access.broker_url),
+        ("Flower", access.flower_url or "not started (no master: -b)"),
+        ("Flower user", secrets.flower_user),
+        ("Flower password", secrets.flower_password),
+    ]
+    click.echo(f"cluster {access.cluster_name!r}, from {access.secrets_file} (keep them private):")
+    for label, value in rows:
+        click.echo(f"  {label + ':':<19}{value}")
 
 
 @click.command("run-task", context_settings={"ignore_unknown_options": True})
@@ -251,6 +279,7 @@ COMMANDS = [
     update_files_command,
     status_command,
     run_task_command,
+    secrets_command,
     follow_command,
     fetch_command,
 ]

@@ -17,7 +17,9 @@ joined to it by a veth pair, with its own hostname (UTS namespace), Unix user,
 Each host's ``sshd`` accepts only the generated client key (ed25519) for that
 host's user and sets ``DOCKER_HOST`` to the host's own daemon (``SetEnv``), so
 whatever runs over SSH - and so Fabric, and so ``scripts/infrainit.sh`` - sees
-one machine with one Docker engine.  Containers with host networking live on
+one machine with one Docker engine.  The hosts share this machine's filesystem;
+what one host has that the others lack goes into its ``bin_dir``, first on the
+``PATH`` of its SSH sessions (``fake_program``: an ``nvidia-smi`` on one host).  Containers with host networking live on
 the host's address.  Processes started over SSH inherit the host's hostname, so
 Celery node names differ per host; ``dockerd`` shares it too, so host-network
 containers get it as well.
@@ -28,7 +30,8 @@ image with debootstrap and :func:`ensure_rabbitmq_image` builds
 kept as ``docker save`` tarballs under :data:`CACHE_DIR` and ``docker load``-ed
 into each daemon that needs them.
 
-Lifecycle: ``start()`` -> [``stop_docker(i)`` / ``start_docker(i)``] -> ``stop()``.
+Lifecycle: ``start()`` -> [``stop_docker(i)`` / ``start_docker(i)``, ``disconnect(i)`` /
+``reconnect(i)``, ``fake_program(i, ...)``] -> ``stop()``.
 ``stop()`` tears everything down (containers, daemons, sshd, namespaces, links,
 users, cgroups, mounts, files) and carries on past errors; it also runs at
 interpreter exit.  :func:`cleanup_stale` removes what a crashed run left behind.
@@ -628,6 +631,11 @@ class TestHost:
     root: Path = field(default=Path(), repr=False)  # everything of this host's lives here
 
     @property
+    def bin_dir(self) -> Path:
+        """Programs of this host only (its /usr/local/bin, as it were): first on its SSH sessions' PATH."""
+        return self.root / "bin"
+
+    @property
     def hostname(self) -> str:
         return self.name
 
@@ -733,6 +741,32 @@ class TestHostCluster:
     def docker(self, i: int, timeout: float = 300) -> Any:
         """docker SDK client on host ``i``'s daemon (its local socket)."""
         return self._dockerd_of(i).client(timeout)
+
+    @contextlib.contextmanager
+    def fake_program(self, i: int, name: str, script: str) -> Iterator[Path]:
+        """``name`` on host ``i`` only: ``script`` (with its ``#!`` line) in its ``bin_dir``; removed on exit."""
+        path = self.host(i).bin_dir / name
+        path.write_text(script)
+        try:
+            path.chmod(0o755)
+            yield path
+        finally:
+            path.unlink(missing_ok=True)
+
+    def disconnect(self, i: int) -> None:
+        """Cut host ``i`` off the bridge (its link down), as a host that is switched off or unplugged.
+
+        Connections to it fail (no ARP answer: "no route to host" after a few
+        seconds); its daemons and containers keep running.
+        """
+        h = self.host(i)
+        _run(["ip", "link", "set", f"{h.name}-v", "down"], what=f"disconnect {h.name}")
+
+    def reconnect(self, i: int, timeout: float = 30) -> None:
+        """Undo :meth:`disconnect`; returns when host ``i``'s sshd answers again."""
+        h = self.host(i)
+        _run(["ip", "link", "set", f"{h.name}-v", "up"], what=f"reconnect {h.name}")
+        _wait_until(lambda: _port_open(h.address, h.ssh_port), timeout, f"sshd of {h.name} after reconnect")
 
     def stop_docker(self, i: int, timeout: float = 30) -> None:
         """Stop host ``i``'s dockerd (and its containers), as a crashed or stopped engine."""
@@ -925,6 +959,8 @@ class TestHostCluster:
         _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name,
               "-f", str(root / "ssh_host_ed25519_key")], what=f"host key {name}")
         pub = (root / "ssh_host_ed25519_key.pub").read_text().split()
+        (root / "bin").mkdir()
+        (root / "bin").chmod(0o755)
         docker_root = root / "docker"
         self.hosts.append(TestHost(
             index=i, name=name, address=address, user=name, home=home,
@@ -949,7 +985,9 @@ class TestHostCluster:
             # No PAM: pam_loginuid/pam_systemd fail outside a real login setup.
             "UsePAM no",
             # The user's processes reach this host's own engine, as on a real machine.
-            f"SetEnv DOCKER_HOST={h.docker_host}",
+            # Its own programs first (``bin_dir``), then sshd's default PATH. One SetEnv
+            # line: sshd takes the first SetEnv line only.
+            f"SetEnv DOCKER_HOST={h.docker_host} PATH={h.bin_dir}:/usr/local/bin:/usr/bin:/bin:/usr/games",
             # Fabric's put/get use SFTP.
             f"Subsystem sftp {_SFTP_SERVER}",
             # Tests open many connections at once (Fabric groups).

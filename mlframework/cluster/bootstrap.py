@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shlex
 import socket
 import time
@@ -128,10 +129,11 @@ def preflight(spec: ClusterSpec, sessions: dict[Host, HostSession], cluster: str
         if facts.gpus and session.host in spec.workers:
             runtimes = client.info().get("Runtimes") or {}
             if "nvidia" not in runtimes:
+                # Caught here, not as a container that fails to start after files and images are in place.
                 raise HostError(
                     str(session.host),
-                    f"{len(facts.gpus)} GPU(s) found but Docker has no NVIDIA runtime; "
-                    f"install it with nvdocker_install/install_ubuntu.sh {session.host.target}",
+                    f"{len(facts.gpus)} GPU(s) (`{NVIDIA_SMI_LIST}`) but Docker has no 'nvidia' runtime: install the "
+                    f"NVIDIA Container Toolkit (on Ubuntu: nvdocker_install/install_ubuntu.sh {session.host.target})",
                 )
         if session.host == spec.master:
             ours = {c.name for c in services.cluster_containers(client, cluster) if c.status == "running"}
@@ -387,11 +389,15 @@ def infrainit(
     host, port = broker_endpoint(spec, from_here=True)
     settings = BrokerSettings(secrets.broker_url(host, port))
     wait_for_workers(settings, nodes, WORKER_START_TIMEOUT, report)
-    flower = None
-    if spec.master is not None:
-        flower_host = "127.0.0.1" if spec.master.is_local else spec.master.address
-        flower = f"http://{flower_host}:{services.FLOWER_PORT}/"
-    return InitResult(spec, settings.redacted_url(), flower, len(nodes), time.monotonic() - started)
+    return InitResult(spec, settings.redacted_url(), flower_url(spec), len(nodes), time.monotonic() - started)
+
+
+def flower_url(spec: ClusterSpec) -> str | None:
+    """Flower's address as this machine reaches it; None when no master is started (``-b``)."""
+    if spec.master is None:
+        return None
+    host = "127.0.0.1" if spec.master.is_local else spec.master.address
+    return f"http://{host}:{services.FLOWER_PORT}/"
 
 
 def clean(
@@ -419,6 +425,31 @@ def load_cluster(repo_root: Path, secrets_path: Path | None = None) -> tuple[Clu
     if not secrets_file.exists():
         raise ConfigError(f"{secrets_file}: no cluster credentials; run scripts/infrainit.sh first")
     return spec, ClusterSecrets.load(secrets_file)
+
+
+@dataclass(frozen=True)
+class ClusterAccess:
+    """How to reach the recorded cluster by hand, credentials included (``mlframework secrets``)."""
+
+    cluster_name: str
+    secrets_file: Path  # where the credentials were read from
+    secrets: ClusterSecrets  # its repr() hides the passwords
+    broker_url: str = field(repr=False)  # as this machine reaches the broker, password included
+    flower_url: str | None = None  # None when infrainit started no master (-b)
+
+
+def cluster_access(repo_root: Path, secrets_path: Path | None = None) -> ClusterAccess:
+    """The recorded cluster's credentials and addresses, for a user who asked to see them.
+
+    The secrets file is looked for first: before infrainit has run, the error
+    names that file.
+    """
+    secrets_file = secrets_path or repo_root / DEFAULT_SECRETS_PATH
+    if not os.path.lexists(secrets_file):
+        raise ConfigError(f"{secrets_file}: no secrets file yet; scripts/infrainit.sh creates it")
+    spec, secrets = load_cluster(repo_root, secrets_file)
+    host, port = broker_endpoint(spec, from_here=True)
+    return ClusterAccess(spec.cluster_name, secrets_file, secrets, secrets.broker_url(host, port), flower_url(spec))
 
 
 def cluster_broker(repo_root: Path, secrets_path: Path | None = None) -> BrokerSettings:
@@ -476,9 +507,12 @@ def update_files(
 
 
 __all__ = [
+    "ClusterAccess",
     "InitResult",
     "clean",
+    "cluster_access",
     "cluster_broker",
+    "flower_url",
     "infrainit",
     "load_cluster",
     "update_files",

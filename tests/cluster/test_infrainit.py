@@ -157,6 +157,20 @@ def test_flower_requires_credentials_and_lists_the_workers(cluster, test_hosts):
     assert sorted(workers) == ["cpu@mlft1", "cpu@mlft2", "cpu@mlft3"]
 
 
+def test_secrets_shows_credentials_that_reach_the_workers_and_flower(cluster, test_hosts):
+    repo, env = cluster["repo"], cluster["env"]
+    mlframework = [str(REPO / ".venv" / "bin" / "python"), "-m", "mlframework"]
+    shown = run(repo, *mlframework, "secrets", env=env, timeout=60)
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    values = dict(line.strip().split(": ", 1) for line in shown.stdout.splitlines()[1:])
+    values = {key: value.strip() for key, value in values.items()}
+    assert values["Flower"] == f"http://{test_hosts.host(1).address}:5555/"
+    status = run(repo, *mlframework, "status", "--broker", values["broker URL"], env=env, timeout=60)
+    assert status.returncode == 0 and status.stdout.count("->") == 3, status.stdout + status.stderr
+    assert values["RabbitMQ password"] not in status.stdout + status.stderr
+    assert _flower(f"{values['Flower']}api/workers", (values["Flower user"], values["Flower password"]))[0] == 200
+
+
 def test_update_files_with_nothing_changed_is_quick_and_a_change_restarts_workers(cluster, test_hosts):
     repo, env = cluster["repo"], cluster["env"]
     result = run(repo, "scripts/update_files.sh", env=env, timeout=120)

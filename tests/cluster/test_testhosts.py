@@ -123,6 +123,27 @@ def test_docker_stop_and_start_keeps_images(test_hosts: TestHostCluster) -> None
     assert test_hosts.ssh(3, f"docker image inspect {BASE_IMAGE} >/dev/null").returncode == 0
 
 
+def test_a_fake_program_is_on_one_host_only_and_gone_afterwards(test_hosts: TestHostCluster) -> None:
+    with test_hosts.fake_program(2, "mlft-probe", "#!/bin/sh\necho probe on $(hostname)\n") as path:
+        assert test_hosts.ssh(2, "mlft-probe", check=True).stdout == "probe on mlft2\n"
+        assert test_hosts.ssh(1, "command -v mlft-probe").returncode != 0
+        found = test_hosts.ssh(2, "command -v docker python3", check=True).stdout.split()
+        assert len(found) == 2 and not any(f.startswith(str(path.parent)) for f in found), "the rest of PATH stays"
+    assert not path.exists()
+    assert test_hosts.ssh(2, "command -v mlft-probe").returncode != 0
+
+
+def test_a_disconnected_host_is_unreachable_until_reconnected(test_hosts: TestHostCluster) -> None:
+    host = test_hosts.host(3)
+    test_hosts.disconnect(3)
+    try:
+        with pytest.raises(OSError):  # no route to host, or a timeout
+            socket.create_connection((host.address, host.ssh_port), timeout=3).close()
+    finally:
+        test_hosts.reconnect(3)
+    assert test_hosts.ssh(3, "hostname", check=True).stdout.strip() == "mlft3"
+
+
 def test_rabbitmq_image_on_a_host(test_hosts: TestHostCluster, rabbitmq_image: str) -> None:
     host = test_hosts.host(2)
     container = test_hosts.docker(2).containers.run(

@@ -11,6 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from mlframework.cli import cli
+from mlframework.cluster.secrets import ClusterSecrets
+from mlframework.cluster.spec import ClusterSpec, save_config
 
 SEED_GRID = """\
 gpu: -1
@@ -110,3 +112,62 @@ def test_a_missing_project_directory_is_named(tmp_path):
     result = CliRunner().invoke(cli, ["sweep", str(tmp_path / "nowhere"), "--local"])
     assert result.exit_code == 2
     assert textwrap.shorten(result.output, 500).count("nowhere") >= 1
+
+
+def _checkout(tmp_path, monkeypatch, **options):
+    """A checkout (infra/ and mlframework/ mark one) as the current directory, with config.sh from ``options``."""
+    for name in ("infra", "mlframework"):
+        (tmp_path / name).mkdir()
+    spec = ClusterSpec.from_options(remote_path="mlf", project="mnist", **options)
+    save_config(tmp_path / "config.sh", spec.to_config())
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_secrets_prints_the_credentials_broker_url_and_flower_login(tmp_path, monkeypatch):
+    repo = _checkout(tmp_path, monkeypatch, hosts="u@gpu1,u@10.0.0.7", master="2", workers="1,2", cluster_name="lab")
+    secrets = ClusterSecrets("mlf-lab", "p@ss/w:rd", "mlf-lab", "flower-lab", "fl0wer-secret", "COOKIE")
+    secrets.save(repo / ".mlframework" / "secrets.env")
+    result = invoke("secrets")
+    assert result.exit_code == 0, result.output
+    assert str(repo / ".mlframework" / "secrets.env") in result.output.splitlines()[0]
+    shown = dict(line.strip().split(":", 1) for line in result.output.splitlines()[1:])
+    assert {key: value.strip() for key, value in shown.items()} == {
+        "RabbitMQ user": "mlf-lab",
+        "RabbitMQ password": "p@ss/w:rd",
+        "RabbitMQ vhost": "mlf-lab",
+        "broker URL": "amqp://mlf-lab:p%40ss%2Fw%3Ard@10.0.0.7:5672/mlf-lab",
+        "Flower": "http://10.0.0.7:5555/",
+        "Flower user": "flower-lab",
+        "Flower password": "fl0wer-secret",
+    }
+    assert "COOKIE" not in result.output, "the Erlang cookie is the broker's business, not the user's"
+
+
+def test_secrets_of_a_cluster_on_its_own_broker_shows_no_flower(tmp_path, monkeypatch):
+    repo = _checkout(tmp_path, monkeypatch, hosts="u@h1", broker="rabbit.lan:5673", workers="1")
+    ClusterSecrets.generate("x").save(repo / ".mlframework" / "secrets.env")
+    result = invoke("secrets")
+    assert result.exit_code == 0, result.output
+    assert "@rabbit.lan:5673/mlf-x" in result.output
+    assert "Flower:            not started" in result.output
+
+
+def test_secrets_before_infrainit_is_one_line_naming_the_file(tmp_path, monkeypatch):
+    repo = _checkout(tmp_path, monkeypatch, hosts="u@h1", master="1", workers="1")
+    result = invoke("secrets")
+    assert result.exit_code == 2 and result.stdout == ""
+    (line,) = result.stderr.strip().splitlines()
+    assert str(repo / ".mlframework" / "secrets.env") in line and "infrainit" in line, line
+    assert not (repo / ".mlframework").exists(), "showing never creates credentials"
+
+
+def test_a_readable_secrets_file_is_refused_not_shown(tmp_path, monkeypatch):
+    repo = _checkout(tmp_path, monkeypatch, hosts="u@h1", master="1", workers="1")
+    path = repo / ".mlframework" / "secrets.env"
+    ClusterSecrets.generate("x").save(path)
+    path.chmod(0o644)
+    result = CliRunner().invoke(cli, ["secrets"])
+    assert result.exit_code == 2
+    assert "readable by others" in result.output and "chmod 600" in result.output
+    assert "password" not in result.output.lower()

@@ -425,6 +425,8 @@ class _SweepRun:
 
     # How often a resumed sweep checks that the trials it waits for are still somewhere.
     LOST_CHECK_INTERVAL = 30.0
+    # How often, at most, the driver asks the workers whether they still run the leased trials.
+    LEASE_CHECK_INTERVAL = 30.0
 
     def __init__(
         self,
@@ -452,6 +454,8 @@ class _SweepRun:
         self.start_events: set[tuple[Any, ...]] = set()
         self.seen: set[str] = set()  # trials with any event in this session
         self.awaiting: set[str] = set()  # sent before this session, not recorded: awaited
+        self.leases: dict[str, dict[str, Any]] = {}  # trials acknowledged early by their worker (sweep/lease.py)
+        self.next_lease_check = 0.0
         self.dispatcher: _Dispatcher | None = None
 
     def unrecorded_below(self, end: int) -> set[str]:
@@ -473,6 +477,8 @@ class _SweepRun:
                 self.observer.trial_output(trial, str(event.get("host")), stream, line)
         elif kind == "finished":
             self._finished(trial, attempt, event)
+        elif kind == "leased":
+            self.leases[trial] = {**event, "attempt": attempt, "misses": 0}
 
     def _started(self, trial: str, attempt: int, event: dict[str, Any]) -> None:
         start = (trial, attempt, event.get("worker"), event.get("pid"), event.get("time"))
@@ -551,6 +557,34 @@ class _SweepRun:
             self.dispatcher.sent += 1
             self.awaiting.discard(trial)
 
+    def check_leases(self) -> None:
+        """Send again the leased trials that no worker runs any more.
+
+        A worker acknowledges a long trial's message early (``sweep/lease.py``),
+        so the broker no longer gives it back when that worker or its pool
+        process dies: the driver does. A trial is lost when two checks in a row
+        find it running nowhere (one missed reply is a slow worker, not a dead one).
+        """
+        for trial in [t for t in self.leases if t in self.store.records]:
+            del self.leases[trial]
+        if not self.leases or time.monotonic() < self.next_lease_check:
+            return
+        shortest = min(float(lease.get("lease_s") or self.LEASE_CHECK_INTERVAL) for lease in self.leases.values())
+        active = self.app.control.inspect(timeout=2.0).active() or {}
+        self.next_lease_check = time.monotonic() + min(self.LEASE_CHECK_INTERVAL, max(1.0, shortest / 4))
+        running = {str(task.get("id")) for tasks in active.values() for task in tasks}
+        assert self.dispatcher is not None
+        for trial, lease in list(self.leases.items()):
+            if task_id(self.sweep_id, trial, lease["attempt"]) in running:
+                lease["misses"] = 0
+                continue
+            lease["misses"] += 1
+            if lease["misses"] >= 2:
+                log.warning("trial %s, acknowledged early by %s, is running nowhere (worker killed?): sent again",
+                            trial, lease.get("worker"))
+                del self.leases[trial]
+                self.dispatcher.resend(int(lease["index"]), lease["attempt"], avoid=lease.get("worker"))
+
     # -- the broker connection -----------------------------------------------------
 
     def _connection_errors(self) -> tuple[type[BaseException], ...]:
@@ -599,6 +633,7 @@ class _SweepRun:
                     if self.awaiting and time.monotonic() >= next_lost_check:
                         self.resend_lost()
                         next_lost_check = time.monotonic() + self.LOST_CHECK_INTERVAL
+                    self.check_leases()
                 except self._connection_errors() as exc:
                     stream = self._reconnect(exc)
                 if health_check is not None:

@@ -114,7 +114,8 @@ def test_a_trial_longer_than_the_consumer_timeout_runs_once_and_nothing_waits_be
     took = time.monotonic() - started
     assert result.returncode == 0, result.stdout + result.stderr
     records = {r["trial"]: r for r in records_of(tmp_path / "res")}
-    assert sorted(records) == [f"t{i:04d}" for i in range(5)] and all(r["status"] == "SUCCESS" for r in records.values())
+    assert sorted(records) == [f"t{i:04d}" for i in range(5)]
+    assert all(r["status"] == "SUCCESS" for r in records.values())
     runs = runs_of(project)
     assert sorted(trial for trial, _ in runs) == sorted(records), f"a trial started twice: {runs}"
     long_worker = records["t0000"]["worker"]

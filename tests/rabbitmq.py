@@ -10,6 +10,13 @@ exists on it.
     with RabbitMQNode(config={"consumer_timeout": "5000"}) as node:
         kombu.Connection(node.url)
 
+Settings the new-style file cannot hold go to ``advanced`` (Erlang terms of
+advanced.config, application -> key -> term): e.g. how often a channel checks
+its deliveries against ``consumer_timeout`` (every 60 s by default)::
+
+    RabbitMQNode(config={"consumer_timeout": "3000"},
+                 advanced={"rabbit": {"channel_tick_interval": "1000"}})
+
 Lifecycle: ``start()`` -> [``pause()`` / ``resume()``] -> [``restart()``] ->
 ``stop()``.  ``restart()`` keeps the port, the data and the users; ``stop()``
 throws the whole directory away.  Every wait is bounded, and nodes still
@@ -105,11 +112,14 @@ class RabbitMQNode:
     def __init__(
         self,
         config: dict[str, str] | None = None,
+        advanced: dict[str, dict[str, str]] | None = None,
         start_timeout: float = 60.0,
         stop_timeout: float = 30.0,
     ) -> None:
         # Extra rabbitmq.conf lines, key -> value (e.g. consumer_timeout).
         self.config = dict(config or {})
+        # advanced.config, application -> key -> Erlang term (e.g. rabbit -> channel_tick_interval).
+        self.advanced = {app: dict(values) for app, values in (advanced or {}).items()}
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self._bin = rabbitmq_bin_dir()
@@ -242,6 +252,11 @@ class RabbitMQNode:
         lines.update(self.config)
         (self._workdir / "rabbitmq.conf").write_text(
             "".join(f"{k} = {v}\n" for k, v in lines.items()))
+        if self.advanced:
+            apps = ",\n ".join(
+                "{%s, [%s]}" % (app, ", ".join("{%s, %s}" % kv for kv in values.items()))
+                for app, values in self.advanced.items())
+            (self._workdir / "advanced.config").write_text(f"[\n {apps}\n].\n")
 
     def _env(self) -> dict[str, str]:
         """The environment of epmd, the server and rabbitmqctl alike."""
@@ -263,7 +278,7 @@ class RabbitMQNode:
             "RABBITMQ_LOG_BASE": str(w / "log"),
             "RABBITMQ_CONFIG_FILE": str(w / "rabbitmq.conf"),
             "RABBITMQ_CONFIG_FILES": str(w / "conf.d"),  # not /etc/rabbitmq/conf.d
-            "RABBITMQ_ADVANCED_CONFIG_FILE": str(w / "advanced.config"),  # absent
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(w / "advanced.config"),  # absent unless advanced=
             "RABBITMQ_CONF_ENV_FILE": str(w / "rabbitmq-env.conf"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(w / "enabled_plugins"),
             "RABBITMQ_PID_FILE": str(w / "rabbitmq.pid"),

@@ -7,7 +7,10 @@ through environment variables (``MLFRAMEWORK_BROKER_URL`` and
 trial may run for hours and must be neither lost nor run twice:
 
 * JSON only: pickle is refused, so a message on the queue can never run code;
-* late acknowledgement and re-queue when a worker dies mid-trial;
+* late acknowledgement and re-queue when a worker dies mid-trial; a trial
+  that runs longer than a lease (``mlframework_lease_seconds``, 10 minutes) is
+  acknowledged early, before the broker's ``consumer_timeout`` would cut it,
+  and the driver sends it again if its worker dies (see ``sweep/lease.py``);
 * one message prefetched per worker process, so long trials do not wait
   behind a busy process while another one idles;
 * results travel through a per-sweep event queue (see ``sweep/events.py``),
@@ -33,6 +36,12 @@ fs_transport.register()
 ENV_BROKER_URL = "MLFRAMEWORK_BROKER_URL"
 ENV_TRANSPORT_OPTIONS = "MLFRAMEWORK_TRANSPORT_OPTIONS"
 ENV_CELERY_CONFIG = "MLFRAMEWORK_CELERY_CONFIG"
+
+#: Celery setting: seconds a trial runs before its worker acknowledges it early
+#: (``sweep/lease.py``); 0 turns leases off. It must stay below the broker's
+#: ``consumer_timeout``, with room to spare (infra/rabbitmq/rabbitmq.conf says
+#: how the two relate).
+LEASE_SETTING = "mlframework_lease_seconds"
 
 #: The queue trials wait in. Named so that it never mixes with another Celery
 #: application's default ``celery`` queue on a shared broker.
@@ -100,6 +109,8 @@ def sweep_defaults() -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
+        # 10 minutes: below RabbitMQ's default consumer_timeout (30 minutes) with room to spare.
+        LEASE_SETTING: 600.0,
         "task_ignore_result": True,
         "task_default_queue": TRIAL_QUEUE,
         "broker_connection_retry_on_startup": True,

@@ -38,7 +38,7 @@ from mlframework.sweep.app import TRIAL_QUEUE, BrokerSettings, create_app
 from mlframework.sweep.events import EventStream
 from mlframework.sweep.params import Grid, load_grid
 from mlframework.sweep.results import ResultsStore
-from mlframework.sweep.tasks import FAILURE, SUCCESS
+from mlframework.sweep.tasks import FAILURE, SUCCESS, message_trials
 
 log = logging.getLogger(__name__)
 
@@ -328,16 +328,15 @@ class _Dispatcher:
             self._send_task(producer, index, self.spec.grid[index], attempt, avoid)
 
 
-def trials_of_message(kwargs: Any, sweep_id: str) -> list[str]:
-    """The trial ids a task message of sweep ``sweep_id`` carries (one, or a batch)."""
-    if not isinstance(kwargs, dict):
-        return []
-    entries = kwargs.get("batch") if isinstance(kwargs.get("batch"), list) else [kwargs]
-    return [
-        str(entry["trial"]["id"])
-        for entry in entries
-        if isinstance(entry, dict) and isinstance(entry.get("trial"), dict) and entry["trial"].get("sweep") == sweep_id
-    ]
+def trials_held(listings: dict[str, list[dict[str, Any]]] | None, sweep_id: str) -> set[str]:
+    """The trial ids of sweep ``sweep_id`` in the task lists of ``inspect().active()`` (or ``reserved()``)."""
+    return {
+        str(trial["id"])
+        for tasks in (listings or {}).values()
+        for task in tasks
+        for trial in message_trials(task.get("kwargs"))
+        if trial["sweep"] == sweep_id
+    }
 
 
 def _grid_digest(grid: Grid) -> str | None:
@@ -471,6 +470,8 @@ class _SweepRun:
     PROBE_AHEAD = 8
     # Near the end of the grid batches shrink, so that the last ones spread over every worker.
     TAIL_SHARE = 16
+    # How often, at most, the driver asks the workers whether they still run the leased trials.
+    LEASE_CHECK_INTERVAL = 30.0
 
     def __init__(
         self,
@@ -499,6 +500,8 @@ class _SweepRun:
         self.start_events: set[tuple[Any, ...]] = set()
         self.seen: set[str] = set()  # trials with any event in this session
         self.awaiting: set[str] = set()  # sent before this session, not recorded: awaited
+        self.leases: dict[str, dict[str, Any]] = {}  # trials acknowledged early by their worker (sweep/lease.py)
+        self.next_lease_check = 0.0
         self.dispatcher: _Dispatcher | None = None
         self.returned: set[str] = set()  # batches a lost worker gave back (their trials were sent again)
         self.trial_seconds: float | None = None  # how long a trial takes, as observed (None: not yet)
@@ -571,6 +574,8 @@ class _SweepRun:
                     self.observer.trial_output(trial, str(event.get("host")), stream, line)
         elif kind == "finished":
             self._finished(trial, attempt, event)
+        elif kind == "leased":
+            self.leases[trial] = {**event, "attempt": attempt, "misses": 0}
 
     def _started(self, trial: str, attempt: int, event: dict[str, Any]) -> None:
         start = (trial, attempt, event.get("worker"), event.get("pid"), event.get("time"))
@@ -646,12 +651,8 @@ class _SweepRun:
             queued = channel.queue_declare(TRIAL_QUEUE, passive=True).message_count
         if queued:
             return  # they may be among those: wait
-        held: set[str] = set()
         replies = self.app.control.inspect(timeout=2.0)
-        for listing in ((replies.active() or {}), (replies.reserved() or {})):
-            for tasks in listing.values():
-                for task in tasks:
-                    held.update(trials_of_message(task.get("kwargs"), self.sweep_id))
+        held = trials_held(replies.active(), self.sweep_id) | trials_held(replies.reserved(), self.sweep_id)
         lost = [t for t in candidates if t not in held]
         if lost:
             log.warning("%d trial(s) sent before the driver stopped are neither queued nor running: sent again",
@@ -662,6 +663,33 @@ class _SweepRun:
             self.dispatcher.resend(int(trial[1:]), attempt)
             self.dispatcher.sent += 1
             self.awaiting.discard(trial)
+
+    def check_leases(self) -> None:
+        """Send again the leased trials that no worker runs any more.
+
+        A worker acknowledges a long trial's message early (``sweep/lease.py``),
+        so the broker no longer gives it back when that worker or its pool
+        process dies: the driver does. A trial is lost when two checks in a row
+        find it running nowhere (one missed reply is a slow worker, not a dead one).
+        """
+        for trial in [t for t in self.leases if t in self.store.records]:
+            del self.leases[trial]
+        if not self.leases or time.monotonic() < self.next_lease_check:
+            return
+        shortest = min(float(lease.get("lease_s") or self.LEASE_CHECK_INTERVAL) for lease in self.leases.values())
+        running = trials_held(self.app.control.inspect(timeout=2.0).active(), self.sweep_id)
+        self.next_lease_check = time.monotonic() + min(self.LEASE_CHECK_INTERVAL, max(1.0, shortest / 4))
+        assert self.dispatcher is not None
+        for trial, lease in list(self.leases.items()):
+            if trial in running:
+                lease["misses"] = 0
+                continue
+            lease["misses"] += 1
+            if lease["misses"] >= 2:
+                log.warning("trial %s, acknowledged early by %s, is running nowhere (worker killed?): sent again",
+                            trial, lease.get("worker"))
+                del self.leases[trial]
+                self.dispatcher.resend(int(lease["index"]), lease["attempt"], avoid=lease.get("worker"))
 
     # -- the broker connection -----------------------------------------------------
 
@@ -708,6 +736,7 @@ class _SweepRun:
                     if self.awaiting and time.monotonic() >= next_lost_check:
                         self.resend_lost()
                         next_lost_check = time.monotonic() + self.LOST_CHECK_INTERVAL
+                    self.check_leases()
                 except self._connection_errors() as exc:
                     stream = self._reconnect(exc)
                 if health_check is not None:

@@ -263,6 +263,19 @@ def execute_trial(function: TaskFunction, trial: Trial, publish: Callable[[dict[
     return record
 
 
+def message_trials(kwargs: Any) -> list[dict[str, Any]]:
+    """The trials (``{"sweep", "id", "index", "attempt"}``) a task message carries: one, or a batch."""
+    if not isinstance(kwargs, Mapping):
+        return []
+    entries = kwargs.get("batch") if isinstance(kwargs.get("batch"), list) else [kwargs]
+    return [
+        entry["trial"]
+        for entry in entries
+        if isinstance(entry, Mapping) and isinstance(entry.get("trial"), Mapping)
+        and entry["trial"].get("sweep") and entry["trial"].get("id")
+    ]
+
+
 def _run_batch(
     function: TaskFunction,
     batch: list[dict[str, Any]],

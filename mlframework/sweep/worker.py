@@ -3,7 +3,9 @@
 The broker comes from ``MLFRAMEWORK_BROKER_URL`` (see :mod:`mlframework.sweep.app`)
 and the tasks from the ``tasks.py`` of the project directory named by
 ``MLFRAMEWORK_PROJECT``; the project directory is put first on ``sys.path`` so
-its own modules import as they would when run by hand.
+its own modules import as they would when run by hand. Its consumer runs the
+:class:`~mlframework.sweep.lease.TrialLease` bootstep, which keeps long trials
+from being cut by the broker's ``consumer_timeout``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 
 from mlframework.exceptions import ConfigError
 from mlframework.sweep.app import ENV_BROKER_URL, BrokerSettings, create_app
+from mlframework.sweep.lease import TrialLease
 from mlframework.sweep.project import import_project_tasks
 from mlframework.sweep.tasks import ENV_PROJECT
 
@@ -21,6 +24,8 @@ def _build_app():  # type: ignore[no-untyped-def]
     if broker is None:
         raise ConfigError(f"{ENV_BROKER_URL} is not set: the worker does not know its broker")
     application = create_app(broker)
+    # Long trials outlive the broker's consumer_timeout (see sweep/lease.py).
+    application.steps["consumer"].add(TrialLease)
     project = os.environ.get(ENV_PROJECT)
     if project:
         import_project_tasks(project)

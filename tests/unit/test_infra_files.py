@@ -263,9 +263,23 @@ def _conf() -> dict[str, str]:
     return values
 
 
+# RabbitMQ's consumer_timeout when a broker leaves it unset (ms).
+RABBITMQ_DEFAULT_CONSUMER_TIMEOUT_MS = 30 * 60 * 1000
+
+
+def test_the_lease_comes_well_before_the_consumer_timeout():
+    from mlframework.sweep.app import LEASE_SETTING, sweep_defaults
+
+    # acks_late: a trial's message stays unacked until the worker's lease acknowledges it early
+    # (sweep/lease.py); the broker must not cut it first, ours nor one left at RabbitMQ's default.
+    lease_ms = sweep_defaults()[LEASE_SETTING] * 1000
+    assert 0 < 2 * lease_ms <= RABBITMQ_DEFAULT_CONSUMER_TIMEOUT_MS
+    assert 2 * lease_ms <= int(_conf()["consumer_timeout"])
+
+
 def test_broker_keeps_long_trials_and_guest_local():
     conf = _conf()
-    # acks_late: a trial's message stays unacked for the whole trial.
+    # Wide margin for tasks that are not trials (these have no lease).
     assert int(conf["consumer_timeout"]) >= 24 * 3600 * 1000
     assert 0 < int(conf["heartbeat"]) <= 60
     assert conf["loopback_users.guest"] == "true"

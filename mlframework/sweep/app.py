@@ -109,6 +109,9 @@ def sweep_defaults() -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
+        # A pool process killed mid-trial (out of memory): its trial goes back to the queue after this
+        # wait, not Celery's 10 s. The wait is for a result already in the pipe; ours travel as events.
+        "worker_lost_wait": 1.0,
         # 10 minutes: below RabbitMQ's default consumer_timeout (30 minutes) with room to spare.
         LEASE_SETTING: 600.0,
         "task_ignore_result": True,

@@ -282,7 +282,9 @@ class RabbitMQNode:
             "RABBITMQ_CONF_ENV_FILE": str(w / "rabbitmq-env.conf"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(w / "enabled_plugins"),
             "RABBITMQ_PID_FILE": str(w / "rabbitmq.pid"),
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": erl_args,
+            # No busy-waiting schedulers: on a machine the broker shares with the workers and the
+            # driver, an idle Erlang scheduler spinning for work takes CPU from the trials.
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": f"{erl_args} +sbwt none +sbwtdcpu none +sbwtdio none",
             "RABBITMQ_CTL_ERL_ARGS": erl_args,
             # 0..0: rabbitmqctl listens on an ephemeral port, not 35672-35682.
             "RABBITMQ_CTL_DIST_PORT_MIN": "0",

@@ -73,7 +73,9 @@ def broker_spec(cluster: str, image: str, user: str, password: str, vhost: str, 
             "RABBITMQ_DEFAULT_PASS": password,
             "RABBITMQ_DEFAULT_VHOST": vhost,
             "ERL_EPMD_ADDRESS": "127.0.0.1",
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+            # +sbwt none...: no scheduler spinning while idle; the master often trains too.
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1} "
+            "+sbwt none +sbwtdcpu none +sbwtdio none",
             "RABBITMQ_NODENAME": "rabbit@localhost",
         },
         volumes={

@@ -296,11 +296,16 @@ class _Dispatcher:
             producer=producer,
         )
 
-    def send(self, how_many: int, batch_size: int = 1) -> int:
-        """Send up to ``how_many`` more combinations, ``batch_size`` per message; returns how many were sent."""
+    def send(self, how_many: int, batch_size: Callable[[int], int] = lambda unsent: 1) -> int:
+        """Send up to ``how_many`` more combinations; returns how many were sent.
+
+        ``batch_size(unsent)`` says how many trials the next message carries, ``unsent``
+        being the number of grid points not sent yet.
+        """
         assert self._combinations is not None or how_many <= 0
         count = 0
         pending: list[tuple[int, dict[str, Any]]] = []
+        size = batch_size(self.total - self.next_index)
         with self.app.producer_or_acquire() as producer:
             while count < how_many and self._combinations is not None:
                 try:
@@ -314,9 +319,10 @@ class _Dispatcher:
                     continue
                 pending.append((index, combination))
                 count += 1
-                if len(pending) >= batch_size:
+                if len(pending) >= size:
                     self._send_batch(producer, pending)
                     pending = []
+                    size = batch_size(self.total - self.next_index)
             if pending:
                 self._send_batch(producer, pending)
         self.sent += count
@@ -466,7 +472,7 @@ class _SweepRun:
     # Short trials go several to a message (one broker round trip, one pair of acks, a few event
     # messages for all of them) so that a batch takes about this long. Trials whose duration is
     # not known yet go one per message, at most PROBE_AHEAD of them waiting for a worker at once.
-    BATCH_SECONDS = 0.1
+    BATCH_SECONDS = 0.25
     PROBE_AHEAD = 8
     # Near the end of the grid batches shrink, so that the last ones spread over every worker.
     TAIL_SHARE = 16
@@ -526,24 +532,24 @@ class _SweepRun:
         by_time = int(self.BATCH_SECONDS / max(self.trial_seconds, 1e-6))
         return max(1, min(self.spec.max_batch, by_time, unsent // self.TAIL_SHARE))
 
-    def _room(self, window: int) -> tuple[int, int]:
-        """How many trials may be sent now, and how many per message."""
+    def _room(self, window: int) -> int:
+        """How many trials may be sent now."""
         dispatcher = self.dispatcher
         assert dispatcher is not None
         if dispatcher.exhausted:
-            return 0, 1
+            return 0
         outstanding = dispatcher.sent + len(self.awaiting) - len(self.store.records) + self.store.recorded_before
         room = window - outstanding
         size = self.batch_size(self.total - dispatcher.next_index)
         if size == 0:  # probing: a few single trials at a time until one has finished
-            return min(room, self.PROBE_AHEAD + len(self.seen) - dispatcher.sent), 1
+            return min(room, self.PROBE_AHEAD + len(self.seen) - dispatcher.sent)
         # Wait until a whole message's worth is free, unless the window is smaller than that.
-        return (room if room >= min(size, window) else 0), size
+        return room if room >= min(size, window) else 0
 
     def _dispatch(self, window: int) -> None:
-        room, size = self._room(window)
+        room = self._room(window)
         assert self.dispatcher is not None
-        if room > 0 and self.dispatcher.send(room, size):
+        if room > 0 and self.dispatcher.send(room, lambda unsent: max(1, self.batch_size(unsent))):
             self.store.note_dispatched(self.dispatcher.next_index)
 
     def unrecorded_below(self, end: int) -> set[str]:
@@ -731,7 +737,7 @@ class _SweepRun:
             while len(store.records) < self.total:
                 try:
                     self._dispatch(window)
-                    stream.drain(timeout=0.1, until=lambda: self._room(window)[0] > 0)
+                    stream.drain(timeout=0.1, until=lambda: self._room(window) > 0)
                     self.connection.heartbeat_check()
                     if self.awaiting and time.monotonic() >= next_lost_check:
                         self.resend_lost()

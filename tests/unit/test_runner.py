@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -11,7 +13,7 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlframework.sweep.runner import LineSplitter, run_command, strip_ansi
+from mlframework.sweep.runner import LineSplitter, _remove_stale_scratch, run_command, strip_ansi
 
 
 def python(code: str) -> list[str]:
@@ -176,3 +178,16 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+def test_scratch_directories_of_gone_processes_are_removed_and_live_ones_kept(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    stale = tmp_path / f"mlframework-trials-{gone.pid}-abc"
+    live = tmp_path / f"mlframework-trials-{os.getpid()}-def"
+    for directory in (stale, live):
+        directory.mkdir()
+        (directory / "metrics-0.jsonl").write_text("{}\n")
+    _remove_stale_scratch()
+    assert not stale.exists() and live.exists()

@@ -475,7 +475,7 @@ class _SweepRun:
     BATCH_SECONDS = 0.25
     PROBE_AHEAD = 8
     # Near the end of the grid batches shrink, so that the last ones spread over every worker.
-    TAIL_SHARE = 16
+    TAIL_SHARE = 4
     # How often, at most, the driver asks the workers whether they still run the leased trials.
     LEASE_CHECK_INTERVAL = 30.0
 

@@ -546,6 +546,9 @@ class _SweepRun:
         # Wait until a whole message's worth is free, unless the window is smaller than that.
         return room if room >= min(size, window) else 0
 
+    def _done(self) -> bool:
+        return len(self.store.records) >= self.total
+
     def _dispatch(self, window: int) -> None:
         room = self._room(window)
         assert self.dispatcher is not None
@@ -573,11 +576,13 @@ class _SweepRun:
         if kind == "started":
             self._started(trial, attempt, event)
         elif kind == "output":
-            lines = event.get("lines") or []
-            self.store.append_output(trial, lines)
+            # "lines" (one [stream, line] pair per line) is what workers of an earlier checkout send.
+            chunks = event.get("chunks") or event.get("lines") or []
+            self.store.append_output(trial, chunks)
             if self.watches_output:
-                for stream, line in lines:
-                    self.observer.trial_output(trial, str(event.get("host")), stream, line)
+                for stream, text in chunks:
+                    for line in text.split("\n"):
+                        self.observer.trial_output(trial, str(event.get("host")), stream, line)
         elif kind == "finished":
             self._finished(trial, attempt, event)
         elif kind == "leased":
@@ -734,10 +739,10 @@ class _SweepRun:
             if self.awaiting:
                 stream.drain(timeout=1.0)  # what finished while the driver was away
             next_lost_check = time.monotonic()
-            while len(store.records) < self.total:
+            while not self._done():
                 try:
                     self._dispatch(window)
-                    stream.drain(timeout=0.1, until=lambda: self._room(window) > 0)
+                    stream.drain(timeout=0.1, until=lambda: self._room(window) > 0 or self._done())
                     self.connection.heartbeat_check()
                     if self.awaiting and time.monotonic() >= next_lost_check:
                         self.resend_lost()

@@ -4,7 +4,7 @@ Every sweep owns one durable queue, ``mlframework.events.<sweep-id>``, bound to
 the direct exchange ``mlframework.events``. Workers publish JSON events to it:
 
 * ``started``  -- a worker took the trial (host, GPU, worker node, redelivery flag)
-* ``output``   -- a batch of the trial's output lines, streamed while it runs
+* ``output``   -- the trial's output lines as they come, a few at a time (``chunks``: ``[stream, text]``)
 * ``finished`` -- the trial's full record (status, metrics, exit code, ...)
 
 The driver consumes the queue and acknowledges an event only after it has been
@@ -94,7 +94,9 @@ class OutputStreamer:
 
     Lines are flushed every ``interval`` seconds by a background thread, or
     sooner when ``max_lines`` are waiting: one message per batch keeps a chatty
-    training script from costing one broker round trip per line.
+    training script from costing one broker round trip per line. A batch is a
+    list of ``[stream, text]`` chunks, ``text`` being consecutive lines of one
+    stream joined by newlines: one string to encode, not a pair per line.
     """
 
     def __init__(
@@ -106,7 +108,8 @@ class OutputStreamer:
         self._publish = publish
         self._interval = interval
         self._max_lines = max_lines
-        self._lines: list[list[str]] = []
+        self._runs: list[tuple[str, list[str]]] = []  # consecutive lines of one stream
+        self._count = 0
         self._lock = threading.Lock()
         self._wakeup = threading.Event()
         self._closed = False
@@ -116,30 +119,34 @@ class OutputStreamer:
 
     def write(self, line: str, stream: str = "stdout") -> None:
         """Queue one line (without its newline) for sending."""
-        self.write_many([[stream, line]])
+        self.write_lines(stream, [line])
 
-    def write_many(self, lines: list[list[str]]) -> None:
-        """Queue ``[stream, line]`` pairs for sending."""
+    def write_lines(self, stream: str, lines: list[str]) -> None:
+        """Queue lines of one stream for sending."""
         with self._lock:
-            self._lines.extend(lines)
+            if self._runs and self._runs[-1][0] == stream:
+                self._runs[-1][1].extend(lines)
+            else:
+                self._runs.append((stream, list(lines)))
+            self._count += len(lines)
             if self._thread is None and not self._closed:
                 self._thread = threading.Thread(target=self._run, name="mlframework-output", daemon=True)
                 self._thread.start()
-            if len(self._lines) >= self._max_lines:
+            if self._count >= self._max_lines:
                 self._wakeup.set()
 
     def _take(self) -> list[list[str]]:
         with self._lock:
-            lines, self._lines = self._lines, []
-            return lines
+            runs, self._runs, self._count = self._runs, [], 0
+        return [[stream, "\n".join(lines)] for stream, lines in runs]
 
     def _send(self) -> None:
-        lines = self._take()
-        if lines:
+        chunks = self._take()
+        if chunks:
             try:
-                self._publish(lines)
+                self._publish(chunks)
             except Exception:  # live output is best effort; the trial must go on
-                log.exception("could not stream %d output lines", len(lines))
+                log.exception("could not stream %d chunk(s) of output", len(chunks))
 
     def _run(self) -> None:
         while not self._closed:

@@ -114,12 +114,18 @@ class ResultsStore:
         """(Re)write ``sweep.json``."""
         _atomic_write(self.directory / "sweep.json", json.dumps(dict(sweep), indent=2, default=str) + "\n")
 
-    def append_output(self, trial: str, lines: Iterable[Sequence[str]]) -> None:
-        """Append streamed lines (``[stream, text]`` pairs) to the trial's log."""
+    def append_output(self, trial: str, chunks: Iterable[Sequence[str]]) -> None:
+        """Append streamed output (``[stream, text]`` chunks, text = lines joined by newlines) to the trial's log."""
         handle = self._logs.get(trial)
         if handle is None:
             handle = self._logs[trial] = open(self.log_path(trial), "a", encoding="utf-8")  # noqa: SIM115
-        handle.write("".join(f"{text}\n" if stream != "stderr" else f"[stderr] {text}\n" for stream, text in lines))
+        parts = []
+        for stream, text in chunks:
+            if stream == "stderr":
+                parts.append("".join(f"[stderr] {line}\n" for line in text.split("\n")))
+            else:
+                parts.append(f"{text}\n")
+        handle.write("".join(parts))
         handle.flush()
 
     def record(self, record: Mapping[str, Any]) -> bool:

@@ -41,6 +41,7 @@ _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\
 _PR_SET_PDEATHSIG = 1
 _READ_SIZE = 65536
 _LONGEST_LINE = 1 << 20  # bytes without a line break that are passed on as a line anyway
+_GATHER_SECONDS = 0.005
 
 
 def strip_ansi(text: str) -> str:
@@ -164,7 +165,13 @@ class LineSplitter:
         return split_output(rest.decode("utf-8", errors="replace"), self._redrawing) if rest else []
 
 
-def _pump(pipe: IO[bytes], stream: str, on_lines: LinesCallback, tail: collections.deque[str] | None) -> None:
+def _pump(
+    pipe: IO[bytes],
+    stream: str,
+    on_lines: LinesCallback,
+    tail: collections.deque[str] | None,
+    exited: threading.Event,
+) -> None:
     # Chunks, not readline(): a chatty script's lines are handled a chunk at a time.
     descriptor = pipe.fileno()
     splitter = LineSplitter()
@@ -177,6 +184,10 @@ def _pump(pipe: IO[bytes], stream: str, on_lines: LinesCallback, tail: collectio
             on_lines(stream, lines)
         if not chunk:
             break
+        if len(chunk) < _READ_SIZE // 2:
+            # Let a chatty script's lines gather for a moment: a wakeup per line would cost more
+            # (in context switches) than everything else done per line; the output is still live.
+            exited.wait(_GATHER_SECONDS)
     pipe.close()
 
 
@@ -270,9 +281,10 @@ def run_command(
             reason = f"cannot start {argv[0]!r}: {exc.strerror or exc}"
             callback("stderr", [reason])
             return CommandResult(list(argv), 127, time.monotonic() - started, [reason])
+        exited = threading.Event()  # no more gathering: read what is left at once
         readers = [
-            threading.Thread(target=_pump, args=(process.stdout, "stdout", callback, None), daemon=True),
-            threading.Thread(target=_pump, args=(process.stderr, "stderr", callback, tail), daemon=True),
+            threading.Thread(target=_pump, args=(process.stdout, "stdout", callback, None, exited), daemon=True),
+            threading.Thread(target=_pump, args=(process.stderr, "stderr", callback, tail, exited), daemon=True),
         ]
         for reader in readers:
             reader.start()
@@ -284,6 +296,7 @@ def run_command(
             process.wait()
             raise
         finally:
+            exited.set()
             for reader in readers:
                 reader.join(timeout=10)
         duration = time.monotonic() - started

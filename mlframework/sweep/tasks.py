@@ -107,7 +107,7 @@ class Trial:
 
     def _print_lines(self, stream: str, lines: list[str]) -> None:
         if self._output is not None:
-            self._output.write_many([[stream, line] for line in lines])
+            self._output.write_lines(stream, lines)
         else:
             print("\n".join(lines), file=sys.stderr if stream == "stderr" else sys.stdout)
 
@@ -203,7 +203,7 @@ def execute_trial(function: TaskFunction, trial: Trial, publish: Callable[[dict[
         }
     )
     trial._output = OutputStreamer(
-        lambda lines: publish({"type": "output", "trial": trial.id, "host": trial.host, "lines": lines})
+        lambda chunks: publish({"type": "output", "trial": trial.id, "host": trial.host, "chunks": chunks})
     )
     status, error, exit_code, stderr_tail, result = SUCCESS, None, None, [], {}
     clock = time.monotonic()

@@ -35,10 +35,10 @@ def test_a_slow_batch_still_reports_within_the_interval():
 def test_output_lines_are_sent_in_batches_and_none_lost():
     batches: list[list[list[str]]] = []
     streamer = OutputStreamer(batches.append, interval=60, max_lines=100)
-    streamer.write_many([["stdout", str(i)] for i in range(250)])
+    streamer.write_lines("stdout", [str(i) for i in range(250)])
     streamer.write("last", "stderr")
     streamer.close()
-    lines = [line for batch in batches for line in batch]
+    lines = [[stream, line] for batch in batches for stream, text in batch for line in text.split("\n")]
     assert lines == [["stdout", str(i)] for i in range(250)] + [["stderr", "last"]]
     assert len(batches) <= 3
 

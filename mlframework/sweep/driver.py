@@ -474,7 +474,8 @@ class _SweepRun:
     # not known yet go one per message, at most PROBE_AHEAD of them waiting for a worker at once.
     BATCH_SECONDS = 0.25
     PROBE_AHEAD = 8
-    # Near the end of the grid batches shrink, so that the last ones spread over every worker.
+    # A message carries at most 1/TAIL_SHARE of what is left to send: near the end of the grid
+    # batches shrink, so that the last trials spread over every worker.
     TAIL_SHARE = 4
     # How often, at most, the driver asks the workers whether they still run the leased trials.
     LEASE_CHECK_INTERVAL = 30.0

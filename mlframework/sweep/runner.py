@@ -2,9 +2,9 @@
 
 The seed's ``sync_exec`` + ``report``, done without a shell: the command is an
 argv list, so a parameter value with spaces or quotes stays one argument.
-Both output streams are read line by line as they come (ANSI control codes
-stripped, carriage-return progress bars split into lines) and handed to a
-callback; the tail of stderr is kept to explain a failure; the metrics the
+Both output streams are read as they come, a chunk at a time, and split into
+lines (ANSI control codes stripped, each carriage-return redraw of a progress
+bar a line of its own) that are handed to a callback in groups; the tail of stderr is kept to explain a failure; the metrics the
 script logged through :mod:`mlframework.metrics` are read back at the end.
 """
 

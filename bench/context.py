@@ -206,7 +206,9 @@ class Context:
             raise Unavailable(f"peers venv missing ({reason or 'run bench/run.sh, which installs it'})")
         return str(python)
 
-    def peer(self, python: str, script: str, args: list[str], timeout: float, env: dict[str, str] | None = None) -> dict[str, Any]:
+    def peer(
+        self, python: str, script: str, args: list[str], timeout: float, env: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         """Run ``bench/peers/SCRIPT ARGS`` with ``python``; its last stdout line is a JSON object."""
         self.quiet_machine()
         argv = [python, str(PEERS_DIR / script), *args]
@@ -224,7 +226,9 @@ class Context:
         lines = done.stdout.strip().splitlines()
         if done.returncode != 0 or not lines:
             tail = (done.stderr or done.stdout).strip().splitlines()[-15:]
-            raise RuntimeError(f"{script} exited with {done.returncode}: {tail[-1] if tail else ''}\n" + "\n".join(tail))
+            raise RuntimeError(
+                f"{script} exited with {done.returncode}: {tail[-1] if tail else ''}\n" + "\n".join(tail)
+            )
         return json.loads(lines[-1])
 
 
@@ -269,8 +273,11 @@ def measure(figure: Figure, ctx: Context, one_run: Callable[[], float], retries:
                 figure.unavailable = f"failed {len(failures)} times: {reason}"
                 return figure
     if failures:
-        figure.note += ("; " if figure.note else "") + f"{len(failures)} run(s) failed and were redone: " + "; ".join(
-            sorted(set(failures)))
+        figure.note += (
+            ("; " if figure.note else "")
+            + f"{len(failures)} run(s) failed and were redone: "
+            + "; ".join(sorted(set(failures)))
+        )
     return figure
 
 

@@ -130,9 +130,7 @@ def as_json(figures: list[Figure], targets: list[Target], meta: dict[str, Any]) 
         {
             "meta": meta,
             "figures": [{**asdict(f), "key": f.key, "median": f.median} for f in figures],
-            "targets": [
-                {**asdict(t), "measured": t.measured(by_key), "met": t.met(by_key)} for t in targets
-            ],
+            "targets": [{**asdict(t), "measured": t.measured(by_key), "met": t.met(by_key)} for t in targets],
         },
         indent=2,
     )

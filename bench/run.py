@@ -53,7 +53,9 @@ def machine() -> dict[str, Any]:
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one run: a smoke test, not a measurement")
-    parser.add_argument("--only", default="", help=f"comma-separated scenarios or rows; scenarios: {', '.join(SCENARIOS)}")
+    parser.add_argument(
+        "--only", default="", help=f"comma-separated scenarios or rows; scenarios: {', '.join(SCENARIOS)}"
+    )
     parser.add_argument("--runs", type=int, default=None, help="runs per figure (default 3, 1 with --quick)")
     parser.add_argument("--results", type=Path, default=BENCH_DIR / "results", help="where latest.md/json go")
     parser.add_argument("--profile", type=Path, default=None, help="write a cProfile of each of our driver runs here")

@@ -115,17 +115,39 @@ def _broker_from_options(broker_url: str | None) -> Any:
     "--workers is then trials at a time per GPU  [default: 1]",
 )
 @click.option("--broker", "broker_url", envvar="MLFRAMEWORK_BROKER_URL", help="Broker URL of a running cluster.")
-@click.option("--retries", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Re-run a failed trial up to N times, on another worker when there is one.")
-@click.option("--max-starts", type=click.IntRange(min=1), default=3, show_default=True,
-              help="A trial whose worker died this many times while running it is recorded FAILURE.")
-@click.option("--max-batch", type=click.IntRange(min=1), default=200, show_default=True,
-              help="Most trials one message carries when trials are short (1: one trial per message).")
-@click.option("--resume", "resume_id", metavar="SWEEP_ID",
-              help="Finish an interrupted sweep of RESULTS (no PROJECT_DIR): trials recorded are not run again.")
-@click.option("--detach", is_flag=True,
-              help="Run the driver on the cluster's master and return: follow it with `mlframework follow ID`, "
-              "get its results with `mlframework fetch ID`.")
+@click.option(
+    "--retries",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Re-run a failed trial up to N times, on another worker when there is one.",
+)
+@click.option(
+    "--max-starts",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="A trial whose worker died this many times while running it is recorded FAILURE.",
+)
+@click.option(
+    "--max-batch",
+    type=click.IntRange(min=1),
+    default=200,
+    show_default=True,
+    help="Most trials one message carries when trials are short (1: one trial per message).",
+)
+@click.option(
+    "--resume",
+    "resume_id",
+    metavar="SWEEP_ID",
+    help="Finish an interrupted sweep of RESULTS (no PROJECT_DIR): trials recorded are not run again.",
+)
+@click.option(
+    "--detach",
+    is_flag=True,
+    help="Run the driver on the cluster's master and return: follow it with `mlframework follow ID`, "
+    "get its results with `mlframework fetch ID`.",
+)
 @click.option("--sweep-id", help="Id of the new sweep  [default: generated, e.g. 20261125-101500-mnist-3f2a]")
 @click.option("--show-output", is_flag=True, help="Print every trial's output live, prefixed by trial and host.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or per-trial lines; summary only.")
@@ -167,8 +189,10 @@ def sweep_command(
         raise ConfigError("--workers and --gpus only apply with --local")
     if resume_id:
         if project_dir is not None or parameters_file is not None or dry_run:
-            raise ConfigError("--resume takes the project, grid and options of the sweep it resumes: "
-                              "give no PROJECT_DIR, -p or --dry-run")
+            raise ConfigError(
+                "--resume takes the project, grid and options of the sweep it resumes: "
+                "give no PROJECT_DIR, -p or --dry-run"
+            )
         project_dir = _resumed_project(results_root, resume_id)
     elif project_dir is None:
         raise ConfigError("give a PROJECT_DIR (or --resume SWEEP_ID)")
@@ -178,8 +202,18 @@ def sweep_command(
         grid = load_grid(parameters_file or project_dir / "parameters.yml")
         if sweep_id is not None:
             check_sweep_id(sweep_id)
-        spec = SweepSpec(project_dir, grid, task_name, results_root, metric, mode, sweep_id=sweep_id,
-                         retries=retries, max_starts=max_starts, max_batch=max_batch)
+        spec = SweepSpec(
+            project_dir,
+            grid,
+            task_name,
+            results_root,
+            metric,
+            mode,
+            sweep_id=sweep_id,
+            retries=retries,
+            max_starts=max_starts,
+            max_batch=max_batch,
+        )
         if dry_run:
             console.print_dry_run(spec)
             return
@@ -187,8 +221,16 @@ def sweep_command(
         given_broker = click.get_current_context().get_parameter_source("broker_url") == ParameterSource.COMMANDLINE
         if local or given_broker or resume_id:
             raise ConfigError("--detach runs on the cluster of config.sh: not with --local, --broker or --resume")
-        options = ["--task", task_name, "--retries", str(retries), "--max-starts", str(max_starts),
-                   "--max-batch", str(max_batch)]
+        options = [
+            "--task",
+            task_name,
+            "--retries",
+            str(retries),
+            "--max-starts",
+            str(max_starts),
+            "--max-batch",
+            str(max_batch),
+        ]
         options += ["--metric", metric] if metric else []
         options += ["--mode", mode] if mode else []
         _detach(project_dir, spec, options)
@@ -196,8 +238,9 @@ def sweep_command(
 
     def drive(broker: Any, local_mode: bool, health_check: Any = None) -> Any:
         if resume_id:
-            return resume_sweep(results_root, resume_id, broker, console,
-                                resend_in_flight=local_mode, health_check=health_check)
+            return resume_sweep(
+                results_root, resume_id, broker, console, resend_in_flight=local_mode, health_check=health_check
+            )
         return run_sweep(spec, broker, console, health_check=health_check)
 
     if local:
@@ -209,9 +252,7 @@ def sweep_command(
     else:
         broker = _broker_from_options(broker_url)
         if broker is None:
-            raise ConfigError(
-                "no broker: start a cluster (scripts/infrainit.sh), pass --broker URL, or use --local"
-            )
+            raise ConfigError("no broker: start a cluster (scripts/infrainit.sh), pass --broker URL, or use --local")
         outcome = drive(broker, False)
     sys.exit(outcome.exit_status)
 
@@ -226,8 +267,10 @@ def _detach(project_dir: Path, spec: Any, sweep_options: list[str]) -> None:
     root = repo_root()
     cluster, _ = load_cluster(root)
     if project_dir.resolve() != cluster.project_dir(root).resolve():
-        raise ConfigError(f"{project_dir}: the cluster serves {cluster.project_dir(root)} (config.sh PROJECT); "
-                          "detached sweeps run that project")
+        raise ConfigError(
+            f"{project_dir}: the cluster serves {cluster.project_dir(root)} (config.sh PROJECT); "
+            "detached sweeps run that project"
+        )
     check_task(project_dir.resolve(), spec.task)
     sweep_id = spec.sweep_id or new_sweep_id(project_dir.resolve().name)
     master = start_detached(root, cluster_ssh_options(cluster), sweep_id, Path(spec.grid.source), sweep_options)
@@ -270,4 +313,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
-

@@ -49,7 +49,9 @@ def _ssh_options(key: str | None, known_hosts: str | None, accept_new: bool, tim
 def cluster_ssh_options(spec: Any, known_hosts: str | None = None, connect_timeout: float = 10.0) -> Any:
     """How to reach the recorded cluster's hosts: its key, and known_hosts (MLFRAMEWORK_KNOWN_HOSTS)."""
     return _ssh_options(
-        spec.ssh_key, known_hosts or os.environ.get("MLFRAMEWORK_KNOWN_HOSTS"), spec.accept_new_host_keys,
+        spec.ssh_key,
+        known_hosts or os.environ.get("MLFRAMEWORK_KNOWN_HOSTS"),
+        spec.accept_new_host_keys,
         connect_timeout,
     )
 
@@ -76,7 +78,9 @@ _timeout_option = click.option(
 @click.option("-b", "broker", help="host[:port] of a running broker, when no master is started (-m).")
 @click.option("--base-image", help="Base image of the worker image  [default: python:3.11-slim]")
 @click.option("--broker-image", help="RabbitMQ image  [default: rabbitmq:3-management]")
-@click.option("--image-source", type=click.Choice(["build", "ship"]), help="build on each host, or build here and ship.")
+@click.option(
+    "--image-source", type=click.Choice(["build", "ship"]), help="build on each host, or build here and ship."
+)
 @click.option("--cpu-slots", help="Worker processes on hosts without GPUs  [default: one per CPU]")
 @click.option("--accept-new-host-keys", is_flag=True, default=None, help="Trust (and record) unknown host keys.")
 @click.option("--cluster-name", help="Name in container names and labels  [default: from the project]")
@@ -133,7 +137,7 @@ def infrainit_command(
             raise ConfigError(f"-f: {config_path} not found; run infrainit once with options")
         spec = ClusterSpec.from_config(load_config(config_path), str(config_path), overrides=given)
     else:
-        spec = ClusterSpec.from_options(**given)
+        spec = ClusterSpec.from_options(**given)  # type: ignore[arg-type]  # click gave each option its type
     ssh = _ssh_options(spec.ssh_key, known_hosts, spec.accept_new_host_keys, connect_timeout)
     result = infrainit(spec, root, ssh=ssh, save_options=not from_config, report=_echo)
     _echo(f"cluster {spec.cluster_name!r} is up in {result.seconds:.1f}s: {result.workers} worker container(s)")
@@ -259,8 +263,14 @@ def follow_command(sweep_id: str, known_hosts: str | None) -> None:
 
 @click.command("fetch")
 @click.argument("sweep_id")
-@click.option("--results", "results_root", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
-              show_default=True, help="Directory that receives <sweep-id>/.")
+@click.option(
+    "--results",
+    "results_root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("results"),
+    show_default=True,
+    help="Directory that receives <sweep-id>/.",
+)
 @_known_hosts_option
 def fetch_command(sweep_id: str, results_root: Path, known_hosts: str | None) -> None:
     """Copy a detached sweep's results (so far) from the master into RESULTS/<sweep-id>/."""

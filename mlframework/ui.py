@@ -182,8 +182,9 @@ class SweepConsole(SweepObserver):
             best = ranked[0]
             best_value = (best.get("metrics") or {}).get(outcome.metric) if outcome.metric else None
             if best.get("status") == SUCCESS and best_value is not None:
+                options = _options(best.get("params") or {})
                 self.console.print(
-                    f"best: {outcome.metric}={_number(best_value)} in {best['trial']}: {_options(best.get('params') or {})}",
+                    f"best: {outcome.metric}={_number(best_value)} in {best['trial']}: {options}",
                     markup=False,
                     soft_wrap=True,
                 )
@@ -199,7 +200,9 @@ class SweepConsole(SweepObserver):
     def print_dry_run(self, spec: SweepSpec, limit: int = 1000) -> None:
         """List the trials a sweep would send, without sending them."""
         total = spec.grid.count
-        self.console.print(f"dry run: {total} trial(s) of task '{spec.task}' from {spec.grid.source}", markup=False, soft_wrap=True)
+        self.console.print(
+            f"dry run: {total} trial(s) of task '{spec.task}' from {spec.grid.source}", markup=False, soft_wrap=True
+        )
         for index, combination in enumerate(spec.grid):
             if index >= limit:
                 self.console.print(f"... and {total - limit} more", markup=False, soft_wrap=True)

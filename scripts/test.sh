@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test command: scripts/test.sh [pytest args]
+# The test command: scripts/test.sh [pytest args]  (ruff and mypy first, then pytest)
 #
 # Installs what the tests need and is missing (Debian's rabbitmq-server, shellcheck
 # and python3-venv when run as root; .venv with the package, its test extra and the
@@ -58,6 +58,15 @@ install_system_packages() {
     fi
 }
 
+# The linter and the type checker (settings in pyproject.toml) run before the tests, on every run.
+static_checks() {
+    echo "test.sh: ruff check, ruff format --check, mypy" >&2
+    "$VENV/bin/python" -m ruff check --quiet . \
+        && "$VENV/bin/python" -m ruff format --check --quiet . \
+        && "$VENV/bin/python" -m mypy
+}
+
 install_system_packages
 ensure_venv '.[test]' projects/*/requirements.txt
+static_checks
 exec "$VENV/bin/python" -m pytest "$@"

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from rabbitmq import RabbitMQNode, rabbitmq_bin_dir
 
 _HERE = Path(__file__).parent
@@ -27,7 +26,9 @@ def rabbitmq() -> Iterator[RabbitMQNode]:
         # Not a skip: integration tests are part of every run (shared/STYLE.md).
         pytest.fail(
             "rabbitmq-server is not installed; run the tests with scripts/test.sh, "
-            "which installs it (Debian package rabbitmq-server)", pytrace=False)
+            "which installs it (Debian package rabbitmq-server)",
+            pytrace=False,
+        )
     node = RabbitMQNode()
     node.start()
     try:

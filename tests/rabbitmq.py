@@ -137,8 +137,7 @@ class RabbitMQNode:
         """``amqp://user:pass@127.0.0.1:PORT/vhost`` with the generated credentials."""
         q = urllib.parse.quote
         return (
-            f"amqp://{q(self.user, safe='')}:{q(self.password, safe='')}"
-            f"@127.0.0.1:{self.port}/{q(self.vhost, safe='')}"
+            f"amqp://{q(self.user, safe='')}:{q(self.password, safe='')}@127.0.0.1:{self.port}/{q(self.vhost, safe='')}"
         )
 
     @property
@@ -164,8 +163,7 @@ class RabbitMQNode:
         _LIVE_NODES.add(self)
         t0 = time.monotonic()
         self._launch()
-        log.info("RabbitMQ node %s up on port %d in %.1fs",
-                 self.node_name, self.port, time.monotonic() - t0)
+        log.info("RabbitMQ node %s up on port %d in %.1fs", self.node_name, self.port, time.monotonic() - t0)
         return self
 
     def stop(self) -> None:
@@ -200,7 +198,11 @@ class RabbitMQNode:
         assert self._bin is not None
         return subprocess.run(
             [str(self._bin / "rabbitmqctl"), "-n", self.node_name, *args],
-            env=self._env(), capture_output=True, text=True, timeout=timeout, check=True,
+            env=self._env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=True,
         )
 
     def __enter__(self) -> RabbitMQNode:
@@ -250,12 +252,12 @@ class RabbitMQNode:
             "log.file.level": "info",
         }
         lines.update(self.config)
-        (self._workdir / "rabbitmq.conf").write_text(
-            "".join(f"{k} = {v}\n" for k, v in lines.items()))
+        (self._workdir / "rabbitmq.conf").write_text("".join(f"{k} = {v}\n" for k, v in lines.items()))
         if self.advanced:
             apps = ",\n ".join(
-                "{%s, [%s]}" % (app, ", ".join("{%s, %s}" % kv for kv in values.items()))
-                for app, values in self.advanced.items())
+                f"{{{app}, [{', '.join(f'{{{k}, {v}}}' for k, v in values.items())}]}}"
+                for app, values in self.advanced.items()
+            )
             (self._workdir / "advanced.config").write_text(f"[\n {apps}\n].\n")
 
     def _env(self) -> dict[str, str]:
@@ -263,41 +265,46 @@ class RabbitMQNode:
         assert self._workdir is not None
         w = self._workdir
         # Nothing from the caller's RABBITMQ_*/ERL_* may point us at another broker.
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("RABBITMQ_", "ERL_")) and k != "NOTIFY_SOCKET"}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_")) and k != "NOTIFY_SOCKET"}
         # Loopback only, and never let erl daemonize an epmd we would not own.
         erl_args = "-kernel inet_dist_use_interface {127,0,0,1} -start_epmd false"
-        env.update({
-            "HOME": str(w),  # -> our .erlang.cookie, for the server and the CLI
-            "LC_ALL": "C.UTF-8",  # the Elixir CLI warns on a latin1 VM
-            "ERL_EPMD_PORT": str(self.epmd_port),
-            "ERL_EPMD_ADDRESS": "127.0.0.1",
-            "RABBITMQ_NODENAME": self.node_name,
-            "RABBITMQ_DIST_PORT": str(self.dist_port),
-            "RABBITMQ_MNESIA_BASE": str(w / "mnesia"),
-            "RABBITMQ_LOG_BASE": str(w / "log"),
-            "RABBITMQ_CONFIG_FILE": str(w / "rabbitmq.conf"),
-            "RABBITMQ_CONFIG_FILES": str(w / "conf.d"),  # not /etc/rabbitmq/conf.d
-            "RABBITMQ_ADVANCED_CONFIG_FILE": str(w / "advanced.config"),  # absent unless advanced=
-            "RABBITMQ_CONF_ENV_FILE": str(w / "rabbitmq-env.conf"),
-            "RABBITMQ_ENABLED_PLUGINS_FILE": str(w / "enabled_plugins"),
-            "RABBITMQ_PID_FILE": str(w / "rabbitmq.pid"),
-            # No busy-waiting schedulers: on a machine the broker shares with the workers and the
-            # driver, an idle Erlang scheduler spinning for work takes CPU from the trials.
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": f"{erl_args} +sbwt none +sbwtdcpu none +sbwtdio none",
-            "RABBITMQ_CTL_ERL_ARGS": erl_args,
-            # 0..0: rabbitmqctl listens on an ephemeral port, not 35672-35682.
-            "RABBITMQ_CTL_DIST_PORT_MIN": "0",
-            "RABBITMQ_CTL_DIST_PORT_MAX": "0",
-        })
+        env.update(
+            {
+                "HOME": str(w),  # -> our .erlang.cookie, for the server and the CLI
+                "LC_ALL": "C.UTF-8",  # the Elixir CLI warns on a latin1 VM
+                "ERL_EPMD_PORT": str(self.epmd_port),
+                "ERL_EPMD_ADDRESS": "127.0.0.1",
+                "RABBITMQ_NODENAME": self.node_name,
+                "RABBITMQ_DIST_PORT": str(self.dist_port),
+                "RABBITMQ_MNESIA_BASE": str(w / "mnesia"),
+                "RABBITMQ_LOG_BASE": str(w / "log"),
+                "RABBITMQ_CONFIG_FILE": str(w / "rabbitmq.conf"),
+                "RABBITMQ_CONFIG_FILES": str(w / "conf.d"),  # not /etc/rabbitmq/conf.d
+                "RABBITMQ_ADVANCED_CONFIG_FILE": str(w / "advanced.config"),  # absent unless advanced=
+                "RABBITMQ_CONF_ENV_FILE": str(w / "rabbitmq-env.conf"),
+                "RABBITMQ_ENABLED_PLUGINS_FILE": str(w / "enabled_plugins"),
+                "RABBITMQ_PID_FILE": str(w / "rabbitmq.pid"),
+                # No busy-waiting schedulers: on a machine the broker shares with the workers and the
+                # driver, an idle Erlang scheduler spinning for work takes CPU from the trials.
+                "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": f"{erl_args} +sbwt none +sbwtdcpu none +sbwtdio none",
+                "RABBITMQ_CTL_ERL_ARGS": erl_args,
+                # 0..0: rabbitmqctl listens on an ephemeral port, not 35672-35682.
+                "RABBITMQ_CTL_DIST_PORT_MIN": "0",
+                "RABBITMQ_CTL_DIST_PORT_MAX": "0",
+            }
+        )
         return env
 
     def _spawn(self, argv: list[str], logname: str) -> subprocess.Popen[bytes]:
         assert self._workdir is not None
         with open(self._workdir / "log" / logname, "ab") as out:
             return subprocess.Popen(
-                argv, env=self._env(), cwd=self._workdir, stdin=subprocess.DEVNULL,
-                stdout=out, stderr=subprocess.STDOUT,
+                argv,
+                env=self._env(),
+                cwd=self._workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,  # own process group: stop/pause hit all of it
                 preexec_fn=_die_with_parent,
             )
@@ -307,16 +314,18 @@ class RabbitMQNode:
         deadline = time.monotonic() + self.start_timeout
         try:
             epmd = shutil.which("epmd") or "/usr/lib/erlang/bin/epmd"
-            self._epmd = self._spawn(
-                [epmd, "-port", str(self.epmd_port), "-address", "127.0.0.1"], "epmd.log")
+            self._epmd = self._spawn([epmd, "-port", str(self.epmd_port), "-address", "127.0.0.1"], "epmd.log")
             self._wait_until(lambda: _port_open(self.epmd_port), self._epmd, deadline, "epmd")
             self._server = self._spawn([str(self._bin / "rabbitmq-server")], "startup.log")
             # The listener opens late in the boot; await_startup then answers at
             # once (called earlier, it re-polls only every 10 s).
-            self._wait_until(lambda: _port_open(self.port), self._server, deadline,
-                             "the AMQP listener")
-            self.ctl("await_startup", "--timeout", str(max(1, int(deadline - time.monotonic()))),
-                     timeout=max(1.0, deadline - time.monotonic()) + 5)
+            self._wait_until(lambda: _port_open(self.port), self._server, deadline, "the AMQP listener")
+            self.ctl(
+                "await_startup",
+                "--timeout",
+                str(max(1, int(deadline - time.monotonic()))),
+                timeout=max(1.0, deadline - time.monotonic()) + 5,
+            )
         except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
             detail = "".join(getattr(exc, a, None) or "" for a in ("stdout", "stderr"))
             self._halt()
@@ -394,5 +403,5 @@ def _stop_leftover_nodes() -> None:
     for node in list(_LIVE_NODES):
         try:
             node.stop()
-        except Exception:  # noqa: BLE001 - best effort at interpreter exit
+        except Exception:
             log.exception("could not stop %r", node)

@@ -9,7 +9,7 @@ import textwrap
 import time
 from pathlib import Path
 
-TRAIN_SCRIPT = '''
+TRAIN_SCRIPT = """
 import argparse, sys, time
 from mlframework import metrics
 
@@ -27,18 +27,18 @@ if args.fail or args.x < 0:
 for step in range(3):
     metrics.log(step=step, score=args.x * (step + 1), loss=1.0 / (args.x + step + 1))
 print("done", flush=True)
-'''
+"""
 
 
 # Short trials (so they go several to a message); the one whose x is ``crash`` kills its pool process.
-CRASH_IN_BATCH = '''
+CRASH_IN_BATCH = """
     @mlf.task
     def crash_at(trial):
         import os, signal
         if trial.params["x"] == trial.params["crash"]:
             os.kill(os.getpid(), signal.SIGKILL)
         return {"score": trial.params["x"]}
-'''
+"""
 
 
 def make_project(root: Path, grid: str, extra_tasks: str = "") -> Path:
@@ -60,7 +60,11 @@ def start_sweep(cwd: Path, *args: str, broker_url: str | None = None) -> subproc
         env["MLFRAMEWORK_BROKER_URL"] = broker_url
     return subprocess.Popen(
         [sys.executable, "-m", "mlframework", "sweep", *args],
-        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
     )
 
 

@@ -106,8 +106,9 @@ class TestHostError(RuntimeError):
 # --------------------------------------------------------------------------- helpers
 
 
-def _run(cmd: Sequence[str], *, timeout: float = 60, check: bool = True,
-         input: bytes | None = None, what: str = "") -> subprocess.CompletedProcess[str]:
+def _run(
+    cmd: Sequence[str], *, timeout: float = 60, check: bool = True, input: bytes | None = None, what: str = ""
+) -> subprocess.CompletedProcess[str]:
     """Run ``cmd`` with a time limit; on failure raise TestHostError naming it."""
     try:
         proc = subprocess.run(list(cmd), capture_output=True, timeout=timeout, input=input)
@@ -115,17 +116,17 @@ def _run(cmd: Sequence[str], *, timeout: float = 60, check: bool = True,
         raise TestHostError(f"{what or cmd[0]}: `{' '.join(cmd)}` did not finish in {timeout:.0f} s") from exc
     except FileNotFoundError as exc:
         raise TestHostError(f"{what or cmd[0]}: {cmd[0]} is not installed (run ensure_packages())") from exc
-    out = subprocess.CompletedProcess(proc.args, proc.returncode,
-                                      proc.stdout.decode(errors="replace"),
-                                      proc.stderr.decode(errors="replace"))
+    out = subprocess.CompletedProcess(
+        proc.args, proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
+    )
     if check and out.returncode != 0:
-        raise TestHostError(f"{what or cmd[0]}: `{' '.join(cmd)}` exited {out.returncode}: "
-                            f"{(out.stderr or out.stdout).strip()[-2000:]}")
+        raise TestHostError(
+            f"{what or cmd[0]}: `{' '.join(cmd)}` exited {out.returncode}: {(out.stderr or out.stdout).strip()[-2000:]}"
+        )
     return out
 
 
-def _wait_until(predicate: Callable[[], bool], timeout: float, what: str,
-                interval: float = 0.2) -> None:
+def _wait_until(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -228,8 +229,8 @@ def _cgroup_dirs(name: str) -> list[Path]:
 def _remove_cgroup(name: str) -> None:
     """Kill every process left in cgroup ``name`` (containers of a dead daemon), then remove it."""
     for top in _cgroup_dirs(name):
-        dirs = sorted((d for d in top.rglob("*") if d.is_dir()), key=lambda d: len(d.parts),
-                      reverse=True) + [top]
+        dirs = sorted((d for d in top.rglob("*") if d.is_dir()), key=lambda d: len(d.parts), reverse=True)
+        dirs.append(top)
         pids = []
         for d in dirs:
             with contextlib.suppress(OSError):
@@ -282,11 +283,26 @@ def ensure_packages(packages: Sequence[str] = PACKAGES, timeout: float = 900) ->
     deadline = time.monotonic() + timeout
     try:
         log.info("installing %s", " ".join(missing))
-        _run([*env_cmd, "apt-get", "-o", "DPkg::Lock::Timeout=120", "update", "-qq"],
-             timeout=min(300, timeout), what="apt-get update")
-        _run([*env_cmd, "apt-get", "-o", "DPkg::Lock::Timeout=120", "install", "-y", "-qq",
-              "--no-install-recommends", *missing],
-             timeout=max(60, deadline - time.monotonic()), what="apt-get install")
+        _run(
+            [*env_cmd, "apt-get", "-o", "DPkg::Lock::Timeout=120", "update", "-qq"],
+            timeout=min(300, timeout),
+            what="apt-get update",
+        )
+        _run(
+            [
+                *env_cmd,
+                "apt-get",
+                "-o",
+                "DPkg::Lock::Timeout=120",
+                "install",
+                "-y",
+                "-qq",
+                "--no-install-recommends",
+                *missing,
+            ],
+            timeout=max(60, deadline - time.monotonic()),
+            what="apt-get install",
+        )
     finally:
         if created:
             policy.unlink(missing_ok=True)
@@ -306,8 +322,9 @@ class Dockerd:
     in the root namespace otherwise (the image-build daemon).
     """
 
-    def __init__(self, root: Path, *, cgroup: str, netns: str | None = None,
-                 uts_pid: int | None = None, group: str | None = None) -> None:
+    def __init__(
+        self, root: Path, *, cgroup: str, netns: str | None = None, uts_pid: int | None = None, group: str | None = None
+    ) -> None:
         self.root = root
         self.cgroup = cgroup
         self.netns = netns
@@ -332,18 +349,27 @@ class Dockerd:
             cmd.append("--")
         cmd += [
             "dockerd",
-            "--data-root", str(self.root / "data"),
-            "--exec-root", str(self.root / "exec"),
-            "--pidfile", str(self.root / "docker.pid"),
-            "-H", self.url,
+            "--data-root",
+            str(self.root / "data"),
+            "--exec-root",
+            str(self.root / "exec"),
+            "--pidfile",
+            str(self.root / "docker.pid"),
+            "-H",
+            self.url,
             # No docker0 bridge and no iptables rules: the daemons share the root
             # namespace's netfilter tables with each other and with the machine.
-            "--bridge=none", "--iptables=false", "--ip-masq=false",
+            "--bridge=none",
+            "--iptables=false",
+            "--ip-masq=false",
             # Containers of this daemon in a cgroup of their own, so teardown can find them.
-            "--cgroup-parent", f"/{self.cgroup}",
+            "--cgroup-parent",
+            f"/{self.cgroup}",
             "--userland-proxy=false",
-            "--shutdown-timeout", "5",
-            "--log-level", "warn",
+            "--shutdown-timeout",
+            "5",
+            "--log-level",
+            "warn",
         ]
         if self.group:
             cmd += ["--group", self.group]  # socket root:<group> 0660: the host's user may use it
@@ -355,13 +381,14 @@ class Dockerd:
         logf = open(self.log_path, "ab")
         try:
             # Own session: a Ctrl-C to pytest must not kill daemons behind teardown's back.
-            self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=logf,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.command(), stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True
+            )
         finally:
             logf.close()
 
     def wait_ready(self, timeout: float = 60) -> None:
-        import docker  # noqa: PLC0415 - only the image/daemon helpers need the SDK
+        import docker
 
         def ready() -> bool:
             if self.proc is None or self.proc.poll() is not None:
@@ -371,13 +398,14 @@ class Dockerd:
             try:
                 docker.DockerClient(base_url=self.url, timeout=5).ping()
                 return True
-            except Exception:  # noqa: BLE001 - not up yet
+            except Exception:
                 return False
 
         _wait_until(ready, timeout, f"dockerd {self.socket}")
 
     def client(self, timeout: float = 300) -> Any:
-        import docker  # noqa: PLC0415
+        import docker
+
         return docker.DockerClient(base_url=self.url, timeout=timeout)
 
     def stop(self, timeout: float = 30) -> None:
@@ -404,7 +432,8 @@ class Dockerd:
 
 
 def _docker_client(client_or_socket: Any) -> Any:
-    import docker  # noqa: PLC0415
+    import docker
+
     if isinstance(client_or_socket, docker.DockerClient):
         return client_or_socket
     path = str(client_or_socket)
@@ -413,7 +442,8 @@ def _docker_client(client_or_socket: Any) -> Any:
 
 
 def _has_image(client: Any, name: str, key: str) -> bool:
-    import docker  # noqa: PLC0415
+    import docker
+
     try:
         image = client.images.get(name)
     except docker.errors.ImageNotFound:
@@ -507,8 +537,11 @@ def _build_base_tarball(tarball: Path, name: str, key: str, suite: str, client: 
     try:
         rootfs = work / "rootfs"
         log.info("debootstrap %s from %s (about 75 s)", suite, mirror)
-        _run(["debootstrap", "--variant=minbase", f"--include={_BASE_INCLUDE}", suite,
-              str(rootfs), mirror], timeout=900, what="debootstrap")
+        _run(
+            ["debootstrap", "--variant=minbase", f"--include={_BASE_INCLUDE}", suite, str(rootfs), mirror],
+            timeout=900,
+            what="debootstrap",
+        )
         for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
             for p in (rootfs / junk).glob("*"):
                 if p.is_file():
@@ -517,16 +550,20 @@ def _build_base_tarball(tarball: Path, name: str, key: str, suite: str, client: 
             # The package registries' TLS is only trusted with this machine's CA bundle.
             shutil.copyfile(_HOST_CA_BUNDLE, rootfs / "etc/ssl/certs/ca-certificates.crt")
         rootfs_tar = work / "rootfs.tar"
-        _run(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(rootfs_tar), "."],
-             timeout=300, what="tar rootfs")
+        _run(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(rootfs_tar), "."], timeout=300, what="tar rootfs")
         repo, tag = name.rsplit(":", 1)
-        client.api.import_image(src=str(rootfs_tar), repository=repo, tag=tag, changes=[
-            f"LABEL {_KEY_LABEL}={key}",
-            "ENV LANG=C.UTF-8",
-            # pip from PyPI (in a venv) ignores the system bundle unless told.
-            "ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt",
-            'CMD ["/bin/bash"]',
-        ])
+        client.api.import_image(
+            src=str(rootfs_tar),
+            repository=repo,
+            tag=tag,
+            changes=[
+                f"LABEL {_KEY_LABEL}={key}",
+                "ENV LANG=C.UTF-8",
+                # pip from PyPI (in a venv) ignores the system bundle unless told.
+                "ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt",
+                'CMD ["/bin/bash"]',
+            ],
+        )
         _save(client, name, tarball)
     finally:
         _remove_tree(work)
@@ -578,8 +615,9 @@ def build_daemon(prefix: str = "mlft") -> Iterator[Dockerd]:
         _remove_tree(root)
 
 
-def ensure_rabbitmq_image(client_or_socket: Any, name: str = RABBITMQ_IMAGE,
-                          base: str = BASE_IMAGE, prefix: str = "mlft") -> str:
+def ensure_rabbitmq_image(
+    client_or_socket: Any, name: str = RABBITMQ_IMAGE, base: str = BASE_IMAGE, prefix: str = "mlft"
+) -> str:
     """Make sure the daemon has ``name``: Debian's rabbitmq-server, see tests/images/rabbitmq-debian.
 
     Built on a private root-namespace daemon (the test hosts have no way out)
@@ -597,12 +635,17 @@ def ensure_rabbitmq_image(client_or_socket: Any, name: str = RABBITMQ_IMAGE,
                 ensure_base_image(builder, base)
                 log.info("building %s from %s", name, RABBITMQ_CONTEXT)
                 try:
-                    builder.images.build(path=str(RABBITMQ_CONTEXT), tag=name, rm=True, forcerm=True,
-                                         network_mode="host", buildargs={"BASE": base},
-                                         labels={_KEY_LABEL: key})
+                    builder.images.build(
+                        path=str(RABBITMQ_CONTEXT),
+                        tag=name,
+                        rm=True,
+                        forcerm=True,
+                        network_mode="host",
+                        buildargs={"BASE": base},
+                        labels={_KEY_LABEL: key},
+                    )
                 except Exception as exc:  # BuildError carries the log
-                    lines = "".join(str(c.get("stream", c.get("error", ""))) for c in
-                                    getattr(exc, "build_log", []))
+                    lines = "".join(str(c.get("stream", c.get("error", ""))) for c in getattr(exc, "build_log", []))
                     raise TestHostError(f"building {name} failed: {exc}\n{lines[-3000:]}") from exc
                 _save(builder, name, tarball)
     if not _has_image(client, name, key):
@@ -619,14 +662,14 @@ class TestHost:
 
     __test__ = False  # not a pytest test class
 
-    index: int                 # 1-based position in the cluster
-    name: str                  # netns name = hostname = user name, e.g. "mlft1"
-    address: str               # its address on the bridge, e.g. "10.231.7.11"
-    user: str                  # Unix user that may log in (key only)
-    home: Path                 # that user's home directory
-    docker_socket: Path        # its dockerd's socket (DOCKER_HOST over SSH)
-    key_path: Path             # private client key authorized for ``user``
-    known_hosts_entry: str     # "<address> ssh-ed25519 AAAA..." line
+    index: int  # 1-based position in the cluster
+    name: str  # netns name = hostname = user name, e.g. "mlft1"
+    address: str  # its address on the bridge, e.g. "10.231.7.11"
+    user: str  # Unix user that may log in (key only)
+    home: Path  # that user's home directory
+    docker_socket: Path  # its dockerd's socket (DOCKER_HOST over SSH)
+    key_path: Path  # private client key authorized for ``user``
+    known_hosts_entry: str  # "<address> ssh-ed25519 AAAA..." line
     ssh_port: int = 22
     root: Path = field(default=Path(), repr=False)  # everything of this host's lives here
 
@@ -657,8 +700,15 @@ class TestHostCluster:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, count: int = 3, subnet: str = "10.231.7.0/24", prefix: str = "mlft",
-                 *, nat: bool = False, workdir: Path | str | None = None) -> None:
+    def __init__(
+        self,
+        count: int = 3,
+        subnet: str = "10.231.7.0/24",
+        prefix: str = "mlft",
+        *,
+        nat: bool = False,
+        workdir: Path | str | None = None,
+    ) -> None:
         if not _PREFIX_RE.match(prefix):
             # Interface names are at most 15 characters; users and netns take the prefix too.
             raise TestHostError(f"prefix {prefix!r}: use 2-9 lowercase letters/digits, starting with a letter")
@@ -711,31 +761,47 @@ class TestHostCluster:
         h = self.host(i)
         return [
             "ssh",
-            "-F", "/dev/null",                       # not root's ~/.ssh/config
-            "-i", str(self.client_key),
-            "-o", "IdentitiesOnly=yes",              # only our key, not an agent's
-            "-o", "BatchMode=yes",                   # never prompt
-            "-o", f"UserKnownHostsFile={known_hosts or self.known_hosts}",
-            "-o", "GlobalKnownHostsFile=/dev/null",
-            "-o", "StrictHostKeyChecking=yes",       # an unknown or changed key is refused
-            "-o", "ConnectTimeout=10",
-            "-o", "LogLevel=ERROR",
-            "-p", str(h.ssh_port),
+            "-F",
+            "/dev/null",  # not root's ~/.ssh/config
+            "-i",
+            str(self.client_key),
+            "-o",
+            "IdentitiesOnly=yes",  # only our key, not an agent's
+            "-o",
+            "BatchMode=yes",  # never prompt
+            "-o",
+            f"UserKnownHostsFile={known_hosts or self.known_hosts}",
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+            "-o",
+            "StrictHostKeyChecking=yes",  # an unknown or changed key is refused
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "LogLevel=ERROR",
+            "-p",
+            str(h.ssh_port),
             h.destination,
         ]
 
-    def ssh(self, i: int, command: str, *, timeout: float = 60, check: bool = False,
-            known_hosts: Path | str | None = None) -> subprocess.CompletedProcess[str]:
+    def ssh(
+        self, i: int, command: str, *, timeout: float = 60, check: bool = False, known_hosts: Path | str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``command`` on host ``i`` as its user over SSH; stdout/stderr as text."""
         try:
-            proc = subprocess.run([*self.ssh_command(i, known_hosts=known_hosts), command],
-                                  capture_output=True, text=True, timeout=timeout,
-                                  stdin=subprocess.DEVNULL)
+            proc = subprocess.run(
+                [*self.ssh_command(i, known_hosts=known_hosts), command],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+            )
         except subprocess.TimeoutExpired as exc:
             raise TestHostError(f"host {self.host(i).name}: `{command}` over SSH took over {timeout:.0f} s") from exc
         if check and proc.returncode != 0:
-            raise TestHostError(f"host {self.host(i).name}: `{command}` exited {proc.returncode}: "
-                                f"{proc.stderr.strip()[-2000:]}")
+            raise TestHostError(
+                f"host {self.host(i).name}: `{command}` exited {proc.returncode}: {proc.stderr.strip()[-2000:]}"
+            )
         return proc
 
     def docker(self, i: int, timeout: float = 300) -> Any:
@@ -791,7 +857,8 @@ class TestHostCluster:
         """
         if rabbitmq:
             self.rabbitmq_image = self._on_every_host(
-                lambda c: ensure_rabbitmq_image(c, RABBITMQ_IMAGE, BASE_IMAGE, prefix=self.prefix))
+                lambda c: ensure_rabbitmq_image(c, RABBITMQ_IMAGE, BASE_IMAGE, prefix=self.prefix)
+            )
         self.base_image = self._on_every_host(lambda c: ensure_base_image(c, BASE_IMAGE))
 
     def _on_every_host(self, fn: Callable[[Any], str]) -> str:
@@ -822,12 +889,21 @@ class TestHostCluster:
         t0 = time.monotonic()
         try:
             self._check_subnet_free()
-            self.root = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-hosts-",
-                                              dir=str(self.workdir) if self.workdir else "/tmp"))
+            self.root = Path(
+                tempfile.mkdtemp(prefix=f"{self.prefix}-hosts-", dir=str(self.workdir) if self.workdir else "/tmp")
+            )
             # Users must traverse it to their homes and docker sockets.
             self.root.chmod(0o755)
-            self._state = {"prefix": self.prefix, "root": str(self.root), "bridge": self.bridge,
-                           "pids": [], "users": [], "netns": [], "iptables": [], "cgroups": []}
+            self._state = {
+                "prefix": self.prefix,
+                "root": str(self.root),
+                "bridge": self.bridge,
+                "pids": [],
+                "users": [],
+                "netns": [],
+                "iptables": [],
+                "cgroups": [],
+            }
             self._write_state()
             self._make_client_key()
             self._make_bridge()
@@ -863,8 +939,10 @@ class TestHostCluster:
         fh = open(STATE_DIR / f"{self.prefix}.lock", "a+")
         if not _try_flock(fh):
             fh.close()
-            raise TestHostError(f"another test-host cluster with prefix {self.prefix!r} is running "
-                                f"(lock {STATE_DIR / (self.prefix + '.lock')}); use another prefix and subnet")
+            raise TestHostError(
+                f"another test-host cluster with prefix {self.prefix!r} is running "
+                f"(lock {STATE_DIR / (self.prefix + '.lock')}); use another prefix and subnet"
+            )
         self._lock_fh = fh
         # Whatever a crashed run with our prefix left would clash with our names.
         _cleanup_stale_locked(self.prefix)
@@ -879,14 +957,17 @@ class TestHostCluster:
         out = _run(["ip", "-4", "-o", "addr", "show"], timeout=10).stdout
         for m in re.finditer(r"inet (\S+)", out):
             if ipaddress.ip_interface(m.group(1)).network.overlaps(self.subnet):
-                raise TestHostError(f"subnet {self.subnet} is already in use on this machine "
-                                    f"({m.group(1)}); pass another subnet=")
+                raise TestHostError(
+                    f"subnet {self.subnet} is already in use on this machine ({m.group(1)}); pass another subnet="
+                )
 
     def _make_client_key(self) -> None:
         d = self._need_root() / "client"
         d.mkdir(mode=0o755)
-        _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{self.prefix}-tests",
-              "-f", str(d / "id_ed25519")], what="ssh-keygen client key")
+        _run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{self.prefix}-tests", "-f", str(d / "id_ed25519")],
+            what="ssh-keygen client key",
+        )
 
     def _make_bridge(self) -> None:
         br = self.bridge
@@ -895,17 +976,19 @@ class TestHostCluster:
         _run(["ip", "link", "set", br, "up"])
         comment = ["-m", "comment", "--comment", f"{self.prefix}-testhosts"]
         rules: list[list[str]] = []
-        if Path("/proc/sys/net/bridge/bridge-nf-call-iptables").exists() and \
-                Path("/proc/sys/net/bridge/bridge-nf-call-iptables").read_text().strip() == "1":
+        if (
+            Path("/proc/sys/net/bridge/bridge-nf-call-iptables").exists()
+            and Path("/proc/sys/net/bridge/bridge-nf-call-iptables").read_text().strip() == "1"
+        ):
             # br_netfilter sends bridged frames through FORWARD; a dockerd elsewhere on
             # the machine sets its policy to DROP, which would cut the hosts off each other.
             rules.append(["FORWARD", "-i", br, "-o", br, "-j", "ACCEPT", *comment])
         if self.nat:
-            rules += [["FORWARD", "-i", br, "-j", "ACCEPT", *comment],
-                      ["FORWARD", "-o", br, "-m", "state", "--state", "RELATED,ESTABLISHED",
-                       "-j", "ACCEPT", *comment],
-                      ["-t", "nat", "POSTROUTING", "-s", str(self.subnet), "!", "-o", br,
-                       "-j", "MASQUERADE", *comment]]
+            rules += [
+                ["FORWARD", "-i", br, "-j", "ACCEPT", *comment],
+                ["FORWARD", "-o", br, "-m", "state", "--state", "RELATED,ESTABLISHED", "-j", "ACCEPT", *comment],
+                ["-t", "nat", "POSTROUTING", "-s", str(self.subnet), "!", "-o", br, "-j", "MASQUERADE", *comment],
+            ]
             if Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() != "1":
                 Path("/proc/sys/net/ipv4/ip_forward").write_text("1")
                 self._state["ip_forward_was"] = "0"
@@ -945,8 +1028,10 @@ class TestHostCluster:
         # key logins of a locked ('!') account)
         self._state["users"].append(name)
         self._write_state()
-        _run(["useradd", "-M", "-U", "-d", str(home), "-s", "/bin/bash", "-c", _USER_COMMENT, name],
-             what=f"useradd {name}")
+        _run(
+            ["useradd", "-M", "-U", "-d", str(home), "-s", "/bin/bash", "-c", _USER_COMMENT, name],
+            what=f"useradd {name}",
+        )
         _run(["usermod", "-p", "*", name])
         pw = pwd.getpwnam(name)
         (home / ".ssh").mkdir(parents=True, mode=0o700)
@@ -956,48 +1041,61 @@ class TestHostCluster:
         home.chmod(0o755)
         (home / ".ssh" / "authorized_keys").chmod(0o600)
         # host key
-        _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name,
-              "-f", str(root / "ssh_host_ed25519_key")], what=f"host key {name}")
+        _run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(root / "ssh_host_ed25519_key")],
+            what=f"host key {name}",
+        )
         pub = (root / "ssh_host_ed25519_key.pub").read_text().split()
         (root / "bin").mkdir()
         (root / "bin").chmod(0o755)
         docker_root = root / "docker"
-        self.hosts.append(TestHost(
-            index=i, name=name, address=address, user=name, home=home,
-            docker_socket=docker_root / "docker.sock", key_path=self.client_key,
-            known_hosts_entry=f"{address} {pub[0]} {pub[1]}", root=root))
+        self.hosts.append(
+            TestHost(
+                index=i,
+                name=name,
+                address=address,
+                user=name,
+                home=home,
+                docker_socket=docker_root / "docker.sock",
+                key_path=self.client_key,
+                known_hosts_entry=f"{address} {pub[0]} {pub[1]}",
+                root=root,
+            )
+        )
         cgroup = f"{name}-{self.root.name[-8:]}"  # type: ignore[union-attr]
         self._state["cgroups"].append(cgroup)
         self._dockerd[i] = Dockerd(docker_root, cgroup=cgroup, netns=name, group=name)
         (root / "sshd_config").write_text(self._sshd_config(self.hosts[-1]))
 
     def _sshd_config(self, h: TestHost) -> str:
-        return "\n".join([
-            f"ListenAddress {h.address}:{h.ssh_port}",
-            f"HostKey {h.root / 'ssh_host_ed25519_key'}",
-            f"PidFile {h.root / 'sshd.pid'}",
-            f"AllowUsers {h.user}",
-            "AuthorizedKeysFile .ssh/authorized_keys",
-            "PubkeyAuthentication yes",
-            "PasswordAuthentication no",
-            "KbdInteractiveAuthentication no",
-            "PermitRootLogin no",
-            # No PAM: pam_loginuid/pam_systemd fail outside a real login setup.
-            "UsePAM no",
-            # The user's processes reach this host's own engine, as on a real machine.
-            # Its own programs first (``bin_dir``), then sshd's default PATH. One SetEnv
-            # line: sshd takes the first SetEnv line only.
-            f"SetEnv DOCKER_HOST={h.docker_host} PATH={h.bin_dir}:/usr/local/bin:/usr/bin:/bin:/usr/games",
-            # Fabric's put/get use SFTP.
-            f"Subsystem sftp {_SFTP_SERVER}",
-            # Tests open many connections at once (Fabric groups).
-            "MaxStartups 100:30:200",
-            "MaxSessions 50",
-            "PrintMotd no",
-            "X11Forwarding no",
-            "LogLevel VERBOSE",
-            "",
-        ])
+        return "\n".join(
+            [
+                f"ListenAddress {h.address}:{h.ssh_port}",
+                f"HostKey {h.root / 'ssh_host_ed25519_key'}",
+                f"PidFile {h.root / 'sshd.pid'}",
+                f"AllowUsers {h.user}",
+                "AuthorizedKeysFile .ssh/authorized_keys",
+                "PubkeyAuthentication yes",
+                "PasswordAuthentication no",
+                "KbdInteractiveAuthentication no",
+                "PermitRootLogin no",
+                # No PAM: pam_loginuid/pam_systemd fail outside a real login setup.
+                "UsePAM no",
+                # The user's processes reach this host's own engine, as on a real machine.
+                # Its own programs first (``bin_dir``), then sshd's default PATH. One SetEnv
+                # line: sshd takes the first SetEnv line only.
+                f"SetEnv DOCKER_HOST={h.docker_host} PATH={h.bin_dir}:/usr/local/bin:/usr/bin:/bin:/usr/games",
+                # Fabric's put/get use SFTP.
+                f"Subsystem sftp {_SFTP_SERVER}",
+                # Tests open many connections at once (Fabric groups).
+                "MaxStartups 100:30:200",
+                "MaxSessions 50",
+                "PrintMotd no",
+                "X11Forwarding no",
+                "LogLevel VERBOSE",
+                "",
+            ]
+        )
 
     def _write_client_files(self) -> None:
         d = self._need_root() / "client"
@@ -1007,7 +1105,8 @@ class TestHostCluster:
             blocks.append(
                 f"Host {h.name}\n  HostName {h.address}\n  Port {h.ssh_port}\n  User {h.user}\n"
                 f"  IdentityFile {self.client_key}\n  IdentitiesOnly yes\n"
-                f"  UserKnownHostsFile {self.known_hosts}\n  StrictHostKeyChecking yes\n")
+                f"  UserKnownHostsFile {self.known_hosts}\n  StrictHostKeyChecking yes\n"
+            )
         (d / "ssh_config").write_text("\n".join(blocks))
 
     def _start_sshd(self, i: int) -> None:
@@ -1019,11 +1118,25 @@ class TestHostCluster:
             # nsenter execs unshare, which execs sh, which execs sshd: one pid throughout.
             # The new UTS namespace gives the host its own hostname; SSH sessions inherit it.
             proc = subprocess.Popen(
-                ["nsenter", f"--net=/run/netns/{h.name}", "--", "unshare", "--uts", "--",
-                 "sh", "-c", 'hostname "$0" && exec "$1" -D -e -f "$2"',
-                 h.name, _SSHD, str(h.root / "sshd_config")],
-                stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                start_new_session=True)
+                [
+                    "nsenter",
+                    f"--net=/run/netns/{h.name}",
+                    "--",
+                    "unshare",
+                    "--uts",
+                    "--",
+                    "sh",
+                    "-c",
+                    'hostname "$0" && exec "$1" -D -e -f "$2"',
+                    h.name,
+                    _SSHD,
+                    str(h.root / "sshd_config"),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         finally:
             logf.close()
         self._sshd[i] = proc
@@ -1081,7 +1194,7 @@ class TestHostCluster:
     def _best_effort(what: str, fn: Callable[[], object]) -> None:
         try:
             fn()
-        except Exception:  # noqa: BLE001 - teardown goes on
+        except Exception:
             log.exception("test hosts: %s failed", what)
 
 
@@ -1149,18 +1262,36 @@ def _cleanup_stale_locked(prefix: str) -> None:
         states.append(json.loads(state_file.read_text()))
     # What a run that died before recording it may still have left, found by name.
     pat = re.compile(rf"^{re.escape(prefix)}\d+$")
-    netns = [line.split()[0] for line in _run(["ip", "netns", "list"], check=False, timeout=20)
-             .stdout.splitlines() if line.split() and pat.match(line.split()[0])]
+    netns = [
+        line.split()[0]
+        for line in _run(["ip", "netns", "list"], check=False, timeout=20).stdout.splitlines()
+        if line.split() and pat.match(line.split()[0])
+    ]
     users = [p.pw_name for p in pwd.getpwall() if pat.match(p.pw_name) and p.pw_gecos == _USER_COMMENT]
     roots = [str(p) for p in Path("/tmp").glob(f"{prefix}-hosts-*")]
     roots += [str(p) for p in Path("/var/tmp").glob(f"{prefix}-build-*")]
     cg_pat = re.compile(rf"^{re.escape(prefix)}(\d+|-build)-")
-    cgroups = sorted({d.name for top in Path("/sys/fs/cgroup").glob("*") if top.is_dir()
-                      for d in [top, *top.glob("*")] if d.is_dir() and cg_pat.match(d.name)})
+    cgroups = sorted(
+        {
+            d.name
+            for top in Path("/sys/fs/cgroup").glob("*")
+            if top.is_dir()
+            for d in [top, *top.glob("*")]
+            if d.is_dir() and cg_pat.match(d.name)
+        }
+    )
     bridge = f"{prefix}-br"
     has_bridge = _run(["ip", "link", "show", bridge], check=False, timeout=10).returncode == 0
-    states.append({"prefix": prefix, "netns": netns, "users": users, "cgroups": cgroups,
-                   "bridge": bridge if has_bridge else None, "pids": []})
+    states.append(
+        {
+            "prefix": prefix,
+            "netns": netns,
+            "users": users,
+            "cgroups": cgroups,
+            "bridge": bridge if has_bridge else None,
+            "pids": [],
+        }
+    )
     states += [{"prefix": prefix, "root": r} for r in roots]
     if netns or users or roots or cgroups or has_bridge or state_file.exists():
         log.warning("removing leftovers of an earlier test-host run (prefix %s)", prefix)

@@ -44,10 +44,30 @@ def main() -> None:
     app.conf.broker_url = args.broker
     env = {**os.environ, "BENCH_BROKER_URL": args.broker}
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "bench.peers.celery_plain", "worker", "-c", str(args.slots),
-         "-P", "prefork", "-Q", QUEUE, "-l", "WARNING", "--without-gossip", "--without-mingle",
-         "--without-heartbeat"],
-        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=sys.stderr, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "bench.peers.celery_plain",
+            "worker",
+            "-c",
+            str(args.slots),
+            "-P",
+            "prefork",
+            "-Q",
+            QUEUE,
+            "-l",
+            "WARNING",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=sys.stderr,
+        start_new_session=True,
     )
     try:
         for result in [noop.delay(i) for i in range(args.slots * 4)]:

@@ -33,12 +33,26 @@ def run(ctx: Context) -> tuple[list[Figure], list[Target]]:
     for system, label in (("rabbitmq", "ours, RabbitMQ, sleep task"), ("embedded", "ours, embedded, sleep task")):
         figure = Figure("balance", system, label, UNIT, note=note)
         if ctx.wanted(figure.key):
-            figures.append(measure(figure, ctx, lambda: ctx.sweep(system, "sleep", {"seconds": seconds}) / bound))
+            figures.append(
+                measure(figure, ctx, lambda system=system: ctx.sweep(system, "sleep", {"seconds": seconds}) / bound)
+            )
     figure = Figure("balance", "pool", "ProcessPoolExecutor(2), chunksize 1 (floor)", UNIT, note=note)
     if ctx.wanted(figure.key):
-        figures.append(from_peer(figure, ctx, lambda: [wall / bound for wall in ctx.peer(
-            sys.executable, "pool.py",
-            ["sleep", "--durations", ",".join(map(str, seconds)), "--runs", str(ctx.runs)], 600)["walls"]]))
+        figures.append(
+            from_peer(
+                figure,
+                ctx,
+                lambda: [
+                    wall / bound
+                    for wall in ctx.peer(
+                        sys.executable,
+                        "pool.py",
+                        ["sleep", "--durations", ",".join(map(str, seconds)), "--runs", str(ctx.runs)],
+                        600,
+                    )["walls"]
+                ],
+            )
+        )
     targets = [
         Target("balance.rabbitmq", None, "<=", 1.05, "<= 1.05"),
         Target("balance.embedded", None, "<=", 1.05, "<= 1.05"),

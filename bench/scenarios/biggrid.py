@@ -39,9 +39,23 @@ def _grid(exponent: int) -> dict[str, range]:
 
 def _one(exponent: int, workdir: Path) -> dict[str, float]:
     done = subprocess.run(
-        [sys.executable, "-m", "bench.scenarios.biggrid", "--exponent", str(exponent), "--limit", str(LIMIT),
-         "--workdir", str(workdir), "--spawned-at", repr(time.time())],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "bench.scenarios.biggrid",
+            "--exponent",
+            str(exponent),
+            "--limit",
+            str(LIMIT),
+            "--workdir",
+            str(workdir),
+            "--spawned-at",
+            repr(time.time()),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     if done.returncode != 0:
         raise RuntimeError(f"driver exited with {done.returncode}: {done.stderr.strip().splitlines()[-1:]}")
@@ -54,10 +68,20 @@ def run(ctx: Context) -> tuple[list[Figure], list[Target]]:
         note = f"10^{exponent} points, window {LIMIT}"
         wanted = [
             Figure("biggrid", f"first-send-1e{exponent}", "ours: run_sweep() call to first trial sent", "s", note=note),
-            Figure("biggrid", f"memory-1e{exponent}", "ours: driver peak RSS, imports included", "MB",
-                   note=f"{note}, {_expected_sent(LIMIT)} sent"),
-            Figure("biggrid", f"startup-1e{exponent}", "ours: process start to first trial sent", "s",
-                   note=f"{note}, interpreter start and imports included"),
+            Figure(
+                "biggrid",
+                f"memory-1e{exponent}",
+                "ours: driver peak RSS, imports included",
+                "MB",
+                note=f"{note}, {_expected_sent(LIMIT)} sent",
+            ),
+            Figure(
+                "biggrid",
+                f"startup-1e{exponent}",
+                "ours: process start to first trial sent",
+                "s",
+                note=f"{note}, interpreter start and imports included",
+            ),
         ]
         wanted = [figure for figure in wanted if ctx.wanted(figure.key)]
         if not wanted:
@@ -65,7 +89,7 @@ def run(ctx: Context) -> tuple[list[Figure], list[Target]]:
         ctx.quiet_machine()
         try:  # one driver process per run gives all three figures
             samples = [_one(exponent, ctx.workdir) for _ in range(ctx.runs)]
-        except Exception as exc:  # noqa: BLE001 - the rows say why
+        except Exception as exc:
             for figure in wanted:
                 figure.unavailable = f"failed: {exc}"
         else:
@@ -103,7 +127,7 @@ def _driver(exponent: int, limit: int, workdir: Path, spawned_at: float) -> dict
     marks: dict[str, float] = {}
     original = celery.Celery.send_task
 
-    def send_task(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def send_task(self, *args, **kwargs):
         result = original(self, *args, **kwargs)
         marks.setdefault("first", time.perf_counter())
         marks["count"] = marks.get("count", 0) + 1

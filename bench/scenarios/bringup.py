@@ -76,10 +76,29 @@ class _Hosts:
         destinations = ",".join(self.cluster.host(i).destination for i in range(1, hosts + 1))
         started = time.monotonic()
         self.run(
-            "scripts/infrainit.sh", "-a", destinations, "-i", str(self.cluster.client_key), "-r", "mlf-bench",
-            "-d", "sklearn_digits", "-m", "1", "-w", ",".join(str(i) for i in range(1, hosts + 1)),
-            "--base-image", self.testhosts.BASE_IMAGE, "--broker-image", self.cluster.rabbitmq_image,
-            "--image-source", "ship", "--cpu-slots", "1", "--cluster-name", CLUSTER,
+            "scripts/infrainit.sh",
+            "-a",
+            destinations,
+            "-i",
+            str(self.cluster.client_key),
+            "-r",
+            "mlf-bench",
+            "-d",
+            "sklearn_digits",
+            "-m",
+            "1",
+            "-w",
+            ",".join(str(i) for i in range(1, hosts + 1)),
+            "--base-image",
+            self.testhosts.BASE_IMAGE,
+            "--broker-image",
+            self.cluster.rabbitmq_image,
+            "--image-source",
+            "ship",
+            "--cpu-slots",
+            "1",
+            "--cluster-name",
+            CLUSTER,
         )
         return time.monotonic() - started
 

@@ -19,7 +19,7 @@ UNIT = "s/trial"
 TRIALS = 4
 
 
-def _all_lines_logged(lines: int):  # noqa: ANN202
+def _all_lines_logged(lines: int):
     def check(directory: Path) -> None:
         for log in sorted((directory / "logs").glob("*.log")) or [None]:
             count = 0 if log is None else sum(1 for _ in open(log, encoding="utf-8"))
@@ -41,6 +41,12 @@ def run(ctx: Context) -> tuple[list[Figure], list[Target]]:
                 continue
             grid = {"lines": lines, "sink": sink, "trial": range(TRIALS)}
             check = _all_lines_logged(lines) if sink == "stdout" else None
-            figures.append(measure(figure, ctx, lambda: ctx.sweep(mode, "train", grid, check=check) / TRIALS))
+            figures.append(
+                measure(
+                    figure,
+                    ctx,
+                    lambda mode=mode, grid=grid, check=check: ctx.sweep(mode, "train", grid, check=check) / TRIALS,
+                )
+            )
         targets.append(Target(f"output.{mode}.stdout", f"output.{mode}.devnull", "<=", 1.10, "< 1.10x unstreamed"))
     return figures, targets

@@ -43,11 +43,23 @@ def run(ctx: Context) -> tuple[list[Figure], list[Target]]:
     for system, label in (("rabbitmq", "ours, RabbitMQ, spawn task"), ("embedded", "ours, embedded, spawn task")):
         figure = Figure("subprocess", system, label, UNIT, note=note)
         if ctx.wanted(figure.key):
-            figures.append(measure(figure, ctx, lambda: ctx.sweep(system, "spawn", {"i": range(trials)}) / ideal))
+            figures.append(
+                measure(figure, ctx, lambda system=system: ctx.sweep(system, "spawn", {"i": range(trials)}) / ideal)
+            )
     figure = Figure("subprocess", "pool", "ProcessPoolExecutor(2) + subprocess.run (floor)", UNIT, note=note)
     if ctx.wanted(figure.key):
-        figures.append(from_peer(figure, ctx, lambda: [wall / ideal for wall in ctx.peer(
-            sys.executable, "pool.py", ["spawn", "--trials", str(trials), "--runs", str(ctx.runs)], 600)["walls"]]))
+        figures.append(
+            from_peer(
+                figure,
+                ctx,
+                lambda: [
+                    wall / ideal
+                    for wall in ctx.peer(
+                        sys.executable, "pool.py", ["spawn", "--trials", str(trials), "--runs", str(ctx.runs)], 600
+                    )["walls"]
+                ],
+            )
+        )
     targets = [
         Target("subprocess.rabbitmq", "subprocess.pool", "<=", 1.15, "<= 1.15x pool wall"),
         Target("subprocess.embedded", "subprocess.pool", "<=", 1.15, "<= 1.15x pool wall"),

@@ -29,7 +29,7 @@ def run(ctx: Context) -> tuple[list[Figure], list[Target]]:
         if ctx.wanted(figure.key):
             figures.append(measure(figure, ctx, lambda: trials / ctx.sweep(system, "noop", {"i": range(trials)})))
 
-    def peer(system: str, label: str, n: int, call) -> None:  # noqa: ANN001
+    def peer(system: str, label: str, n: int, call) -> None:
         figure = Figure("throughput", system, label, UNIT, note=f"{n} trials")
         if ctx.wanted(figure.key):
             figures.append(from_peer(figure, ctx, lambda: [n / wall for wall in call()["walls"]]))
@@ -37,18 +37,50 @@ def run(ctx: Context) -> tuple[list[Figure], list[Target]]:
     runs = str(ctx.runs)
     ours("rabbitmq", "ours, RabbitMQ, LocalWorker x2")
     ours("embedded", "ours, embedded (no server), 2 workers")
-    peer("celery", "plain Celery delay()/get(), rpc://, 2 prefork", trials, lambda: ctx.peer(
-        sys.executable, "celery_plain.py", ["--broker", ctx.rabbitmq_url(), "--trials", str(trials), "--runs", runs],
-        timeout))
-    peer("ray", "Ray Tune Tuner grid, 2 concurrent, reuse_actors", ray_trials, lambda: ctx.peer(
-        ctx.peers_python(), "ray_tune.py", ["--trials", str(ray_trials), "--runs", runs, "--slots", str(SLOTS)],
-        timeout))
-    peer("optuna", "Optuna enqueued, in-process, n_jobs=2", trials, lambda: ctx.peer(
-        ctx.peers_python(), "optuna_peer.py", ["inprocess", "--trials", str(trials), "--runs", runs], timeout))
-    peer("optuna-journal", "Optuna enqueued, 2 processes, journal file", trials, lambda: ctx.peer(
-        ctx.peers_python(), "optuna_peer.py", ["journal", "--trials", str(trials), "--runs", runs], timeout))
-    peer("pool", "ProcessPoolExecutor(2), chunksize 1 (floor)", trials, lambda: ctx.peer(
-        sys.executable, "pool.py", ["trivial", "--trials", str(trials), "--runs", runs], timeout))
+    peer(
+        "celery",
+        "plain Celery delay()/get(), rpc://, 2 prefork",
+        trials,
+        lambda: ctx.peer(
+            sys.executable,
+            "celery_plain.py",
+            ["--broker", ctx.rabbitmq_url(), "--trials", str(trials), "--runs", runs],
+            timeout,
+        ),
+    )
+    peer(
+        "ray",
+        "Ray Tune Tuner grid, 2 concurrent, reuse_actors",
+        ray_trials,
+        lambda: ctx.peer(
+            ctx.peers_python(),
+            "ray_tune.py",
+            ["--trials", str(ray_trials), "--runs", runs, "--slots", str(SLOTS)],
+            timeout,
+        ),
+    )
+    peer(
+        "optuna",
+        "Optuna enqueued, in-process, n_jobs=2",
+        trials,
+        lambda: ctx.peer(
+            ctx.peers_python(), "optuna_peer.py", ["inprocess", "--trials", str(trials), "--runs", runs], timeout
+        ),
+    )
+    peer(
+        "optuna-journal",
+        "Optuna enqueued, 2 processes, journal file",
+        trials,
+        lambda: ctx.peer(
+            ctx.peers_python(), "optuna_peer.py", ["journal", "--trials", str(trials), "--runs", runs], timeout
+        ),
+    )
+    peer(
+        "pool",
+        "ProcessPoolExecutor(2), chunksize 1 (floor)",
+        trials,
+        lambda: ctx.peer(sys.executable, "pool.py", ["trivial", "--trials", str(trials), "--runs", runs], timeout),
+    )
 
     targets = [
         Target("throughput.rabbitmq", "throughput.celery", ">=", 4.0, ">= 4x plain Celery"),

@@ -25,6 +25,8 @@ from mlframework.sweep.driver import check_sweep_id
 log = logging.getLogger(__name__)
 
 CONTAINER_RESULTS = "/opt/mlframework/results"
+
+
 def _container_name(spec: ClusterSpec, sweep_id: str) -> str:
     return f"{spec.cluster_name}-sweep-{sweep_id}"
 
@@ -54,7 +56,7 @@ def start_detached(
         results = f"{paths.root}/results"
         session.write_file(f"{results}/{sweep_id}.parameters.yml", grid_file.read_bytes())
         # The driver writes the results as the SSH user, so that they are that user's files on the master.
-        uid_gid = session.run("printf '%s:%s' \"$(id -u)\" \"$(id -g)\"", timeout=30).stdout.strip()
+        uid_gid = session.run('printf \'%s:%s\' "$(id -u)" "$(id -g)"', timeout=30).stdout.strip()
         project_dir = spec.project_dir(repo_root)
         image = images.image_tag(spec.cluster_name, repo_root, project_dir, spec.base_image)
         client = session.docker()
@@ -62,9 +64,18 @@ def start_detached(
             raise SweepError(f"{spec.master}: worker image {image} is missing; run scripts/infrainit.sh -f")
         host, port = broker_endpoint(spec)
         command = [
-            "python", "-m", "mlframework", "sweep", services.CONTAINER_PROJECT,
-            "-p", f"{CONTAINER_RESULTS}/{sweep_id}.parameters.yml",
-            "--results", CONTAINER_RESULTS, "--sweep-id", sweep_id, *sweep_options,
+            "python",
+            "-m",
+            "mlframework",
+            "sweep",
+            services.CONTAINER_PROJECT,
+            "-p",
+            f"{CONTAINER_RESULTS}/{sweep_id}.parameters.yml",
+            "--results",
+            CONTAINER_RESULTS,
+            "--sweep-id",
+            sweep_id,
+            *sweep_options,
         ]
         container = services.ContainerSpec(
             name=_container_name(spec, sweep_id),

@@ -1,11 +1,11 @@
 """Embedded mode: a sweep on this machine with no server to install.
 
 The broker is kombu's filesystem transport (messages are files in a directory
-under the run directory; written atomically, see :mod:`mlframework.sweep.fs_transport`) and the workers are one local ``celery worker``
-process with ``N`` pool processes, or one per GPU, started and stopped here. Same tasks, same
-events, same results as a cluster; what it cannot give is redelivery of a
-trial whose worker was killed mid-run (the filesystem transport removes a
-message when it is read), so use a cluster for sweeps that must survive that.
+under the run directory; written atomically, see :mod:`mlframework.sweep.fs_transport`)
+and the workers are one local ``celery worker`` process with ``N`` pool processes,
+or one per GPU, started and stopped here. Same tasks, same events, same results as a
+cluster; what it cannot give is redelivery of a trial whose worker was killed mid-run
+(the filesystem transport removes a message when it is read), so use a cluster for sweeps that must survive that.
 """
 
 from __future__ import annotations
@@ -190,14 +190,20 @@ class EmbeddedCluster:
         if not self.gpus:
             self.local_workers = [
                 LocalWorker(
-                    self.broker, self.project_dir, self.workers, self.run_dir / "worker.log",
+                    self.broker,
+                    self.project_dir,
+                    self.workers,
+                    self.run_dir / "worker.log",
                     extra_args=["--without-heartbeat"],
                 )
             ]
         else:
             self.local_workers = [
                 LocalWorker(
-                    self.broker, self.project_dir, self.workers, self.run_dir / f"worker-gpu{gpu}.log",
+                    self.broker,
+                    self.project_dir,
+                    self.workers,
+                    self.run_dir / f"worker-gpu{gpu}.log",
                     node_name=f"gpu{gpu}@%h",
                     extra_env={"CUDA_VISIBLE_DEVICES": gpu, ENV_GPU: gpu},
                     extra_args=["--without-heartbeat"],

@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import shlex
-import socket
 import stat
 import subprocess
 import threading
@@ -83,7 +82,7 @@ class _SessionDockerAdapter(SSHHTTPAdapter):
 
     def _create_paramiko_client(self, base_url: str) -> None:
         self.ssh_client = self._given_client
-        self.ssh_params = {}
+        self.ssh_params: dict[str, Any] = {}
 
     def _connect(self) -> None:  # already connected, with our host-key policy
         pass
@@ -190,7 +189,7 @@ class HostSession:
                 key = self.options.key_filename or "the SSH agent / default keys"
                 raise HostError(str(self.host), f"SSH authentication failed with {key}") from None
             raise HostError(str(self.host), f"SSH failed: {exc}") from None
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise HostError(
                 str(self.host), f"SSH connection timed out after {self.options.connect_timeout:g}s"
             ) from None
@@ -219,17 +218,20 @@ class HostSession:
 
     # -- commands -----------------------------------------------------------
 
-    def run(self, command: str, *, timeout: float = 120, check: bool = True, stdin: bytes | None = None) -> CommandOutput:
+    def run(
+        self, command: str, *, timeout: float = 120, check: bool = True, stdin: bytes | None = None
+    ) -> CommandOutput:
         """Run a shell command on the host; with ``check`` a failure raises :class:`HostError`."""
         if self.host.is_local:
             try:
-                process = subprocess.run(
-                    ["/bin/sh", "-c", command], input=stdin, capture_output=True, timeout=timeout
-                )
+                process = subprocess.run(["/bin/sh", "-c", command], input=stdin, capture_output=True, timeout=timeout)
             except subprocess.TimeoutExpired:
                 raise HostError(str(self.host), f"command timed out after {timeout:g}s: {command}") from None
             output = CommandOutput(
-                command, process.returncode, process.stdout.decode(errors="replace"), process.stderr.decode(errors="replace")
+                command,
+                process.returncode,
+                process.stdout.decode(errors="replace"),
+                process.stderr.decode(errors="replace"),
             )
         else:
             self.connect()
@@ -289,13 +291,13 @@ class HostSession:
             sftp = self._sftp()
             made: set[str] = set()
             for relative in to_copy:
-                target = PurePosixPath(destination) / relative
-                parent = str(target.parent)
+                remote_target = PurePosixPath(destination) / relative
+                parent = str(remote_target.parent)
                 if parent not in made:
                     self.run(f"mkdir -p {shlex.quote(parent)}", timeout=30)
                     made.add(parent)
-                sftp.put(str(source / relative), str(target))
-                sftp.chmod(str(target), wanted[relative][1])
+                sftp.put(str(source / relative), str(remote_target))
+                sftp.chmod(str(remote_target), wanted[relative][1])
             for relative in to_delete:
                 sftp.remove(str(PurePosixPath(destination) / relative))
         log.info("%s: %d file(s) copied, %d removed under %s", self.host, len(to_copy), len(to_delete), destination)
@@ -413,7 +415,7 @@ def on_hosts(step: str, items: Sequence[T], action: Callable[[T], Any], max_work
         futures = {pool.submit(action, item): index for index, item in enumerate(items)}
         for future in concurrent.futures.as_completed(futures):
             index = futures[future]
-            target = getattr(items[index], "host", items[index])
+            target: Any = getattr(items[index], "host", items[index])
             try:
                 outcomes[index] = HostOutcome(target, future.result())
             except Exception as exc:

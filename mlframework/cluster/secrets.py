@@ -72,8 +72,9 @@ class ClusterSecrets:
         """``amqp://user:password@host:port/vhost`` with every part quoted."""
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"  # an IPv6 address
-        user, password, vhost = (quote(v, safe="") for v in
-                                 (self.rabbitmq_user, self.rabbitmq_password, self.rabbitmq_vhost))
+        user, password, vhost = (
+            quote(v, safe="") for v in (self.rabbitmq_user, self.rabbitmq_password, self.rabbitmq_vhost)
+        )
         return f"amqp://{user}:{password}@{host}:{port}/{vhost}"
 
     @property
@@ -82,8 +83,7 @@ class ClusterSecrets:
         return f"{self.flower_user}:{self.flower_password}"
 
     def __repr__(self) -> str:
-        parts = (f"{f.name}={'***' if f.name in _HIDDEN else repr(getattr(self, f.name))}"
-                 for f in fields(self))
+        parts = (f"{f.name}={'***' if f.name in _HIDDEN else repr(getattr(self, f.name))}" for f in fields(self))
         return f"ClusterSecrets({', '.join(parts)})"
 
     __str__ = __repr__
@@ -111,7 +111,8 @@ class ClusterSecrets:
             if info.st_mode & 0o077:
                 raise ConfigError(
                     f"{path}: secrets file is readable by others (mode {stat.S_IMODE(info.st_mode):04o}); "
-                    f"run chmod 600 {path}")
+                    f"run chmod 600 {path}"
+                )
             if info.st_uid != os.getuid():
                 raise ConfigError(f"{path}: secrets file belongs to another user (uid {info.st_uid})")
             data = handle.read()
@@ -124,8 +125,7 @@ class ClusterSecrets:
             raise ConfigError(f"{path}: unknown setting {unknown[0]} in the secrets file")
         missing = [key for key in _KEYS.values() if not values.get(key)]
         if missing:
-            raise ConfigError(
-                f"{path}: {missing[0]} is missing or empty; delete the file to generate new credentials")
+            raise ConfigError(f"{path}: {missing[0]} is missing or empty; delete the file to generate new credentials")
         return cls(**{name: values[key] for name, key in _KEYS.items()})
 
     def save(self, path: str | os.PathLike[str]) -> None:

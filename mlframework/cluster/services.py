@@ -21,7 +21,6 @@ from typing import Any
 import docker
 from docker.errors import NotFound
 
-
 log = logging.getLogger(__name__)
 
 LABEL_CLUSTER = "org.mlframework.cluster"

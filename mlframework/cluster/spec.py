@@ -143,7 +143,8 @@ def _parse_address(text: str, what: str, default_port: int) -> tuple[str, int]:
     if address.lower() == LOCAL:
         raise ConfigError(
             f"{what}: '{LOCAL}' is not a host address; this machine is '-m {LOCAL}' / '-w {LOCAL}' "
-            "(or give localhost or its address)")
+            "(or give localhost or its address)"
+        )
     port = default_port if port_text is None else _parse_port(port_text, what)
     return address, port
 
@@ -181,7 +182,8 @@ def parse_host_list(text: str, option: str = "-a") -> tuple[Host, ...]:
         if key in seen:
             raise ConfigError(
                 f"{_said(option, text)}: entries {seen[key].number} and {number} are the same host "
-                f"({host.address} port {host.port}); list each host once")
+                f"({host.address} port {host.port}); list each host once"
+            )
         seen[key] = host
         hosts.append(host)
     return tuple(hosts)
@@ -204,11 +206,11 @@ def parse_host_refs(text: str, hosts: tuple[Host, ...], option: str) -> tuple[Ho
                 span = f"1 to {len(hosts)}" if hosts else "none: -a lists no hosts"
                 raise ConfigError(
                     f"{_said(option, text)}: there is no host {number}; hosts are numbered "
-                    f"from 1 in the order of -a ({span})")
+                    f"from 1 in the order of -a ({span})"
+                )
             host = hosts[number - 1]
         else:
-            raise ConfigError(
-                f"{_said(option, text)}: {_show(entry)} is neither '{LOCAL}' nor a host number from -a")
+            raise ConfigError(f"{_said(option, text)}: {_show(entry)} is neither '{LOCAL}' nor a host number from -a")
         if host in refs:
             raise ConfigError(f"{_said(option, text)}: host {host.ref} is listed twice")
         refs.append(host)
@@ -231,8 +233,11 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
     "broker_image": ("--broker-image", "BROKER_IMAGE", "RabbitMQ image"),
     "image_source": ("--image-source", "IMAGE_SOURCE", "build: on every host; ship: here, then docker save|load"),
     "cpu_slots": ("--cpu-slots", "CPU_SLOTS", "worker processes on hosts without GPUs (empty: one per CPU)"),
-    "accept_new_host_keys": ("--accept-new-host-keys", "ACCEPT_NEW_HOST_KEYS",
-                             "true: trust the key of a host not yet in known_hosts"),
+    "accept_new_host_keys": (
+        "--accept-new-host-keys",
+        "ACCEPT_NEW_HOST_KEYS",
+        "true: trust the key of a host not yet in known_hosts",
+    ),
     "cluster_name": ("--cluster-name", "CLUSTER_NAME", "name in container names and labels"),
 }
 CONFIG_KEYS: dict[str, str] = {name: key for name, (_, key, _) in OPTIONS.items()}  # field -> KEY
@@ -331,7 +336,8 @@ class ClusterSpec:
         if not (path / "tasks.py").is_file():
             raise ConfigError(
                 f"{_said('-d', self.project)}: {path} has no tasks.py; a project defines its tasks there "
-                "(see projects/mnist)")
+                "(see projects/mnist)"
+            )
         return path.resolve()
 
     # ------------------------------------------------------------------ building and saving
@@ -373,15 +379,13 @@ class ClusterSpec:
         """
         unknown = sorted(set(mapping) - set(CONFIG_KEYS.values()))
         if unknown:
-            raise ConfigError(
-                f"{source}: unknown setting {unknown[0]} (known: {', '.join(CONFIG_KEYS.values())})")
+            raise ConfigError(f"{source}: unknown setting {unknown[0]} (known: {', '.join(CONFIG_KEYS.values())})")
         overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
         bad = sorted(set(overrides) - set(OPTIONS))
         if bad:
             raise TypeError(f"unknown option {bad[0]!r}")
         raw = {name: overrides.get(name, mapping.get(key)) for name, key in CONFIG_KEYS.items()}
-        return _build(raw, lambda name: OPTIONS[name][0] if name in overrides
-                      else f"{CONFIG_KEYS[name]} in {source}")
+        return _build(raw, lambda name: OPTIONS[name][0] if name in overrides else f"{CONFIG_KEYS[name]} in {source}")
 
     def to_config(self) -> dict[str, str]:
         """``config.sh`` values (all keys, "" for unset) that :meth:`from_config` turns back into this spec."""
@@ -425,8 +429,9 @@ def _build(raw: Mapping[str, object], label: Callable[[str], str]) -> ClusterSpe
         return value
 
     hosts = parse_host_list(required("hosts", "list the hosts as [user@]host[:port],..."), label("hosts"))
-    remote_path = _remote_path(required("remote_path", "name a directory relative to the remote home"),
-                               label("remote_path"))
+    remote_path = _remote_path(
+        required("remote_path", "name a directory relative to the remote home"), label("remote_path")
+    )
     project = required("project", "name a project under projects/ or give its path")
 
     master_text, workers_text, broker = given("master"), given("workers"), given("broker")
@@ -440,18 +445,21 @@ def _build(raw: Mapping[str, object], label: Callable[[str], str]) -> ClusterSpe
     if master is not None and broker is not None:
         raise ConfigError(
             f"{_said(label('broker'), broker)} and {_said(label('master'), master_text)} exclude each other: "
-            "-m starts a broker, -b names one already running")
+            "-m starts a broker, -b names one already running"
+        )
     if master is None and not workers:
         raise ConfigError(f"nothing to start: give {label('master')} and/or {label('workers')}")
     if workers and master is None and broker is None:
         raise ConfigError(
             f"{_said(label('workers'), workers_text)} needs a broker: start one with {label('master')} "
-            f"or name a running one with {label('broker')} host[:port]")
+            f"or name a running one with {label('broker')} host[:port]"
+        )
     if broker is not None:
         if "://" in broker or "@" in broker:
             raise ConfigError(
                 f"{_said(label('broker'), broker)}: give host[:port] only; the credentials come from "
-                ".mlframework/secrets.env")
+                ".mlframework/secrets.env"
+            )
         _parse_address(broker, f"{_said(label('broker'), broker)}", DEFAULT_BROKER_PORT)
 
     image_source = (given("image_source") or "build").lower()
@@ -461,7 +469,8 @@ def _build(raw: Mapping[str, object], label: Callable[[str], str]) -> ClusterSpe
     if not _CLUSTER_NAME.fullmatch(cluster_name):
         raise ConfigError(
             f"{_said(label('cluster_name'), cluster_name)}: use lowercase letters, digits, '.', '_', '-' "
-            "(at most 63, starting with a letter or digit)")
+            "(at most 63, starting with a letter or digit)"
+        )
     ssh_key = given("ssh_key")
     if ssh_key is not None and ssh_key.startswith("-"):
         raise ConfigError(f"{_said(label('ssh_key'), ssh_key)}: not a key file name")
@@ -495,8 +504,8 @@ def _remote_path(text: str, option: str) -> str:
             raise ConfigError(f"{_said(option, text)}: '..' is not allowed; stay inside the remote home")
         if not _PATH_PART.fullmatch(part):
             raise ConfigError(
-                f"{_said(option, text)}: use letters, digits and . _ + @ - in directory names "
-                "(no spaces, no leading -)")
+                f"{_said(option, text)}: use letters, digits and . _ + @ - in directory names (no spaces, no leading -)"
+            )
     return "/".join(parts)
 
 
@@ -597,7 +606,7 @@ def _parse_line(line: str) -> tuple[str, str] | None:
             end = line.find("'", i + 1)
             if end < 0:
                 raise _LineError("unterminated single quote (a value must stay on one line)")
-            value.append(line[i + 1:end])
+            value.append(line[i + 1 : end])
             i = end + 1
         elif c in _BARE:
             value.append(c)
@@ -680,7 +689,7 @@ def config_header(keys: Iterable[str]) -> list[str]:
     meaning = {key: (OPTIONS[name][0], OPTIONS[name][2]) for name, key in CONFIG_KEYS.items()}
     lines = [
         "infrainit options, written by scripts/infrainit.sh; reuse them with `infrainit.sh -f`.",
-        "Data, not a script: mlframework parses these NAME=\"value\" lines and never runs them.",
+        'Data, not a script: mlframework parses these NAME="value" lines and never runs them.',
         "No secrets here (this file is tracked); they live in .mlframework/secrets.env.",
         "",
     ]

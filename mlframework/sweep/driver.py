@@ -144,7 +144,8 @@ def rank(records: list[dict[str, Any]], metric: str | None, mode: str | None) ->
         usable = record.get("status") == SUCCESS and isinstance(value, (int, float)) and value == value
         if not usable:
             return (1, 0.0, record.get("index", 0))
-        return (0, -float(value) if mode == "max" else float(value), record.get("index", 0))
+        number = float(value)  # type: ignore[arg-type]  # usable: an int or a float
+        return (0, -number if mode == "max" else number, record.get("index", 0))
 
     return sorted(records, key=key)
 
@@ -371,7 +372,9 @@ def run_sweep(
     check_task(project_dir, spec.task)
     sweep_id = check_sweep_id(spec.sweep_id) if spec.sweep_id else new_sweep_id(project_dir.name)
     if (Path(spec.results_root) / sweep_id).exists():
-        raise SweepError(f"{Path(spec.results_root) / sweep_id}: sweep {sweep_id} exists; --resume it or pick another id")
+        raise SweepError(
+            f"{Path(spec.results_root) / sweep_id}: sweep {sweep_id} exists; --resume it or pick another id"
+        )
     app = create_app(broker)
     connection = _connect(app, broker, connect_timeout, heartbeat=heartbeat)
     meta: dict[str, Any] = {
@@ -642,8 +645,9 @@ class _SweepRun:
             return
         if not final and event.get("status") != SUCCESS and attempt <= self.spec.retries:
             self.store.record_attempt({**event, "attempt": attempt})
-            self.store.append_output(trial, [["stdout", f"[mlframework] attempt {attempt} failed: "
-                                                        f"{event.get('error')}; sent again"]])
+            self.store.append_output(
+                trial, [["stdout", f"[mlframework] attempt {attempt} failed: {event.get('error')}; sent again"]]
+            )
             assert self.dispatcher is not None
             self.dispatcher.resend(int(event["index"]), attempt + 1, avoid=event.get("worker"))
             self.observer.trial_retried(event, self.spec.retries)
@@ -667,8 +671,9 @@ class _SweepRun:
         held = trials_held(replies.active(), self.sweep_id) | trials_held(replies.reserved(), self.sweep_id)
         lost = [t for t in candidates if t not in held]
         if lost:
-            log.warning("%d trial(s) sent before the driver stopped are neither queued nor running: sent again",
-                        len(lost))
+            log.warning(
+                "%d trial(s) sent before the driver stopped are neither queued nor running: sent again", len(lost)
+            )
         assert self.dispatcher is not None
         for trial in lost:
             attempt = len(self.store.attempts.get(trial, [])) + 1
@@ -698,8 +703,11 @@ class _SweepRun:
                 continue
             lease["misses"] += 1
             if lease["misses"] >= 2:
-                log.warning("trial %s, acknowledged early by %s, is running nowhere (worker killed?): sent again",
-                            trial, lease.get("worker"))
+                log.warning(
+                    "trial %s, acknowledged early by %s, is running nowhere (worker killed?): sent again",
+                    trial,
+                    lease.get("worker"),
+                )
                 del self.leases[trial]
                 self.dispatcher.resend(int(lease["index"]), lease["attempt"], avoid=lease.get("worker"))
 
@@ -733,7 +741,7 @@ class _SweepRun:
         interrupted = False
         try:
             stream = EventStream(self.connection, self.sweep_id, self.on_event, before_ack=self.store.sync)
-            self.dispatcher = dispatcher = _Dispatcher(
+            self.dispatcher = _Dispatcher(
                 self.app, self.spec, self.sweep_id, self.total, start=start, skip=set(store.records)
             )
             self.observer.sweep_started(self.sweep_id, self.total, store.directory)
@@ -779,6 +787,18 @@ class _SweepRun:
 
 
 def _attempt_summary(record: dict[str, Any]) -> dict[str, Any]:
-    keys = ("attempt", "status", "host", "gpu", "worker", "exit_code", "error", "stderr_tail", "duration_s",
-            "started_at", "finished_at", "metrics")
+    keys = (
+        "attempt",
+        "status",
+        "host",
+        "gpu",
+        "worker",
+        "exit_code",
+        "error",
+        "stderr_tail",
+        "duration_s",
+        "started_at",
+        "finished_at",
+        "metrics",
+    )
     return {key: record.get(key) for key in keys}

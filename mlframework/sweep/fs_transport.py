@@ -34,11 +34,11 @@ _sequence = itertools.count()
 class Channel(filesystem.Channel):
     """The filesystem channel with atomic, ordered puts."""
 
-    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
+    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
         # The name as kombu's _get expects it, "<key>.<queue>.msg", read in sorted order. kombu's key is
         # "<ms>_<uuid>": two messages of one millisecond come in random order (a trial's "finished" before
         # its "started"). Here a process's messages keep their order: time, process, then a sequence number.
-        key = f"{int(round(monotonic() * 1000)):015d}_{os.getpid():08d}_{next(_sequence):012d}_{uuid.uuid4().hex}"
+        key = f"{round(monotonic() * 1000):015d}_{os.getpid():08d}_{next(_sequence):012d}_{uuid.uuid4().hex}"
         name = f"{key}.{queue}.msg"
         final = os.path.join(self.data_folder_out, name)
         partial = final + ".partial"  # "<queue>.msg.partial" is no queue's name: never read
@@ -48,7 +48,6 @@ class Channel(filesystem.Channel):
             os.replace(partial, final)
         except OSError as exc:
             raise ChannelError(f"Cannot add file {final!r} to directory") from exc
-
 
     def _restore(self, message: Any) -> None:
         # A message given back (its worker process died) comes again marked as redelivered. kombu marks

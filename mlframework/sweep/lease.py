@@ -130,14 +130,20 @@ class TrialLease(bootsteps.StartStopStep):
                     },
                 )
         except Exception as exc:  # the broker is away: try again at the next tick
-            log.warning("trial %s: could not tell the driver about its lease (%s); not acknowledged yet",
-                        trial["id"], exc)
+            log.warning(
+                "trial %s: could not tell the driver about its lease (%s); not acknowledged yet", trial["id"], exc
+            )
             self.leased.remove(request)
             self._balance(c)
             return
         request.acknowledge()
-        log.info("trial %s of sweep %s has run %.0f s: acknowledged early (lease); the driver sends it again "
-                 "if this worker dies", trial["id"], trial["sweep"], time.time() - request.time_start)
+        log.info(
+            "trial %s of sweep %s has run %.0f s: acknowledged early (lease); the driver sends it again "
+            "if this worker dies",
+            trial["id"],
+            trial["sweep"],
+            time.time() - request.time_start,
+        )
 
     def _balance(self, c: Any) -> None:
         """Prefetch as if each leased trial still held its message: one slot less per leased request."""

@@ -48,7 +48,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -57,7 +57,7 @@ from mlframework.exceptions import GridError
 
 log = logging.getLogger(__name__)
 
-Scalar = Union[int, float, bool, str]
+Scalar = int | float | bool | str
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 _LINE_BREAKS = re.compile(r"[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+")
@@ -107,13 +107,21 @@ class Interval(Sequence):
         if integers:
             exp, (s, e, t) = 0, (int(d) for d in decimals)
         else:
-            exp = min(d.as_tuple().exponent for d in decimals)  # type: ignore[type-var]
+            exp = min(int(d.as_tuple().exponent) for d in decimals)
             s, e, t = (_scaled(d, exp) for d in decimals)
         size = -((s - e) // t)  # ceil((e - s) / t), exact, for either sign of t
         if size <= 0:
             raise ValueError(f"interval [{start}, {end}) with step {step} yields no values")
-        for name, value in (("start", start), ("end", end), ("step", step), ("integers", integers),
-                            ("_start", s), ("_step", t), ("_exp", exp), ("_size", size)):
+        for name, value in (
+            ("start", start),
+            ("end", end),
+            ("step", step),
+            ("integers", integers),
+            ("_start", s),
+            ("_step", t),
+            ("_exp", exp),
+            ("_size", size),
+        ):
             object.__setattr__(self, name, value)
 
     @property
@@ -155,10 +163,15 @@ def _decimal(value: Any) -> Decimal:
     number = Decimal(value)
     if not number.is_finite():
         raise ValueError(f"interval bound {number} is not a finite number")
-    sign, digits, exponent = number.as_tuple()
+    _sign, digits, exponent = number.as_tuple()
     if len(digits) + abs(exponent) > _MAX_DIGITS:  # type: ignore[arg-type]
         raise ValueError("interval bound has too many digits")
     return number
+
+
+def _bounds(bounds: Sequence[Decimal]) -> tuple[Decimal, Decimal, Decimal]:
+    """``[start, end]`` or ``[start, end, step]`` as the three of an :class:`Interval` (step 1 by default)."""
+    return (bounds[0], bounds[1], bounds[2] if len(bounds) > 2 else Decimal(1))
 
 
 def _scaled(number: Decimal, exp: int) -> int:
@@ -351,7 +364,7 @@ def _parse(stream: str | bytes, source: str) -> Grid:
 
 
 def _short(tag: str) -> str:
-    return "!!" + tag[len(_YAML):] if tag.startswith(_YAML) else tag
+    return "!!" + tag[len(_YAML) :] if tag.startswith(_YAML) else tag
 
 
 def _kind(node: Node) -> str:
@@ -373,8 +386,11 @@ def _name(key: Node) -> str:
     if not isinstance(key, ScalarNode) or key.tag != _STR:
         raise _Problem(key, f"parameter names must be strings, found {_kind(key)}")
     if not _NAME.fullmatch(key.value):
-        raise _Problem(key, f"parameter name {key.value!r} is not a valid option name "
-                            "(letters, digits, _ . -, not starting with a digit, . or -)")
+        raise _Problem(
+            key,
+            f"parameter name {key.value!r} is not a valid option name "
+            "(letters, digits, _ . -, not starting with a digit, . or -)",
+        )
     return key.value
 
 
@@ -439,7 +455,7 @@ def _interval(node: Node) -> Interval:
         bounds.append(_source_decimal(item))
     integers = all(item.tag == _INT for item in node.value)
     try:
-        return Interval(*bounds, integers=integers)
+        return Interval(*_bounds(bounds), integers=integers)
     except ValueError as exc:
         raise _Problem(node, str(exc)) from None
 
@@ -487,7 +503,7 @@ def _python_values(value: Any) -> Sequence[Any]:
     if isinstance(value, Interval):
         return value
     if isinstance(value, range):
-        return Interval(value.start, value.stop, value.step)
+        return Interval(Decimal(value.start), Decimal(value.stop), Decimal(value.step), integers=True)
     if isinstance(value, tuple):
         if len(value) not in (2, 3):
             raise ValueError(f"an interval is (start, end) or (start, end, step), found {len(value)} value(s)")
@@ -495,9 +511,15 @@ def _python_values(value: Any) -> Sequence[Any]:
             if isinstance(bound, bool) or not isinstance(bound, (numbers.Real, Decimal)):
                 raise ValueError(f"interval bounds must be numbers, found {bound!r}")
         integers = all(isinstance(b, numbers.Integral) for b in value)
-        bounds = [Decimal(int(b)) if isinstance(b, numbers.Integral)
-                  else b if isinstance(b, Decimal) else Decimal(repr(float(b))) for b in value]
-        return Interval(*bounds, integers=integers)
+        bounds = [
+            Decimal(int(b))
+            if isinstance(b, numbers.Integral)
+            else b
+            if isinstance(b, Decimal)
+            else Decimal(repr(float(b)))
+            for b in value
+        ]
+        return Interval(*_bounds(bounds), integers=integers)
     if isinstance(value, Mapping):
         raise ValueError("nested mappings are not supported; give a value, a list or an interval")
     if isinstance(value, list):

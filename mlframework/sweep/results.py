@@ -60,13 +60,15 @@ class ResultsStore:
         (directory / "logs").mkdir(parents=True, exist_ok=True)
         self._load_existing()
         self.recorded_before = len(self.records)  # recorded by an earlier driver (a resumed sweep)
-        self._trials_file = open(directory / "trials.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        self._trials_file: IO[str] = open(directory / "trials.jsonl", "a", encoding="utf-8")  # noqa: SIM115
         self._attempts_file: IO[str] | None = None
         self._unsynced = self._attempts_unsynced = False
         self._dispatch_log: IO[str] | None = None
 
     @classmethod
-    def create(cls, root: str | os.PathLike[str], sweep: Mapping[str, Any], parameter_names: Sequence[str]) -> ResultsStore:
+    def create(
+        cls, root: str | os.PathLike[str], sweep: Mapping[str, Any], parameter_names: Sequence[str]
+    ) -> ResultsStore:
         """Make ``root/<sweep id>/`` and write its ``sweep.json``."""
         directory = Path(root) / str(sweep["id"])
         directory.mkdir(parents=True, exist_ok=False)
@@ -215,6 +217,6 @@ class ResultsStore:
             handle.close()
         self._logs.clear()
         self._trials_file.close()
-        for handle in (self._attempts_file, self._dispatch_log):
-            if handle is not None:
-                handle.close()
+        for optional in (self._attempts_file, self._dispatch_log):
+            if optional is not None:
+                optional.close()

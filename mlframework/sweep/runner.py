@@ -4,8 +4,9 @@ The seed's ``sync_exec`` + ``report``, done without a shell: the command is an
 argv list, so a parameter value with spaces or quotes stays one argument.
 Both output streams are read as they come, a chunk at a time, and split into
 lines (ANSI control codes stripped, each carriage-return redraw of a progress
-bar a line of its own) that are handed to a callback in groups; the tail of stderr is kept to explain a failure; the metrics the
-script logged through :mod:`mlframework.metrics` are read back at the end.
+bar a line of its own) that are handed to a callback in groups; the tail of
+stderr is kept to explain a failure; the metrics the script logged through
+:mod:`mlframework.metrics` are read back at the end.
 """
 
 from __future__ import annotations
@@ -217,7 +218,7 @@ def _remove_stale_scratch() -> None:
     a finalizer removes theirs: the next process does.
     """
     for stale in Path(tempfile.gettempdir()).glob(f"{_SCRATCH_PREFIX}*"):
-        pid = stale.name[len(_SCRATCH_PREFIX):].split("-")[0]
+        pid = stale.name[len(_SCRATCH_PREFIX) :].split("-")[0]
         try:
             if not pid.isdigit() or stale.stat().st_uid != os.getuid():
                 continue
@@ -275,7 +276,7 @@ def run_command(
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                preexec_fn=None if launcher else _die_with_parent,  # noqa: PLW1509 - no threads run in the child
+                preexec_fn=None if launcher else _die_with_parent,
             )
         except OSError as exc:
             reason = f"cannot start {argv[0]!r}: {exc.strerror or exc}"

@@ -267,12 +267,15 @@ def message_trials(kwargs: Any) -> list[dict[str, Any]]:
     """The trials (``{"sweep", "id", "index", "attempt"}``) a task message carries: one, or a batch."""
     if not isinstance(kwargs, Mapping):
         return []
-    entries = kwargs.get("batch") if isinstance(kwargs.get("batch"), list) else [kwargs]
+    batch = kwargs.get("batch")
+    entries: list[Any] = batch if isinstance(batch, list) else [kwargs]
     return [
         entry["trial"]
         for entry in entries
-        if isinstance(entry, Mapping) and isinstance(entry.get("trial"), Mapping)
-        and entry["trial"].get("sweep") and entry["trial"].get("id")
+        if isinstance(entry, Mapping)
+        and isinstance(entry.get("trial"), Mapping)
+        and entry["trial"].get("sweep")
+        and entry["trial"].get("id")
     ]
 
 
@@ -337,8 +340,9 @@ def task(function: TaskFunction | None = None, *, name: str | None = None) -> An
             publisher = _publisher(self.app)
             delivery_info = self.request.delivery_info or {}
             if batch is not None:
-                return _run_batch(fn, batch, publisher, self.request.hostname, self.request.id,
-                                  bool(delivery_info.get("redelivered")))
+                return _run_batch(
+                    fn, batch, publisher, self.request.hostname, self.request.id, bool(delivery_info.get("redelivered"))
+                )
             assert params is not None and trial is not None, "a trial message carries params and trial"
             sweep_id = str(trial["sweep"])
             if trial.get("avoid") == self.request.hostname and not delivery_info.get("redelivered"):

@@ -43,20 +43,24 @@ def positive_float(text: str) -> float:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Train an MLP on scikit-learn's digits data set")
-    parser.add_argument("--gpu", "-g", type=int, default=-1,
-                        help="GPU id (negative value = CPU); falls back to CPU with a warning if CUDA is unavailable")
-    parser.add_argument("--batchsize", "-b", type=positive_int, default=100,
-                        help="number of images in each mini-batch")
-    parser.add_argument("--epoch", "-e", type=positive_int, default=20,
-                        help="number of sweeps over the training data")
-    parser.add_argument("--unit", "-u", type=positive_int, default=100,
-                        help="number of units in each hidden layer")
-    parser.add_argument("--lr", type=positive_float, default=0.01,
-                        help="learning rate (Adam)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="random seed for weight init and batch shuffling")
-    parser.add_argument("--out", "-o", default=None,
-                        help="directory to save the final model state_dict as model.pt (default: do not save)")
+    parser.add_argument(
+        "--gpu",
+        "-g",
+        type=int,
+        default=-1,
+        help="GPU id (negative value = CPU); falls back to CPU with a warning if CUDA is unavailable",
+    )
+    parser.add_argument("--batchsize", "-b", type=positive_int, default=100, help="number of images in each mini-batch")
+    parser.add_argument("--epoch", "-e", type=positive_int, default=20, help="number of sweeps over the training data")
+    parser.add_argument("--unit", "-u", type=positive_int, default=100, help="number of units in each hidden layer")
+    parser.add_argument("--lr", type=positive_float, default=0.01, help="learning rate (Adam)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed for weight init and batch shuffling")
+    parser.add_argument(
+        "--out",
+        "-o",
+        default=None,
+        help="directory to save the final model state_dict as model.pt (default: do not save)",
+    )
     return parser.parse_args(argv)
 
 
@@ -66,9 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     # Heavy imports after argument parsing so --help and bad options are fast.
     import numpy as np
     import torch
-    from torch import nn
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
+    from torch import nn
 
     from mlframework import metrics
 
@@ -85,8 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         if torch.cuda.is_available() and args.gpu < torch.cuda.device_count():
             device = torch.device(f"cuda:{args.gpu}")
         else:
-            print(f"warning: --gpu={args.gpu} requested but CUDA device {args.gpu} is not available; using CPU",
-                  file=sys.stderr, flush=True)
+            print(
+                f"warning: --gpu={args.gpu} requested but CUDA device {args.gpu} is not available; using CPU",
+                file=sys.stderr,
+                flush=True,
+            )
             device = torch.device("cpu")
     else:
         device = torch.device("cpu")
@@ -106,15 +113,20 @@ def main(argv: list[str] | None = None) -> int:
     y_test_t = torch.from_numpy(y_test).to(device)
 
     model = nn.Sequential(
-        nn.Linear(x.shape[1], args.unit), nn.ReLU(),
-        nn.Linear(args.unit, args.unit), nn.ReLU(),
+        nn.Linear(x.shape[1], args.unit),
+        nn.ReLU(),
+        nn.Linear(args.unit, args.unit),
+        nn.ReLU(),
         nn.Linear(args.unit, 10),
     ).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     loss_fn = nn.CrossEntropyLoss()
 
-    print(f"device: {device}  # unit: {args.unit}  # minibatch: {args.batchsize}  # epoch: {args.epoch}  "
-          f"lr: {args.lr}  train/test: {len(y_train)}/{len(y_test)}", flush=True)
+    print(
+        f"device: {device}  # unit: {args.unit}  # minibatch: {args.batchsize}  # epoch: {args.epoch}  "
+        f"lr: {args.lr}  train/test: {len(y_train)}/{len(y_test)}",
+        flush=True,
+    )
 
     start = time.perf_counter()
     n = len(y_train)
@@ -123,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         order = torch.from_numpy(rng.permutation(n)).to(device)
         train_loss_sum = 0.0
         for i in range(0, n, args.batchsize):
-            idx = order[i:i + args.batchsize]
+            idx = order[i : i + args.batchsize]
             optimizer.zero_grad()
             loss = loss_fn(model(x_train_t[idx]), y_train_t[idx])
             loss.backward()
@@ -137,8 +149,10 @@ def main(argv: list[str] | None = None) -> int:
             accuracy = (logits.argmax(dim=1) == y_test_t).sum().item() / len(y_test)
         train_loss = train_loss_sum / n
 
-        print(f"epoch {epoch}/{args.epoch} loss={val_loss:.4f} accuracy={accuracy:.4f} "
-              f"train_loss={train_loss:.4f}", flush=True)
+        print(
+            f"epoch {epoch}/{args.epoch} loss={val_loss:.4f} accuracy={accuracy:.4f} train_loss={train_loss:.4f}",
+            flush=True,
+        )
         metrics.log(step=epoch, loss=val_loss, accuracy=accuracy, train_loss=train_loss)
 
     elapsed = time.perf_counter() - start

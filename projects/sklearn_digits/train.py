@@ -49,16 +49,21 @@ def positive_int(text: str) -> int:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Train a scikit-learn classifier on the digits data set")
-    parser.add_argument("--model", choices=["svc", "logreg", "knn"], default="svc",
-                        help="classifier: RBF-kernel SVM, logistic regression or k-nearest neighbours")
-    parser.add_argument("--C", type=positive_float, default=1.0,
-                        help="inverse regularisation strength (svc, logreg)")
-    parser.add_argument("--gamma", type=gamma_value, default="scale",
-                        help="RBF kernel coefficient: a number > 0, 'scale' or 'auto' (svc)")
-    parser.add_argument("--neighbors", type=positive_int, default=5,
-                        help="number of neighbours (knn)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="random seed for the model (the data split is fixed)")
+    parser.add_argument(
+        "--model",
+        choices=["svc", "logreg", "knn"],
+        default="svc",
+        help="classifier: RBF-kernel SVM, logistic regression or k-nearest neighbours",
+    )
+    parser.add_argument("--C", type=positive_float, default=1.0, help="inverse regularisation strength (svc, logreg)")
+    parser.add_argument(
+        "--gamma",
+        type=gamma_value,
+        default="scale",
+        help="RBF kernel coefficient: a number > 0, 'scale' or 'auto' (svc)",
+    )
+    parser.add_argument("--neighbors", type=positive_int, default=5, help="number of neighbours (knn)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed for the model (the data split is fixed)")
     args = parser.parse_args(argv)
     if args.model == "knn" and args.neighbors > 1437:
         parser.error(f"--neighbors must be <= 1437 (the training set size), got {args.neighbors}")

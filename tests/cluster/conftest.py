@@ -13,7 +13,6 @@ import time
 from collections.abc import Iterator
 
 import pytest
-
 from testhosts import (
     BASE_IMAGE,
     RABBITMQ_IMAGE,
@@ -39,11 +38,12 @@ def test_hosts() -> Iterator[TestHostCluster]:
     ``.known_hosts``, ``.ssh_config`` are the client-side files.
     """
     if os.geteuid() != 0:
-        pytest.fail("tests/cluster need root (network namespaces, users, dockerd); run them as root",
-                    pytrace=False)
+        pytest.fail("tests/cluster need root (network namespaces, users, dockerd); run them as root", pytrace=False)
     if not shutil.which("apt-get"):
-        pytest.fail("tests/cluster need a Debian system with apt-get (docker.io, openssh-server, "
-                    "debootstrap, iproute2)", pytrace=False)
+        pytest.fail(
+            "tests/cluster need a Debian system with apt-get (docker.io, openssh-server, debootstrap, iproute2)",
+            pytrace=False,
+        )
     t0 = time.monotonic()
     try:
         ensure_packages()

@@ -17,11 +17,11 @@ import urllib.error
 import urllib.request
 
 import pytest
-
-from mlframework.cluster.services import LABEL_CLUSTER
 from scratch_projects import wait_for_records
 from scripted import REPO, copy_repo, run, script_env
 from testhosts import BASE_IMAGE
+
+from mlframework.cluster.services import LABEL_CLUSTER
 
 GRID = "model: [svc, logreg]\nC: [0.1, 1.0, 10.0]\n"
 
@@ -37,16 +37,26 @@ def cluster(test_hosts, rabbitmq_image, build_daemon_host, tmp_path_factory):
     result = run(
         repo,
         "scripts/infrainit.sh",
-        "-a", hosts,
-        "-i", str(test_hosts.client_key),
-        "-r", "mlf",
-        "-d", "sklearn_digits",
-        "-m", "1",
-        "-w", "1,2,3",
-        "--base-image", BASE_IMAGE,
-        "--broker-image", rabbitmq_image,
-        "--image-source", "ship",
-        "--cpu-slots", "2",
+        "-a",
+        hosts,
+        "-i",
+        str(test_hosts.client_key),
+        "-r",
+        "mlf",
+        "-d",
+        "sklearn_digits",
+        "-m",
+        "1",
+        "-w",
+        "1,2,3",
+        "--base-image",
+        BASE_IMAGE,
+        "--broker-image",
+        rabbitmq_image,
+        "--image-source",
+        "ship",
+        "--cpu-slots",
+        "2",
         env=env,
         timeout=1200,
     )
@@ -68,7 +78,9 @@ def test_infrainit_records_options_and_secrets_privately(cluster, test_hosts):
     secrets_file = repo / ".mlframework" / "secrets.env"
     assert oct(secrets_file.stat().st_mode & 0o777) == "0o600"
     password = next(
-        line.split("=", 1)[1].strip('"') for line in secrets_file.read_text().splitlines() if line.startswith("RABBITMQ_PASSWORD=")
+        line.split("=", 1)[1].strip('"')
+        for line in secrets_file.read_text().splitlines()
+        if line.startswith("RABBITMQ_PASSWORD=")
     )
     assert password not in config and password not in cluster["init"].stdout + cluster["init"].stderr
     assert (repo / "infra_clean.sh").stat().st_mode & 0o100
@@ -84,8 +96,15 @@ def test_check_celery_status_lists_all_three_workers(cluster):
 
 
 def test_run_tasks_test_echo_streams_worker_output(cluster):
-    result = run(cluster["repo"], "scripts/run_tasks.sh", "test_echo", "--results", "echo-results",
-                 env=cluster["env"], timeout=300)
+    result = run(
+        cluster["repo"],
+        "scripts/run_tasks.sh",
+        "test_echo",
+        "--results",
+        "echo-results",
+        env=cluster["env"],
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     streamed = [line for line in result.stdout.splitlines() if line.startswith("[t000")]
     assert streamed, result.stdout
@@ -93,8 +112,9 @@ def test_run_tasks_test_echo_streams_worker_output(cluster):
 
 
 def test_run_training_sweeps_on_several_hosts(cluster):
-    result = run(cluster["repo"], "scripts/run_tasks.sh", "run_training", "--results", "sweeps",
-                 env=cluster["env"], timeout=600)
+    result = run(
+        cluster["repo"], "scripts/run_tasks.sh", "run_training", "--results", "sweeps", env=cluster["env"], timeout=600
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     (sweep_dir,) = (cluster["repo"] / "sweeps").iterdir()
     with open(sweep_dir / "results.csv", newline="") as handle:
@@ -138,7 +158,8 @@ def _flower(url: str, auth: tuple[str, str] | None = None) -> tuple[int, bytes]:
 
 def test_flower_requires_credentials_and_lists_the_workers(cluster, test_hosts):
     secrets = dict(
-        line.split("=", 1) for line in (cluster["repo"] / ".mlframework" / "secrets.env").read_text().splitlines()
+        line.split("=", 1)
+        for line in (cluster["repo"] / ".mlframework" / "secrets.env").read_text().splitlines()
         if "=" in line and not line.startswith("#")
     )
     auth = (secrets["FLOWER_USER"].strip('"'), secrets["FLOWER_PASSWORD"].strip('"'))
@@ -188,12 +209,14 @@ def test_update_files_with_nothing_changed_is_quick_and_a_change_restarts_worker
 
 
 def test_infrainit_again_converges_without_new_containers(cluster, test_hosts):
-    before = {i: {c.id for c in test_hosts.docker(i).containers.list(filters={"label": LABEL_CLUSTER})}
-              for i in (1, 2, 3)}
+    before = {
+        i: {c.id for c in test_hosts.docker(i).containers.list(filters={"label": LABEL_CLUSTER})} for i in (1, 2, 3)
+    }
     result = run(cluster["repo"], "scripts/infrainit.sh", "-f", env=cluster["env"], timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
-    after = {i: {c.id for c in test_hosts.docker(i).containers.list(filters={"label": LABEL_CLUSTER})}
-             for i in (1, 2, 3)}
+    after = {
+        i: {c.id for c in test_hosts.docker(i).containers.list(filters={"label": LABEL_CLUSTER})} for i in (1, 2, 3)
+    }
     assert after == before
     assert "already running" in result.stdout
 
@@ -205,7 +228,11 @@ def test_worker_containers_killed_mid_sweep_lose_no_trial_and_duplicate_none(clu
     mlframework = [str(REPO / ".venv" / "bin" / "python"), "-m", "mlframework"]
     driver = subprocess.Popen(
         [*mlframework, "sweep", "projects/sklearn_digits", "--task", "echo", "-p", "chaos.yml", "--results", "chaos"],
-        cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     worker = "sklearn-digits-worker-cpu"
     # (records before the kill, host whose worker container is SIGKILLed, restart it afterwards)

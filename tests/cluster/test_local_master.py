@@ -12,10 +12,10 @@ import csv
 
 import docker
 import pytest
-
-from mlframework.cluster.services import LABEL_CLUSTER
 from scripted import copy_repo, run, script_env
 from testhosts import BASE_IMAGE, ensure_rabbitmq_image
+
+from mlframework.cluster.services import LABEL_CLUSTER
 
 CLUSTER = "mlft-localmaster"
 
@@ -28,12 +28,32 @@ def local_master(test_hosts, rabbitmq_image, build_daemon_host, tmp_path_factory
     env = script_env(test_hosts, build_daemon_host)
     hosts = ",".join(test_hosts.host(i).destination for i in (1, 2))
     result = run(
-        repo, "scripts/infrainit.sh",
-        "-a", hosts, "-i", str(test_hosts.client_key), "-r", "mlf-local", "-d", "sklearn_digits",
-        "-m", "local", "-w", "1,2",
-        "--base-image", BASE_IMAGE, "--broker-image", rabbitmq_image, "--image-source", "ship",
-        "--cpu-slots", "1", "--cluster-name", CLUSTER,
-        env=env, timeout=900,
+        repo,
+        "scripts/infrainit.sh",
+        "-a",
+        hosts,
+        "-i",
+        str(test_hosts.client_key),
+        "-r",
+        "mlf-local",
+        "-d",
+        "sklearn_digits",
+        "-m",
+        "local",
+        "-w",
+        "1,2",
+        "--base-image",
+        BASE_IMAGE,
+        "--broker-image",
+        rabbitmq_image,
+        "--image-source",
+        "ship",
+        "--cpu-slots",
+        "1",
+        "--cluster-name",
+        CLUSTER,
+        env=env,
+        timeout=900,
     )
     try:
         assert result.returncode == 0, result.stdout + result.stderr
@@ -61,7 +81,9 @@ def test_workers_on_the_hosts_reach_the_local_broker_and_sweep(local_master):
     status = run(repo, "scripts/check_celery_status.sh", env=env, timeout=120)
     assert status.returncode == 0, status.stdout + status.stderr
     assert sorted(line.split()[1].rstrip(":") for line in status.stdout.splitlines() if line.startswith("->")) == [
-        "cpu@mlft1", "cpu@mlft2"]
+        "cpu@mlft1",
+        "cpu@mlft2",
+    ]
     sweep = run(repo, "scripts/run_tasks.sh", "run_training", "--results", "sweeps", env=env, timeout=600)
     assert sweep.returncode == 0, sweep.stdout + sweep.stderr
     (sweep_dir,) = (repo / "sweeps").iterdir()

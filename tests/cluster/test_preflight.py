@@ -5,9 +5,10 @@ from __future__ import annotations
 import subprocess
 import time
 
-from mlframework.cluster.services import LABEL_CLUSTER
 from scripted import copy_repo, run, script_env
 from testhosts import BASE_IMAGE
+
+from mlframework.cluster.services import LABEL_CLUSTER
 
 # An address on the test hosts' bridge where no host is: connections to it time out.
 NOBODY = "10.231.7.99"
@@ -18,11 +19,28 @@ def test_an_unreachable_host_fails_preflight_naming_only_it(test_hosts, build_da
     env = script_env(test_hosts, build_daemon_host)
     started = time.monotonic()
     result = run(
-        repo, "scripts/infrainit.sh",
-        "-a", f"{test_hosts.host(1).destination},mlft2@{NOBODY}", "-i", str(test_hosts.client_key),
-        "-r", "mlf-preflight", "-d", "sklearn_digits", "-m", "1", "-w", "1,2",
-        "--base-image", BASE_IMAGE, "--cluster-name", "mlft-preflight", "--connect-timeout", "3",
-        env=env, timeout=120,
+        repo,
+        "scripts/infrainit.sh",
+        "-a",
+        f"{test_hosts.host(1).destination},mlft2@{NOBODY}",
+        "-i",
+        str(test_hosts.client_key),
+        "-r",
+        "mlf-preflight",
+        "-d",
+        "sklearn_digits",
+        "-m",
+        "1",
+        "-w",
+        "1,2",
+        "--base-image",
+        BASE_IMAGE,
+        "--cluster-name",
+        "mlft-preflight",
+        "--connect-timeout",
+        "3",
+        env=env,
+        timeout=120,
     )
     elapsed = time.monotonic() - started
     assert result.returncode == 2, result.stdout + result.stderr
@@ -37,8 +55,9 @@ def test_an_unreachable_host_fails_preflight_naming_only_it(test_hosts, build_da
 def test_an_unknown_host_key_is_refused_unless_accepted(test_hosts, build_daemon_host, tmp_path):
     empty_known_hosts = tmp_path / "known_hosts"
     empty_known_hosts.write_text("")
-    refused = _preflight_only(test_hosts, build_daemon_host, tmp_path, 2,
-                              {"MLFRAMEWORK_KNOWN_HOSTS": str(empty_known_hosts)})
+    refused = _preflight_only(
+        test_hosts, build_daemon_host, tmp_path, 2, {"MLFRAMEWORK_KNOWN_HOSTS": str(empty_known_hosts)}
+    )
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert "host key unknown" in refused.stderr and test_hosts.host(2).address in refused.stderr
     assert empty_known_hosts.read_text() == "", "nothing is recorded without --accept-new-host-keys"
@@ -48,10 +67,28 @@ def _preflight_only(test_hosts, build_daemon_host, tmp_path, host: int, env_chan
     repo = copy_repo(tmp_path / "repo")
     env = {**script_env(test_hosts, build_daemon_host), **env_changes}
     return run(
-        repo, "scripts/infrainit.sh", "-a", test_hosts.host(host).destination, "-i", str(test_hosts.client_key),
-        "-r", "mlf-preflight", "-d", "sklearn_digits", "-w", "1", "-b", "127.0.0.1",
-        "--base-image", BASE_IMAGE, "--cluster-name", "mlft-preflight", "--connect-timeout", "5",
-        env=env, timeout=120,
+        repo,
+        "scripts/infrainit.sh",
+        "-a",
+        test_hosts.host(host).destination,
+        "-i",
+        str(test_hosts.client_key),
+        "-r",
+        "mlf-preflight",
+        "-d",
+        "sklearn_digits",
+        "-w",
+        "1",
+        "-b",
+        "127.0.0.1",
+        "--base-image",
+        BASE_IMAGE,
+        "--cluster-name",
+        "mlft-preflight",
+        "--connect-timeout",
+        "5",
+        env=env,
+        timeout=120,
     )
 
 
@@ -59,8 +96,10 @@ def test_a_changed_host_key_is_refused_always(test_hosts, build_daemon_host, tmp
     forged_key = tmp_path / "forged"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(forged_key)], check=True, timeout=30)
     known_hosts = tmp_path / "known_hosts"
-    known_hosts.write_text(f"{test_hosts.host(2).address} {(tmp_path / 'forged.pub').read_text().split(' ', 2)[0]} "
-                           f"{(tmp_path / 'forged.pub').read_text().split(' ', 2)[1]}\n")
+    known_hosts.write_text(
+        f"{test_hosts.host(2).address} {(tmp_path / 'forged.pub').read_text().split(' ', 2)[0]} "
+        f"{(tmp_path / 'forged.pub').read_text().split(' ', 2)[1]}\n"
+    )
     before = known_hosts.read_text()
     result = _preflight_only(test_hosts, build_daemon_host, tmp_path, 2, {"MLFRAMEWORK_KNOWN_HOSTS": str(known_hosts)})
     assert result.returncode == 2, result.stdout + result.stderr
@@ -94,11 +133,26 @@ def test_a_gpu_host_without_the_nvidia_runtime_fails_preflight_naming_only_it(te
         assert test_hosts.ssh(2, "nvidia-smi -L", check=True).stdout.startswith("GPU 0: ")
         started = time.monotonic()
         result = run(
-            repo, "scripts/infrainit.sh",
-            "-a", f"{good.destination},{gpu.destination}", "-i", str(test_hosts.client_key),
-            "-r", "mlf-gpu", "-d", "sklearn_digits", "-m", "1", "-w", "1,2",
-            "--base-image", BASE_IMAGE, "--cluster-name", "mlft-gpu",
-            env=env, timeout=120,
+            repo,
+            "scripts/infrainit.sh",
+            "-a",
+            f"{good.destination},{gpu.destination}",
+            "-i",
+            str(test_hosts.client_key),
+            "-r",
+            "mlf-gpu",
+            "-d",
+            "sklearn_digits",
+            "-m",
+            "1",
+            "-w",
+            "1,2",
+            "--base-image",
+            BASE_IMAGE,
+            "--cluster-name",
+            "mlft-gpu",
+            env=env,
+            timeout=120,
         )
         elapsed = time.monotonic() - started
     assert not fake.exists()
@@ -115,15 +169,37 @@ def test_a_gpu_host_without_the_nvidia_runtime_fails_preflight_naming_only_it(te
 
 
 def test_infrainit_run_again_once_the_hosts_are_fixed_brings_the_cluster_up(
-        test_hosts, rabbitmq_image, build_daemon_host, tmp_path):
+    test_hosts, rabbitmq_image, build_daemon_host, tmp_path
+):
     repo = copy_repo(tmp_path / "repo")
     env = script_env(test_hosts, build_daemon_host)
     master, worker = test_hosts.host(2), test_hosts.host(3)
     infrainit = (
-        "scripts/infrainit.sh", "-a", f"{master.destination},{worker.destination}", "-i", str(test_hosts.client_key),
-        "-r", "mlf-rerun", "-d", "sklearn_digits", "-m", "1", "-w", "1,2",
-        "--base-image", BASE_IMAGE, "--broker-image", rabbitmq_image, "--image-source", "ship", "--cpu-slots", "1",
-        "--cluster-name", "mlft-rerun", "--connect-timeout", "3",
+        "scripts/infrainit.sh",
+        "-a",
+        f"{master.destination},{worker.destination}",
+        "-i",
+        str(test_hosts.client_key),
+        "-r",
+        "mlf-rerun",
+        "-d",
+        "sklearn_digits",
+        "-m",
+        "1",
+        "-w",
+        "1,2",
+        "--base-image",
+        BASE_IMAGE,
+        "--broker-image",
+        rabbitmq_image,
+        "--image-source",
+        "ship",
+        "--cpu-slots",
+        "1",
+        "--cluster-name",
+        "mlft-rerun",
+        "--connect-timeout",
+        "3",
     )
     try:
         test_hosts.disconnect(2)  # the master is off
@@ -149,4 +225,6 @@ def test_infrainit_run_again_once_the_hosts_are_fixed_brings_the_cluster_up(
             clean = run(repo, "./infra_clean.sh", env=env, timeout=300)
             assert clean.returncode == 0, clean.stdout + clean.stderr
         for i in (2, 3):
-            assert test_hosts.docker(i).containers.list(all=True, filters={"label": f"{LABEL_CLUSTER}=mlft-rerun"}) == []
+            assert (
+                test_hosts.docker(i).containers.list(all=True, filters={"label": f"{LABEL_CLUSTER}=mlft-rerun"}) == []
+            )

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import kombu
 import pytest
-
 from testhosts import BASE_IMAGE, TestHostCluster
 
 HOSTS = (1, 2, 3)
@@ -30,8 +29,7 @@ def _wait_http(url: str, timeout: float = 30, headers: dict[str, str] | None = N
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}),
-                                        timeout=2) as resp:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=2) as resp:
                 return resp.read()
         except (urllib.error.URLError, OSError):
             if time.monotonic() > deadline:
@@ -69,7 +67,7 @@ def test_user_reaches_own_docker_over_ssh(test_hosts: TestHostCluster, i: int) -
 
 def test_password_login_is_refused(test_hosts: TestHostCluster) -> None:
     cmd = test_hosts.ssh_command(1)
-    cmd[cmd.index("-i"):cmd.index("-i") + 2] = []  # no key: only password auth would remain
+    cmd[cmd.index("-i") : cmd.index("-i") + 2] = []  # no key: only password auth would remain
     cmd += ["-o", "PreferredAuthentications=password,keyboard-interactive", "true"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
     assert result.returncode == 255
@@ -80,8 +78,13 @@ def test_host_network_container_reachable_from_other_namespaces(test_hosts: Test
     host2 = test_hosts.host(2)
     port = _free_port_hint()
     container = test_hosts.docker(2).containers.run(
-        BASE_IMAGE, ["python3", "-m", "http.server", "--bind", host2.address, str(port)],
-        network_mode="host", detach=True, remove=True, working_dir="/etc")
+        BASE_IMAGE,
+        ["python3", "-m", "http.server", "--bind", host2.address, str(port)],
+        network_mode="host",
+        detach=True,
+        remove=True,
+        working_dir="/etc",
+    )
     try:
         url = f"http://{host2.address}:{port}/hostname"
         # from the root namespace
@@ -147,20 +150,31 @@ def test_a_disconnected_host_is_unreachable_until_reconnected(test_hosts: TestHo
 def test_rabbitmq_image_on_a_host(test_hosts: TestHostCluster, rabbitmq_image: str) -> None:
     host = test_hosts.host(2)
     container = test_hosts.docker(2).containers.run(
-        rabbitmq_image, network_mode="host", detach=True, remove=True,
-        environment={"RABBITMQ_DEFAULT_USER": "sweeper", "RABBITMQ_DEFAULT_PASS": "s3cret",
-                     "RABBITMQ_DEFAULT_VHOST": "sweep"})
+        rabbitmq_image,
+        network_mode="host",
+        detach=True,
+        remove=True,
+        environment={
+            "RABBITMQ_DEFAULT_USER": "sweeper",
+            "RABBITMQ_DEFAULT_PASS": "s3cret",
+            "RABBITMQ_DEFAULT_VHOST": "sweep",
+        },
+    )
     try:
         auth = base64.b64encode(b"sweeper:s3cret").decode()
-        overview = json.loads(_wait_http(f"http://{host.address}:15672/api/whoami", timeout=120,
-                                         headers={"Authorization": f"Basic {auth}"}))
+        overview = json.loads(
+            _wait_http(
+                f"http://{host.address}:15672/api/whoami", timeout=120, headers={"Authorization": f"Basic {auth}"}
+            )
+        )
         assert overview["name"] == "sweeper"
-        with kombu.Connection(f"amqp://sweeper:s3cret@{host.address}:5672/sweep",
-                              connect_timeout=10) as conn:
-            with conn.SimpleQueue("testhosts-roundtrip") as q:
-                q.put({"n": 1})
-                message = q.get(block=True, timeout=10)
-                message.ack()
+        with (
+            kombu.Connection(f"amqp://sweeper:s3cret@{host.address}:5672/sweep", connect_timeout=10) as conn,
+            conn.SimpleQueue("testhosts-roundtrip") as q,
+        ):
+            q.put({"n": 1})
+            message = q.get(block=True, timeout=10)
+            message.ack()
         assert message.payload == {"n": 1}
         # uids, not names: dockerd's ps reads the machine's /etc/passwd, not the image's
         uid = container.exec_run(["id", "-u", "rabbitmq"]).output.decode().strip()

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.skipif(not GPUS, reason="no NVIDIA GPU on this machine 
 
 def test_gpu_discovery_agrees_with_cuda():
     torch = pytest.importorskip("torch")
-    assert GPUS == [str(i) for i in range(torch.cuda.device_count())]
+    assert [str(i) for i in range(torch.cuda.device_count())] == GPUS
 
 
 def test_mnist_sweep_trains_on_each_gpu(tmp_path):
@@ -37,9 +37,22 @@ def test_mnist_sweep_trains_on_each_gpu(tmp_path):
     # gpu: 0 is "my worker's GPU": each worker sees only its own, as device 0. gpu: -1 is the CPU baseline.
     (project / "parameters.yml").write_text("gpu: [0, -1]\nbatchsize: [100]\nepoch: [20]\nunit: [200]\nlr: 0.01\n")
     done = subprocess.run(
-        [sys.executable, "-m", "mlframework", "sweep", str(project), "--local", "--gpus", "all",
-         "--results", str(tmp_path / "res")],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "160"},
+        [
+            sys.executable,
+            "-m",
+            "mlframework",
+            "sweep",
+            str(project),
+            "--local",
+            "--gpus",
+            "all",
+            "--results",
+            str(tmp_path / "res"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "COLUMNS": "160"},
     )
     print(done.stdout[-3000:], done.stderr[-2000:])
     assert done.returncode == 0, done.stdout + done.stderr
@@ -53,5 +66,7 @@ def test_mnist_sweep_trains_on_each_gpu(tmp_path):
     assert "device: cuda:0" in log, log[:2000]
     assert "device: cpu" in (sweep_dir / "logs" / f"{on_cpu['trial']}.log").read_text()
     assert on_gpu["metrics"]["accuracy"] >= 0.9
-    print(f"GPU trial {on_gpu['duration_s']:.2f}s on GPU {on_gpu['gpu']} of {on_gpu['host']}, "
-          f"accuracy {on_gpu['metrics']['accuracy']:.4f}; CPU trial {on_cpu['duration_s']:.2f}s")
+    print(
+        f"GPU trial {on_gpu['duration_s']:.2f}s on GPU {on_gpu['gpu']} of {on_gpu['host']}, "
+        f"accuracy {on_gpu['metrics']['accuracy']:.4f}; CPU trial {on_cpu['duration_s']:.2f}s"
+    )

@@ -19,8 +19,12 @@ MESSAGES_PER_PRODUCER = 1500
 
 
 def _options(folder: Path) -> dict:
-    return {"data_folder_in": str(folder), "data_folder_out": str(folder), "control_folder": str(folder / "control"),
-            "polling_interval": 0.001}
+    return {
+        "data_folder_in": str(folder),
+        "data_folder_out": str(folder),
+        "control_folder": str(folder / "control"),
+        "polling_interval": 0.001,
+    }
 
 
 def _produce(folder: str, producer: int) -> None:

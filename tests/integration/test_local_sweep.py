@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from scratch_projects import CRASH_IN_BATCH, make_project, start_sweep, wait_for_records
 
 REPO = Path(__file__).resolve().parents[2]
@@ -125,8 +124,16 @@ def test_the_pytorch_mnist_sample_trains_to_090_accuracy(tmp_path):
     grid = tmp_path / "grid.yml"
     grid.write_text("gpu: -1\nbatchsize: 100\nepoch: 10\nunit: [100]\n")
     result = mlframework(
-        "sweep", str(REPO / "projects" / "mnist"), "-p", str(grid), "--local", "--workers", "1",
-        "--results", "res", cwd=tmp_path,
+        "sweep",
+        str(REPO / "projects" / "mnist"),
+        "-p",
+        str(grid),
+        "--local",
+        "--workers",
+        "1",
+        "--results",
+        "res",
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     sweep_dir = only_sweep_dir(tmp_path / "res")
@@ -138,9 +145,18 @@ def test_the_pytorch_mnist_sample_trains_to_090_accuracy(tmp_path):
 
 def test_run_training_entry_module_runs_a_local_sweep(tmp_path):
     result = subprocess.run(
-        [sys.executable, str(REPO / "projects" / "sklearn_digits" / "run_training.py"), "--local", "-q",
-         "--results", "res"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=180,
+        [
+            sys.executable,
+            str(REPO / "projects" / "sklearn_digits" / "run_training.py"),
+            "--local",
+            "-q",
+            "--results",
+            "res",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "6 succeeded, 0 failed" in result.stdout
@@ -150,16 +166,21 @@ def test_gpus_gives_one_worker_per_gpu_each_seeing_only_its_own(tmp_path):
     # No GPU is needed to check the pinning itself: each GPU's worker runs its
     # trials with CUDA_VISIBLE_DEVICES set to that GPU, and the record names it.
     script = "import os; print('visible', os.environ.get('CUDA_VISIBLE_DEVICES'))\n"
-    project = make_project(tmp_path / "proj", "n: !!python/tuple [0, 8]\n", extra_tasks='''
+    project = make_project(
+        tmp_path / "proj",
+        "n: !!python/tuple [0, 8]\n",
+        extra_tasks="""
         @mlf.task
         def visible(trial):
             import sys, time
             time.sleep(0.6)  # 8 x 0.6 s: longer than a worker takes to start
-            trial.run([sys.executable, "-c", %r])
+            trial.run([sys.executable, "-c", SCRIPT])
             return {}
-    ''' % script)
-    result = mlframework("sweep", str(project), "--local", "--gpus", "0,1", "--task", "visible", "--results", "res",
-                         cwd=tmp_path)
+    """.replace("SCRIPT", repr(script)),
+    )
+    result = mlframework(
+        "sweep", str(project), "--local", "--gpus", "0,1", "--task", "visible", "--results", "res", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     sweep_dir = only_sweep_dir(tmp_path / "res")
     records = [json.loads(line) for line in (sweep_dir / "trials.jsonl").read_text().splitlines()]
@@ -184,8 +205,9 @@ def test_a_killed_local_sweep_resumes_and_leaves_no_worker_behind(tmp_path):
         found = []
         for proc in Path("/proc").iterdir():
             try:
-                if b"mlframework.sweep.worker" in (proc / "cmdline").read_bytes() and \
-                        os.readlink(proc / "cwd") == str(project.resolve()):
+                if b"mlframework.sweep.worker" in (proc / "cmdline").read_bytes() and os.readlink(proc / "cwd") == str(
+                    project.resolve()
+                ):
                     found.append(int(proc.name))
             except (OSError, ValueError):
                 continue
@@ -196,8 +218,9 @@ def test_a_killed_local_sweep_resumes_and_leaves_no_worker_behind(tmp_path):
         time.sleep(0.2)
     assert not workers_of_this_project(), "the local workers die with their driver"
 
-    result = mlframework("sweep", "--resume", sweep_dir.name, "--local", "--workers", "2", "--results", "res",
-                         cwd=tmp_path)
+    result = mlframework(
+        "sweep", "--resume", sweep_dir.name, "--local", "--workers", "2", "--results", "res", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     records = [json.loads(line) for line in (sweep_dir / "trials.jsonl").read_text().splitlines()]
     assert sorted(r["trial"] for r in records) == [f"t{i:04d}" for i in range(8)], "one record per trial"
@@ -207,12 +230,26 @@ def test_a_killed_local_sweep_resumes_and_leaves_no_worker_behind(tmp_path):
 
 
 def test_a_local_batch_whose_worker_process_dies_loses_nothing(tmp_path):
-    project = make_project(tmp_path / "proj", "x: !!python/tuple [0, 400]\ncrash: [250]\n",
-                           extra_tasks=CRASH_IN_BATCH)
-    result = mlframework("sweep", str(project), "--task", "crash_at", "--local", "--workers", "2",
-                         "--max-starts", "2", "--results", "res", cwd=tmp_path, timeout=120)
+    project = make_project(tmp_path / "proj", "x: !!python/tuple [0, 400]\ncrash: [250]\n", extra_tasks=CRASH_IN_BATCH)
+    result = mlframework(
+        "sweep",
+        str(project),
+        "--task",
+        "crash_at",
+        "--local",
+        "--workers",
+        "2",
+        "--max-starts",
+        "2",
+        "--results",
+        "res",
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert result.returncode == 1, result.stdout + result.stderr
-    records = [json.loads(line) for line in (only_sweep_dir(tmp_path / "res") / "trials.jsonl").read_text().splitlines()]
+    records = [
+        json.loads(line) for line in (only_sweep_dir(tmp_path / "res") / "trials.jsonl").read_text().splitlines()
+    ]
     assert sorted(r["params"]["x"] for r in records) == list(range(400)), "one record per trial, none lost"
     (failed,) = [r for r in records if r["status"] != "SUCCESS"]
     assert failed["params"]["x"] == 250 and "worker died 2 times" in failed["error"]
@@ -221,8 +258,9 @@ def test_a_local_batch_whose_worker_process_dies_loses_nothing(tmp_path):
 
 def test_a_sweep_id_given_twice_is_refused_and_the_first_record_kept(tmp_path):
     project = make_project(tmp_path / "proj", "x: [1]\n")
-    first = mlframework("sweep", str(project), "--local", "--workers", "1", "--sweep-id", "mine", "--results", "res",
-                        cwd=tmp_path)
+    first = mlframework(
+        "sweep", str(project), "--local", "--workers", "1", "--sweep-id", "mine", "--results", "res", cwd=tmp_path
+    )
     assert first.returncode == 0, first.stdout + first.stderr
     kept = (tmp_path / "res" / "mine" / "trials.jsonl").read_text()
     again = mlframework("sweep", str(project), "--local", "--sweep-id", "mine", "--results", "res", cwd=tmp_path)

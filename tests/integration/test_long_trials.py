@@ -18,18 +18,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from rabbitmq import RabbitMQNode
+from scratch_projects import make_project, start_sweep
 
 from mlframework.cluster.local import LocalWorker
 from mlframework.sweep.app import LEASE_SETTING, BrokerSettings
-from rabbitmq import RabbitMQNode
-from scratch_projects import make_project, start_sweep
 
 CONSUMER_TIMEOUT_MS = 3000
 LEASE_S = 1.0
 
 # Writes "<trial> <worker pid>" when it starts, so a trial run twice shows twice; sleeps `sleep` seconds.
 # With `die: true` its first run kills its own pool process after the lease, as the OOM killer would.
-TIMED = '''
+TIMED = """
     @mlf.task
     def timed(trial):
         import os, pathlib, signal, time
@@ -42,7 +42,7 @@ TIMED = '''
             os.kill(os.getpid(), signal.SIGKILL)
         time.sleep(float(trial.params["sleep"]))
         return {"slept": trial.params["sleep"]}
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,10 @@ def runs_of(project: Path) -> list[tuple[str, int]]:
 def sweep(cwd: Path, url: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "mlframework", "sweep", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         env={**os.environ, "MLFRAMEWORK_BROKER_URL": url, "COLUMNS": "200"},
     )
 
@@ -130,8 +133,9 @@ def test_a_leased_trial_whose_worker_is_killed_runs_again_on_another_worker(tmp_
     project = make_project(tmp_path / "proj", "sleep: [8]\n", extra_tasks=TIMED)
     with worker(broker, project, "a", tmp_path / "a.log") as a, worker(broker, project, "b", tmp_path / "b.log") as b:
         wait_for_workers(broker, {"a", "b"})
-        driver = start_sweep(tmp_path, str(project), "--task", "timed", "--results", "res",
-                             broker_url=strict_rabbitmq.url)
+        driver = start_sweep(
+            tmp_path, str(project), "--task", "timed", "--results", "res", broker_url=strict_rabbitmq.url
+        )
         try:
             deadline = time.monotonic() + 30
             while not any("acknowledged early" in log.read_text() for log in (tmp_path / "a.log", tmp_path / "b.log")):
@@ -140,7 +144,8 @@ def test_a_leased_trial_whose_worker_is_killed_runs_again_on_another_worker(tmp_
             time.sleep(0.5)  # the acknowledgement leaves at the worker's next event-loop turn, after its log line
             ((_, pid),) = runs_of(project)
             (victim, victim_name), (survivor, survivor_name) = sorted(
-                [(a, "a"), (b, "b")], key=lambda worker_name: worker_name[0].pid != pid)
+                [(a, "a"), (b, "b")], key=lambda worker_name: worker_name[0].pid != pid
+            )
             assert victim.pid == pid
             survivor_pid = survivor.pid
             killed_at = time.monotonic()

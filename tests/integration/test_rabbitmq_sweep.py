@@ -10,12 +10,12 @@ import sys
 import time
 
 import pytest
+from scratch_projects import make_project
 
 from mlframework.cluster.local import LocalWorker
 from mlframework.sweep.app import BrokerSettings
 from mlframework.sweep.driver import SweepObserver, SweepSpec, run_sweep
 from mlframework.sweep.params import load_grid
-from scratch_projects import make_project
 
 
 @pytest.fixture
@@ -25,8 +25,9 @@ def broker(rabbitmq) -> BrokerSettings:
 
 def test_cli_sweep_on_rabbitmq_with_two_workers(tmp_path, broker, rabbitmq):
     project = make_project(tmp_path / "proj", "x: !!python/tuple [1, 7]\n")
-    with LocalWorker(broker, project, 1, tmp_path / "a.log", node_name="a@%h"), LocalWorker(
-        broker, project, 1, tmp_path / "b.log", node_name="b@%h"
+    with (
+        LocalWorker(broker, project, 1, tmp_path / "a.log", node_name="a@%h"),
+        LocalWorker(broker, project, 1, tmp_path / "b.log", node_name="b@%h"),
     ):
         result = subprocess.run(
             [sys.executable, "-m", "mlframework", "sweep", str(project), "--results", "res", "--metric", "loss"],
@@ -107,15 +108,18 @@ def test_dispatch_to_an_unreachable_broker_is_a_clear_error(tmp_path):
 def _status(url: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "mlframework", "status", "--broker", url, "--timeout", "2"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
 def test_status_lists_each_live_worker_and_fails_when_none_answers(tmp_path, broker, rabbitmq):
     project = make_project(tmp_path / "proj", "x: [1]\n")
     assert _status(rabbitmq.url).returncode == 1, "no worker: non-zero"
-    with LocalWorker(broker, project, 1, tmp_path / "a.log", node_name="a@%h"), LocalWorker(
-        broker, project, 1, tmp_path / "b.log", node_name="b@%h"
+    with (
+        LocalWorker(broker, project, 1, tmp_path / "a.log", node_name="a@%h"),
+        LocalWorker(broker, project, 1, tmp_path / "b.log", node_name="b@%h"),
     ):
         deadline = time.monotonic() + 30
         while (result := _status(rabbitmq.url)).stdout.count("->") < 2 and time.monotonic() < deadline:
@@ -128,5 +132,7 @@ def test_status_lists_each_live_worker_and_fails_when_none_answers(tmp_path, bro
 def test_status_with_an_unreachable_broker_is_one_line(tmp_path):
     result = _status("amqp://u:secret@127.0.0.1:9/v")
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.strip() == "mlframework: error: cannot reach the broker at amqp://u:**@127.0.0.1:9/v: " \
-                                    "[Errno 111] Connection refused"
+    assert (
+        result.stderr.strip() == "mlframework: error: cannot reach the broker at amqp://u:**@127.0.0.1:9/v: "
+        "[Errno 111] Connection refused"
+    )

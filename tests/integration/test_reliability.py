@@ -15,13 +15,13 @@ import time
 from pathlib import Path
 
 import pytest
+from scratch_projects import CRASH_IN_BATCH, make_project, start_sweep, wait_for_records
 
 from mlframework.cluster.local import LocalWorker
 from mlframework.sweep.app import BrokerSettings
-from scratch_projects import CRASH_IN_BATCH, make_project, start_sweep, wait_for_records
 
 # Fails its first attempt (per value of x), succeeds after: a flaky trial.
-FLAKY = '''
+FLAKY = """
     @mlf.task
     def flaky(trial):
         import pathlib
@@ -32,10 +32,10 @@ FLAKY = '''
         if first or trial.params["x"] < 0:
             raise mlf.TrialFailed(f"flaky failure of x={trial.params['x']}", exit_code=1)
         return {"score": trial.params["x"]}
-'''
+"""
 
 # Kills its own pool process, as the OOM killer would.
-SUICIDE = '''
+SUICIDE = """
     @mlf.task
     def oom(trial):
         import os, signal, time
@@ -43,10 +43,10 @@ SUICIDE = '''
             time.sleep(0.2)
             os.kill(os.getpid(), signal.SIGKILL)
         return {"score": 1}
-'''
+"""
 
 # Each run appends to runs.log, so a trial run twice shows twice.
-COUNTED = '''
+COUNTED = """
     @mlf.task
     def counted(trial):
         import os, time
@@ -54,7 +54,7 @@ COUNTED = '''
         with open(os.path.join(trial.project_dir, "runs.log"), "a") as handle:
             handle.write(f"{trial.id}\\n")
         return {"score": trial.params["x"]}
-'''
+"""
 
 
 @pytest.fixture
@@ -65,7 +65,10 @@ def broker(rabbitmq) -> BrokerSettings:
 def sweep(cwd: Path, url: str, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "mlframework", "sweep", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         env={**os.environ, "MLFRAMEWORK_BROKER_URL": url, "COLUMNS": "200"},
     )
 
@@ -85,8 +88,9 @@ def records_of(sweep_dir: Path) -> list[dict]:
 
 def test_retries_rerun_a_failed_trial_on_another_worker_and_keep_every_attempt(tmp_path, broker, rabbitmq):
     project = make_project(tmp_path / "proj", "x: [1]\n", extra_tasks=FLAKY)
-    with LocalWorker(broker, project, 1, tmp_path / "a.log", node_name="a@%h"), LocalWorker(
-        broker, project, 1, tmp_path / "b.log", node_name="b@%h"
+    with (
+        LocalWorker(broker, project, 1, tmp_path / "a.log", node_name="a@%h"),
+        LocalWorker(broker, project, 1, tmp_path / "b.log", node_name="b@%h"),
     ):
         # Both workers up and idle: the retry goes to the one that did not fail it.
         wait_for_workers(broker, {"a", "b"})
@@ -117,8 +121,9 @@ def test_a_trial_that_keeps_killing_its_process_fails_after_max_starts(tmp_path,
     project = make_project(tmp_path / "proj", "x: [1, 2, 3]\n", extra_tasks=SUICIDE)
     started = time.monotonic()
     with LocalWorker(broker, project, 2, tmp_path / "w.log", node_name="w@%h"):
-        result = sweep(tmp_path, rabbitmq.url, str(project), "--task", "oom", "--max-starts", "3", "--results", "res",
-                       timeout=240)
+        result = sweep(
+            tmp_path, rabbitmq.url, str(project), "--task", "oom", "--max-starts", "3", "--results", "res", timeout=240
+        )
     assert result.returncode == 1, result.stdout + result.stderr
     assert time.monotonic() - started < 180, "no endless redelivery loop"
     (sweep_dir,) = (tmp_path / "res").iterdir()
@@ -129,11 +134,20 @@ def test_a_trial_that_keeps_killing_its_process_fails_after_max_starts(tmp_path,
 
 
 def test_a_batch_of_short_trials_whose_worker_dies_loses_none_and_records_each_once(tmp_path, broker, rabbitmq):
-    project = make_project(tmp_path / "proj", "x: !!python/tuple [0, 400]\ncrash: [250]\n",
-                           extra_tasks=CRASH_IN_BATCH)
+    project = make_project(tmp_path / "proj", "x: !!python/tuple [0, 400]\ncrash: [250]\n", extra_tasks=CRASH_IN_BATCH)
     with LocalWorker(broker, project, 2, tmp_path / "w.log", node_name="w@%h"):
-        result = sweep(tmp_path, rabbitmq.url, str(project), "--task", "crash_at", "--max-starts", "2",
-                       "--results", "res", timeout=240)
+        result = sweep(
+            tmp_path,
+            rabbitmq.url,
+            str(project),
+            "--task",
+            "crash_at",
+            "--max-starts",
+            "2",
+            "--results",
+            "res",
+            timeout=240,
+        )
     assert result.returncode == 1, result.stdout + result.stderr
     (sweep_dir,) = (tmp_path / "res").iterdir()
     records = records_of(sweep_dir)
@@ -176,8 +190,9 @@ def test_resume_of_an_unknown_sweep_is_one_line(tmp_path, rabbitmq):
 
 def test_a_broker_restart_mid_sweep_loses_nothing(tmp_path, broker, rabbitmq):
     project = make_project(tmp_path / "proj", "x: !!python/tuple [0, 10]\nsleep: [0.6]\n", extra_tasks=COUNTED)
-    with LocalWorker(broker, project, 1, tmp_path / "a.log", node_name="a@%h"), LocalWorker(
-        broker, project, 1, tmp_path / "b.log", node_name="b@%h"
+    with (
+        LocalWorker(broker, project, 1, tmp_path / "a.log", node_name="a@%h"),
+        LocalWorker(broker, project, 1, tmp_path / "b.log", node_name="b@%h"),
     ):
         driver = start_sweep(tmp_path, str(project), "--task", "counted", "--results", "res", broker_url=rabbitmq.url)
         try:

@@ -37,7 +37,10 @@ def test_quick_bench_of_the_serverless_rows(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((tmp_path / "latest.json").read_text())
     figures = {figure["key"]: figure for figure in report["figures"]}
-    expected = [row for row in ROWS if not row.startswith("output.")] + ["output.embedded.stdout", "output.embedded.devnull"]
+    expected = [row for row in ROWS if not row.startswith("output.")] + [
+        "output.embedded.stdout",
+        "output.embedded.devnull",
+    ]
     assert sorted(figures) == sorted(expected)
     for key, figure in figures.items():
         assert figure["unavailable"] is None, f"{key}: {figure['unavailable']}\n{done.stderr[-3000:]}"

@@ -27,8 +27,14 @@ from mlframework.cluster.spec import (
 )
 from mlframework.exceptions import ConfigError
 
-SEED = dict(hosts="user@hostA,user@hostB", ssh_key="~/.ssh/id_rsa", remote_path="celery_tasks",
-            project="task1", master="1", workers="local,1,2")
+SEED = dict(
+    hosts="user@hostA,user@hostB",
+    ssh_key="~/.ssh/id_rsa",
+    remote_path="celery_tasks",
+    project="task1",
+    master="1",
+    workers="local,1,2",
+)
 BASH = shutil.which("bash")
 
 
@@ -67,8 +73,12 @@ def test_seed_example() -> None:
 def test_host_forms() -> None:
     hosts = parse_host_list("gpu1, alice@gpu2:2222,[::1]:2200,bob@fe80::1,10.0.0.5")
     assert [(h.address, h.user, h.port, h.number) for h in hosts] == [
-        ("gpu1", None, 22, 1), ("gpu2", "alice", 2222, 2), ("::1", None, 2200, 3),
-        ("fe80::1", "bob", 22, 4), ("10.0.0.5", None, 22, 5)]
+        ("gpu1", None, 22, 1),
+        ("gpu2", "alice", 2222, 2),
+        ("::1", None, 2200, 3),
+        ("fe80::1", "bob", 22, 4),
+        ("10.0.0.5", None, 22, 5),
+    ]
     assert [str(h) for h in hosts] == ["gpu1", "alice@gpu2:2222", "[::1]:2200", "bob@[fe80::1]", "10.0.0.5"]
     assert parse_host_list(",".join(str(h) for h in hosts)) == hosts
     assert str(Host.local()) == "local" and Host.local().ref == "local" and hosts[1].ref == "2"
@@ -87,9 +97,18 @@ def test_local_master_broker_endpoint_and_options() -> None:
     with pytest.raises(ValueError):
         spec.broker_endpoint()
     assert spec.broker_endpoint("192.168.1.10") == ("192.168.1.10", 5672)
-    spec = ClusterSpec.from_options(**options(master=None, broker="rabbit.lan:5673", workers="2",
-                                              cpu_slots="4", image_source="SHIP", accept_new_host_keys=True,
-                                              remote_path="~/./jobs//celery/", project="../my Proj"))
+    spec = ClusterSpec.from_options(
+        **options(
+            master=None,
+            broker="rabbit.lan:5673",
+            workers="2",
+            cpu_slots="4",
+            image_source="SHIP",
+            accept_new_host_keys=True,
+            remote_path="~/./jobs//celery/",
+            project="../my Proj",
+        )
+    )
     assert spec.broker_endpoint() == ("rabbit.lan", 5673) and spec.master is None
     assert spec.cpu_slots == 4 and spec.image_source == "ship" and spec.accept_new_host_keys
     assert spec.remote_path == "jobs/celery" and spec.cluster_name == "my-proj"
@@ -98,48 +117,51 @@ def test_local_master_broker_endpoint_and_options() -> None:
 # --------------------------------------------------------------------------- bad options: one line naming the option
 
 
-@pytest.mark.parametrize("changes, option, words", [
-    (dict(hosts=None), "-a", "missing"),
-    (dict(hosts=""), "-a", "missing"),
-    (dict(hosts="hostA,,hostB"), "-a", "entry 2 is empty"),
-    (dict(hosts="hostA,"), "-a", "entry 2 is empty"),
-    (dict(hosts="user@hostA,hostA"), "-a", "same host"),
-    (dict(hosts="hostA,HOSTA:22"), "-a", "same host"),
-    (dict(hosts="hostA:0"), "-a", "port"),
-    (dict(hosts="hostA:ssh"), "-a", "port"),
-    (dict(hosts="-oProxyCommand=x"), "-a", "not a host name"),
-    (dict(hosts="us er@hostA"), "-a", "user name"),
-    (dict(hosts="@hostA"), "-a", "user name"),
-    (dict(hosts="local"), "-a", "'local' is not a host address"),
-    (dict(hosts="[hostA]:22"), "-a", "IPv6"),
-    (dict(master="0"), "-m", "no host 0"),
-    (dict(master="3"), "-m", "no host 3"),
-    (dict(master="1,2"), "-m", "one host"),
-    (dict(master="first"), "-m", "neither 'local' nor a host number"),
-    (dict(workers="local,3"), "-w", "no host 3"),
-    (dict(workers="0"), "-w", "no host 0"),
-    (dict(workers="1,,2"), "-w", "entry 2 is empty"),
-    (dict(workers="1,local,1"), "-w", "listed twice"),
-    (dict(broker="hostC"), "-b", "exclude each other"),
-    (dict(master=None), "-w", "needs a broker"),
-    (dict(master=None, workers=None), "-m", "nothing to start"),
-    (dict(master=None, broker="amqp://u:p@hostC//"), "-b", "host[:port] only"),
-    (dict(master=None, broker="hostC:99999"), "-b", "port"),
-    (dict(remote_path=None), "-r", "missing"),
-    (dict(remote_path="/srv/tasks"), "-r", "relative"),
-    (dict(remote_path="~root/x"), "-r", "relative"),
-    (dict(remote_path="tasks/../../etc"), "-r", ".."),
-    (dict(remote_path="."), "-r", "not the home itself"),
-    (dict(remote_path="my tasks"), "-r", "no spaces"),
-    (dict(remote_path="a\nb"), "-r", "line breaks"),
-    (dict(project=None), "-d", "missing"),
-    (dict(image_source="pull"), "--image-source", "build, ship"),
-    (dict(cpu_slots="0"), "--cpu-slots", "1 or more"),
-    (dict(cpu_slots="many"), "--cpu-slots", "1 or more"),
-    (dict(accept_new_host_keys="maybe"), "--accept-new-host-keys", "true or false"),
-    (dict(base_image="python 3"), "--base-image", "image"),
-    (dict(cluster_name="My Cluster"), "--cluster-name", "lowercase"),
-])
+@pytest.mark.parametrize(
+    "changes, option, words",
+    [
+        (dict(hosts=None), "-a", "missing"),
+        (dict(hosts=""), "-a", "missing"),
+        (dict(hosts="hostA,,hostB"), "-a", "entry 2 is empty"),
+        (dict(hosts="hostA,"), "-a", "entry 2 is empty"),
+        (dict(hosts="user@hostA,hostA"), "-a", "same host"),
+        (dict(hosts="hostA,HOSTA:22"), "-a", "same host"),
+        (dict(hosts="hostA:0"), "-a", "port"),
+        (dict(hosts="hostA:ssh"), "-a", "port"),
+        (dict(hosts="-oProxyCommand=x"), "-a", "not a host name"),
+        (dict(hosts="us er@hostA"), "-a", "user name"),
+        (dict(hosts="@hostA"), "-a", "user name"),
+        (dict(hosts="local"), "-a", "'local' is not a host address"),
+        (dict(hosts="[hostA]:22"), "-a", "IPv6"),
+        (dict(master="0"), "-m", "no host 0"),
+        (dict(master="3"), "-m", "no host 3"),
+        (dict(master="1,2"), "-m", "one host"),
+        (dict(master="first"), "-m", "neither 'local' nor a host number"),
+        (dict(workers="local,3"), "-w", "no host 3"),
+        (dict(workers="0"), "-w", "no host 0"),
+        (dict(workers="1,,2"), "-w", "entry 2 is empty"),
+        (dict(workers="1,local,1"), "-w", "listed twice"),
+        (dict(broker="hostC"), "-b", "exclude each other"),
+        (dict(master=None), "-w", "needs a broker"),
+        (dict(master=None, workers=None), "-m", "nothing to start"),
+        (dict(master=None, broker="amqp://u:p@hostC//"), "-b", "host[:port] only"),
+        (dict(master=None, broker="hostC:99999"), "-b", "port"),
+        (dict(remote_path=None), "-r", "missing"),
+        (dict(remote_path="/srv/tasks"), "-r", "relative"),
+        (dict(remote_path="~root/x"), "-r", "relative"),
+        (dict(remote_path="tasks/../../etc"), "-r", ".."),
+        (dict(remote_path="."), "-r", "not the home itself"),
+        (dict(remote_path="my tasks"), "-r", "no spaces"),
+        (dict(remote_path="a\nb"), "-r", "line breaks"),
+        (dict(project=None), "-d", "missing"),
+        (dict(image_source="pull"), "--image-source", "build, ship"),
+        (dict(cpu_slots="0"), "--cpu-slots", "1 or more"),
+        (dict(cpu_slots="many"), "--cpu-slots", "1 or more"),
+        (dict(accept_new_host_keys="maybe"), "--accept-new-host-keys", "true or false"),
+        (dict(base_image="python 3"), "--base-image", "image"),
+        (dict(cluster_name="My Cluster"), "--cluster-name", "lowercase"),
+    ],
+)
 def test_bad_options_give_one_line_naming_the_option(changes: dict, option: str, words: str) -> None:
     message = config_error(**changes)
     assert option in message and words in message
@@ -207,40 +229,59 @@ def test_config_overrides_win_and_errors_name_the_source() -> None:
 
 
 def test_parse_config_accepts_the_safe_subset() -> None:
-    text = "\n".join([
-        "#!/bin/bash", "", "  # comment", "A=plain-value_1.2/x:y@z,w%+=^",
-        'export B="dq \\" \\\\ \\$ \\` \\n kept" # trailing comment', "C='single $(not run) `x` \\'",
-        "D=", 'E=""', "F=con\"cat\"'ed'", "\tG=1\t", "",
-    ])
+    text = "\n".join(
+        [
+            "#!/bin/bash",
+            "",
+            "  # comment",
+            "A=plain-value_1.2/x:y@z,w%+=^",
+            'export B="dq \\" \\\\ \\$ \\` \\n kept" # trailing comment',
+            "C='single $(not run) `x` \\'",
+            "D=",
+            'E=""',
+            "F=con\"cat\"'ed'",
+            "\tG=1\t",
+            "",
+        ]
+    )
     assert parse_config(text) == {
-        "A": "plain-value_1.2/x:y@z,w%+=^", "B": 'dq " \\ $ ` \\n kept', "C": "single $(not run) `x` \\",
-        "D": "", "E": "", "F": "concated", "G": "1"}
+        "A": "plain-value_1.2/x:y@z,w%+=^",
+        "B": 'dq " \\ $ ` \\n kept',
+        "C": "single $(not run) `x` \\",
+        "D": "",
+        "E": "",
+        "F": "concated",
+        "G": "1",
+    }
 
 
-@pytest.mark.parametrize("line, words", [
-    ("A=$(touch {marker})", "$ expands"),
-    ('A="$(touch {marker})"', "$ expands"),
-    ("A=`touch {marker}`", "backticks"),
-    ('A="`touch {marker}`"', "backticks"),
-    ("A=x; touch {marker}", "';' separates"),
-    ("A=x && touch {marker}", "text after the value"),
-    ("A=x touch {marker}", "text after the value"),
-    ("touch {marker}", "expected '='"),
-    ("A=x|touch {marker}", "pipes"),
-    ("A=$HOME", "$ expands"),
-    ("A=~/x", "unquoted ~"),
-    ('A="unterminated', "unterminated double quote"),
-    ("A='unterminated", "unterminated single quote"),
-    ('A="x\\', "end of the line"),
-    ("A = 1", "expected '='"),
-    ("A+=1", "expected '='"),
-    ("export", "expected '=' right after export"),
-    ("export  ", "expected NAME=value"),
-    ("A=a\\ b", "backslash outside quotes"),
-    ("A=x#y", "'#' inside"),
-    ("A=x\r", "Windows line endings"),
-    ("A=é", "must be quoted"),
-])
+@pytest.mark.parametrize(
+    "line, words",
+    [
+        ("A=$(touch {marker})", "$ expands"),
+        ('A="$(touch {marker})"', "$ expands"),
+        ("A=`touch {marker}`", "backticks"),
+        ('A="`touch {marker}`"', "backticks"),
+        ("A=x; touch {marker}", "';' separates"),
+        ("A=x && touch {marker}", "text after the value"),
+        ("A=x touch {marker}", "text after the value"),
+        ("touch {marker}", "expected '='"),
+        ("A=x|touch {marker}", "pipes"),
+        ("A=$HOME", "$ expands"),
+        ("A=~/x", "unquoted ~"),
+        ('A="unterminated', "unterminated double quote"),
+        ("A='unterminated", "unterminated single quote"),
+        ('A="x\\', "end of the line"),
+        ("A = 1", "expected '='"),
+        ("A+=1", "expected '='"),
+        ("export", "expected '=' right after export"),
+        ("export  ", "expected NAME=value"),
+        ("A=a\\ b", "backslash outside quotes"),
+        ("A=x#y", "'#' inside"),
+        ("A=x\r", "Windows line endings"),
+        ("A=é", "must be quoted"),
+    ],
+)
 def test_parse_config_refuses_shell_code_and_runs_nothing(tmp_path: Path, line: str, words: str) -> None:
     marker = tmp_path / "touched"
     path = tmp_path / "config.sh"
@@ -297,8 +338,14 @@ def bash_values(tmp_path: Path, text: str, names: list[str]) -> list[str]:
     """What bash itself makes of ``text`` (run in an empty environment, in tmp_path)."""
     (tmp_path / "cfg.sh").write_text(text, encoding="utf-8")
     script = 'set -e; source ./cfg.sh; for n in "$@"; do printf "%s\\0" "${!n}"; done'
-    done = subprocess.run([BASH, "--noprofile", "--norc", "-c", script, "bash", *names], cwd=tmp_path,
-                          env={}, capture_output=True, check=True, timeout=10)
+    done = subprocess.run(
+        [BASH, "--noprofile", "--norc", "-c", script, "bash", *names],
+        cwd=tmp_path,
+        env={},
+        capture_output=True,
+        check=True,
+        timeout=10,
+    )
     return done.stdout.decode("utf-8").split("\0")[:-1]
 
 
@@ -312,20 +359,30 @@ def test_bash_source_gives_the_same_values_as_save_config_wrote(tmp_path: Path, 
 _segment = st.one_of(
     st.text(st.sampled_from(sorted("abcXYZ019_./,:@%+=^-")), min_size=1),  # bare
     st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r\0'")).map(lambda s: f"'{s}'"),
-    st.lists(st.one_of(  # double quoted, with escapes and literal backslashes
-        st.characters(blacklist_categories=("Cs",), blacklist_characters='\n\r\0"\\$`'),
-        st.sampled_from(['\\"', "\\\\", "\\$", "\\`", "\\a", "\\n", "\\'"]))).map(lambda p: '"' + "".join(p) + '"'),
+    st.lists(
+        st.one_of(  # double quoted, with escapes and literal backslashes
+            st.characters(blacklist_categories=("Cs",), blacklist_characters='\n\r\0"\\$`'),
+            st.sampled_from(['\\"', "\\\\", "\\$", "\\`", "\\a", "\\n", "\\'"]),
+        )
+    ).map(lambda p: '"' + "".join(p) + '"'),
 )
 
 
 @pytest.mark.skipif(BASH is None, reason="bash is needed to compare with the shell")
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.tuples(st.booleans(), st.lists(_segment, max_size=4), st.sampled_from(["", "  # note", "\t"])),
-                min_size=1, max_size=5))
+@given(
+    st.lists(
+        st.tuples(st.booleans(), st.lists(_segment, max_size=4), st.sampled_from(["", "  # note", "\t"])),
+        min_size=1,
+        max_size=5,
+    )
+)
 def test_whatever_parse_config_accepts_bash_reads_the_same(tmp_path: Path, lines: list) -> None:
     names = [f"CFG_{i}" for i in range(len(lines))]
-    text = "\n".join(("export " if export else "") + f"{name}={''.join(segments)}{tail}"
-                     for name, (export, segments, tail) in zip(names, lines))
+    text = "\n".join(
+        ("export " if export else "") + f"{name}={''.join(segments)}{tail}"
+        for name, (export, segments, tail) in zip(names, lines)
+    )
     parsed = parse_config("# generated\n\n" + text)
     assert bash_values(tmp_path, text, names) == [parsed[n] for n in names]
 
@@ -375,8 +432,14 @@ def test_broken_secrets_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_secrets_repr_hides_passwords_and_broker_url_quotes() -> None:
-    secrets = ClusterSecrets(rabbitmq_user="mlf-x", rabbitmq_password="p@ss/w:rd", rabbitmq_vhost="mlf/x",
-                             flower_user="mlf-x", flower_password="fl0wer-secret", erlang_cookie="COOKIE123")
+    secrets = ClusterSecrets(
+        rabbitmq_user="mlf-x",
+        rabbitmq_password="p@ss/w:rd",
+        rabbitmq_vhost="mlf/x",
+        flower_user="mlf-x",
+        flower_password="fl0wer-secret",
+        erlang_cookie="COOKIE123",
+    )
     for text in (repr(secrets), str(secrets), f"{secrets}"):
         assert "p@ss" not in text and "fl0wer-secret" not in text and "COOKIE123" not in text
         assert "mlf-x" in text and "***" in text

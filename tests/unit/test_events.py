@@ -17,7 +17,10 @@ def test_a_batch_of_short_trials_goes_in_one_message_without_redundant_started_e
     buffer.close()
     assert len(sent) == 1, "one message for the whole batch"
     assert [(e["type"], e["trial"]) for e in sent[0]] == [
-        ("finished", "t0"), ("finished", "t1"), ("finished", "t2"), ("started", "t3"),
+        ("finished", "t0"),
+        ("finished", "t1"),
+        ("finished", "t2"),
+        ("started", "t3"),
     ], "a started event is dropped only where its finished event travels with it"
 
 

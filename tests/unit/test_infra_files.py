@@ -38,7 +38,11 @@ def _run_installer(args: list[str], bin_dir: Path) -> subprocess.CompletedProces
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     return subprocess.run(
         ["bash", str(INSTALLER), *args],
-        env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
 
 
@@ -47,8 +51,13 @@ def test_installer_is_valid_bash():
 
 
 SHELL_SCRIPTS = sorted(
-    [*ROOT.glob("scripts/**/*.sh"), *ROOT.glob("nvdocker_install/*.sh"), *ROOT.glob("bench/*.sh"),
-     *ROOT.glob("tests/images/*/*.sh"), ROOT / ".ci" / "run"]
+    [
+        *ROOT.glob("scripts/**/*.sh"),
+        *ROOT.glob("nvdocker_install/*.sh"),
+        *ROOT.glob("bench/*.sh"),
+        *ROOT.glob("tests/images/*/*.sh"),
+        ROOT / ".ci" / "run",
+    ]
 )
 
 
@@ -68,8 +77,9 @@ def test_dry_run_prints_every_step_and_connects_nowhere(tmp_path):
     record = tmp_path / "ssh-called"
     _fake_ssh(tmp_path / "bin", record)
 
-    result = _run_installer(["--dry-run", "user@gpu1", "--smoke-image", "nvidia/cuda:12.4.1-base-ubuntu22.04"],
-                            tmp_path / "bin")
+    result = _run_installer(
+        ["--dry-run", "user@gpu1", "--smoke-image", "nvidia/cuda:12.4.1-base-ubuntu22.04"], tmp_path / "bin"
+    )
 
     assert result.returncode == 0, result.stderr
     out = result.stdout
@@ -139,21 +149,20 @@ def test_remote_command_survives_a_posix_login_shell(tmp_path):
         found = shutil.which(tool)
         assert found, f"{tool} not found"
         (remote / tool).symlink_to(found)
-    for name, body in (("hostname", 'echo gpu1'), ("sudo", 'exec "$@"')):
+    for name, body in (("hostname", "echo gpu1"), ("sudo", 'exec "$@"')):
         (remote / name).write_text(f"#!/bin/sh\n{body}\n")
         (remote / name).chmod(0o755)
     record = tmp_path / "ssh-args"
     key = tmp_path / "id_test"
     key.write_text("not a real key\n")
     # The remote command is ssh's last argument; a login shell runs it.
-    _fake_ssh(tmp_path / "bin", record,
-              f'for last; do :; done\nexec env PATH="{remote}" /bin/sh -c "$last"')
+    _fake_ssh(tmp_path / "bin", record, f'for last; do :; done\nexec env PATH="{remote}" /bin/sh -c "$last"')
 
     result = _run_installer(["user@gpu1", "-i", str(key), "--smoke-image", "my image"], tmp_path / "bin")
 
     args = record.read_text().splitlines()
     assert args[-2] == "user@gpu1"
-    assert ["-i", str(key), "-o", "IdentitiesOnly=yes"] == args[args.index("-i"):args.index("-i") + 4]
+    assert ["-i", str(key), "-o", "IdentitiesOnly=yes"] == args[args.index("-i") : args.index("-i") + 4]
     assert "-t" not in args  # no terminal here: nothing for sudo to prompt on
     assert "==> gpu1: prerequisites" in result.stdout
     assert "gpu1 has no apt-get" in result.stderr

@@ -101,8 +101,9 @@ def test_the_slot_goes_before_the_ack_and_the_driver_is_told_before_it(running):
     journal = Recorder()
     c = consumer(2, journal)
     step = lease_step(c, journal)
-    young, old = FakeRequest(journal, c.task_consumer.channel, 0.2, "t0001"), FakeRequest(
-        journal, c.task_consumer.channel, 5.0, "t0000"
+    young, old = (
+        FakeRequest(journal, c.task_consumer.channel, 0.2, "t0001"),
+        FakeRequest(journal, c.task_consumer.channel, 5.0, "t0000"),
     )
     running(young, old)
     step._tick(c)
@@ -181,8 +182,11 @@ def test_a_long_batch_tells_the_driver_of_each_of_its_trials_before_the_ack(runn
     c = consumer(2, journal)
     step = lease_step(c, journal)
     batch = FakeRequest(journal, c.task_consumer.channel, ran_for=5.0)
-    batch.kwargs = {"batch": [{"params": {}, "trial": {"sweep": "s1", "id": f"t000{i}", "index": i, "attempt": 1}}
-                              for i in range(3)]}
+    batch.kwargs = {
+        "batch": [
+            {"params": {}, "trial": {"sweep": "s1", "id": f"t000{i}", "index": i, "attempt": 1}} for i in range(3)
+        ]
+    }
     batch.acknowledge = lambda: (journal.calls.append(("ack", "batch")), setattr(batch, "acknowledged", True))
     running(batch)
     step._tick(c)

@@ -157,7 +157,7 @@ def test_bools_are_bare_flags_or_left_out() -> None:
 
 def test_strings_are_one_argv_element_each_never_shell_quoted() -> None:
     grid = parse_grid("name: 'two words'\nq: \"it's \\\"quoted\\\"\"\nempty: ''\nd: 2020-01-01\n")
-    assert render_options(grid[0]) == ["--name=two words", "--q=it's \"quoted\"", "--empty=", "--d=2020-01-01"]
+    assert render_options(grid[0]) == ["--name=two words", '--q=it\'s "quoted"', "--empty=", "--d=2020-01-01"]
 
 
 def test_numbers_render_as_written() -> None:
@@ -175,10 +175,12 @@ def test_format_value() -> None:
 
 small_lists = st.lists(st.integers(-5, 5), min_size=1, max_size=4).map(lambda xs: f"[{', '.join(map(str, xs))}]")
 small_intervals = st.tuples(st.integers(-5, 5), st.integers(1, 4), st.integers(1, 3)).map(
-    lambda t: f"!!python/tuple [{t[0]}, {t[0] + t[1] * t[2]}, {t[2]}]")
+    lambda t: f"!!python/tuple [{t[0]}, {t[0] + t[1] * t[2]}, {t[2]}]"
+)
 small_values = st.one_of(st.integers(-9, 9).map(str), small_lists, small_intervals)
 small_grids = st.lists(small_values, max_size=4).map(
-    lambda vs: "".join(f"p{i}: {v}\n" for i, v in enumerate(vs)) or "{}\n")
+    lambda vs: "".join(f"p{i}: {v}\n" for i, v in enumerate(vs)) or "{}\n"
+)
 
 
 @given(small_grids)
@@ -206,7 +208,10 @@ def test_a_grid_of_10_to_the_12_points_is_counted_indexed_and_started_without_ex
     assert grid[-1] == {"a": 999999, "b": 999999, "c": "y"}
     assert next(iter(grid)) == {"a": 0, "b": 0, "c": "x"}
     assert list(itertools.islice(grid.iter_from(10**12 - 1), 3)) == [
-        {"a": 499999, "b": 999999, "c": "y"}, {"a": 500000, "b": 0, "c": "x"}, {"a": 500000, "b": 0, "c": "y"}]
+        {"a": 499999, "b": 999999, "c": "y"},
+        {"a": 500000, "b": 0, "c": "x"},
+        {"a": 500000, "b": 0, "c": "y"},
+    ]
 
 
 def test_count_beyond_sys_maxsize_is_still_computed() -> None:
@@ -375,10 +380,58 @@ def test_arbitrary_text_gives_a_grid_or_a_grid_error(text: str) -> None:
 
 
 YAML_PIECES = [
-    "a", "b", "x_1", ": ", ":", "-", " ", "  ", "\n", "[", "]", "{", "}", ", ", "'", '"', "#", "&a ", "*a", "? ",
-    "!!python/tuple ", "!!python/object/apply:os.system ", "!!python/name:os.system ", "!!int ", "!!float ",
-    "!!str ", "!!binary ", "!!set ", "!!omap ", "!custom ", "~", "null", "true", "no", "0", "-1", "1.5", ".inf",
-    ".nan", "1e5", "0x_", "1:30", "2020-01-01", "0.1", "---", "...", "|", ">", "<<", "%YAML 1.1", "\t", "\\0",
+    "a",
+    "b",
+    "x_1",
+    ": ",
+    ":",
+    "-",
+    " ",
+    "  ",
+    "\n",
+    "[",
+    "]",
+    "{",
+    "}",
+    ", ",
+    "'",
+    '"',
+    "#",
+    "&a ",
+    "*a",
+    "? ",
+    "!!python/tuple ",
+    "!!python/object/apply:os.system ",
+    "!!python/name:os.system ",
+    "!!int ",
+    "!!float ",
+    "!!str ",
+    "!!binary ",
+    "!!set ",
+    "!!omap ",
+    "!custom ",
+    "~",
+    "null",
+    "true",
+    "no",
+    "0",
+    "-1",
+    "1.5",
+    ".inf",
+    ".nan",
+    "1e5",
+    "0x_",
+    "1:30",
+    "2020-01-01",
+    "0.1",
+    "---",
+    "...",
+    "|",
+    ">",
+    "<<",
+    "%YAML 1.1",
+    "\t",
+    "\\0",
 ]
 
 

@@ -77,7 +77,7 @@ def test_ansi_codes_are_stripped_and_progress_bars_split():
 
 def test_arguments_with_spaces_and_quotes_reach_the_script_unchanged():
     seen: list[str] = []
-    tricky = ["--name=it's a \"test\"", "--cmd=$(touch /tmp/never); rm -rf ~"]
+    tricky = ['--name=it\'s a "test"', "--cmd=$(touch /tmp/never); rm -rf ~"]
     run_command(python("import sys; print(repr(sys.argv[1:]))") + tricky, on_line=lambda s, line: seen.append(line))
     assert seen == [repr(tricky)]
 
@@ -143,7 +143,9 @@ def test_output_lines_lose_colours_and_keep_each_progress_bar_state():
 def test_a_progress_bar_without_newlines_streams_each_redraw_as_it_comes():
     arrivals: list[tuple[float, str]] = []
     start = time.monotonic()
-    script = "import sys, time\nfor i in range(3):\n    sys.stderr.write(f'\\r{i}/3'); sys.stderr.flush(); time.sleep(0.4)\n"
+    script = (
+        "import sys, time\nfor i in range(3):\n    sys.stderr.write(f'\\r{i}/3'); sys.stderr.flush(); time.sleep(0.4)\n"
+    )
     run_command(python(script), on_line=lambda stream, line: arrivals.append((time.monotonic() - start, line)))
     assert [line for _, line in arrivals] == ["0/3", "1/3", "2/3"]
     assert arrivals[0][0] < 0.7, "the first redraw arrived only when the script ended"
@@ -153,11 +155,17 @@ def test_the_command_dies_with_the_process_that_runs_it(tmp_path):
     # The worker process (here: a child python) is SIGKILLed mid-trial, as the OOM killer would:
     # its training command must not go on running (on a GPU, while the trial runs elsewhere).
     pid_file = tmp_path / "pid"
-    worker = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import sys
         from mlframework.sweep.runner import run_command
         run_command([sys.executable, "-c", "import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"])
-    """)])
+    """),
+        ]
+    )
     try:
         deadline = time.monotonic() + 20
         while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:

@@ -311,7 +311,9 @@ class ClusterSpec:
         if host is None:
             if local_address is None:
                 if any(not w.is_local for w in self.workers):
-                    raise ValueError("the master is this machine: pass the address remote workers reach it by")
+                    raise ConfigError(
+                        "-m local with workers on other hosts: this machine's address as they reach it is needed"
+                    )
                 local_address = "127.0.0.1"
             host = local_address
         return host, self.broker_port

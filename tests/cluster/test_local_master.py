@@ -90,4 +90,4 @@ def test_workers_on_the_hosts_reach_the_local_broker_and_sweep(local_master):
     with open(sweep_dir / "results.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 4 and {row["status"] for row in rows} == {"SUCCESS"}
-    assert {row["host"] for row in rows} <= {"mlft1", "mlft2"}
+    assert {row["host"] for row in rows} == {"mlft1", "mlft2"}, "both worker hosts ran trials"

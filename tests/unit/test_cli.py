@@ -102,6 +102,7 @@ def test_dry_run_lists_trials_and_sends_nothing(tmp_path, seed_grid):
 
 def test_sweep_without_a_broker_says_how_to_get_one(tmp_path, seed_grid, monkeypatch):
     monkeypatch.delenv("MLFRAMEWORK_BROKER_URL", raising=False)
+    monkeypatch.chdir(tmp_path)  # no checkout here: no config.sh, whatever the repository's own holds
     (tmp_path / "tasks.py").write_text("import mlframework as mlf\ntrain = mlf.train_task('train.py')\n")
     result = CliRunner().invoke(cli, ["sweep", str(tmp_path)])
     assert result.exit_code == 2

@@ -94,7 +94,7 @@ def test_local_master_broker_endpoint_and_options() -> None:
     spec = ClusterSpec.from_options(**options(master="local", workers="local"))
     assert spec.broker_host_address is None and spec.broker_endpoint() == ("127.0.0.1", 5672)
     spec = ClusterSpec.from_options(**options(master="local", workers="1"))
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="this machine's address"):
         spec.broker_endpoint()
     assert spec.broker_endpoint("192.168.1.10") == ("192.168.1.10", 5672)
     spec = ClusterSpec.from_options(

@@ -62,10 +62,7 @@ def test_load_grid_accepts_a_str_path_and_keeps_it_as_source(tmp_path: Path) -> 
 def test_the_sample_projects_grids_load() -> None:
     root = Path(__file__).resolve().parents[2] / "projects"
     grids = {p.parent.name: load_grid(p) for p in root.glob("*/parameters.yml")}
-    if "mnist" in grids:
-        assert grids["mnist"].count == 12
-    if "sklearn_digits" in grids:
-        assert grids["sklearn_digits"].count == 6
+    assert {name: grid.count for name, grid in grids.items()} == {"mnist": 12, "sklearn_digits": 6}
 
 
 def test_a_grid_without_parameters_has_one_empty_combination() -> None:

@@ -20,7 +20,7 @@ from mlframework.cluster.bootstrap import ClusterPaths, broker_endpoint, load_cl
 from mlframework.cluster.remote import HostSession, SSHOptions
 from mlframework.cluster.spec import ClusterSpec
 from mlframework.exceptions import ConfigError, SweepError
-from mlframework.sweep.driver import check_sweep_id
+from mlframework.sweep.ids import check_sweep_id
 
 log = logging.getLogger(__name__)
 

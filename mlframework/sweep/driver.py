@@ -19,8 +19,6 @@ import hashlib
 import json
 import logging
 import os
-import re
-import secrets
 import socket
 import subprocess
 import sys
@@ -36,6 +34,7 @@ from mlframework import __version__
 from mlframework.exceptions import ConfigError, SweepError
 from mlframework.sweep.app import TRIAL_QUEUE, BrokerSettings, create_app
 from mlframework.sweep.events import EventStream
+from mlframework.sweep.ids import check_sweep_id, new_sweep_id, task_id, trial_id
 from mlframework.sweep.params import Grid, load_grid
 from mlframework.sweep.results import ResultsStore
 from mlframework.sweep.tasks import FAILURE, SUCCESS, message_trials
@@ -150,28 +149,6 @@ def rank(records: list[dict[str, Any]], metric: str | None, mode: str | None) ->
     return sorted(records, key=key)
 
 
-def new_sweep_id(project_name: str) -> str:
-    """A sortable, unique sweep id: ``YYYYmmdd-HHMMSS-<project>-<4 hex>``."""
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in project_name) or "sweep"
-    return f"{stamp}-{safe}-{secrets.token_hex(2)}"
-
-
-_SWEEP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
-
-
-def check_sweep_id(sweep_id: str) -> str:
-    """A sweep id names a directory and a container: letters, digits, '.', '_', '-'."""
-    if not _SWEEP_ID.match(sweep_id):
-        raise ConfigError(f"sweep id {sweep_id!r}: use letters, digits, '.', '_' and '-' only")
-    return sweep_id
-
-
-def trial_id(index: int, total: int) -> str:
-    """``t0007``: zero-padded so ids sort in grid order."""
-    return f"t{index:0{max(4, len(str(max(total - 1, 0))))}d}"
-
-
 def check_task(project_dir: Path, task_name: str) -> None:
     """Fail early when the project's tasks.py defines no task ``task_name``.
 
@@ -234,11 +211,6 @@ def _connect(
         connection.release()
         raise SweepError(f"cannot reach the broker at {broker.redacted_url()}: {exc}") from None
     return connection
-
-
-def task_id(sweep_id: str, trial: str, attempt: int = 1) -> str:
-    """The Celery task id of one attempt of a trial (``revoke`` and ``inspect`` name it)."""
-    return f"{sweep_id}.{trial}" if attempt == 1 else f"{sweep_id}.{trial}.a{attempt}"
 
 
 @dataclass

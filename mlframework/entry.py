@@ -1,10 +1,10 @@
-"""A project's entry modules in one call each: the seed's ``test_echo.py`` and ``run_training.py``.
+"""The seed's entry modules (`test_echo.py`, `run_training.py`) in one call each, over the CLI.
 
 ``scripts/run_tasks.sh NAME`` runs the project's module ``NAME.py``; a project's
 modules only say which project they belong to::
 
     # projects/mnist/run_training.py
-    from mlframework.sweep.entry import run_training
+    from mlframework.entry import run_training
     run_training(__file__)
 
 Extra command-line arguments are options of ``mlframework sweep`` (``--local``,

@@ -189,7 +189,11 @@ def check_task(project_dir: Path, task_name: str) -> None:
     except ConfigError:
         raise
     except Exception as exc:
-        raise ConfigError(f"{project_dir / 'tasks.py'}: importing it failed: {type(exc).__name__}: {exc}") from None
+        from mlframework.sweep.preflight import cause_tail
+
+        raise ConfigError(
+            f"{project_dir / 'tasks.py'}: importing it failed: {type(exc).__name__}: {exc}\n{cause_tail(exc)}"
+        ) from None
     if task_name not in task_registry.REGISTERED:
         known = ", ".join(sorted(task_registry.REGISTERED)) or "none"
         raise ConfigError(f"{project_dir / 'tasks.py'}: no task named '{task_name}' (defined: {known})")
@@ -346,6 +350,18 @@ def trials_held(listings: dict[str, list[dict[str, Any]]] | None, sweep_id: str)
     }
 
 
+def _absolute(path: str) -> str:
+    """``path`` made absolute, so that ``--resume`` works from any directory (a grid built in memory as is)."""
+    return str(Path(path).resolve()) if Path(path).exists() else path
+
+
+def _recorded_path(path: str, project: str | None) -> str:
+    """A path from sweep.json: as recorded, else (a relative one, of an earlier version) under the project."""
+    if Path(path).is_absolute() or Path(path).exists() or not project:
+        return path
+    return str(Path(project) / path) if (Path(project) / path).exists() else path
+
+
 def _grid_digest(grid: Grid) -> str | None:
     try:
         return hashlib.sha256(Path(grid.source).read_bytes()).hexdigest()
@@ -381,7 +397,7 @@ def run_sweep(
         "id": sweep_id,
         "project": str(project_dir),
         "task": spec.task,
-        "parameters_file": spec.grid.source,
+        "parameters_file": _absolute(spec.grid.source),
         "parameters_sha256": _grid_digest(spec.grid),
         "parameters": spec.grid.names,
         "trials": spec.grid.count,
@@ -393,6 +409,7 @@ def run_sweep(
         "status": "running",
         "created_at": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "driver_host": socket.gethostname(),
+        "driver_pid": os.getpid(),  # with driver_host: whether a "running" sweep's driver still lives
         "broker": broker.redacted_url(),
         "mlframework_version": __version__,
         "python": sys.version.split()[0],
@@ -434,7 +451,7 @@ def resume_sweep(
         raise SweepError(f"{directory}: no sweep {sweep_id!r} here (check --results)") from None
     except ValueError as exc:
         raise SweepError(f"{directory / 'sweep.json'}: not readable: {exc}") from None
-    grid = load_grid(meta["parameters_file"])
+    grid = load_grid(_recorded_path(meta["parameters_file"], meta.get("project")))
     recorded_digest = meta.get("parameters_sha256")
     if recorded_digest and _grid_digest(grid) != recorded_digest:
         raise SweepError(f"{grid.source}: changed since sweep {sweep_id} started; start a new sweep instead")
@@ -453,7 +470,9 @@ def resume_sweep(
     check_task(spec.project_dir, spec.task)
     app = create_app(broker)
     connection = _connect(app, broker, connect_timeout, heartbeat=heartbeat)
-    meta.update(status="running", broker=broker.redacted_url(), driver_host=socket.gethostname())
+    meta.update(
+        status="running", broker=broker.redacted_url(), driver_host=socket.gethostname(), driver_pid=os.getpid()
+    )
     meta.setdefault("resumed_at", []).append(_dt.datetime.now().astimezone().isoformat(timespec="seconds"))
     try:
         store = ResultsStore(directory, grid.names)
@@ -782,6 +801,8 @@ class _SweepRun:
             )
             store.write_sweep(meta)
             self.connection.release()
+            if interrupted:  # the summary of what was recorded, before the interrupt goes on up
+                self.observer.sweep_finished(outcome)
         self.observer.sweep_finished(outcome)
         return outcome
 

@@ -43,6 +43,8 @@ _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\
 _PR_SET_PDEATHSIG = 1
 _READ_SIZE = 65536
 _LONGEST_LINE = 1 << 20  # bytes without a line break that are passed on as a line anyway
+# What a command leaves running when it exits gets this long between SIGTERM and SIGKILL: its slot waits meanwhile.
+_LEFTOVER_GRACE = 1.0
 _GATHER_SECONDS = 0.002  # shorter: the pipe (64 KiB) fills and blocks the script; 0: a wakeup per line
 
 
@@ -316,7 +318,9 @@ def run_command(
             # What it left behind (background children holding its pipes open, daemons): stopped now. Searching
             # /proc costs a few ms: done when the trial was long enough for that not to matter, or the pipes stay open.
             readers[0].join(timeout=0 if duration > 1.0 else 0.05)
-            proctree.stop_group(process.pid, tag, grace, search=duration > 1.0 or readers[0].is_alive())
+            proctree.stop_group(
+                process.pid, tag, min(grace, _LEFTOVER_GRACE), search=duration > 1.0 or readers[0].is_alive()
+            )
         except BaseException:
             # The task is being cancelled (warm shutdown, time limit): take the command's processes with it.
             proctree.stop_group(process.pid, tag, grace=0.5)

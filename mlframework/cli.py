@@ -57,10 +57,16 @@ def cli(verbose: int) -> None:
 
 @cli.command("params")
 @click.argument("parameters_file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of objects instead of option lines.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print a JSON array of objects instead of option lines (inf, -inf, nan as strings).",
+)
 @click.option("--count", is_flag=True, help="Print only the number of combinations (computed, not expanded).")
 def params_command(parameters_file: Path, as_json: bool, count: bool) -> None:
     """Print every combination of PARAMETERS_FILE, one per line, as the options a trial gets."""
+    from mlframework.sweep.arguments import display, json_safe
     from mlframework.sweep.params import load_grid, render_options
 
     grid = load_grid(parameters_file)
@@ -70,13 +76,12 @@ def params_command(parameters_file: Path, as_json: bool, count: bool) -> None:
         out = sys.stdout
         out.write("[")
         for index, combination in enumerate(grid):
-            out.write(("," if index else "") + "\n  " + json.dumps(combination))
+            # Infinities and NaN as the strings "inf", "-inf" and "nan": strict JSON has no such numbers.
+            out.write(("," if index else "") + "\n  " + json.dumps(json_safe(combination), allow_nan=False))
         out.write("\n]\n" if grid.count else "]\n")
     else:
-        from shlex import join
-
         for combination in grid:
-            click.echo(join(render_options(combination)))
+            click.echo(display(render_options(combination)))
 
 
 def _broker_from_options(broker_url: str | None) -> Any:
@@ -146,6 +151,11 @@ def _broker_from_options(broker_url: str | None) -> Any:
     help="Most trials one message carries when trials are short (1: one trial per message).",
 )
 @click.option(
+    "--trial-timeout",
+    metavar="DURATION",
+    help="Stop a trial's command after DURATION (90, 90s, 30m, 2h): recorded FAILURE, retried with --retries.",
+)
+@click.option(
     "--resume",
     "resume_id",
     metavar="SWEEP_ID",
@@ -175,6 +185,7 @@ def sweep_command(
     retries: int,
     max_starts: int,
     max_batch: int,
+    trial_timeout: str | None,
     resume_id: str | None,
     detach: bool,
     sweep_id: str | None,
@@ -222,6 +233,7 @@ def sweep_command(
             retries=retries,
             max_starts=max_starts,
             max_batch=max_batch,
+            trial_timeout=_duration(trial_timeout),
         )
         if dry_run:
             console.print_dry_run(spec)
@@ -240,6 +252,7 @@ def sweep_command(
             "--max-batch",
             str(max_batch),
         ]
+        options += ["--trial-timeout", trial_timeout] if trial_timeout else []
         options += ["--metric", metric] if metric else []
         options += ["--mode", mode] if mode else []
         _detach(project_dir, spec, options)
@@ -271,6 +284,18 @@ def sweep_command(
                 click.echo("mlframework: interrupted before the sweep started; nothing was recorded", err=True)
             sys.exit(stop.exit_status)
     sys.exit(outcome.exit_status)
+
+
+def _duration(text: str | None) -> float | None:
+    from mlframework.exceptions import ConfigError
+    from mlframework.sweep.trial_env import parse_duration
+
+    if text is None:
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise ConfigError(f"--trial-timeout {text}: give a duration such as 90, 90s, 30m or 2h") from None
 
 
 def _drive_local(project_dir: Path, workers: int | None, gpus: str | None, console: Any, drive: Any) -> Any:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import collections
 import json
 import os
-import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +20,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from mlframework.sweep.arguments import display
 from mlframework.sweep.driver import SweepObserver, SweepOutcome, SweepSpec, trial_id
 from mlframework.sweep.params import format_value, render_options
 from mlframework.sweep.tasks import SUCCESS
@@ -40,7 +40,7 @@ def _number(value: Any) -> str:
 
 
 def _options(params: dict[str, Any]) -> str:
-    return shlex.join(render_options(params))
+    return display(render_options(params))
 
 
 class SweepConsole(SweepObserver):

@@ -28,14 +28,12 @@ from pathlib import Path
 
 from mlframework.cluster import watchdog
 from mlframework.exceptions import ServiceError
-from mlframework.sweep import fs_transport, proctree
+from mlframework.sweep import fs_transport, proctree, runner
 from mlframework.sweep.app import BrokerSettings
 from mlframework.sweep.tasks import ENV_GPU, ENV_PROJECT
+from mlframework.sweep.trial_env import ENV_SLOTS
 
 log = logging.getLogger(__name__)
-
-
-ENV_SLOTS = "MLFRAMEWORK_SLOTS"  # trials a worker runs at once: their share of the CPUs follows
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -208,7 +206,9 @@ class EmbeddedCluster:
         self.polling_interval = polling_interval
         self.tag = proctree.new_tag()  # in the environment of every process of this cluster
         self._watchdog: subprocess.Popen[bytes] | None = None
-        tagged = {watchdog.CLUSTER_ENV: self.tag}
+        # Whatever the workers and their trials put in TMPDIR (billiard's pymp-*, metrics scratch files,
+        # a script's temporary files) lives in the run directory, removed with it even after a SIGKILL.
+        tagged = {watchdog.CLUSTER_ENV: self.tag, "TMPDIR": str(self.run_dir / "tmp")}
         # Worker heartbeats are events for Flower, which embedded mode does not run.
         if not self.gpus:
             self.local_workers = [
@@ -254,7 +254,7 @@ class EmbeddedCluster:
 
     def start(self) -> None:
         """Create the broker folders, start the watchdog, then the workers."""
-        for folder in ("broker/queue", "broker/control"):
+        for folder in ("broker/queue", "broker/control", "tmp"):
             (self.run_dir / folder).mkdir(parents=True, exist_ok=True)
         self._start_watchdog()
         for worker in self.local_workers:
@@ -304,6 +304,7 @@ class EmbeddedCluster:
         left = proctree.kill_tagged(watchdog.CLUSTER_ENV, self.tag, grace)
         if left:
             log.info("stopped %d process(es) the local workers left behind", left)
+        runner.remove_stale_scratch()  # the metrics scratch directories of the killed pool processes
         if self._watchdog is not None:
             self._tell_watchdog("done")
             with contextlib.suppress(OSError):

@@ -15,7 +15,7 @@ Ctrl-C during its clean-up): the watchdog then
 3. marks each running sweep.json ``interrupted``, naming the dead driver;
 4. removes the temporary run directory (the broker's message files).
 
-Standard library only: it must start fast and never fail to import.
+Standard library (and two small modules of ours) only: it must start fast and never fail to import.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import signal
 import sys
 from pathlib import Path
 
-from mlframework.sweep import proctree
+from mlframework.sweep import proctree, runner
 
 CLUSTER_ENV = "MLFRAMEWORK_CLUSTER"  # tag of every process of one embedded cluster
 GRACE_SECONDS = 2.0  # between SIGTERM and SIGKILL of the trials
@@ -60,6 +60,7 @@ def clean_up(tag: str, worker_groups: list[int], run_dir: Path | None, sweeps: l
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(group, signal.SIGKILL)
     proctree.kill_tagged(CLUSTER_ENV, tag, GRACE_SECONDS)
+    runner.remove_stale_scratch()  # the metrics scratch directories of the killed pool processes
     for sweep_json in sweeps:
         mark_interrupted(sweep_json, reason)
     if run_dir is not None:

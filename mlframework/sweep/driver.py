@@ -59,6 +59,7 @@ class SweepSpec:
     retries: int = 0  # re-runs of a trial that failed, each on another worker when there is one
     max_starts: int = 3  # a trial started this often without finishing (its worker died) is FAILURE
     max_batch: int = 200  # most trials one message carries when trials are short (1: one per message)
+    trial_timeout: float | None = None  # seconds a trial's command may run before it is stopped and FAILURE
 
 
 @dataclass
@@ -261,6 +262,10 @@ class _Dispatcher:
 
     def __post_init__(self) -> None:
         self.next_index = self.start
+        # What every trial message carries besides its id (sweep/tasks.py _controls).
+        self._controls: dict[str, Any] = {"sweep_dir": str((Path(self.spec.results_root) / self.sweep_id).resolve())}
+        if self.spec.trial_timeout:
+            self._controls["timeout"] = self.spec.trial_timeout
         self._combinations = self.spec.grid.iter_from(self.start) if self.start < self.total else None
 
     @property
@@ -268,7 +273,13 @@ class _Dispatcher:
         return self._combinations is None
 
     def _trial(self, index: int, attempt: int) -> dict[str, Any]:
-        return {"sweep": self.sweep_id, "id": trial_id(index, self.total), "index": index, "attempt": attempt}
+        return {
+            "sweep": self.sweep_id,
+            "id": trial_id(index, self.total),
+            "index": index,
+            "attempt": attempt,
+            **self._controls,
+        }
 
     def _send_task(self, producer: Any, index: int, params: dict[str, Any], attempt: int, avoid: str | None) -> None:
         trial = self._trial(index, attempt)
@@ -404,6 +415,7 @@ def run_sweep(
         "retries": spec.retries,
         "max_starts": spec.max_starts,
         "max_batch": spec.max_batch,
+        "trial_timeout": spec.trial_timeout,
         "requested_metric": spec.metric,
         "requested_mode": spec.mode,
         "status": "running",
@@ -466,6 +478,7 @@ def resume_sweep(
         int(meta.get("retries") or 0),
         int(meta.get("max_starts") or 3),
         int(meta.get("max_batch") or 1),
+        meta.get("trial_timeout"),
     )
     check_task(spec.project_dir, spec.task)
     app = create_app(broker)

@@ -209,13 +209,13 @@ def _metrics_file() -> Path:
     """
     directory = _scratch.get(os.getpid())
     if directory is None:
-        _remove_stale_scratch()
+        remove_stale_scratch()
         directory = _scratch[os.getpid()] = tempfile.mkdtemp(prefix=f"{_SCRATCH_PREFIX}{os.getpid()}-")
         atexit.register(shutil.rmtree, directory, True)
     return Path(directory) / f"metrics-{next(_scratch_names)}.jsonl"
 
 
-def _remove_stale_scratch() -> None:
+def remove_stale_scratch() -> None:
     """Remove the scratch directories of this user's processes that are gone.
 
     A worker's pool processes are stopped by a signal, so neither atexit nor

@@ -114,6 +114,18 @@ class SweepConsole(SweepObserver):
         if time.monotonic() - self._display_window >= DISPLAY_WINDOW:
             self._draw_output()
 
+    def trial_output_lines(self, trial: str, host: str, stream: str, lines: list[str]) -> None:
+        # A chunk at a time, not a Python step per line: a chatty script prints hundreds of thousands.
+        recent = self._recent.setdefault(trial, collections.deque(maxlen=FAILED_OUTPUT_LINES))
+        recent.extend(lines[-FAILED_OUTPUT_LINES:])
+        if not self.show_output:
+            return
+        room = max(0, DISPLAY_LINES - len(self._display))
+        self._display.extend((trial, host, stream, line) for line in lines[:room])
+        self._skipped += max(0, len(lines) - room)
+        if time.monotonic() - self._display_window >= DISPLAY_WINDOW:
+            self._draw_output()
+
     def _draw_output(self) -> None:
         """Draw the output lines of this window in one write, and how many were skipped."""
         self._display_window = time.monotonic()

@@ -104,6 +104,11 @@ class SweepObserver:
     def trial_output(self, trial: str, host: str, stream: str, line: str) -> None:
         """A trial printed a line."""
 
+    def trial_output_lines(self, trial: str, host: str, stream: str, lines: list[str]) -> None:
+        """A trial printed ``lines`` (one call per chunk that arrived); by default :meth:`trial_output` each."""
+        for line in lines:
+            self.trial_output(trial, host, stream, line)
+
     def trial_finished(self, record: dict[str, Any]) -> None:
         """A trial's record was written."""
 
@@ -536,7 +541,10 @@ class _SweepRun:
         self.store = store
         self.meta = meta
         self.observer = observer
-        self.watches_output = type(observer).trial_output is not SweepObserver.trial_output
+        self.watches_output = (
+            type(observer).trial_output is not SweepObserver.trial_output
+            or type(observer).trial_output_lines is not SweepObserver.trial_output_lines
+        )
         self.total = spec.grid.count
         self.starts: dict[tuple[str, int], int] = {}  # starts of each attempt of each trial
         self.start_events: set[tuple[Any, ...]] = set()
@@ -617,8 +625,7 @@ class _SweepRun:
             self.store.append_output(trial, chunks)
             if self.watches_output:
                 for stream, text in chunks:
-                    for line in text.split("\n"):
-                        self.observer.trial_output(trial, str(event.get("host")), stream, line)
+                    self.observer.trial_output_lines(trial, str(event.get("host")), stream, text.split("\n"))
         elif kind == "finished":
             self._finished(trial, attempt, event)
         elif kind == "leased":

@@ -24,8 +24,11 @@ from typing import Any
 
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 #: ``name: value`` / ``name=value``, the value a whole word (``x=1.5`` but not ``v=1.5.2`` or ``t=12:30``).
-DEFAULT_PATTERNS = (rf"(?<![\w.-])(?P<name>[A-Za-z_][\w./-]*)\s*[:=]\s*(?P<value>{_NUMBER})(?![\w.:/-])",)
-MAX_HISTORY = 10_000  # records kept per command; the final value of each metric is always kept
+DEFAULT_PATTERNS = (rf"(?<![\w.-])(?P<name>[A-Za-z_][\w./-]*)[ \t]*[:=][ \t]*(?P<value>{_NUMBER})(?![\w.:/-])",)
+MAX_HISTORY = 2_000  # records kept per command; the final value of each metric is always kept
+# Once the history is full only the last lines of each group are read (for the final values): a script
+# printing hundreds of thousands of lines costs no more than that.
+TAIL_LINES = 20
 
 Patterns = None | bool | str | Sequence[str] | Mapping[str, str]
 
@@ -53,24 +56,34 @@ class ScalarReader:
     def active(self) -> bool:
         return bool(self._named or self._grouped)
 
-    def feed(self, lines: Iterable[str]) -> None:
-        """Look for metrics in ``lines``."""
-        for line in lines:
-            if not line:
-                continue
-            found: dict[str, float] = {}
-            for name, regex in self._named:
-                match = regex.search(line)
-                if match:
-                    self._put(found, name, match.group(1) if regex.groups else match.group(0))
-            for regex in self._grouped:
-                for match in regex.finditer(line):
-                    groups = match.groupdict()
-                    if "name" in groups and "value" in groups:
-                        self._put(found, groups["name"], groups["value"])
-                    else:
-                        for name, value in groups.items():
-                            self._put(found, name, value)
+    def feed(self, lines: Sequence[str]) -> None:
+        """Look for metrics in ``lines`` (one history record per pattern and line that matched).
+
+        Each pattern runs once over the lines joined (in C, not a Python step
+        per line: a chatty script prints hundreds of thousands).
+        """
+        if len(self.history) >= MAX_HISTORY:
+            lines = lines[-TAIL_LINES:]
+        text = "\n".join(lines)
+        records: dict[tuple[int, int], dict[str, float]] = {}
+        patterns = [(None, regex) for regex in self._grouped] + [(name, regex) for name, regex in self._named]
+        for number, (metric, regex) in enumerate(patterns):
+            line, position = 0, 0
+            for match in regex.finditer(text):
+                line += text.count("\n", position, match.start())
+                position = match.start()
+                found = records.setdefault((line, number), {})
+                if metric is not None:
+                    self._put(found, metric, match.group(1) if regex.groups else match.group(0))
+                    continue
+                groups = match.groupdict()
+                if "name" in groups and "value" in groups:
+                    self._put(found, groups["name"], groups["value"])
+                else:
+                    for name, value in groups.items():
+                        self._put(found, name, value)
+        for key in sorted(records):
+            found = records[key]
             if found:
                 self.final.update(found)
                 if len(self.history) < MAX_HISTORY:

@@ -52,7 +52,7 @@ def _run(argv: list[str], cwd: Path) -> tuple[float, float | None]:
     assert process.stdout is not None
     tail: list[str] = []
     for line in process.stdout:
-        tail = (tail + [line])[-20:]
+        tail = [*tail, line][-20:]
         if " finished in " in line:
             summary_at = time.perf_counter()
     process.wait()

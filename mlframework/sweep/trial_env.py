@@ -23,10 +23,12 @@ def workdir(sweep_dir: str | None, sweep_id: str, trial: str) -> Path:
 
 
 def remove_if_empty(directory: Path) -> None:
-    """Remove a trial directory its command wrote nothing to (and ``work/`` when it is the last)."""
+    """Remove a trial directory its command wrote nothing to.
+
+    Not its parent, even when empty: another trial may be making its own directory in it right now.
+    """
     with contextlib.suppress(OSError):
         directory.rmdir()
-        directory.parent.rmdir()
 
 
 def thread_limits(environ: Mapping[str, str]) -> dict[str, str]:

@@ -183,3 +183,19 @@ def test_an_import_error_in_tasks_py_shows_its_traceback_and_records_nothing(tmp
     assert "tasks.py: importing it failed: ModuleNotFoundError" in result.stderr.splitlines()[0]
     assert "import helpers_that_do_not_exist" in result.stderr, "the traceback's tail names the line"
     assert not (tmp_path / "res").exists()
+
+
+def test_a_worker_that_fails_to_start_shows_its_log_and_leaves_no_sweep_directory(tmp_path):
+    project = make_project(tmp_path / "proj", "x: [1, 2]\n")
+    # Imports on the driver, fails in the workers only (they are told their share of the CPUs).
+    (project / "tasks.py").write_text(
+        "import os\nimport mlframework as mlf\n\n"
+        "if os.environ.get('MLFRAMEWORK_SLOTS'):\n    raise RuntimeError('the workers cannot load this')\n\n"
+        "train = mlf.train_task('train.py')\n"
+    )
+    driver = sweep_process(tmp_path, project, "--workers", "1")
+    output, _ = driver.communicate(timeout=120)
+    assert driver.returncode == 2, output
+    assert "the local Celery worker exited" in output
+    assert "  | RuntimeError: the workers cannot load this" in output, "the worker log's last lines are shown"
+    assert not list((tmp_path / "res").glob("*")), "no sweep directory with nothing in it"

@@ -92,8 +92,18 @@ def sweep_meta(tmp_path: Path) -> dict:
     return json.loads(meta.read_text())
 
 
-@pytest.mark.parametrize("number", [signal.SIGKILL, signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
-def test_a_driver_stopped_by_a_signal_leaves_nothing_running(tmp_path, number):
+@pytest.mark.parametrize(
+    ("number", "twice"),
+    [
+        (signal.SIGKILL, False),
+        (signal.SIGTERM, False),
+        (signal.SIGHUP, False),
+        (signal.SIGINT, False),
+        (signal.SIGINT, True),
+    ],
+    ids=["kill", "term", "hup", "ctrl-c", "ctrl-c-twice"],
+)
+def test_a_driver_stopped_by_a_signal_leaves_nothing_running(tmp_path, number, twice):
     mark = marker()
     values = ", ".join(str(i) for i in range(20))
     project = stubborn_project(tmp_path / "proj", f"x: [{values}]\nsleep: [1.5]\nmarker: ['{mark}']\n")
@@ -102,6 +112,9 @@ def test_a_driver_stopped_by_a_signal_leaves_nothing_running(tmp_path, number):
     assert leftovers(tmp_path, mark), "the sweep runs trials and their children"
     os.kill(driver.pid, number)
     stopped = time.monotonic()
+    if twice:
+        time.sleep(0.3)
+        os.kill(driver.pid, number)
     output, _ = driver.communicate(timeout=60)
     left = wait_until_gone(tmp_path, mark, timeout=5)
     assert not left, f"still running 5 s after {signal.Signals(number).name} of the driver: {left}"

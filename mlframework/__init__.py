@@ -28,6 +28,7 @@ _LAZY = {
     "echo_task": "mlframework.sweep.tasks",
     "task": "mlframework.sweep.tasks",
     "train_task": "mlframework.sweep.tasks",
+    "ArgumentStyle": "mlframework.sweep.arguments",
     "run_sweep": "mlframework.sweep.driver",
     "SweepSpec": "mlframework.sweep.driver",
     "load_grid": "mlframework.sweep.params",

@@ -1,7 +1,9 @@
 """The ``mlframework`` command: thin wrappers over the library API.
 
 Errors a user can fix (a bad grid, a missing file, an unreachable broker)
-print one line and exit with status 2; anything unexpected keeps its traceback.
+print one line (and, indented under it, the tail of their cause: a worker's
+log, a traceback in tasks.py) and exit with status 2; anything unexpected
+keeps its traceback.
 """
 
 from __future__ import annotations
@@ -22,8 +24,15 @@ from mlframework.exceptions import MLFrameworkError
 EXIT_USAGE = 2
 
 
+CAUSE_LINES = 15  # of an error's cause (a worker's log, a traceback), shown under its first line
+
+
 def _fail(message: str) -> None:
-    click.echo(f"mlframework: error: {message}", err=True)
+    """The error's first line, then the last lines of its cause (if it carries one) indented; exit 2."""
+    first, *cause = message.splitlines() or [""]
+    click.echo(f"mlframework: error: {first}", err=True)
+    for line in cause[-CAUSE_LINES:]:
+        click.echo(f"  | {line}", err=True)
     sys.exit(EXIT_USAGE)
 
 
@@ -34,7 +43,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except MLFrameworkError as exc:
-            _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            _fail(str(exc) or type(exc).__name__)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -48,10 +57,16 @@ def cli(verbose: int) -> None:
 
 @cli.command("params")
 @click.argument("parameters_file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of objects instead of option lines.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print a JSON array of objects instead of option lines (inf, -inf, nan as strings).",
+)
 @click.option("--count", is_flag=True, help="Print only the number of combinations (computed, not expanded).")
 def params_command(parameters_file: Path, as_json: bool, count: bool) -> None:
     """Print every combination of PARAMETERS_FILE, one per line, as the options a trial gets."""
+    from mlframework.sweep.arguments import display, json_safe
     from mlframework.sweep.params import load_grid, render_options
 
     grid = load_grid(parameters_file)
@@ -61,13 +76,12 @@ def params_command(parameters_file: Path, as_json: bool, count: bool) -> None:
         out = sys.stdout
         out.write("[")
         for index, combination in enumerate(grid):
-            out.write(("," if index else "") + "\n  " + json.dumps(combination))
+            # Infinities and NaN as the strings "inf", "-inf" and "nan": strict JSON has no such numbers.
+            out.write(("," if index else "") + "\n  " + json.dumps(json_safe(combination), allow_nan=False))
         out.write("\n]\n" if grid.count else "]\n")
     else:
-        from shlex import join
-
         for combination in grid:
-            click.echo(join(render_options(combination)))
+            click.echo(display(render_options(combination)))
 
 
 def _broker_from_options(broker_url: str | None) -> Any:
@@ -137,6 +151,11 @@ def _broker_from_options(broker_url: str | None) -> Any:
     help="Most trials one message carries when trials are short (1: one trial per message).",
 )
 @click.option(
+    "--trial-timeout",
+    metavar="DURATION",
+    help="Stop a trial's command after DURATION (90, 90s, 30m, 2h): recorded FAILURE, retried with --retries.",
+)
+@click.option(
     "--resume",
     "resume_id",
     metavar="SWEEP_ID",
@@ -166,6 +185,7 @@ def sweep_command(
     retries: int,
     max_starts: int,
     max_batch: int,
+    trial_timeout: str | None,
     resume_id: str | None,
     detach: bool,
     sweep_id: str | None,
@@ -213,6 +233,7 @@ def sweep_command(
             retries=retries,
             max_starts=max_starts,
             max_batch=max_batch,
+            trial_timeout=_duration(trial_timeout),
         )
         if dry_run:
             console.print_dry_run(spec)
@@ -231,6 +252,7 @@ def sweep_command(
             "--max-batch",
             str(max_batch),
         ]
+        options += ["--trial-timeout", trial_timeout] if trial_timeout else []
         options += ["--metric", metric] if metric else []
         options += ["--mode", mode] if mode else []
         _detach(project_dir, spec, options)
@@ -243,18 +265,83 @@ def sweep_command(
             )
         return run_sweep(spec, broker, console, health_check=health_check)
 
-    if local:
-        from mlframework.cluster.gpus import parse_gpu_option
-        from mlframework.cluster.local import EmbeddedCluster
+    from mlframework.cli_stop import StopSignals
 
-        with EmbeddedCluster(project_dir, workers=workers, gpus=parse_gpu_option(gpus)) as cluster:
-            outcome = drive(cluster.broker, True, cluster.check)
-    else:
-        broker = _broker_from_options(broker_url)
-        if broker is None:
-            raise ConfigError("no broker: start a cluster (scripts/infrainit.sh), pass --broker URL, or use --local")
-        outcome = drive(broker, False)
+    console.resume_command = _resume_command(results_root, local, workers, gpus)
+    with StopSignals() as stop:
+        try:
+            if local:
+                outcome = _drive_local(project_dir, workers, gpus, console, drive)
+            else:
+                broker = _broker_from_options(broker_url)
+                if broker is None:
+                    raise ConfigError(
+                        "no broker: start a cluster (scripts/infrainit.sh), pass --broker URL, or use --local"
+                    )
+                outcome = drive(broker, False)
+        except KeyboardInterrupt:
+            if console.sweep_id is None:
+                click.echo("mlframework: interrupted before the sweep started; nothing was recorded", err=True)
+            sys.exit(stop.exit_status)
     sys.exit(outcome.exit_status)
+
+
+def _duration(text: str | None) -> float | None:
+    from mlframework.exceptions import ConfigError
+    from mlframework.sweep.trial_env import parse_duration
+
+    if text is None:
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise ConfigError(f"--trial-timeout {text}: give a duration such as 90, 90s, 30m or 2h") from None
+
+
+def _drive_local(project_dir: Path, workers: int | None, gpus: str | None, console: Any, drive: Any) -> Any:
+    """The sweep on an embedded cluster that lives exactly as long as it (see cluster/local.py)."""
+    from mlframework.cluster.gpus import parse_gpu_option
+    from mlframework.cluster.local import EmbeddedCluster
+    from mlframework.exceptions import ServiceError
+    from mlframework.sweep.preflight import check_importable
+
+    # Its workers run this very Python: a tasks.py that does not import here fails there too.
+    check_importable(project_dir)
+    with EmbeddedCluster(project_dir, workers=workers, gpus=parse_gpu_option(gpus)) as cluster:
+        console.on_sweep_started = lambda directory: cluster.note_sweep(directory / "sweep.json")
+        try:
+            return drive(cluster.broker, True, cluster.check)
+        except ServiceError:
+            # The workers never came up: a sweep directory with nothing in it would only mislead.
+            _remove_if_empty(console.directory)
+            raise
+
+
+def _remove_if_empty(directory: Path | None) -> None:
+    """Remove a sweep directory in which no trial was recorded."""
+    import shutil
+
+    if directory is None or not directory.is_dir():
+        return
+    trials = directory / "trials.jsonl"
+    if not trials.exists() or trials.stat().st_size == 0:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _resume_command(results_root: Path, local: bool, workers: int | None, gpus: str | None) -> Any:
+    """How to resume a sweep of this command, from any directory: ``sweep_id -> command line``."""
+    from shlex import join
+
+    options = ["--results", str(results_root.resolve())]
+    if local:
+        options.append("--local")
+        options += ["--workers", str(workers)] if workers is not None else []
+        options += ["--gpus", gpus] if gpus is not None else []
+
+    def command(sweep_id: str) -> str:
+        return join(["mlframework", "sweep", "--resume", sweep_id, *options])
+
+    return command
 
 
 def _detach(project_dir: Path, spec: Any, sweep_options: list[str]) -> None:

@@ -1,7 +1,9 @@
 """Errors a user can fix, each naming the file, parameter or host at fault.
 
 The CLI turns every :class:`MLFrameworkError` into one line on stderr and exit
-status 2; anything else is a bug and keeps its traceback.
+status 2; anything else is a bug and keeps its traceback. A message's lines
+after the first, if any, are its cause (the last lines of a worker's log or of
+a traceback in the user's tasks.py), shown indented under it.
 
     MLFrameworkError
      ├── ConfigError      options, config.sh, project layout, broker settings
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 
 class MLFrameworkError(Exception):
-    """Base of every error a user can fix; its message is one line."""
+    """Base of every error a user can fix; its message's first line says it all (what follows is the cause)."""
 
 
 class ConfigError(MLFrameworkError):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import collections
 import json
 import os
-import shlex
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +20,17 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from mlframework.sweep.arguments import display
 from mlframework.sweep.driver import SweepObserver, SweepOutcome, SweepSpec, trial_id
 from mlframework.sweep.params import format_value, render_options
 from mlframework.sweep.tasks import SUCCESS
 
 SUMMARY_ROWS = 10
 FAILED_OUTPUT_LINES = 20
+# --show-output draws at most this many lines per window, in one write: a terminal cannot show more to be
+# read, and drawing every line of a chatty script held the whole sweep back. The logs keep every line.
+DISPLAY_LINES = 40
+DISPLAY_WINDOW = 0.1  # seconds
 
 
 def _number(value: Any) -> str:
@@ -35,7 +40,7 @@ def _number(value: Any) -> str:
 
 
 def _options(params: dict[str, Any]) -> str:
-    return shlex.join(render_options(params))
+    return display(render_options(params))
 
 
 class SweepConsole(SweepObserver):
@@ -56,12 +61,22 @@ class SweepConsole(SweepObserver):
         self._running: set[str] = set()
         self._recent: dict[str, collections.deque[str]] = {}
         self._started = time.monotonic()
+        self.sweep_id: str | None = None
+        self.directory: Path | None = None
+        self.on_sweep_started: Callable[[Path], None] | None = None  # e.g. tell the embedded cluster's watchdog
+        self.resume_command: Callable[[str], str] | None = None  # sweep id -> the command that resumes it
+        self._display: list[tuple[str, str, str, str]] = []  # output lines waiting to be drawn
+        self._display_window = time.monotonic()
+        self._skipped = 0  # output lines not drawn in this window
 
     # -- driver hooks -------------------------------------------------------
 
     def sweep_started(self, sweep_id: str, total: int, directory: Path) -> None:
         self._total = total
         self._started = time.monotonic()
+        self.sweep_id, self.directory = sweep_id, directory
+        if self.on_sweep_started is not None:
+            self.on_sweep_started(directory)
         self.console.print(
             f"sweep {sweep_id}: {total} trial(s), recording to {directory}", markup=False, soft_wrap=True
         )
@@ -90,11 +105,47 @@ class SweepConsole(SweepObserver):
     def trial_output(self, trial: str, host: str, stream: str, line: str) -> None:
         recent = self._recent.setdefault(trial, collections.deque(maxlen=FAILED_OUTPUT_LINES))
         recent.append(line)
-        if self.show_output:
-            prefix = Text(f"[{trial} {host}] ", style="dim" if stream == "stdout" else "red")
-            self.console.print(prefix + Text(line), soft_wrap=True)
+        if not self.show_output:
+            return
+        if len(self._display) < DISPLAY_LINES:
+            self._display.append((trial, host, stream, line))
+        else:
+            self._skipped += 1
+        if time.monotonic() - self._display_window >= DISPLAY_WINDOW:
+            self._draw_output()
+
+    def trial_output_lines(self, trial: str, host: str, stream: str, lines: list[str]) -> None:
+        # A chunk at a time, not a Python step per line: a chatty script prints hundreds of thousands.
+        recent = self._recent.setdefault(trial, collections.deque(maxlen=FAILED_OUTPUT_LINES))
+        recent.extend(lines[-FAILED_OUTPUT_LINES:])
+        if not self.show_output:
+            return
+        room = max(0, DISPLAY_LINES - len(self._display))
+        self._display.extend((trial, host, stream, line) for line in lines[:room])
+        self._skipped += max(0, len(lines) - room)
+        if time.monotonic() - self._display_window >= DISPLAY_WINDOW:
+            self._draw_output()
+
+    def _draw_output(self) -> None:
+        """Draw the output lines of this window in one write, and how many were skipped."""
+        self._display_window = time.monotonic()
+        if not self._display and not self._skipped:
+            return
+        text = Text()
+        for number, (trial, host, stream, line) in enumerate(self._display):
+            if number:
+                text.append("\n")
+            text.append(f"[{trial} {host}] ", style="dim" if stream == "stdout" else "red")
+            text.append(line)
+        if self._skipped:
+            where = self.directory / "logs" if self.directory else "the trial logs"
+            text.append(("\n" if self._display else "") + f"[mlframework] {self._skipped} line(s) not shown ", "yellow")
+            text.append(f"(too many to read; every line is in {where})", "yellow")
+        self._display, self._skipped = [], 0
+        self.console.print(text, soft_wrap=True)
 
     def trial_finished(self, record: dict[str, Any]) -> None:
+        self._draw_output()
         trial = str(record["trial"])
         self._running.discard(trial)
         self._done += 1
@@ -130,9 +181,12 @@ class SweepConsole(SweepObserver):
         self._refresh()
 
     def idle(self) -> None:
+        if self._display or self._skipped:
+            self._draw_output()
         self._refresh()
 
     def sweep_finished(self, outcome: SweepOutcome) -> None:
+        self._draw_output()
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
@@ -188,11 +242,30 @@ class SweepConsole(SweepObserver):
                     markup=False,
                     soft_wrap=True,
                 )
+        self._warn_missing_metric(outcome)
         state = "interrupted" if outcome.interrupted else "finished"
         self.console.print(
             f"sweep {outcome.sweep_id} {state} in {elapsed:.1f}s: {outcome.succeeded} succeeded, "
             f"{outcome.failed} failed, {outcome.total - len(outcome.records)} not run; "
             f"results in {outcome.directory / 'results.csv'}",
+            markup=False,
+            soft_wrap=True,
+        )
+        if outcome.interrupted and self.resume_command is not None and len(outcome.records) < outcome.total:
+            self.console.print(f"resume it: {self.resume_command(outcome.sweep_id)}", markup=False, soft_wrap=True)
+
+    def _warn_missing_metric(self, outcome: SweepOutcome) -> None:
+        """One warning when no trial reported the metric asked for, naming those they did report."""
+        if not outcome.metric or not outcome.records:
+            return
+        reported = sorted({name for record in outcome.records for name in (record.get("metrics") or {})})
+        if outcome.metric in reported:
+            return
+        known = ", ".join(reported) if reported else "none"
+        self.console.print(
+            f"warning: no trial reported the metric {outcome.metric!r}, so none is ranked; "
+            f"the trials reported: {known} (rank by one with --metric NAME)",
+            style="yellow",
             markup=False,
             soft_wrap=True,
         )

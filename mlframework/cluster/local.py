@@ -6,10 +6,16 @@ and the workers are one local ``celery worker`` process with ``N`` pool processe
 or one per GPU, started and stopped here. Same tasks, same events, same results as a
 cluster; what it cannot give is redelivery of a trial whose worker was killed mid-run
 (the filesystem transport removes a message when it is read), so use a cluster for sweeps that must survive that.
+
+Nothing outlives the cluster: every process of it (workers, pool processes,
+trials and what they start) carries the cluster's tag in its environment and
+is stopped by :meth:`EmbeddedCluster.stop`, or, when the driver dies without
+stopping it (SIGKILL, a crash), by the watchdog of :mod:`mlframework.cluster.watchdog`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -20,10 +26,12 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from mlframework.cluster import watchdog
 from mlframework.exceptions import ServiceError
-from mlframework.sweep import fs_transport
+from mlframework.sweep import fs_transport, proctree, runner
 from mlframework.sweep.app import BrokerSettings
 from mlframework.sweep.tasks import ENV_GPU, ENV_PROJECT
+from mlframework.sweep.trial_env import ENV_SLOTS
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +44,7 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 
 def _own_session_dying_with_parent() -> None:
-    """preexec_fn: a session of its own (signals reach the whole pool), and SIGTERM when the driver dies.
+    """preexec_fn: a session of its own (signals reach the whole pool), and SIGKILL when the driver dies.
 
     Without the second part a driver killed with SIGKILL (or SIGTERM, which skips
     Python's clean-up) would leave its workers running with nobody to stop them.
@@ -46,7 +54,8 @@ def _own_session_dying_with_parent() -> None:
         import ctypes
 
         PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        # SIGKILL, not a warm shutdown: a batch of trials must not go on starting trials nobody collects.
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class LocalWorker:
@@ -82,6 +91,7 @@ class LocalWorker:
         env = dict(os.environ)
         env.update(self.broker.to_env())
         env[ENV_PROJECT] = str(self.project_dir)
+        env[ENV_SLOTS] = str(self.concurrency)
         env.update(self.extra_env)
         argv = [
             sys.executable,
@@ -123,25 +133,33 @@ class LocalWorker:
                 + _tail(self.log_path)
             )
 
-    def stop(self, timeout: float = 15.0) -> None:
-        """Warm shutdown (SIGTERM: running trials finish), then SIGKILL after ``timeout``."""
+    def stop(self, timeout: float = 0.3) -> None:
+        """Cold shutdown (SIGQUIT: no trial starts, the pool is ended), SIGKILL of the group after ``timeout``.
+
+        No warm shutdown: in embedded mode the broker goes with the driver, so
+        what a running trial would still report has nowhere to go. Trials the
+        worker left are stopped by :meth:`EmbeddedCluster.stop`. The short
+        ``timeout``: the worker closes its consumer within milliseconds of
+        SIGQUIT, then waits 3-5 s here for billiard's pool processes to end,
+        which hold nothing worth waiting for (measured; it made every sweep
+        wait that long after its summary).
+        """
         process, self._process = self._process, None
         if process is None:
             return
         if process.poll() is None:
             try:
-                os.killpg(process.pid, signal.SIGTERM)
+                process.send_signal(signal.SIGQUIT)
                 process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=5)
-            except ProcessLookupError:
-                pass
-        # The pool's children share the session: make sure none outlives the worker.
+                log.info("the local worker did not stop within %.1fs of SIGQUIT: SIGKILL", timeout)
+        # The pool's processes share the worker's process group: none outlives the worker.
         try:
             os.killpg(process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=5)
 
     def kill(self) -> None:
         """SIGKILL the worker and its pool at once, as the OOM killer or a power cut would."""
@@ -186,6 +204,11 @@ class EmbeddedCluster:
         self._own_run_dir = run_dir is None
         self.run_dir = Path(run_dir or tempfile.mkdtemp(prefix="mlframework-local-"))
         self.polling_interval = polling_interval
+        self.tag = proctree.new_tag()  # in the environment of every process of this cluster
+        self._watchdog: subprocess.Popen[bytes] | None = None
+        # Whatever the workers and their trials put in TMPDIR (billiard's pymp-*, metrics scratch files,
+        # a script's temporary files) lives in the run directory, removed with it even after a SIGKILL.
+        tagged = {watchdog.CLUSTER_ENV: self.tag, "TMPDIR": str(self.run_dir / "tmp")}
         # Worker heartbeats are events for Flower, which embedded mode does not run.
         if not self.gpus:
             self.local_workers = [
@@ -194,6 +217,7 @@ class EmbeddedCluster:
                     self.project_dir,
                     self.workers,
                     self.run_dir / "worker.log",
+                    extra_env=tagged,
                     extra_args=["--without-heartbeat"],
                 )
             ]
@@ -205,7 +229,7 @@ class EmbeddedCluster:
                     self.workers,
                     self.run_dir / f"worker-gpu{gpu}.log",
                     node_name=f"gpu{gpu}@%h",
-                    extra_env={"CUDA_VISIBLE_DEVICES": gpu, ENV_GPU: gpu},
+                    extra_env={"CUDA_VISIBLE_DEVICES": gpu, ENV_GPU: gpu, **tagged},
                     extra_args=["--without-heartbeat"],
                 )
                 for gpu in self.gpus
@@ -229,21 +253,66 @@ class EmbeddedCluster:
         )
 
     def start(self) -> None:
-        """Create the broker folders and start the workers."""
-        for folder in ("broker/queue", "broker/control"):
+        """Create the broker folders, start the watchdog, then the workers."""
+        for folder in ("broker/queue", "broker/control", "tmp"):
             (self.run_dir / folder).mkdir(parents=True, exist_ok=True)
+        self._start_watchdog()
         for worker in self.local_workers:
             worker.start()
+            self._tell_watchdog(f"worker {worker.pid}")
+
+    def _start_watchdog(self) -> None:
+        self._watchdog = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "mlframework.cluster.watchdog",
+                self.tag,
+                str(self.run_dir) if self._own_run_dir else "",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # out of reach of the terminal's SIGHUP and Ctrl-C
+        )
+
+    def _tell_watchdog(self, line: str) -> None:
+        if self._watchdog is None or self._watchdog.stdin is None:
+            return
+        try:
+            self._watchdog.stdin.write(line.encode() + b"\n")
+            self._watchdog.stdin.flush()
+        except OSError:  # it died: the clean-up is the driver's alone
+            log.warning("the embedded cluster's watchdog is gone")
+
+    def note_sweep(self, sweep_json: str | os.PathLike[str]) -> None:
+        """The sweep.json to mark interrupted should the driver die without stopping the cluster."""
+        self._tell_watchdog(f"sweep {Path(sweep_json).resolve()}")
 
     def check(self) -> None:
         """Raise :class:`ServiceError` when a worker has died."""
         for worker in self.local_workers:
             worker.check()
 
-    def stop(self) -> None:
-        """Stop the workers and remove the run directory if it was made here."""
+    def stop(self, grace: float = 1.0) -> None:
+        """Stop the workers, then every process left of the cluster (SIGTERM, SIGKILL after ``grace``).
+
+        Then the watchdog is told it is done, and the run directory is removed if it was made here.
+        """
         for worker in self.local_workers:
             worker.stop()
+        left = proctree.kill_tagged(watchdog.CLUSTER_ENV, self.tag, grace)
+        if left:
+            log.info("stopped %d process(es) the local workers left behind", left)
+        runner.remove_stale_scratch()  # the metrics scratch directories of the killed pool processes
+        if self._watchdog is not None:
+            self._tell_watchdog("done")
+            with contextlib.suppress(OSError):
+                assert self._watchdog.stdin is not None
+                self._watchdog.stdin.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._watchdog.wait(timeout=2)
+            self._watchdog = None
         if self._own_run_dir:
             shutil.rmtree(self.run_dir, ignore_errors=True)
 

@@ -58,6 +58,7 @@ class SweepSpec:
     retries: int = 0  # re-runs of a trial that failed, each on another worker when there is one
     max_starts: int = 3  # a trial started this often without finishing (its worker died) is FAILURE
     max_batch: int = 200  # most trials one message carries when trials are short (1: one per message)
+    trial_timeout: float | None = None  # seconds a trial's command may run before it is stopped and FAILURE
 
 
 @dataclass
@@ -101,6 +102,11 @@ class SweepObserver:
 
     def trial_output(self, trial: str, host: str, stream: str, line: str) -> None:
         """A trial printed a line."""
+
+    def trial_output_lines(self, trial: str, host: str, stream: str, lines: list[str]) -> None:
+        """A trial printed ``lines`` (one call per chunk that arrived); by default :meth:`trial_output` each."""
+        for line in lines:
+            self.trial_output(trial, host, stream, line)
 
     def trial_finished(self, record: dict[str, Any]) -> None:
         """A trial's record was written."""
@@ -166,7 +172,11 @@ def check_task(project_dir: Path, task_name: str) -> None:
     except ConfigError:
         raise
     except Exception as exc:
-        raise ConfigError(f"{project_dir / 'tasks.py'}: importing it failed: {type(exc).__name__}: {exc}") from None
+        from mlframework.sweep.preflight import cause_tail
+
+        raise ConfigError(
+            f"{project_dir / 'tasks.py'}: importing it failed: {type(exc).__name__}: {exc}\n{cause_tail(exc)}"
+        ) from None
     if task_name not in task_registry.REGISTERED:
         known = ", ".join(sorted(task_registry.REGISTERED)) or "none"
         raise ConfigError(f"{project_dir / 'tasks.py'}: no task named '{task_name}' (defined: {known})")
@@ -229,6 +239,10 @@ class _Dispatcher:
 
     def __post_init__(self) -> None:
         self.next_index = self.start
+        # What every trial message carries besides its id (sweep/tasks.py _controls).
+        self._controls: dict[str, Any] = {"sweep_dir": str((Path(self.spec.results_root) / self.sweep_id).resolve())}
+        if self.spec.trial_timeout:
+            self._controls["timeout"] = self.spec.trial_timeout
         self._combinations = self.spec.grid.iter_from(self.start) if self.start < self.total else None
 
     @property
@@ -236,7 +250,13 @@ class _Dispatcher:
         return self._combinations is None
 
     def _trial(self, index: int, attempt: int) -> dict[str, Any]:
-        return {"sweep": self.sweep_id, "id": trial_id(index, self.total), "index": index, "attempt": attempt}
+        return {
+            "sweep": self.sweep_id,
+            "id": trial_id(index, self.total),
+            "index": index,
+            "attempt": attempt,
+            **self._controls,
+        }
 
     def _send_task(self, producer: Any, index: int, params: dict[str, Any], attempt: int, avoid: str | None) -> None:
         trial = self._trial(index, attempt)
@@ -318,6 +338,18 @@ def trials_held(listings: dict[str, list[dict[str, Any]]] | None, sweep_id: str)
     }
 
 
+def _absolute(path: str) -> str:
+    """``path`` made absolute, so that ``--resume`` works from any directory (a grid built in memory as is)."""
+    return str(Path(path).resolve()) if Path(path).exists() else path
+
+
+def _recorded_path(path: str, project: str | None) -> str:
+    """A path from sweep.json: as recorded, else (a relative one, of an earlier version) under the project."""
+    if Path(path).is_absolute() or Path(path).exists() or not project:
+        return path
+    return str(Path(project) / path) if (Path(project) / path).exists() else path
+
+
 def _grid_digest(grid: Grid) -> str | None:
     try:
         return hashlib.sha256(Path(grid.source).read_bytes()).hexdigest()
@@ -353,18 +385,20 @@ def run_sweep(
         "id": sweep_id,
         "project": str(project_dir),
         "task": spec.task,
-        "parameters_file": spec.grid.source,
+        "parameters_file": _absolute(spec.grid.source),
         "parameters_sha256": _grid_digest(spec.grid),
         "parameters": spec.grid.names,
         "trials": spec.grid.count,
         "retries": spec.retries,
         "max_starts": spec.max_starts,
         "max_batch": spec.max_batch,
+        "trial_timeout": spec.trial_timeout,
         "requested_metric": spec.metric,
         "requested_mode": spec.mode,
         "status": "running",
         "created_at": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "driver_host": socket.gethostname(),
+        "driver_pid": os.getpid(),  # with driver_host: whether a "running" sweep's driver still lives
         "broker": broker.redacted_url(),
         "mlframework_version": __version__,
         "python": sys.version.split()[0],
@@ -406,7 +440,7 @@ def resume_sweep(
         raise SweepError(f"{directory}: no sweep {sweep_id!r} here (check --results)") from None
     except ValueError as exc:
         raise SweepError(f"{directory / 'sweep.json'}: not readable: {exc}") from None
-    grid = load_grid(meta["parameters_file"])
+    grid = load_grid(_recorded_path(meta["parameters_file"], meta.get("project")))
     recorded_digest = meta.get("parameters_sha256")
     if recorded_digest and _grid_digest(grid) != recorded_digest:
         raise SweepError(f"{grid.source}: changed since sweep {sweep_id} started; start a new sweep instead")
@@ -421,11 +455,14 @@ def resume_sweep(
         int(meta.get("retries") or 0),
         int(meta.get("max_starts") or 3),
         int(meta.get("max_batch") or 1),
+        meta.get("trial_timeout"),
     )
     check_task(spec.project_dir, spec.task)
     app = create_app(broker)
     connection = _connect(app, broker, connect_timeout, heartbeat=heartbeat)
-    meta.update(status="running", broker=broker.redacted_url(), driver_host=socket.gethostname())
+    meta.update(
+        status="running", broker=broker.redacted_url(), driver_host=socket.gethostname(), driver_pid=os.getpid()
+    )
     meta.setdefault("resumed_at", []).append(_dt.datetime.now().astimezone().isoformat(timespec="seconds"))
     try:
         store = ResultsStore(directory, grid.names)
@@ -476,7 +513,10 @@ class _SweepRun:
         self.store = store
         self.meta = meta
         self.observer = observer
-        self.watches_output = type(observer).trial_output is not SweepObserver.trial_output
+        self.watches_output = (
+            type(observer).trial_output is not SweepObserver.trial_output
+            or type(observer).trial_output_lines is not SweepObserver.trial_output_lines
+        )
         self.total = spec.grid.count
         self.starts: dict[tuple[str, int], int] = {}  # starts of each attempt of each trial
         self.start_events: set[tuple[Any, ...]] = set()
@@ -557,8 +597,7 @@ class _SweepRun:
             self.store.append_output(trial, chunks)
             if self.watches_output:
                 for stream, text in chunks:
-                    for line in text.split("\n"):
-                        self.observer.trial_output(trial, str(event.get("host")), stream, line)
+                    self.observer.trial_output_lines(trial, str(event.get("host")), stream, text.split("\n"))
         elif kind == "finished":
             self._finished(trial, attempt, event)
         elif kind == "leased":
@@ -754,6 +793,8 @@ class _SweepRun:
             )
             store.write_sweep(meta)
             self.connection.release()
+            if interrupted:  # the summary of what was recorded, before the interrupt goes on up
+                self.observer.sweep_finished(outcome)
         self.observer.sweep_finished(outcome)
         return outcome
 

@@ -26,5 +26,9 @@ def import_project_tasks(project_dir: str | os.PathLike[str]) -> ModuleType:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["tasks"] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules["tasks"]  # a half-imported module must not pass the next check
+        raise
     return module

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from mlframework import metrics
+from mlframework.sweep import proctree
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\
 _PR_SET_PDEATHSIG = 1
 _READ_SIZE = 65536
 _LONGEST_LINE = 1 << 20  # bytes without a line break that are passed on as a line anyway
+# What a command leaves running when it exits gets this long between SIGTERM and SIGKILL: its slot waits meanwhile.
+_LEFTOVER_GRACE = 1.0
 _GATHER_SECONDS = 0.002  # shorter: the pipe (64 KiB) fills and blocks the script; 0: a wakeup per line
 
 
@@ -60,6 +63,7 @@ class CommandResult:
     stderr_tail: list[str]  # last lines of stderr, to explain a failure
     metrics: dict[str, Any] = field(default_factory=dict)  # last value of each logged metric
     history: list[dict[str, Any]] = field(default_factory=list)  # every metrics.log() record
+    timed_out: bool = False  # stopped after its time limit (``timeout`` of :func:`run_command`)
 
     @property
     def ok(self) -> bool:
@@ -205,13 +209,13 @@ def _metrics_file() -> Path:
     """
     directory = _scratch.get(os.getpid())
     if directory is None:
-        _remove_stale_scratch()
+        remove_stale_scratch()
         directory = _scratch[os.getpid()] = tempfile.mkdtemp(prefix=f"{_SCRATCH_PREFIX}{os.getpid()}-")
         atexit.register(shutil.rmtree, directory, True)
     return Path(directory) / f"metrics-{next(_scratch_names)}.jsonl"
 
 
-def _remove_stale_scratch() -> None:
+def remove_stale_scratch() -> None:
     """Remove the scratch directories of this user's processes that are gone.
 
     A worker's pool processes are stopped by a signal, so neither atexit nor
@@ -237,6 +241,8 @@ def run_command(
     on_line: LineCallback | None = None,
     on_lines: LinesCallback | None = None,
     tail_lines: int = 40,
+    timeout: float | None = None,
+    grace: float = 5.0,
 ) -> CommandResult:
     """Run ``argv`` (no shell), streaming each output line to ``on_line`` (or in groups to ``on_lines``).
 
@@ -245,6 +251,11 @@ def run_command(
     unbuffered so lines arrive while the script runs, not when it exits.
     A command that cannot be started gives exit code 127 and the reason in
     ``stderr_tail`` rather than an exception, like a shell would.
+
+    The command runs in a session of its own; when it exits (or after
+    ``timeout`` seconds, or when the calling task is cancelled) whatever it
+    left running is stopped with :func:`~mlframework.sweep.proctree.stop_group`
+    (SIGTERM, SIGKILL after ``grace``). ``duration_s`` is the command's own.
     """
     if on_lines is not None:
         callback: LinesCallback = on_lines
@@ -263,6 +274,8 @@ def run_command(
         child_env.update(env or {})
         child_env[metrics.ENV_VAR] = str(metrics_path)
         child_env.setdefault("PYTHONUNBUFFERED", "1")
+        tag = child_env[proctree.TREE_ENV] = proctree.new_tag()
+        proctree.become_subreaper()
         started = time.monotonic()
         launcher = _pdeathsig_launcher()
         problem = _unstartable(argv[0], cwd, child_env.get("PATH")) if launcher else None
@@ -277,6 +290,8 @@ def run_command(
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 preexec_fn=None if launcher else _die_with_parent,
+                # Its own session: its group can be stopped whole, and a terminal's signals do not reach it.
+                start_new_session=True,
             )
         except OSError as exc:
             reason = f"cannot start {argv[0]!r}: {exc.strerror or exc}"
@@ -289,20 +304,34 @@ def run_command(
         ]
         for reader in readers:
             reader.start()
+        timed_out = False
         try:
-            exit_code = process.wait()
+            try:
+                exit_code = process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                log.info("%s ran past its %ss limit: stopped", argv, timeout)
+                proctree.stop_group(process.pid, tag, grace)
+                exit_code = process.wait()
+            duration = time.monotonic() - started
+            exited.set()
+            # What it left behind (background children holding its pipes open, daemons): stopped now. Searching
+            # /proc costs a few ms: done when the trial was long enough for that not to matter, or the pipes stay open.
+            readers[0].join(timeout=0 if duration > 1.0 else 0.05)
+            proctree.stop_group(
+                process.pid, tag, min(grace, _LEFTOVER_GRACE), search=duration > 1.0 or readers[0].is_alive()
+            )
         except BaseException:
-            # The task is being cancelled (warm shutdown, time limit): take the child down with it.
-            process.kill()
+            # The task is being cancelled (warm shutdown, time limit): take the command's processes with it.
+            proctree.stop_group(process.pid, tag, grace=0.5)
             process.wait()
             raise
         finally:
             exited.set()
             for reader in readers:
-                reader.join(timeout=10)
-        duration = time.monotonic() - started
+                reader.join(timeout=2)
         final, history = metrics.read(metrics_path)
     finally:
         metrics_path.unlink(missing_ok=True)
     log.debug("%s exited with %s after %.2fs", argv, exit_code, duration)
-    return CommandResult(list(argv), exit_code, duration, list(tail), final, history)
+    return CommandResult(list(argv), exit_code, duration, list(tail), final, history, timed_out)

@@ -22,6 +22,7 @@ import logging
 import numbers
 import os
 import shlex
+import shutil
 import socket
 import sys
 import time
@@ -34,8 +35,10 @@ from typing import Any
 from celery import shared_task
 from celery.exceptions import Reject
 
+from mlframework.exceptions import ConfigError
+from mlframework.sweep import scalars, trial_env
+from mlframework.sweep.arguments import SEED_STYLE, ArgumentStyle
 from mlframework.sweep.events import EventBuffer, EventPublisher, OutputStreamer
-from mlframework.sweep.params import render_options
 from mlframework.sweep.runner import CommandResult, run_command
 
 log = logging.getLogger(__name__)
@@ -89,12 +92,25 @@ class Trial:
     project_dir: Path = field(default_factory=lambda: Path(os.environ.get(ENV_PROJECT) or os.getcwd()))
     redelivered: bool = False  # the broker gave this trial to a worker before
     attempt: int = 1  # 2, 3, ... when the sweep retries a failed trial (--retries)
+    timeout: float | None = None  # seconds a command of this trial may run (--trial-timeout)
+    sweep_dir: str | None = None  # the sweep's results directory on the driver's machine
+    arguments: ArgumentStyle = SEED_STYLE  # how options() renders the parameters
+    output_scalars: scalars.Patterns = None  # metrics read from the output (sweep/scalars.py)
     _output: OutputStreamer | None = field(default=None, repr=False)
     commands: list[CommandResult] = field(default_factory=list, repr=False)
 
     def options(self) -> list[str]:
-        """The parameters rendered as command-line options (``--name=value``)."""
-        return render_options(self.params)
+        """The parameters rendered as command-line options (``--name=value`` unless the task says otherwise)."""
+        return self.arguments.render(self.params)
+
+    @property
+    def workdir(self) -> Path:
+        """This trial's own directory (made on first use), for what its script writes (``model.pt``).
+
+        ``SWEEP_DIR/work/<trial>`` where the worker sees the sweep's directory
+        (embedded mode), else ``$TMPDIR/mlframework-work/<sweep>/<trial>``.
+        """
+        return trial_env.workdir(self.sweep_dir, self.sweep_id, self.id)
 
     def print(self, *values: Any, sep: str = " ", stream: str = "stdout") -> None:
         """Send a line of output to whoever runs the sweep (and to the trial's log)."""
@@ -118,24 +134,43 @@ class Trial:
         cwd: str | os.PathLike[str] | None = None,
         env: Mapping[str, str] | None = None,
         check: bool = True,
+        timeout: float | None = None,
     ) -> CommandResult:
         """Run a command (no shell), streaming its output; its metrics become the trial's.
 
         With ``check`` a non-zero exit raises :class:`TrialFailed` carrying the
-        exit code and the tail of stderr.
+        exit code and the tail of stderr. ``timeout`` (default: the sweep's
+        ``--trial-timeout``) stops the command and fails the trial. The command
+        gets ``MLFRAMEWORK_TRIAL_DIR`` (:attr:`workdir`) and, unless set, the
+        slot's share of the CPUs as ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``;
+        metrics it prints are read with :attr:`output_scalars` (sweep/scalars.py).
         """
         child_env = {
             "MLFRAMEWORK_SWEEP_ID": self.sweep_id,
             "MLFRAMEWORK_TRIAL_ID": self.id,
+            "MLFRAMEWORK_TRIAL_DIR": str(self.workdir),
+            **trial_env.thread_limits(os.environ),
             **(env or {}),
         }
+        reader = scalars.ScalarReader(self.output_scalars, exclude=self.params)
+
+        def on_lines(stream: str, lines: list[str]) -> None:
+            self._print_lines(stream, lines)
+            if reader.active:
+                reader.feed(lines)
+
+        limit = timeout if timeout is not None else self.timeout
         result = run_command(
-            argv,
-            cwd=cwd if cwd is not None else self.project_dir,
-            env=child_env,
-            on_lines=self._print_lines,
+            argv, cwd=cwd if cwd is not None else self.project_dir, env=child_env, on_lines=on_lines, timeout=limit
         )
+        if reader.final and not (reader.default and (result.metrics or result.history)):
+            # Printed metrics, unless (for the default patterns) the script logged its own with metrics.log.
+            result.metrics = {**reader.final, **result.metrics}
+            result.history = reader.history + result.history
         self.commands.append(result)
+        trial_env.remove_if_empty(self.workdir)
+        if result.timed_out:
+            raise TrialFailed(f"timed out after {limit:g}s (--trial-timeout)", result.exit_code, result.stderr_tail)
         if check and not result.ok:
             raise TrialFailed(_exit_reason(result.exit_code), result.exit_code, result.stderr_tail)
         return result
@@ -279,6 +314,15 @@ def message_trials(kwargs: Any) -> list[dict[str, Any]]:
     ]
 
 
+def _controls(trial: Mapping[str, Any]) -> dict[str, Any]:
+    """What a trial message says about how to run it, beyond its parameters (absent in older messages)."""
+    timeout = trial.get("timeout")
+    return {
+        "timeout": float(timeout) if isinstance(timeout, (int, float)) and timeout > 0 else None,
+        "sweep_dir": str(trial["sweep_dir"]) if trial.get("sweep_dir") else None,
+    }
+
+
 def _run_batch(
     function: TaskFunction,
     batch: list[dict[str, Any]],
@@ -312,6 +356,7 @@ def _run_batch(
                 index=int(trial.get("index", 0)),
                 params=dict(entry["params"]),
                 attempt=int(trial.get("attempt") or 1),
+                **_controls(trial),
             ),
             lambda event: events.add({**event, "worker": worker, "message": message_id}),
         )
@@ -358,6 +403,7 @@ def task(function: TaskFunction | None = None, *, name: str | None = None) -> An
                     params=dict(params),
                     redelivered=bool(delivery_info.get("redelivered")),
                     attempt=int(trial.get("attempt") or 1),
+                    **_controls(trial),
                 ),
                 lambda event: publisher.publish(
                     sweep_id, {**event, "worker": self.request.hostname, "message": self.request.id}
@@ -402,18 +448,42 @@ def train_task(
     name: str = "train",
     python: str | None = None,
     args: Sequence[str] = (),
+    output_scalars: scalars.Patterns = None,
+    arguments: ArgumentStyle = SEED_STYLE,
+    cwd: str = "project",
 ) -> Any:
     """The seed's ``train`` task: run ``python SCRIPT [ARGS] --name=value ...`` for each combination.
 
-    ``script`` is relative to the calling ``tasks.py``; the command runs in
-    that directory with the worker's Python unless ``python`` names another.
-    A non-zero exit marks the trial FAILURE with the tail of its stderr.
+    ``script`` is relative to the calling ``tasks.py`` and must exist (checked
+    when tasks.py is imported: by the driver before anything is sent, and by
+    each worker as it starts); the command runs with the worker's Python
+    unless ``python`` names another. A non-zero exit marks the trial FAILURE
+    with the tail of its stderr.
+
+    ``output_scalars``: metrics read from what the script prints (see
+    :mod:`mlframework.sweep.scalars`; default: ``name: value`` / ``name=value``
+    lines when the script does not use metrics.log; ``False``: none).
+    ``arguments``: how parameters become options (:class:`~mlframework.sweep.arguments.ArgumentStyle`).
+    ``cwd``: ``"project"`` (the directory of tasks.py) or ``"trial"`` (the trial's own
+    :attr:`Trial.workdir`, so that files the script writes do not collide).
     """
     project_dir = _caller_dir()
     script_path = Path(script) if Path(script).is_absolute() else project_dir / script
+    where = project_dir / "tasks.py"
+    if not script_path.is_file():
+        raise ConfigError(f"{where}: train_task({str(script)!r}): {script_path} does not exist")
+    if python is not None and shutil.which(python) is None:
+        raise ConfigError(f"{where}: train_task(python={python!r}): no such program")
+    if cwd not in ("project", "trial"):
+        raise ConfigError(f"{where}: train_task(cwd={cwd!r}): give 'project' or 'trial'")
+    scalars.ScalarReader(output_scalars)  # a bad pattern is an error here, not in every trial
 
     def train(trial: Trial) -> None:
-        trial.run([python or sys.executable, str(script_path), *args, *trial.options()], cwd=project_dir)
+        trial.arguments, trial.output_scalars = arguments, output_scalars
+        trial.run(
+            [python or sys.executable, str(script_path), *args, *trial.options()],
+            cwd=trial.workdir if cwd == "trial" else project_dir,
+        )
 
     train.__name__ = name
     return task(train, name=name)

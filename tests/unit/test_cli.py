@@ -172,3 +172,25 @@ def test_a_readable_secrets_file_is_refused_not_shown(tmp_path, monkeypatch):
     assert result.exit_code == 2
     assert "readable by others" in result.output and "chmod 600" in result.output
     assert "password" not in result.output.lower()
+
+
+def test_params_keeps_one_line_per_combination_and_json_strict(tmp_path):
+    grid = tmp_path / "g.yml"
+    grid.write_text('note: ["a\\nb"]\nx: [.inf, .nan]\n')
+    lines = invoke("params", str(grid)).output.splitlines()
+    assert lines == ["$'--note=a\\nb' --x=inf", "$'--note=a\\nb' --x=nan"]
+    as_json = json.loads(invoke("params", "--json", str(grid)).output, parse_constant=lambda name: 1 / 0)
+    assert as_json == [{"note": "a\nb", "x": "inf"}, {"note": "a\nb", "x": "nan"}]
+
+
+def test_an_error_with_a_cause_shows_the_cause_s_last_lines_indented(tmp_path):
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "tasks.py").write_text("def broken():\n    raise RuntimeError('no GPU here')\n\nbroken()\n")
+    (project / "parameters.yml").write_text("x: [1]\n")
+    result = CliRunner().invoke(cli, ["sweep", str(project), "--local", "--results", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    lines = result.output.splitlines()
+    assert lines[0].startswith("mlframework: error: ") and "RuntimeError: no GPU here" in lines[0]
+    assert "  |     raise RuntimeError('no GPU here')" in lines
+    assert not (tmp_path / "r").exists()

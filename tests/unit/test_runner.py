@@ -13,7 +13,7 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlframework.sweep.runner import LineSplitter, _remove_stale_scratch, run_command, strip_ansi
+from mlframework.sweep.runner import LineSplitter, remove_stale_scratch, run_command, strip_ansi
 
 
 def python(code: str) -> list[str]:
@@ -197,5 +197,5 @@ def test_scratch_directories_of_gone_processes_are_removed_and_live_ones_kept(tm
     for directory in (stale, live):
         directory.mkdir()
         (directory / "metrics-0.jsonl").write_text("{}\n")
-    _remove_stale_scratch()
+    remove_stale_scratch()
     assert not stale.exists() and live.exists()

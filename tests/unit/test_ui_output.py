@@ -1,0 +1,45 @@
+"""What --show-output and the summary draw: lines coalesced and counted when too many, missing metrics named."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from rich.console import Console
+
+from mlframework.sweep.driver import SweepOutcome
+from mlframework.ui import DISPLAY_LINES, SweepConsole
+
+
+def console_on(buffer: io.StringIO, **options) -> SweepConsole:
+    return SweepConsole(console=Console(file=buffer, width=200, highlight=False), **options)
+
+
+def test_a_flood_of_output_is_drawn_in_part_and_the_rest_counted():
+    buffer = io.StringIO()
+    ui = console_on(buffer, show_output=True)
+    ui.sweep_started("s1", 1, Path("/r/s1"))
+    lines = [f"line {i}" for i in range(10_000)]
+    ui.trial_output_lines("t0000", "h", "stdout", lines)
+    ui.idle()
+    shown = buffer.getvalue().splitlines()[1:]
+    assert shown[:2] == ["[t0000 h] line 0", "[t0000 h] line 1"]
+    assert len(shown) == DISPLAY_LINES + 1
+    assert f"{10_000 - DISPLAY_LINES} line(s) not shown" in shown[-1] and "/r/s1/logs" in shown[-1]
+
+
+def test_a_metric_no_trial_reports_is_named_with_those_they_do():
+    buffer = io.StringIO()
+    ui = console_on(buffer)
+    records = [{"trial": "t0000", "status": "SUCCESS", "index": 0, "params": {}, "metrics": {"accuracy": 0.9}}]
+    ui.print_summary(SweepOutcome("s1", Path("/r/s1"), 1, records, metric="acc", mode="max"))
+    assert "no trial reported the metric 'acc'" in buffer.getvalue()
+    assert "the trials reported: accuracy" in buffer.getvalue()
+
+
+def test_an_interrupted_sweep_ends_with_the_command_that_resumes_it():
+    buffer = io.StringIO()
+    ui = console_on(buffer)
+    ui.resume_command = lambda sweep_id: f"mlframework sweep --resume {sweep_id} --local"
+    ui.print_summary(SweepOutcome("s1", Path("/r/s1"), 3, [], interrupted=True))
+    assert buffer.getvalue().splitlines()[-1] == "resume it: mlframework sweep --resume s1 --local"

@@ -393,6 +393,7 @@ def run_sweep(
         "status": "running",
         "created_at": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "driver_host": socket.gethostname(),
+        "driver_pid": os.getpid(),  # with driver_host: `mlframework ls` tells a dead driver's sweep interrupted
         "broker": broker.redacted_url(),
         "mlframework_version": __version__,
         "python": sys.version.split()[0],
@@ -427,13 +428,12 @@ def resume_sweep(
     whose broker died with the driver) or the broker holds them nowhere (no
     trial queued, no worker running them): then they are sent again.
     """
+    from mlframework.sweep.catalog import read_meta  # catalog reads results with this module's ranking
+
     directory = Path(results_root) / sweep_id
-    try:
-        meta = json.loads((directory / "sweep.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SweepError(f"{directory}: no sweep {sweep_id!r} here (check --results)") from None
-    except ValueError as exc:
-        raise SweepError(f"{directory / 'sweep.json'}: not readable: {exc}") from None
+    meta = read_meta(directory)  # a missing or damaged sweep.json: one line (SweepError)
+    if not isinstance(meta.get("task"), str):
+        raise SweepError(f"{directory / 'sweep.json'}: damaged (no 'task' in it)")
     grid = load_grid(meta["parameters_file"])
     recorded_digest = meta.get("parameters_sha256")
     if recorded_digest and _grid_digest(grid) != recorded_digest:
@@ -453,7 +453,9 @@ def resume_sweep(
     check_task(spec.project_dir, spec.task)
     app = create_app(broker)
     connection = _connect(app, broker, connect_timeout, heartbeat=heartbeat)
-    meta.update(status="running", broker=broker.redacted_url(), driver_host=socket.gethostname())
+    meta.update(
+        status="running", broker=broker.redacted_url(), driver_host=socket.gethostname(), driver_pid=os.getpid()
+    )
     meta.setdefault("resumed_at", []).append(_dt.datetime.now().astimezone().isoformat(timespec="seconds"))
     try:
         store = ResultsStore(directory, grid.names)

@@ -186,9 +186,10 @@ def export_command(sweep_id: str, results_root: Path, tracking_uri: str, experim
     from mlframework.sweep.catalog import find_sweep
     from mlframework.sweep.export_mlflow import export_sweep
 
-    done = export_sweep(find_sweep(results_root, sweep_id), tracking_uri, experiment)
+    sweep = find_sweep(results_root, sweep_id)
+    done = export_sweep(sweep, tracking_uri, experiment)
     click.echo(
-        f"exported sweep {sweep_id} to {tracking_uri} (experiment {done.experiment!r}, parent run {done.parent_run}): "
+        f"exported sweep {sweep.id} to {tracking_uri} (experiment {done.experiment!r}, parent run {done.parent_run}): "
         f"{done.created} trial run(s) created, {done.existing} already there"
     )
 

@@ -91,7 +91,8 @@ def _metric_vs_parameters(data: ReportData) -> Any:
             row=row,
             col=col,
         )
-        figure.update_xaxes(type="log" if parameter.log else ("category" if not parameter.numeric else None))
+        axis_type = "log" if parameter.log else ("linear" if parameter.numeric else "category")
+        figure.update_xaxes(type=axis_type, row=row, col=col)
         figure.update_yaxes(title_text=metric if col == 1 else None, row=row, col=col)
     figure.update_layout(height=300 * rows, margin={"t": 40, "b": 40})
     return figure
@@ -177,7 +178,13 @@ def _learning_curves(data: ReportData) -> Any:
             )
     best = next((c for c in data.curves if data.ranked and c.trial == data.ranked[0].get("trial")), None)
     if best is not None and best.status == SUCCESS:
-        figure.add_scatter(x=best.steps, y=best.values, mode="lines", name=f"best ({best.trial})", line={"width": 3})
+        figure.add_scatter(
+            x=best.steps,
+            y=best.values,
+            mode="lines",
+            name=f"best ({best.trial})",
+            line={"width": 3, "color": "#1d3557"},
+        )
     figure.update_layout(height=420, xaxis_title="step", yaxis_title=data.curve_metric, hovermode="closest")
     return figure
 

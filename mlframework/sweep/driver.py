@@ -741,6 +741,11 @@ class _SweepRun:
     def drive(self, window: int, health_check: Callable[[], None] | None, start: int = 0) -> SweepOutcome:
         store, meta = self.store, self.meta
         interrupted = False
+        # -- live report (issue 15): results/<id>/report.html rendered now and then by a child process
+        from mlframework.report.live import LiveReport
+
+        live = LiveReport(store.directory)
+        # -- end live report
         try:
             stream = EventStream(self.connection, self.sweep_id, self.on_event, before_ack=self.store.sync)
             self.dispatcher = _Dispatcher(
@@ -764,6 +769,7 @@ class _SweepRun:
                 if health_check is not None:
                     health_check()
                 self.observer.idle()
+                live.tick(len(store.records))  # live report: a clock check, now and then a child started
             stream.cancel()
             stream.delete_queue()
         except KeyboardInterrupt:
@@ -783,6 +789,7 @@ class _SweepRun:
                 mode=mode,
             )
             store.write_sweep(meta)
+            live.finish()  # live report: the final state
             self.connection.release()
         self.observer.sweep_finished(outcome)
         return outcome

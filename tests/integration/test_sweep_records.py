@@ -157,7 +157,7 @@ def _chromium(page: Path, profile: Path, *args: str) -> subprocess.CompletedProc
 def test_report_renders_every_figure_in_headless_chromium(swept, tmp_path):
     from PIL import Image
 
-    cwd, directory = swept
+    cwd, _ = swept
     assert mlframework("report", "demo", "-o", str(tmp_path / "report.html"), cwd=cwd).returncode == 0
     probed = _probe(tmp_path / "report.html")
     dom = _chromium(probed, tmp_path / "profile1", "--window-size=1280,1000", "--dump-dom")

@@ -18,7 +18,7 @@ from typing import Any
 from mlframework.sweep.catalog import FAILURE, PRUNED, SUCCESS, Sweep
 
 TABLE_ROWS = 1000  # the table holds the best this many trials (the CSV has all)
-CURVE_POINTS = 200_000  # learning curves are thinned to about this many points in all
+CURVE_POINTS = 100_000  # learning curves are thinned to about this many points in all
 GPU_KEYS = ("gpu_util", "gpu_memory")  # optional per-trial GPU use (mean/peak), when the runner records it
 
 

@@ -16,7 +16,10 @@ from mlframework.report.data import ReportData, is_number, label, metric_value
 
 log = logging.getLogger(__name__)
 
-MAX_TRIALS = 1000
+MAX_TRIALS = 500
+# Smaller forests than Optuna's default (64 trees, depth 64): the ranking is the same on sweeps like
+# these, and the marginal variances cost a few seconds instead of a minute for a big sweep.
+N_TREES, MAX_DEPTH = 32, 8
 
 
 def _distribution(optuna: Any, values: list[Any], numeric: bool) -> Any:
@@ -66,7 +69,7 @@ def parameter_importance(data: ReportData, seed: int = 0) -> tuple[dict[str, flo
     study = optuna.create_study(direction="maximize" if data.mode == "max" else "minimize")
     study.add_trials(trials)
     try:
-        evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
+        evaluator = optuna.importance.FanovaImportanceEvaluator(n_trees=N_TREES, max_depth=MAX_DEPTH, seed=seed)
         importances = optuna.importance.get_param_importances(study, evaluator=evaluator)
     except (ImportError, RuntimeError, ValueError) as exc:  # e.g. scikit-learn missing, degenerate data
         log.info("parameter importance not computed: %s", exc)

@@ -367,22 +367,17 @@ def _detach(project_dir: Path, spec: Any, sweep_options: list[str]) -> None:
 
 
 def _resumed_project(results_root: Path, sweep_id: str) -> Path:
-    """The project directory recorded in RESULTS/SWEEP_ID/sweep.json."""
-    from mlframework.exceptions import SweepError
+    """The project directory recorded in RESULTS/SWEEP_ID/sweep.json (a damaged one: one line, exit 2)."""
+    from mlframework.sweep.catalog import read_meta
 
-    meta_path = results_root / sweep_id / "sweep.json"
-    try:
-        return Path(json.loads(meta_path.read_text(encoding="utf-8"))["project"])
-    except FileNotFoundError:
-        raise SweepError(f"{meta_path.parent}: no sweep {sweep_id!r} here (check --results)") from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise SweepError(f"{meta_path}: not a sweep record ({exc})") from None
+    return Path(read_meta(results_root / sweep_id)["project"])
 
 
 def _register_cluster_commands() -> None:
     from mlframework.cli_cluster import COMMANDS
+    from mlframework.cli_sweeps import COMMANDS as SWEEP_COMMANDS  # ls, show, report, export
 
-    for command in COMMANDS:
+    for command in [*COMMANDS, *SWEEP_COMMANDS]:
         cli.add_command(command)
 
 

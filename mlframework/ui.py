@@ -201,9 +201,9 @@ class SweepConsole(SweepObserver):
         if self._progress is not None:
             self._progress.update(self._bar, completed=self._done, counts=self._counts())
 
-    def print_summary(self, outcome: SweepOutcome) -> None:
-        """The ranked table, the best parameters and where the results are."""
-        elapsed = time.monotonic() - self._started
+    def print_summary(self, outcome: SweepOutcome, elapsed: float | None = None) -> None:
+        """The ranked table, the best parameters and where the results are (``elapsed``: the sweep's seconds)."""
+        elapsed = time.monotonic() - self._started if elapsed is None else elapsed
         ranked = outcome.ranked()
         if ranked:
             title = f"best trials by {outcome.metric} ({outcome.mode})" if outcome.metric else "trials"

@@ -25,5 +25,5 @@ fi
 
 requirements=()
 [ -f "$project/requirements.txt" ] && requirements+=("$project/requirements.txt")
-ensure_venv . "${requirements[@]}"
+ensure_venv ".[report]" "${requirements[@]}"
 exec "$VENV/bin/mlframework" sweep "$project" --local "$@"

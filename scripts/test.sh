@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The test command: scripts/test.sh [pytest args]  (ruff and mypy first, then pytest)
 #
-# Installs what the tests need and is missing (Debian's rabbitmq-server, shellcheck
-# and python3-venv when run as root; .venv with the package, its test extra and the
+# Installs what the tests need and is missing (Debian's rabbitmq-server, shellcheck,
+# chromium and python3-venv when run as root; .venv with the package, its test extra and the
 # sample projects' requirements), then runs pytest. A second run only runs pytest.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -25,6 +25,8 @@ install_system_packages() {
     [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || command -v rabbitmq-server >/dev/null \
         || missing+=(rabbitmq-server)
     command -v shellcheck >/dev/null || missing+=(shellcheck)
+    # The report test opens report.html in a real headless browser.
+    command -v chromium >/dev/null || missing+=(chromium)
     if [ ! -x .venv/bin/python ] && ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
         missing+=(python3-venv)
     fi

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.scenarios import balance, biggrid, bringup, lifecycle, output, subprocess_trials, throughput
+from bench.scenarios import balance, biggrid, bringup, lifecycle, output, report, subprocess_trials, throughput
 
 SCENARIOS = {
     "throughput": throughput,
@@ -12,4 +12,5 @@ SCENARIOS = {
     "biggrid": biggrid,
     "output": output,
     "lifecycle": lifecycle,
+    "report": report,  # issue 15
 }

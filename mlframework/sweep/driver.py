@@ -433,13 +433,12 @@ def resume_sweep(
     whose broker died with the driver) or the broker holds them nowhere (no
     trial queued, no worker running them): then they are sent again.
     """
+    from mlframework.sweep.catalog import read_meta  # catalog reads results with this module's ranking
+
     directory = Path(results_root) / sweep_id
-    try:
-        meta = json.loads((directory / "sweep.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SweepError(f"{directory}: no sweep {sweep_id!r} here (check --results)") from None
-    except ValueError as exc:
-        raise SweepError(f"{directory / 'sweep.json'}: not readable: {exc}") from None
+    meta = read_meta(directory)  # a missing or damaged sweep.json: one line (SweepError)
+    if not isinstance(meta.get("task"), str):
+        raise SweepError(f"{directory / 'sweep.json'}: damaged (no 'task' in it)")
     grid = load_grid(_recorded_path(meta["parameters_file"], meta.get("project")))
     recorded_digest = meta.get("parameters_sha256")
     if recorded_digest and _grid_digest(grid) != recorded_digest:
@@ -750,6 +749,11 @@ class _SweepRun:
     def drive(self, window: int, health_check: Callable[[], None] | None, start: int = 0) -> SweepOutcome:
         store, meta = self.store, self.meta
         interrupted = False
+        # -- live report (issue 15): results/<id>/report.html rendered now and then by a child process
+        from mlframework.report.live import LiveReport
+
+        live = LiveReport(store.directory)
+        # -- end live report
         try:
             stream = EventStream(self.connection, self.sweep_id, self.on_event, before_ack=self.store.sync)
             self.dispatcher = _Dispatcher(
@@ -773,6 +777,7 @@ class _SweepRun:
                 if health_check is not None:
                     health_check()
                 self.observer.idle()
+                live.tick(len(store.records))  # live report: a clock check, now and then a child started
             stream.cancel()
             stream.delete_queue()
         except KeyboardInterrupt:
@@ -792,6 +797,7 @@ class _SweepRun:
                 mode=mode,
             )
             store.write_sweep(meta)
+            live.finish()  # live report: the final state
             self.connection.release()
             if interrupted:  # the summary of what was recorded, before the interrupt goes on up
                 self.observer.sweep_finished(outcome)

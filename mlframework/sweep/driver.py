@@ -25,7 +25,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from kombu.exceptions import OperationalError
 
 from mlframework import __version__
 from mlframework.exceptions import ConfigError, SweepError
+from mlframework.sweep import liveness
 from mlframework.sweep.app import TRIAL_QUEUE, BrokerSettings, create_app
 from mlframework.sweep.events import EventStream
 from mlframework.sweep.params import Grid, load_grid
@@ -250,7 +251,8 @@ class _Dispatcher:
     sweep_id: str
     total: int
     start: int = 0
-    skip: set[str] = field(default_factory=set)  # trials not to send (recorded already)
+    skip: Collection[str] = field(default_factory=set)  # trials not to send (recorded: a live view of the store)
+    epoch: int = 0  # the sweep's live epoch its messages carry (sweep/liveness.py)
     sent: int = 0
     next_index: int = 0  # the first grid index not sent yet
     _combinations: Iterator[dict[str, Any]] | None = None
@@ -264,7 +266,8 @@ class _Dispatcher:
         return self._combinations is None
 
     def _trial(self, index: int, attempt: int) -> dict[str, Any]:
-        return {"sweep": self.sweep_id, "id": trial_id(index, self.total), "index": index, "attempt": attempt}
+        trial = {"sweep": self.sweep_id, "id": trial_id(index, self.total), "index": index, "attempt": attempt}
+        return liveness.stamp(trial, self.epoch)
 
     def _send_task(self, producer: Any, index: int, params: dict[str, Any], attempt: int, avoid: str | None) -> None:
         trial = self._trial(index, attempt)
@@ -391,6 +394,7 @@ def run_sweep(
         "requested_metric": spec.metric,
         "requested_mode": spec.mode,
         "status": "running",
+        "epoch": 0,
         "created_at": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "driver_host": socket.gethostname(),
         "broker": broker.redacted_url(),
@@ -453,7 +457,10 @@ def resume_sweep(
     check_task(spec.project_dir, spec.task)
     app = create_app(broker)
     connection = _connect(app, broker, connect_timeout, heartbeat=heartbeat)
-    meta.update(status="running", broker=broker.redacted_url(), driver_host=socket.gethostname())
+    epoch = liveness.next_epoch(meta)  # a sweep that ended (cancelled) starts a new epoch: its old messages stay dead
+    new_epoch = epoch != int(meta.get("epoch") or 0)
+    resend_in_flight = resend_in_flight or new_epoch
+    meta.update(status="running", broker=broker.redacted_url(), driver_host=socket.gethostname(), epoch=epoch)
     meta.setdefault("resumed_at", []).append(_dt.datetime.now().astimezone().isoformat(timespec="seconds"))
     try:
         store = ResultsStore(directory, grid.names)
@@ -464,6 +471,7 @@ def resume_sweep(
     run = _SweepRun(app, broker, connection, spec, sweep_id, store, meta, observer or SweepObserver(), heartbeat)
     start = 0 if resend_in_flight else store.dispatched()
     run.awaiting = set() if resend_in_flight else run.unrecorded_below(start)
+    run.drain_first = new_epoch  # results that came in while it was cancelled are recorded, not run again
     return run.drive(window, health_check, start=start)
 
 
@@ -510,6 +518,7 @@ class _SweepRun:
         self.start_events: set[tuple[Any, ...]] = set()
         self.seen: set[str] = set()  # trials with any event in this session
         self.awaiting: set[str] = set()  # sent before this session, not recorded: awaited
+        self.drain_first = False  # record the events already queued before sending anything
         self.leases: dict[str, dict[str, Any]] = {}  # trials acknowledged early by their worker (sweep/lease.py)
         self.next_lease_check = 0.0
         self.dispatcher: _Dispatcher | None = None
@@ -740,12 +749,14 @@ class _SweepRun:
         store, meta = self.store, self.meta
         interrupted = False
         try:
+            epoch = int(meta.get("epoch") or 0)
+            liveness.mark_live(self.connection, self.sweep_id, epoch)
             stream = EventStream(self.connection, self.sweep_id, self.on_event, before_ack=self.store.sync)
             self.dispatcher = _Dispatcher(
-                self.app, self.spec, self.sweep_id, self.total, start=start, skip=set(store.records)
+                self.app, self.spec, self.sweep_id, self.total, start=start, skip=store.records.keys(), epoch=epoch
             )
             self.observer.sweep_started(self.sweep_id, self.total, store.directory)
-            if self.awaiting:
+            if self.awaiting or self.drain_first:
                 stream.drain(timeout=1.0)  # what finished while the driver was away
             next_lost_check = time.monotonic()
             while not self._done():
@@ -764,6 +775,7 @@ class _SweepRun:
                 self.observer.idle()
             stream.cancel()
             stream.delete_queue()
+            liveness.end_sweep(self.connection, self.sweep_id, epoch, "finished")  # its leftover copies never run
         except KeyboardInterrupt:
             interrupted = True
             raise

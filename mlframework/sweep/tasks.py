@@ -34,6 +34,7 @@ from typing import Any
 from celery import shared_task
 from celery.exceptions import Reject
 
+from mlframework.sweep import liveness
 from mlframework.sweep.events import EventBuffer, EventPublisher, OutputStreamer
 from mlframework.sweep.params import render_options
 from mlframework.sweep.runner import CommandResult, run_command
@@ -319,6 +320,24 @@ def _run_batch(
     return {"trials": len(batch)}
 
 
+def _of_live_sweep(app: Any, trials: list[dict[str, Any]]) -> bool:
+    """Whether a message's trials belong to a live sweep (one cached broker check; see sweep/liveness.py)."""
+    if not trials:
+        return True  # not a sweep's message (e.g. called by hand): nothing to check
+    first = trials[0]
+    sweep_id, epoch = str(first["sweep"]), liveness.trial_epoch(first)
+    if liveness.is_live(app, sweep_id, epoch):
+        return True
+    ids = [str(t["id"]) for t in trials]
+    log.warning(
+        "dropped %s of sweep %s (epoch %d): the sweep is finished, cancelled or unknown",
+        ids[0] if len(ids) == 1 else f"{len(ids)} trials {ids[0]}..{ids[-1]}",
+        sweep_id,
+        epoch,
+    )
+    return False
+
+
 def task(function: TaskFunction | None = None, *, name: str | None = None) -> Any:
     """Make ``function(trial)`` a sweep task (usable as ``@task`` or ``@task(name=...)``).
 
@@ -337,6 +356,10 @@ def task(function: TaskFunction | None = None, *, name: str | None = None) -> An
             trial: dict[str, Any] | None = None,
             batch: list[dict[str, Any]] | None = None,
         ) -> dict[str, Any]:
+            if not _of_live_sweep(
+                self.app, message_trials({"batch": batch} if batch is not None else {"trial": trial})
+            ):
+                return {"dropped": True}  # acknowledged: a trial of an ended sweep never runs
             publisher = _publisher(self.app)
             delivery_info = self.request.delivery_info or {}
             if batch is not None:

@@ -35,7 +35,7 @@ from pathlib import Path
 from kombu.exceptions import OperationalError
 
 from mlframework.cluster import broker as broker_accounts
-from mlframework.cluster import images, services, shipping
+from mlframework.cluster import diagnose, images, services, shipping
 from mlframework.cluster.gpus import NVIDIA_SMI_LIST, parse_gpu_list
 from mlframework.cluster.remote import HostSession, SSHOptions, on_hosts
 from mlframework.cluster.secrets import DEFAULT_SECRETS_PATH, ClusterSecrets
@@ -301,8 +301,18 @@ def start_workers(
     return nodes
 
 
-def wait_for_workers(broker: BrokerSettings, nodes: dict[str, str], timeout: float, report: Report) -> None:
-    """Wait until every worker node (name -> host) answers a ping; ServiceError naming the silent ones."""
+def wait_for_workers(
+    broker: BrokerSettings,
+    nodes: dict[str, str],
+    timeout: float,
+    report: Report,
+    sessions: dict[Host, HostSession] | None = None,
+    cluster: str = "",
+) -> None:
+    """Wait until every worker node (name -> host) answers a ping; ServiceError naming the silent ones.
+
+    With ``sessions``, the error shows the last log lines of each silent worker's container.
+    """
     deadline = time.monotonic() + timeout
     while True:
         answered = worker_status(broker, timeout=2.0)
@@ -312,10 +322,27 @@ def wait_for_workers(broker: BrokerSettings, nodes: dict[str, str], timeout: flo
             return
         if time.monotonic() >= deadline:
             silent = ", ".join(f"{node} on {nodes[node]}" for node in missing)
+            tails = _worker_tails(sessions, cluster, missing) if sessions else ""
             raise ServiceError(
-                f"worker(s) {silent} did not answer within {timeout:g}s; "
-                "see `docker logs` of its container on that host"
+                f"worker(s) {silent} did not answer within {timeout:g}s"
+                + (f"; last lines of their containers:{tails}" if tails else "; see `docker logs` of its container")
             )
+
+
+def _worker_tails(sessions: dict[Host, HostSession], cluster: str, missing: list[str]) -> str:
+    """The last log lines of the worker containers of the ``missing`` nodes, each under its name."""
+    parts = []
+    for session in sessions.values():
+        try:
+            containers = services.cluster_containers(session.docker(), cluster, role="worker")
+        except Exception:  # the error being reported matters more than its details
+            log.debug("cannot list the workers of %s", session.host, exc_info=True)
+            continue
+        for container in containers:
+            if container.labels.get(services.LABEL_NODE) in missing:
+                parts.append(f"\n  {session.host} {container.name} ({container.status}):\n")
+                parts.append(diagnose.container_tail(container))
+    return "".join(parts)
 
 
 def write_clean_script(path: Path, spec: ClusterSpec, ssh: SSHOptions) -> None:
@@ -376,9 +403,9 @@ def infrainit(
         if spec.master is not None:
             start_master(spec, sessions[spec.master], secrets, tag, report)
         nodes = start_workers(spec, sessions, facts, secrets, tag, report)
-    host, port = broker_endpoint(spec, from_here=True)
-    settings = BrokerSettings(secrets.broker_url(host, port))
-    wait_for_workers(settings, nodes, WORKER_START_TIMEOUT, report)
+        host, port = broker_endpoint(spec, from_here=True)
+        settings = BrokerSettings(secrets.broker_url(host, port))
+        wait_for_workers(settings, nodes, WORKER_START_TIMEOUT, report, sessions, spec.cluster_name)
     return InitResult(spec, settings.redacted_url(), flower_url(spec), len(nodes), time.monotonic() - started)
 
 

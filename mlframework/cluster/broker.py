@@ -24,6 +24,7 @@ from typing import Any
 
 from kombu import Connection
 
+from mlframework.cluster import diagnose
 from mlframework.cluster.secrets import ClusterSecrets
 from mlframework.exceptions import HostError, ServiceError
 
@@ -59,11 +60,7 @@ def _ctl(container: Any, host: str, args: list[str], timeout: int = 60, secret: 
 
 def broker_log_tail(container: Any, lines: int = LOG_LINES) -> str:
     """The last ``lines`` lines of the broker container's log (empty if it cannot be read)."""
-    try:
-        return str(container.logs(tail=lines).decode(errors="replace")).rstrip()
-    except Exception:  # a container that is gone has no log to show; the caller's error stands
-        log.debug("cannot read the broker's log", exc_info=True)
-        return ""
+    return diagnose.container_tail(container, lines)
 
 
 def wait_for_node(container: Any, host: str, timeout: int = STARTUP_TIMEOUT) -> None:

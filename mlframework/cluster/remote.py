@@ -53,6 +53,7 @@ import urllib3
 from docker.transport.sshconn import SSHConnection, SSHConnectionPool, SSHHTTPAdapter
 from fabric import Connection
 
+from mlframework.cluster import diagnose
 from mlframework.cluster.spec import Host
 from mlframework.exceptions import HostError
 
@@ -494,19 +495,21 @@ class HostsFailed(HostError):
     def __init__(self, step: str, failures: list[HostOutcome]) -> None:
         self.step = step
         self.failures = failures
-        reasons = "; ".join(_reason(outcome) for outcome in failures)
+        reasons = "; ".join(_reason(outcome, step) for outcome in failures)
         Exception.__init__(self, f"{step} failed on {len(failures)} host(s): {reasons}")
         self.host = ", ".join(str(outcome.host) for outcome in failures)
         self.reason = reasons
 
 
-def _reason(outcome: HostOutcome) -> str:
+def _reason(outcome: HostOutcome, step: str) -> str:
     error = outcome.error
     if isinstance(error, HostError):
         return str(error)
     if error is not None and is_channel_refusal(error):
-        return str(channel_refused(str(outcome.host), "this step"))
-    return f"{outcome.host}: {type(error).__name__}: {error}"
+        return str(channel_refused(str(outcome.host), step))
+    assert error is not None
+    # A paramiko or docker SDK fault: one line naming host and step, the traceback in a log file.
+    return diagnose.record_unexpected(str(outcome.host), step, error)
 
 
 def on_hosts(step: str, items: Sequence[T], action: Callable[[T], Any], max_workers: int = 16) -> list[Any]:

@@ -73,6 +73,7 @@ def test_a_second_clone_and_deleted_secrets_take_over_the_hosts_of_a_first(
     test_hosts, rabbitmq_image, build_daemon_host, tmp_path_factory
 ):
     cluster = "mlft-converge"
+    ensure_rabbitmq_image(docker.DockerClient(base_url=build_daemon_host), rabbitmq_image)  # ship checks it by id
     env = script_env(test_hosts, build_daemon_host)
     first, second = _clone(tmp_path_factory, "first"), _clone(tmp_path_factory, "second")
     try:

@@ -159,7 +159,8 @@ def _broker_from_options(broker_url: str | None) -> Any:
     "--resume",
     "resume_id",
     metavar="SWEEP_ID",
-    help="Finish an interrupted sweep of RESULTS (no PROJECT_DIR): trials recorded are not run again.",
+    help="Finish an interrupted sweep of RESULTS: trials recorded are not run again. Alone, or added to the "
+    "original command (PROJECT_DIR, -p and options must then match the sweep's record).",
 )
 @click.option(
     "--detach",
@@ -208,10 +209,20 @@ def sweep_command(
     if (workers is not None or gpus is not None) and not local:
         raise ConfigError("--workers and --gpus only apply with --local")
     if resume_id:
-        if project_dir is not None or parameters_file is not None or dry_run:
+        if dry_run or (project_dir is None and parameters_file is not None):
             raise ConfigError(
-                "--resume takes the project, grid and options of the sweep it resumes: "
-                "give no PROJECT_DIR, -p or --dry-run"
+                "--resume takes the grid of the sweep it resumes: no --dry-run, no -p without PROJECT_DIR"
+            )
+        if project_dir is not None:  # the original command with --resume added: it must match the record
+            from mlframework.sweep.resume_match import check_matches
+
+            given = {"task": task_name, "retries": retries, "max_starts": max_starts, "max_batch": max_batch}
+            check_matches(
+                results_root,
+                resume_id,
+                project_dir,
+                parameters_file,
+                {**given, "requested_metric": metric, "requested_mode": mode},
             )
         project_dir = _resumed_project(results_root, resume_id)
     elif project_dir is None:

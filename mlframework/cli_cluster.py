@@ -151,12 +151,21 @@ def infrainit_command(
 @click.option("--cluster", "cluster_name", required=True, help="Cluster name (container label).")
 @click.option("--hosts", required=True, help="Hosts to clean: [user@]host[:port] or local, comma-separated.")
 @click.option("-i", "ssh_key", help="SSH private key.")
+@click.option("--volumes", is_flag=True, help="Also remove the broker's data volume (its queues and users).")
+@click.option("--yes", is_flag=True, help="Do not ask before removing the broker's data (--volumes).")
 @_known_hosts_option
 @_timeout_option
 def infra_clean_command(
-    cluster_name: str, hosts: str, ssh_key: str | None, known_hosts: str | None, connect_timeout: float
+    cluster_name: str,
+    hosts: str,
+    ssh_key: str | None,
+    volumes: bool,
+    yes: bool,
+    known_hosts: str | None,
+    connect_timeout: float,
 ) -> None:
-    """Remove every container of the cluster on the hosts (files on the hosts stay)."""
+    """Remove every container of the cluster on the hosts (files on the hosts stay; the broker's data too,
+    unless --volumes)."""
     from mlframework.cluster.bootstrap import clean
     from mlframework.cluster.spec import Host, parse_host_list
 
@@ -165,7 +174,16 @@ def infra_clean_command(
     parsed = list(parse_host_list(",".join(remote), "--hosts")) if remote else []
     if "local" in entries:
         parsed.insert(0, Host.local())
-    removed = clean(cluster_name, parsed, _ssh_options(ssh_key, known_hosts, False, connect_timeout), report=_echo)
+    if volumes and not yes:
+        lost = (
+            f"--volumes removes the broker data volume {cluster_name}-broker-data on {hosts}: every queued trial, "
+            "the events of detached sweeps still running, and the broker's users"
+        )
+        if not sys.stdin.isatty():
+            raise ConfigError(f"{lost}; add --yes to confirm (stdin is not a terminal to ask)")
+        click.confirm(f"{lost}. Remove it?", abort=True)
+    ssh = _ssh_options(ssh_key, known_hosts, False, connect_timeout)
+    removed = clean(cluster_name, parsed, ssh, report=_echo, volumes=volumes)
     _echo(f"removed {sum(len(v) for v in removed.values())} container(s) of cluster {cluster_name!r}")
 
 

@@ -819,6 +819,29 @@ class TestHostCluster:
         finally:
             path.unlink(missing_ok=True)
 
+    @contextlib.contextmanager
+    def sshd_option(self, i: int, line: str) -> Iterator[None]:
+        """Host ``i``'s sshd with one more sshd_config line (e.g. ``MaxSessions 2``) for the block.
+
+        sshd re-reads its configuration on SIGHUP (it re-executes itself, same pid and hostname).
+        """
+        h = self.host(i)
+        config = h.root / "sshd_config"
+        original = config.read_text()
+        try:
+            config.write_text(line + "\n" + original)  # the first value of an sshd option wins
+            self._reload_sshd(h)
+            yield
+        finally:
+            config.write_text(original)
+            self._reload_sshd(h)
+
+    def _reload_sshd(self, h: TestHost) -> None:
+        _run([_SSHD, "-t", "-f", str(h.root / "sshd_config")], what=f"sshd config of {h.name}")
+        os.kill(self._sshd[h.index].pid, signal.SIGHUP)
+        time.sleep(0.5)  # the old listener closes, the re-executed one binds again
+        _wait_until(lambda: self._sshd_ready(h), 30, f"sshd of {h.name} after reload")
+
     def disconnect(self, i: int) -> None:
         """Cut host ``i`` off the bridge (its link down), as a host that is switched off or unplugged.
 
@@ -1087,9 +1110,8 @@ class TestHostCluster:
                 f"SetEnv DOCKER_HOST={h.docker_host} PATH={h.bin_dir}:/usr/local/bin:/usr/bin:/bin:/usr/games",
                 # Fabric's put/get use SFTP.
                 f"Subsystem sftp {_SFTP_SERVER}",
-                # Tests open many connections at once (Fabric groups).
-                "MaxStartups 100:30:200",
-                "MaxSessions 50",
+                # No MaxSessions / MaxStartups tuning: the hosts run sshd with OpenSSH's defaults
+                # (10 channels per connection, MaxStartups 10:30:100), as users' machines do.
                 "PrintMotd no",
                 "X11Forwarding no",
                 "LogLevel VERBOSE",

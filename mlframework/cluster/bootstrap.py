@@ -8,9 +8,11 @@ about flat in the number of hosts; a failure names every host that failed):
    broker's ports free on the master;
 2. sync       -- framework, project and service config to ``~/<remote path>``
    (only changed files);
-3. images     -- worker image built on every host, or built here and shipped;
+3. images     -- worker image built on every host, or built here and shipped
+   with the broker image (every image a host lacks, by image id, once);
    the broker image present on the master;
-4. master     -- RabbitMQ (own user, vhost and password), then Flower (basic auth);
+4. master     -- RabbitMQ, its user, password, vhost and permissions set from the
+   secrets file (:mod:`~mlframework.cluster.broker`), then Flower (basic auth);
 5. workers    -- one container per GPU, or one with N CPU slots;
 6. record     -- ``config.sh`` (options, without ``-f``), the secrets file
    (mode 0600), and ``infra_clean.sh`` that removes what was started.
@@ -30,10 +32,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kombu import Connection
 from kombu.exceptions import OperationalError
 
-from mlframework.cluster import images, services
+from mlframework.cluster import broker as broker_accounts
+from mlframework.cluster import diagnose, images, services, shipping
 from mlframework.cluster.gpus import NVIDIA_SMI_LIST, parse_gpu_list
 from mlframework.cluster.remote import HostSession, SSHOptions, on_hosts
 from mlframework.cluster.secrets import DEFAULT_SECRETS_PATH, ClusterSecrets
@@ -169,28 +171,26 @@ def _worker_hosts(spec: ClusterSpec, sessions: dict[Host, HostSession]) -> list[
 def provide_images(
     spec: ClusterSpec, sessions: dict[Host, HostSession], repo_root: Path, project_dir: Path, report: Report
 ) -> str:
-    """Put the worker image on every worker host (and the master, for Flower); returns its tag."""
+    """Put the worker image on every worker host (and the master, for Flower); returns its tag.
+
+    With ``ship`` the broker image goes to the master as well (:mod:`~mlframework.cluster.shipping`).
+    """
     context = images.worker_context(repo_root, project_dir)
     tag = images.image_tag(spec.cluster_name, repo_root, project_dir, spec.base_image)
-    targets = list({*(_worker_hosts(spec, sessions)), *([sessions[spec.master]] if spec.master else [])})
+    master = [sessions[spec.master]] if spec.master else []
+    targets = list({*(_worker_hosts(spec, sessions)), *master})
+    if spec.image_source == "ship":
+        local = images.local_daemon()
+        if not images.has_image(local, tag):
+            report(f"building {tag} here")
+        images.build(local, context, tag, spec.base_image, "local")
+        needs = [(s, [tag, *([spec.broker_image] if s in master else [])]) for s in targets]
+        shipping.ship_images(local, needs, report)
+        return tag
     present = on_hosts("looking for the worker image", targets, lambda s: images.has_image(s.docker(), tag))
     targets = [session for session, has in zip(targets, present) if not has]
     if not targets:
         report(f"{tag} already on every host")
-    elif spec.image_source == "ship":
-        local = images.local_daemon()
-        report(f"building {tag} here")
-        images.build(local, context, tag, spec.base_image, "local")
-        tarball = images.save_to_file(local, tag)
-        try:
-            report(f"shipping {tag} to {len(targets)} host(s)")
-            on_hosts(
-                "shipping the worker image",
-                targets,
-                lambda s: images.load_from_file(s.docker(), tarball, tag, str(s.host)),
-            )
-        finally:
-            tarball.unlink(missing_ok=True)
     else:
         report(f"building {tag} on {len(targets)} host(s)")
         on_hosts(
@@ -218,28 +218,6 @@ def broker_endpoint(spec: ClusterSpec, from_here: bool = False) -> tuple[str, in
     return spec.broker_endpoint()
 
 
-def wait_for_broker(url: str, timeout: float, container: object | None = None) -> None:
-    """Wait until the broker accepts our credentials; ServiceError (with the container log) otherwise."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            with Connection(url, connect_timeout=3) as connection:
-                connection.ensure_connection(max_retries=1)
-            return
-        except Exception as exc:  # not up yet: connection refused, or users not created yet
-            last = exc
-            if container is not None:
-                container.reload()  # type: ignore[attr-defined]
-                if container.status in ("exited", "dead"):  # type: ignore[attr-defined]
-                    break
-            time.sleep(1)
-    tail = ""
-    if container is not None:
-        tail = "\n" + container.logs(tail=15).decode(errors="replace")  # type: ignore[attr-defined]
-    raise ServiceError(f"the broker did not accept connections within {timeout:g}s: {last}{tail}")
-
-
 def start_master(
     spec: ClusterSpec, session: HostSession, secrets: ClusterSecrets, worker_image: str, report: Report
 ) -> None:
@@ -257,9 +235,17 @@ def start_master(
     )
     container, created = services.apply(client, spec.cluster_name, broker)
     report(f"{session.host}: RabbitMQ {'started' if created else 'already running'}")
+    # The data volume may hold an older cluster's accounts: set ours from the secrets file, every time.
+    broker_accounts.wait_for_node(container, str(session.host))
+    stale = broker_accounts.converge_accounts(container, str(session.host), secrets)
+    report(
+        f"{session.host}: broker user {secrets.rabbitmq_user} and vhost set from the secrets file"
+        + (f" (removed stale user(s) {', '.join(stale)})" if stale else "")
+    )
     host, port = broker_endpoint(spec, from_here=True)
     address = "127.0.0.1" if session.host.is_local else session.host.address
-    wait_for_broker(secrets.broker_url(address if host == "127.0.0.1" else host, port), 180, container)
+    url = secrets.broker_url(address if host == "127.0.0.1" else host, port)
+    broker_accounts.wait_for_login(url, str(session.host), 60, container)
     worker_host, worker_port = broker_endpoint(spec)
     flower = services.flower_spec(
         spec.cluster_name,
@@ -315,8 +301,18 @@ def start_workers(
     return nodes
 
 
-def wait_for_workers(broker: BrokerSettings, nodes: dict[str, str], timeout: float, report: Report) -> None:
-    """Wait until every worker node (name -> host) answers a ping; ServiceError naming the silent ones."""
+def wait_for_workers(
+    broker: BrokerSettings,
+    nodes: dict[str, str],
+    timeout: float,
+    report: Report,
+    sessions: dict[Host, HostSession] | None = None,
+    cluster: str = "",
+) -> None:
+    """Wait until every worker node (name -> host) answers a ping; ServiceError naming the silent ones.
+
+    With ``sessions``, the error shows the last log lines of each silent worker's container.
+    """
     deadline = time.monotonic() + timeout
     while True:
         answered = worker_status(broker, timeout=2.0)
@@ -326,10 +322,27 @@ def wait_for_workers(broker: BrokerSettings, nodes: dict[str, str], timeout: flo
             return
         if time.monotonic() >= deadline:
             silent = ", ".join(f"{node} on {nodes[node]}" for node in missing)
+            tails = _worker_tails(sessions, cluster, missing) if sessions else ""
             raise ServiceError(
-                f"worker(s) {silent} did not answer within {timeout:g}s; "
-                "see `docker logs` of its container on that host"
+                f"worker(s) {silent} did not answer within {timeout:g}s"
+                + (f"; last lines of their containers:{tails}" if tails else "; see `docker logs` of its container")
             )
+
+
+def _worker_tails(sessions: dict[Host, HostSession], cluster: str, missing: list[str]) -> str:
+    """The last log lines of the worker containers of the ``missing`` nodes, each under its name."""
+    parts = []
+    for session in sessions.values():
+        try:
+            containers = services.cluster_containers(session.docker(), cluster, role="worker")
+        except Exception:  # the error being reported matters more than its details
+            log.debug("cannot list the workers of %s", session.host, exc_info=True)
+            continue
+        for container in containers:
+            if container.labels.get(services.LABEL_NODE) in missing:
+                parts.append(f"\n  {session.host} {container.name} ({container.status}):\n")
+                parts.append(diagnose.container_tail(container))
+    return "".join(parts)
 
 
 def write_clean_script(path: Path, spec: ClusterSpec, ssh: SSHOptions) -> None:
@@ -342,7 +355,8 @@ def write_clean_script(path: Path, spec: ClusterSpec, ssh: SSHOptions) -> None:
     text = (
         "#!/bin/sh\n"
         f"# Generated by infrainit on {time.strftime('%Y-%m-%d %H:%M:%S')}: removes every container of cluster\n"
-        f"# {spec.cluster_name!r} on {', '.join(str(h) for h in spec.hosts_in_use)}. Files on the hosts stay.\n"
+        f"# {spec.cluster_name!r} on {', '.join(str(h) for h in spec.hosts_in_use)}. Files on the hosts stay;\n"
+        "# the broker's data volume too, unless --volumes (asks first, or --yes).\n"
         'cd "$(dirname "$0")" || exit 2\n'
         'exec "${MLFRAMEWORK_VENV:-./.venv}/bin/python" -m mlframework infra-clean '
         f'{" ".join(shlex.quote(a) for a in args)} "$@"\n'
@@ -389,9 +403,9 @@ def infrainit(
         if spec.master is not None:
             start_master(spec, sessions[spec.master], secrets, tag, report)
         nodes = start_workers(spec, sessions, facts, secrets, tag, report)
-    host, port = broker_endpoint(spec, from_here=True)
-    settings = BrokerSettings(secrets.broker_url(host, port))
-    wait_for_workers(settings, nodes, WORKER_START_TIMEOUT, report)
+        host, port = broker_endpoint(spec, from_here=True)
+        settings = BrokerSettings(secrets.broker_url(host, port))
+        wait_for_workers(settings, nodes, WORKER_START_TIMEOUT, report, sessions, spec.cluster_name)
     return InitResult(spec, settings.redacted_url(), flower_url(spec), len(nodes), time.monotonic() - started)
 
 
@@ -403,14 +417,23 @@ def flower_url(spec: ClusterSpec) -> str | None:
     return f"http://{host}:{services.FLOWER_PORT}/"
 
 
-def clean(cluster: str, hosts: list[Host], ssh: SSHOptions, report: Report = lambda line: None) -> dict[str, list[str]]:
-    """Remove every container of ``cluster`` on ``hosts``; returns the names removed per host."""
+def clean(
+    cluster: str, hosts: list[Host], ssh: SSHOptions, report: Report = lambda line: None, *, volumes: bool = False
+) -> dict[str, list[str]]:
+    """Remove every container of ``cluster`` on ``hosts`` (and, with ``volumes``, the broker's data volume).
+
+    Returns the names removed per host.
+    """
 
     def remove(session: HostSession) -> list[str]:
         with session:
-            names = services.remove_cluster(session.docker(), cluster)
-        report(f"{session.host}: removed {len(names)} container(s)")
-        return names
+            client = session.docker()
+            names = services.remove_cluster(client, cluster)
+            gone = services.remove_volumes(client, cluster) if volumes else []
+        report(
+            f"{session.host}: removed {len(names)} container(s)" + (f" and volume(s) {', '.join(gone)}" if gone else "")
+        )
+        return names + gone
 
     removed = on_hosts("clean-up", [HostSession(h, ssh) for h in hosts], remove)
     return {str(host): names for host, names in zip(hosts, removed)}

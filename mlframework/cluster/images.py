@@ -147,9 +147,9 @@ def save_to_file(client: docker.DockerClient, tag: str) -> Path:
     return Path(name)
 
 
-def load_from_file(client: docker.DockerClient, tarball: Path, tag: str, host: str) -> None:
-    """``docker load`` a saved image on a host (skipped when the tag exists)."""
-    if has_image(client, tag):
+def load_from_file(client: docker.DockerClient, tarball: Path, tag: str, host: str, force: bool = False) -> None:
+    """``docker load`` a saved image on a host (skipped when the tag exists, unless ``force``)."""
+    if not force and has_image(client, tag):
         return
     with open(tarball, "rb") as data:
         try:

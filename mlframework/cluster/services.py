@@ -78,7 +78,7 @@ def broker_spec(cluster: str, image: str, user: str, password: str, vhost: str, 
             "RABBITMQ_NODENAME": "rabbit@localhost",
         },
         volumes={
-            f"{cluster}-broker-data": {"bind": "/var/lib/rabbitmq", "mode": "rw"},
+            broker_volume(cluster): {"bind": "/var/lib/rabbitmq", "mode": "rw"},
             config_path: {"bind": "/etc/rabbitmq/conf.d/90-mlframework.conf", "mode": "ro"},
         },
     )
@@ -215,6 +215,21 @@ def remove_cluster(client: docker.DockerClient, cluster: str) -> list[str]:
     for container in cluster_containers(client, cluster):
         container.remove(force=True)
         removed.append(container.name)
+    return removed
+
+
+def broker_volume(cluster: str) -> str:
+    """The broker's durable data volume: its queues, their messages, its users."""
+    return f"{cluster}-broker-data"
+
+
+def remove_volumes(client: docker.DockerClient, cluster: str) -> list[str]:
+    """Remove the cluster's data volumes on the host (after its containers); returns their names."""
+    removed = []
+    for volume in client.volumes.list(filters={"name": broker_volume(cluster)}):
+        if volume.name == broker_volume(cluster):  # the filter matches substrings
+            volume.remove(force=True)
+            removed.append(volume.name)
     return removed
 
 

@@ -23,7 +23,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from kombu.exceptions import OperationalError
 
 from mlframework import __version__
 from mlframework.exceptions import ConfigError, SweepError
+from mlframework.sweep import liveness
 from mlframework.sweep.app import TRIAL_QUEUE, BrokerSettings, create_app
 from mlframework.sweep.events import EventStream
 from mlframework.sweep.ids import check_sweep_id, new_sweep_id, task_id, trial_id
@@ -232,7 +233,8 @@ class _Dispatcher:
     sweep_id: str
     total: int
     start: int = 0
-    skip: set[str] = field(default_factory=set)  # trials not to send (recorded already)
+    skip: Collection[str] = field(default_factory=set)  # trials not to send (recorded: a live view of the store)
+    epoch: int = 0  # the sweep's live epoch its messages carry (sweep/liveness.py)
     sent: int = 0
     next_index: int = 0  # the first grid index not sent yet
     _combinations: Iterator[dict[str, Any]] | None = None
@@ -250,13 +252,14 @@ class _Dispatcher:
         return self._combinations is None
 
     def _trial(self, index: int, attempt: int) -> dict[str, Any]:
-        return {
+        trial = {
             "sweep": self.sweep_id,
             "id": trial_id(index, self.total),
             "index": index,
             "attempt": attempt,
             **self._controls,
         }
+        return liveness.stamp(trial, self.epoch)
 
     def _send_task(self, producer: Any, index: int, params: dict[str, Any], attempt: int, avoid: str | None) -> None:
         trial = self._trial(index, attempt)
@@ -396,6 +399,7 @@ def run_sweep(
         "requested_metric": spec.metric,
         "requested_mode": spec.mode,
         "status": "running",
+        "epoch": 0,
         "created_at": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "driver_host": socket.gethostname(),
         "driver_pid": os.getpid(),  # with driver_host: whether a "running" sweep's driver still lives
@@ -459,8 +463,15 @@ def resume_sweep(
     check_task(spec.project_dir, spec.task)
     app = create_app(broker)
     connection = _connect(app, broker, connect_timeout, heartbeat=heartbeat)
+    epoch = liveness.next_epoch(meta)  # a sweep that ended (cancelled) starts a new epoch: its old messages stay dead
+    new_epoch = epoch != int(meta.get("epoch") or 0)
+    resend_in_flight = resend_in_flight or new_epoch
     meta.update(
-        status="running", broker=broker.redacted_url(), driver_host=socket.gethostname(), driver_pid=os.getpid()
+        status="running",
+        broker=broker.redacted_url(),
+        driver_host=socket.gethostname(),
+        driver_pid=os.getpid(),
+        epoch=epoch,
     )
     meta.setdefault("resumed_at", []).append(_dt.datetime.now().astimezone().isoformat(timespec="seconds"))
     try:
@@ -472,6 +483,7 @@ def resume_sweep(
     run = _SweepRun(app, broker, connection, spec, sweep_id, store, meta, observer or SweepObserver(), heartbeat)
     start = 0 if resend_in_flight else store.dispatched()
     run.awaiting = set() if resend_in_flight else run.unrecorded_below(start)
+    run.drain_first = new_epoch  # results that came in while it was cancelled are recorded, not run again
     return run.drive(window, health_check, start=start)
 
 
@@ -521,6 +533,7 @@ class _SweepRun:
         self.start_events: set[tuple[Any, ...]] = set()
         self.seen: set[str] = set()  # trials with any event in this session
         self.awaiting: set[str] = set()  # sent before this session, not recorded: awaited
+        self.drain_first = False  # record the events already queued before sending anything
         self.leases: dict[str, dict[str, Any]] = {}  # trials acknowledged early by their worker (sweep/lease.py)
         self.next_lease_check = 0.0
         self.dispatcher: _Dispatcher | None = None
@@ -755,12 +768,14 @@ class _SweepRun:
         live = LiveReport(store.directory)
         # -- end live report
         try:
+            epoch = int(meta.get("epoch") or 0)
+            liveness.mark_live(self.connection, self.sweep_id, epoch)
             stream = EventStream(self.connection, self.sweep_id, self.on_event, before_ack=self.store.sync)
             self.dispatcher = _Dispatcher(
-                self.app, self.spec, self.sweep_id, self.total, start=start, skip=set(store.records)
+                self.app, self.spec, self.sweep_id, self.total, start=start, skip=store.records.keys(), epoch=epoch
             )
             self.observer.sweep_started(self.sweep_id, self.total, store.directory)
-            if self.awaiting:
+            if self.awaiting or self.drain_first:
                 stream.drain(timeout=1.0)  # what finished while the driver was away
             next_lost_check = time.monotonic()
             while not self._done():
@@ -780,6 +795,7 @@ class _SweepRun:
                 live.tick(len(store.records))  # live report: a clock check, now and then a child started
             stream.cancel()
             stream.delete_queue()
+            liveness.end_sweep(self.connection, self.sweep_id, epoch, "finished")  # its leftover copies never run
         except KeyboardInterrupt:
             interrupted = True
             raise

@@ -36,7 +36,7 @@ from celery import shared_task
 from celery.exceptions import Reject
 
 from mlframework.exceptions import ConfigError
-from mlframework.sweep import scalars, trial_env
+from mlframework.sweep import liveness, scalars, trial_env
 from mlframework.sweep.arguments import SEED_STYLE, ArgumentStyle
 from mlframework.sweep.events import EventBuffer, EventPublisher, OutputStreamer
 from mlframework.sweep.runner import CommandResult, run_command
@@ -364,6 +364,24 @@ def _run_batch(
     return {"trials": len(batch)}
 
 
+def _of_live_sweep(app: Any, trials: list[dict[str, Any]]) -> bool:
+    """Whether a message's trials belong to a live sweep (one cached broker check; see sweep/liveness.py)."""
+    if not trials:
+        return True  # not a sweep's message (e.g. called by hand): nothing to check
+    first = trials[0]
+    sweep_id, epoch = str(first["sweep"]), liveness.trial_epoch(first)
+    if liveness.is_live(app, sweep_id, epoch):
+        return True
+    ids = [str(t["id"]) for t in trials]
+    log.warning(
+        "dropped %s of sweep %s (epoch %d): the sweep is finished, cancelled or unknown",
+        ids[0] if len(ids) == 1 else f"{len(ids)} trials {ids[0]}..{ids[-1]}",
+        sweep_id,
+        epoch,
+    )
+    return False
+
+
 def task(function: TaskFunction | None = None, *, name: str | None = None) -> Any:
     """Make ``function(trial)`` a sweep task (usable as ``@task`` or ``@task(name=...)``).
 
@@ -382,6 +400,10 @@ def task(function: TaskFunction | None = None, *, name: str | None = None) -> An
             trial: dict[str, Any] | None = None,
             batch: list[dict[str, Any]] | None = None,
         ) -> dict[str, Any]:
+            if not _of_live_sweep(
+                self.app, message_trials({"batch": batch} if batch is not None else {"trial": trial})
+            ):
+                return {"dropped": True}  # acknowledged: a trial of an ended sweep never runs
             publisher = _publisher(self.app)
             delivery_info = self.request.delivery_info or {}
             if batch is not None:

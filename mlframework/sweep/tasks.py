@@ -89,7 +89,10 @@ class Trial:
     project_dir: Path = field(default_factory=lambda: Path(os.environ.get(ENV_PROJECT) or os.getcwd()))
     redelivered: bool = False  # the broker gave this trial to a worker before
     attempt: int = 1  # 2, 3, ... when the sweep retries a failed trial (--retries)
+    worker: str = ""  # the worker node running it (its registry of stoppable trials: sweep/control.py)
+    stopped: str | None = None  # why the sweep stopped it early ("pruned"), when it did
     _output: OutputStreamer | None = field(default=None, repr=False)
+    _publish: Callable[[dict[str, Any]], None] | None = field(default=None, repr=False)
     commands: list[CommandResult] = field(default_factory=list, repr=False)
 
     def options(self) -> list[str]:
@@ -111,6 +114,19 @@ class Trial:
         else:
             print("\n".join(lines), file=sys.stderr if stream == "stderr" else sys.stdout)
 
+    def _report_metrics(self, history: list[dict[str, Any]]) -> None:
+        if self._publish is not None:
+            self._publish(
+                {
+                    "type": "metrics",
+                    "trial": self.id,
+                    "index": self.index,
+                    "attempt": self.attempt,
+                    "host": self.host,
+                    "history": history,
+                }
+            )
+
     def run(
         self,
         argv: Sequence[str],
@@ -129,12 +145,18 @@ class Trial:
             "MLFRAMEWORK_TRIAL_ID": self.id,
             **(env or {}),
         }
-        result = run_command(
-            argv,
-            cwd=cwd if cwd is not None else self.project_dir,
-            env=child_env,
-            on_lines=self._print_lines,
-        )
+        from mlframework.sweep.control import registered
+
+        with registered(self.worker, self.sweep_id, self.id) as registration:
+            result = run_command(
+                argv,
+                cwd=cwd if cwd is not None else self.project_dir,
+                env={**child_env, **registration.env},
+                on_lines=self._print_lines,
+                on_start=registration.started,
+                on_metrics=self._report_metrics if self._publish is not None else None,
+            )
+            self.stopped = self.stopped or registration.stop_reason
         self.commands.append(result)
         if check and not result.ok:
             raise TrialFailed(_exit_reason(result.exit_code), result.exit_code, result.stderr_tail)
@@ -202,6 +224,7 @@ def execute_trial(function: TaskFunction, trial: Trial, publish: Callable[[dict[
             "time": started_at,
         }
     )
+    trial._publish = publish
     trial._output = OutputStreamer(
         lambda chunks: publish({"type": "output", "trial": trial.id, "host": trial.host, "chunks": chunks})
     )
@@ -223,6 +246,7 @@ def execute_trial(function: TaskFunction, trial: Trial, publish: Callable[[dict[
     finally:
         trial._output.close()
         trial._output = None
+        trial._publish = None
     duration = time.monotonic() - clock
 
     metrics: dict[str, Any] = {}
@@ -259,6 +283,8 @@ def execute_trial(function: TaskFunction, trial: Trial, publish: Callable[[dict[
         "attempt": trial.attempt,
         "pid": os.getpid(),
     }
+    if trial.stopped:
+        record["stopped"] = trial.stopped
     publish(record)
     return record
 
@@ -312,6 +338,7 @@ def _run_batch(
                 index=int(trial.get("index", 0)),
                 params=dict(entry["params"]),
                 attempt=int(trial.get("attempt") or 1),
+                worker=worker,
             ),
             lambda event: events.add({**event, "worker": worker, "message": message_id}),
         )
@@ -358,6 +385,7 @@ def task(function: TaskFunction | None = None, *, name: str | None = None) -> An
                     params=dict(params),
                     redelivered=bool(delivery_info.get("redelivered")),
                     attempt=int(trial.get("attempt") or 1),
+                    worker=self.request.hostname or "",
                 ),
                 lambda event: publisher.publish(
                     sweep_id, {**event, "worker": self.request.hostname, "message": self.request.id}

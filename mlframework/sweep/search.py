@@ -85,7 +85,19 @@ def _sampler(settings: SearchSettings, space: SearchSpace) -> optuna.samplers.Ba
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     if settings.sampler == "qmc":
         return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
-    return optuna.samplers.GridSampler(space.grid_space(), seed=seed)
+    return _GridSampler(space.grid_space(), seed=seed)
+
+
+class _GridSampler(optuna.samplers.GridSampler):
+    """Optuna's GridSampler without its ``study.stop()`` once the grid is done.
+
+    That call is only allowed inside ``study.optimize``; told through
+    ask-and-tell it raises and the last result is lost. The source ends the
+    search itself when the study only proposes points already tried.
+    """
+
+    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+        return None
 
 
 def _pruner(settings: SearchSettings) -> optuna.pruners.BasePruner:
@@ -125,9 +137,18 @@ class SearchSource:
         self.settings = settings
         self.metric = metric
         self.prune_metric = settings.prune_metric or metric
+        storage = _storage(directory / JOURNAL)
+        earlier = sum(
+            len(storage.get_all_trials(study._study_id, deepcopy=False))
+            for study in storage.get_all_studies()
+            if study.study_name == study_name
+        )
+        if earlier and settings.seed is not None:
+            # A resumed search goes on from where it was: the same seed again would propose the same points.
+            settings = SearchSettings(**{**settings.to_meta(), "seed": settings.seed + earlier})
         self.study = optuna.create_study(
             study_name=study_name,
-            storage=_storage(directory / JOURNAL),
+            storage=storage,
             sampler=_sampler(settings, space),
             pruner=_pruner(settings),
             direction="maximize" if mode == "max" else "minimize",

@@ -320,7 +320,9 @@ def _detach(project_dir: Path, spec: Any, sweep_options: list[str]) -> None:
     check_task(project_dir.resolve(), spec.task)
     sweep_id = spec.sweep_id or new_sweep_id(project_dir.resolve().name)
     master = start_detached(root, cluster_ssh_options(cluster), sweep_id, Path(spec.grid.source), sweep_options)
-    click.echo(f"sweep {sweep_id}: {spec.grid.count} trial(s), driver running on {master}")
+    from mlframework.sweep.driver import sweep_total
+
+    click.echo(f"sweep {sweep_id}: {sweep_total(spec)} trial(s), driver running on {master}")
     click.echo(f"follow it:   mlframework follow {sweep_id}")
     click.echo(f"its results: mlframework fetch {sweep_id}   (into ./results/{sweep_id})")
 

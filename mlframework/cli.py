@@ -253,6 +253,8 @@ def sweep_command(
             max_batch=max_batch,
             search=search,
         )
+        if search is not None and search.sampler == "grid":
+            grid.grid_space()  # a continuous parameter cannot be listed: say so before anything starts
         if dry_run:
             console.print_dry_run(spec)
             return

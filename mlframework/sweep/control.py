@@ -19,6 +19,7 @@ import re
 import signal
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -56,12 +57,17 @@ class Registration:
         os.replace(temporary, self.path)
 
     @property
-    def stop_reason(self) -> str | None:
-        """Why the trial was asked to stop, or None."""
+    def stop_request(self) -> dict[str, Any] | None:
+        """Why and when the trial was asked to stop (``reason``, ``latency_s`` from decision to signal), or None."""
         try:
-            return self.stop_file.read_text(encoding="utf-8").strip() or "stopped"
+            text = self.stop_file.read_text(encoding="utf-8")
         except OSError:
             return None
+        try:
+            request = json.loads(text)
+        except ValueError:
+            return {"reason": text.strip() or "stopped"}
+        return request if isinstance(request, dict) else {"reason": "stopped"}
 
 
 @contextlib.contextmanager
@@ -89,10 +95,18 @@ def _signal(pid: int, signum: int) -> bool:
         return False
 
 
-def stop_local(worker: str, sweep_id: str, trials: list[str] | None, reason: str, grace: float) -> list[str]:
+def stop_local(
+    worker: str,
+    sweep_id: str,
+    trials: list[str] | None,
+    reason: str,
+    grace: float,
+    decided_at: float | None = None,
+) -> list[str]:
     """Stop the registered trials of ``sweep_id`` (all of them when ``trials`` is None) on this machine.
 
     SIGTERM now, SIGKILL after ``grace`` seconds; returns the trials signalled.
+    ``decided_at`` (the caller's ``time.time()``) gives the latency recorded with the trial.
     """
     directory = registry_dir(worker)
     prefix = _SAFE.sub("_", sweep_id) + "."
@@ -105,7 +119,9 @@ def stop_local(worker: str, sweep_id: str, trials: list[str] | None, reason: str
         try:
             entry = json.loads(path.read_text(encoding="utf-8"))
             pid = int(entry["pid"])
-            Path(entry["stop_file"]).write_text(reason, encoding="utf-8")
+            latency = None if decided_at is None else round(max(0.0, time.time() - decided_at), 6)
+            request = {"reason": reason, "latency_s": latency}
+            Path(entry["stop_file"]).write_text(json.dumps(request), encoding="utf-8")
         except (OSError, ValueError, KeyError, TypeError):
             continue  # the trial ended meanwhile
         if _signal(pid, signal.SIGTERM):
@@ -120,14 +136,19 @@ def stop_local(worker: str, sweep_id: str, trials: list[str] | None, reason: str
 
 @control_command(
     name=COMMAND,
-    args=[("sweep_id", str), ("trials", list), ("reason", str), ("grace", float)],
-    signature="<sweep_id> [trials] [reason] [grace]",
+    args=[("sweep_id", str), ("trials", list), ("reason", str), ("grace", float), ("decided_at", float)],
+    signature="<sweep_id> [trials] [reason] [grace] [decided_at]",
 )
 def _stop_command(
-    state: Any, sweep_id: str, trials: list[str] | None = None, reason: str = "stopped", grace: float = 10.0
+    state: Any,
+    sweep_id: str,
+    trials: list[str] | None = None,
+    reason: str = "stopped",
+    grace: float = 10.0,
+    decided_at: float | None = None,
 ) -> dict[str, Any]:
     """Worker side of :func:`stop_trials` (runs in the worker's main process)."""
-    return {"ok": stop_local(state.consumer.hostname, sweep_id, trials, reason, grace)}
+    return {"ok": stop_local(state.consumer.hostname, sweep_id, trials, reason, grace, decided_at)}
 
 
 def stop_trials(
@@ -145,7 +166,7 @@ def stop_trials(
     Returns, with ``reply``, the trials each worker stopped (waiting up to
     ``timeout``); without, returns at once (the pruning path).
     """
-    arguments = {"sweep_id": sweep_id, "trials": trials, "reason": reason, "grace": grace}
+    arguments = {"sweep_id": sweep_id, "trials": trials, "reason": reason, "grace": grace, "decided_at": time.time()}
     replies = app.control.broadcast(COMMAND, arguments=arguments, reply=reply, timeout=timeout) or []
     result: dict[str, list[str]] = {}
     for answer in replies:

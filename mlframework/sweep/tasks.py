@@ -91,6 +91,7 @@ class Trial:
     attempt: int = 1  # 2, 3, ... when the sweep retries a failed trial (--retries)
     worker: str = ""  # the worker node running it (its registry of stoppable trials: sweep/control.py)
     stopped: str | None = None  # why the sweep stopped it early ("pruned"), when it did
+    stop_latency_s: float | None = None  # seconds from the sweep's decision to stop it to the signal
     _output: OutputStreamer | None = field(default=None, repr=False)
     _publish: Callable[[dict[str, Any]], None] | None = field(default=None, repr=False)
     commands: list[CommandResult] = field(default_factory=list, repr=False)
@@ -156,7 +157,9 @@ class Trial:
                 on_start=registration.started,
                 on_metrics=self._report_metrics if self._publish is not None else None,
             )
-            self.stopped = self.stopped or registration.stop_reason
+            request = registration.stop_request
+            if request is not None and self.stopped is None:
+                self.stopped, self.stop_latency_s = str(request.get("reason") or "stopped"), request.get("latency_s")
         self.commands.append(result)
         if check and not result.ok:
             raise TrialFailed(_exit_reason(result.exit_code), result.exit_code, result.stderr_tail)
@@ -285,6 +288,7 @@ def execute_trial(function: TaskFunction, trial: Trial, publish: Callable[[dict[
     }
     if trial.stopped:
         record["stopped"] = trial.stopped
+        record["stop_latency_s"] = trial.stop_latency_s
     publish(record)
     return record
 

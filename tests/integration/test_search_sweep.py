@@ -49,6 +49,7 @@ def _check_pruned(project: Path, records: list[dict]) -> None:
         assert record["history"], "a pruned trial keeps its history"
         assert "score" in record["metrics"], "and its last metrics"
         assert "pruned" in record["error"]
+        assert record["stopped"] == "pruned" and record["stop_latency_s"] is not None
         pid = int((project / "pids" / record["trial"]).read_text())
         assert not pid_alive(pid), f"the process of pruned {record['trial']} is gone"
     first_pruned_end = min(r["finished_at"] for r in pruned)

@@ -65,10 +65,20 @@ def cli(verbose: int) -> None:
 )
 @click.option("--count", is_flag=True, help="Print only the number of combinations (computed, not expanded).")
 def params_command(parameters_file: Path, as_json: bool, count: bool) -> None:
-    """Print every combination of PARAMETERS_FILE, one per line, as the options a trial gets."""
+    """Print every combination of PARAMETERS_FILE, one per line, as the options a trial gets.
+
+    A search space (a file with !uniform, !loguniform, !int or conditional
+    choices) is described instead: each parameter and its distribution.
+    """
     from mlframework.sweep.arguments import display, json_safe
     from mlframework.sweep.params import load_grid, render_options
+    from mlframework.sweep.space import is_search_space, load_space
 
+    if is_search_space(parameters_file):
+        space = load_space(parameters_file)
+        for line in space.describe():
+            click.echo(line)
+        return
     grid = load_grid(parameters_file)
     if count:
         click.echo(str(grid.count))
@@ -168,6 +178,23 @@ def _broker_from_options(broker_url: str | None) -> Any:
     help="Run the driver on the cluster's master and return: follow it with `mlframework follow ID`, "
     "get its results with `mlframework fetch ID`.",
 )
+@click.option(
+    "--search",
+    "search_name",
+    type=click.Choice(["random", "tpe", "cmaes", "grid", "qmc"]),
+    help="Sample the space of the parameters file instead of running every combination (needs --metric).",
+)
+@click.option("--trials", type=click.IntRange(min=1), help="With --search: trials to run, pruned ones included.")
+@click.option("--seed", type=int, help="With --search: seed of the sampler, for a repeatable search.")
+@click.option("--timeout", "search_timeout", help="With --search: ask no new trial after DURATION (90s, 30m, 2h).")
+@click.option(
+    "--prune",
+    type=click.Choice(["median", "hyperband", "asha", "none"]),
+    default="none",
+    show_default=True,
+    help="With --search: stop trials whose metrics.log values fall behind (SIGTERM, SIGKILL 10 s later).",
+)
+@click.option("--prune-metric", help="With --prune: the metric it watches  [default: --metric]")
 @click.option("--sweep-id", help="Id of the new sweep  [default: generated, e.g. 20261125-101500-mnist-3f2a]")
 @click.option("--show-output", is_flag=True, help="Print every trial's output live, prefixed by trial and host.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or per-trial lines; summary only.")
@@ -189,6 +216,12 @@ def sweep_command(
     trial_timeout: str | None,
     resume_id: str | None,
     detach: bool,
+    search_name: str | None,
+    trials: int | None,
+    seed: int | None,
+    search_timeout: str | None,
+    prune: str,
+    prune_metric: str | None,
     sweep_id: str | None,
     show_output: bool,
     quiet: bool,
@@ -229,8 +262,13 @@ def sweep_command(
         raise ConfigError("give a PROJECT_DIR (or --resume SWEEP_ID)")
     if not project_dir.is_dir():
         raise ConfigError(f"{project_dir}: project directory not found")
+    search = _search_settings(search_name, trials, seed, search_timeout, prune, prune_metric, metric, resume_id)
     if not resume_id:
-        grid = load_grid(parameters_file or project_dir / "parameters.yml")
+        grid: Any = (
+            load_grid(parameters_file or project_dir / "parameters.yml")
+            if search is None
+            else _load_space(parameters_file or project_dir / "parameters.yml")
+        )
         if sweep_id is not None:
             check_sweep_id(sweep_id)
         spec = SweepSpec(
@@ -245,7 +283,10 @@ def sweep_command(
             max_starts=max_starts,
             max_batch=max_batch,
             trial_timeout=_duration(trial_timeout),
+            search=search,
         )
+        if search is not None and search.sampler == "grid":
+            grid.grid_space()  # a continuous parameter cannot be listed: say so before anything starts
         if dry_run:
             console.print_dry_run(spec)
             return
@@ -266,6 +307,11 @@ def sweep_command(
         options += ["--trial-timeout", trial_timeout] if trial_timeout else []
         options += ["--metric", metric] if metric else []
         options += ["--mode", mode] if mode else []
+        if search is not None:
+            options += ["--search", search.sampler, "--trials", str(search.trials), "--prune", search.prune]
+            options += ["--seed", str(seed)] if seed is not None else []
+            options += ["--timeout", search_timeout] if search_timeout else []
+            options += ["--prune-metric", prune_metric] if prune_metric else []
         _detach(project_dir, spec, options)
         return
 
@@ -282,7 +328,7 @@ def sweep_command(
     with StopSignals() as stop:
         try:
             if local:
-                outcome = _drive_local(project_dir, workers, gpus, console, drive)
+                outcome = _drive_local(project_dir, workers, gpus, console, drive, search)
             else:
                 broker = _broker_from_options(broker_url)
                 if broker is None:
@@ -309,7 +355,9 @@ def _duration(text: str | None) -> float | None:
         raise ConfigError(f"--trial-timeout {text}: give a duration such as 90, 90s, 30m or 2h") from None
 
 
-def _drive_local(project_dir: Path, workers: int | None, gpus: str | None, console: Any, drive: Any) -> Any:
+def _drive_local(
+    project_dir: Path, workers: int | None, gpus: str | None, console: Any, drive: Any, search: Any = None
+) -> Any:
     """The sweep on an embedded cluster that lives exactly as long as it (see cluster/local.py)."""
     from mlframework.cluster.gpus import parse_gpu_option
     from mlframework.cluster.local import EmbeddedCluster
@@ -320,6 +368,8 @@ def _drive_local(project_dir: Path, workers: int | None, gpus: str | None, conso
     check_importable(project_dir)
     with EmbeddedCluster(project_dir, workers=workers, gpus=parse_gpu_option(gpus)) as cluster:
         console.on_sweep_started = lambda directory: cluster.note_sweep(directory / "sweep.json")
+        if search is not None:  # embedded mode knows its slots: a search keeps each one busy
+            search.parallel = sum(worker.concurrency for worker in cluster.local_workers)
         try:
             return drive(cluster.broker, True, cluster.check)
         except ServiceError:
@@ -372,9 +422,55 @@ def _detach(project_dir: Path, spec: Any, sweep_options: list[str]) -> None:
     check_task(project_dir.resolve(), spec.task)
     sweep_id = spec.sweep_id or new_sweep_id(project_dir.resolve().name)
     master = start_detached(root, cluster_ssh_options(cluster), sweep_id, Path(spec.grid.source), sweep_options)
-    click.echo(f"sweep {sweep_id}: {spec.grid.count} trial(s), driver running on {master}")
+    from mlframework.sweep.driver import sweep_total
+
+    click.echo(f"sweep {sweep_id}: {sweep_total(spec)} trial(s), driver running on {master}")
     click.echo(f"follow it:   mlframework follow {sweep_id}")
     click.echo(f"its results: mlframework fetch {sweep_id}   (into ./results/{sweep_id})")
+
+
+def _search_settings(
+    search_name: str | None,
+    trials: int | None,
+    seed: int | None,
+    timeout: str | None,
+    prune: str,
+    prune_metric: str | None,
+    metric: str | None,
+    resume_id: str | None,
+) -> Any:
+    """The SearchSettings of --search and its options, or None for a grid sweep."""
+    from mlframework.exceptions import ConfigError
+
+    if search_name is None:
+        given = [name for name, value in (("--trials", trials), ("--seed", seed), ("--timeout", timeout)) if value]
+        given += ["--prune"] if prune != "none" else []
+        given += ["--prune-metric"] if prune_metric else []
+        if given and not resume_id:
+            raise ConfigError(f"{', '.join(given)} only apply with --search")
+        return None
+    if resume_id:
+        raise ConfigError("--resume continues the search it resumes: give no --search")
+    if not metric:
+        raise ConfigError("--search needs --metric NAME: the metric the search optimises (e.g. --metric accuracy)")
+    if trials is None:
+        raise ConfigError("--search needs --trials N: how many trials to run")
+    from mlframework.sweep.search import SearchSettings, parse_duration
+
+    return SearchSettings(
+        search_name,
+        trials,
+        seed,
+        parse_duration(timeout) if timeout else None,
+        prune,
+        prune_metric,
+    )
+
+
+def _load_space(path: Path) -> Any:
+    from mlframework.sweep.space import load_space
+
+    return load_space(path)
 
 
 def _resumed_project(results_root: Path, sweep_id: str) -> Path:

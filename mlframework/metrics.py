@@ -22,10 +22,38 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
+import threading
 import time
 from typing import Any
 
 ENV_VAR = "MLFRAMEWORK_METRICS_FILE"
+STOP_ENV_VAR = "MLFRAMEWORK_STOP_FILE"  # created when the sweep stops the trial (a search pruned it)
+_stop_requested = False
+
+
+def should_stop() -> bool:
+    """Whether the sweep asks this trial to stop (a search pruned it): save a checkpoint and exit.
+
+    The first call makes SIGTERM (which the sweep sends) set this flag instead of
+    ending the script at once; the sweep sends SIGKILL after its grace period
+    (10 s). A script that never calls it is simply ended by the SIGTERM. False
+    when the script is not run by mlframework.
+    """
+    global _stop_requested
+    if threading.current_thread() is threading.main_thread() and not getattr(should_stop, "_installed", False):
+        try:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+            should_stop._installed = True  # type: ignore[attr-defined]
+        except ValueError:  # not the main thread of the interpreter
+            pass
+    stop_file = os.environ.get(STOP_ENV_VAR)
+    return _stop_requested or bool(stop_file and os.path.exists(stop_file))
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    global _stop_requested
+    _stop_requested = True
 
 
 def _plain(value: Any) -> Any:

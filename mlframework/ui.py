@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mlframework.sweep.arguments import display
-from mlframework.sweep.driver import SweepObserver, SweepOutcome, SweepSpec, trial_id
+from mlframework.sweep.driver import PRUNED, SweepObserver, SweepOutcome, SweepSpec, trial_id
 from mlframework.sweep.params import format_value, render_options
 from mlframework.sweep.tasks import SUCCESS
 
@@ -58,6 +58,7 @@ class SweepConsole(SweepObserver):
         self._total = 0
         self._done = 0
         self._failed = 0
+        self._pruned = 0
         self._running: set[str] = set()
         self._recent: dict[str, collections.deque[str]] = {}
         self._started = time.monotonic()
@@ -150,21 +151,24 @@ class SweepConsole(SweepObserver):
         self._running.discard(trial)
         self._done += 1
         ok = record.get("status") == SUCCESS
-        if not ok:
+        pruned = record.get("status") == PRUNED
+        if pruned:
+            self._pruned += 1
+        elif not ok:
             self._failed += 1
         recent = self._recent.pop(trial, None)
         if not self.quiet or not ok:
             metrics = " ".join(f"{k}={_number(v)}" for k, v in (record.get("metrics") or {}).items())
             line = Text(f"{trial} ")
-            line.append(record.get("status", "?"), style="green" if ok else "bold red")
+            line.append(record.get("status", "?"), style="green" if ok else "yellow" if pruned else "bold red")
             line.append(f" {record.get('host')} {_number(record.get('duration_s', 0.0))}s ")
             line.append(_options(record.get("params") or {}))
             if metrics:
                 line.append(f"  {metrics}", style="cyan")
-            if not ok and record.get("error"):
+            if not ok and not pruned and record.get("error"):
                 line.append(f"  ({record['error']})", style="red")
             self.console.print(line, soft_wrap=True)
-        if not ok and not self.show_output:
+        if not ok and not pruned and not self.show_output:
             for text in recent or record.get("stderr_tail") or []:
                 self.console.print(Text(f"  [{trial} {record.get('host')}] ", style="red") + Text(text), soft_wrap=True)
         self._refresh()
@@ -179,6 +183,14 @@ class SweepConsole(SweepObserver):
         self.console.print(line, soft_wrap=True)
         self._recent.pop(trial, None)
         self._refresh()
+
+    def trial_metrics(self, trial: str, host: str, history: list[dict[str, Any]]) -> None:
+        if not self.show_output:
+            return
+        for record in history:
+            values = " ".join(f"{k}={_number(v)}" for k, v in (record.get("values") or {}).items())
+            step = "" if record.get("step") is None else f"step {record['step']} "
+            self.console.print(Text(f"[{trial} {host}] ", style="dim") + Text(step + values, style="cyan"))
 
     def idle(self) -> None:
         if self._display or self._skipped:
@@ -195,7 +207,9 @@ class SweepConsole(SweepObserver):
     # -- rendering ----------------------------------------------------------
 
     def _counts(self) -> str:
-        return f"done {self._done - self._failed}  failed {self._failed}  running {len(self._running)}"
+        pruned = f"  pruned {self._pruned}" if self._pruned else ""
+        done = self._done - self._failed - self._pruned
+        return f"done {done}  failed {self._failed}{pruned}  running {len(self._running)}"
 
     def _refresh(self) -> None:
         if self._progress is not None:
@@ -246,7 +260,8 @@ class SweepConsole(SweepObserver):
         state = "interrupted" if outcome.interrupted else "finished"
         self.console.print(
             f"sweep {outcome.sweep_id} {state} in {elapsed:.1f}s: {outcome.succeeded} succeeded, "
-            f"{outcome.failed} failed, {outcome.total - len(outcome.records)} not run; "
+            f"{outcome.failed} failed, {f'{outcome.pruned} pruned, ' if outcome.pruned else ''}"
+            f"{max(0, outcome.total - len(outcome.records))} not run; "
             f"results in {outcome.directory / 'results.csv'}",
             markup=False,
             soft_wrap=True,
@@ -271,7 +286,17 @@ class SweepConsole(SweepObserver):
         )
 
     def print_dry_run(self, spec: SweepSpec, limit: int = 1000) -> None:
-        """List the trials a sweep would send, without sending them."""
+        """List the trials a sweep would send, without sending them (a search: its space)."""
+        if spec.search is not None:
+            self.console.print(
+                f"dry run: a {spec.search.sampler} search of {spec.search.trials} trial(s) of task '{spec.task}' "
+                f"over {spec.grid.source}:",
+                markup=False,
+                soft_wrap=True,
+            )
+            for line in spec.grid.describe():  # type: ignore[attr-defined]  # a SearchSpace
+                self.console.print(line, markup=False, soft_wrap=True)
+            return
         total = spec.grid.count
         self.console.print(
             f"dry run: {total} trial(s) of task '{spec.task}' from {spec.grid.source}", markup=False, soft_wrap=True

@@ -40,6 +40,8 @@ from mlframework.sweep.params import Grid, load_grid
 from mlframework.sweep.results import ResultsStore
 from mlframework.sweep.tasks import FAILURE, SUCCESS, message_trials
 
+PRUNED = "PRUNED"  # a search's trial stopped early (--prune); mlframework.sweep.search tells the study
+
 log = logging.getLogger(__name__)
 
 _LOWER_IS_BETTER = ("loss", "error", "err", "mse", "rmse", "mae", "perplexity", "time")
@@ -60,6 +62,13 @@ class SweepSpec:
     max_starts: int = 3  # a trial started this often without finishing (its worker died) is FAILURE
     max_batch: int = 200  # most trials one message carries when trials are short (1: one per message)
     trial_timeout: float | None = None  # seconds a trial's command may run before it is stopped and FAILURE
+    # --- search (mlframework/sweep/search.py): ``grid`` is then a SearchSpace sampled by an Optuna study
+    search: Any = None  # a SearchSettings, or None for a grid sweep
+
+
+def sweep_total(spec: SweepSpec) -> int:
+    """Trials a sweep runs: the grid's combinations, or a search's --trials."""
+    return int(spec.search.trials) if spec.search is not None else spec.grid.count
 
 
 @dataclass
@@ -80,12 +89,19 @@ class SweepOutcome:
 
     @property
     def failed(self) -> int:
-        return sum(1 for record in self.records if record.get("status") != SUCCESS)
+        return sum(1 for record in self.records if record.get("status") not in (SUCCESS, PRUNED))
+
+    @property
+    def pruned(self) -> int:
+        """Trials a search stopped early (--prune): not failures."""
+        return sum(1 for record in self.records if record.get("status") == PRUNED)
 
     @property
     def exit_status(self) -> int:
-        """0 when every trial succeeded, 1 otherwise."""
-        return 0 if self.succeeded == self.total and not self.interrupted else 1
+        """0 when every trial succeeded (or was pruned by a search), 1 otherwise."""
+        if self.interrupted or self.failed:
+            return 1
+        return 0 if self.succeeded + self.pruned == len(self.records) and self.records else 1
 
     def ranked(self) -> list[dict[str, Any]]:
         """Records best first by the sweep's metric; trials without it (or failed) last."""
@@ -114,6 +130,9 @@ class SweepObserver:
 
     def trial_retried(self, attempt: dict[str, Any], retries: int) -> None:
         """A trial failed (``attempt`` is that attempt's record) and was sent again."""
+
+    def trial_metrics(self, trial: str, host: str, history: list[dict[str, Any]]) -> None:
+        """A running trial reported metrics (``metrics.log`` records, in order)."""
 
     def idle(self) -> None:
         """Called a few times a second while the driver waits."""
@@ -224,6 +243,14 @@ def _connect(
     return connection
 
 
+def trial_controls(spec: SweepSpec, sweep_id: str) -> dict[str, Any]:
+    """What every trial message carries besides its id and parameters (read by sweep/tasks.py ``_controls``)."""
+    controls: dict[str, Any] = {"sweep_dir": str((Path(spec.results_root) / sweep_id).resolve())}
+    if spec.trial_timeout:
+        controls["timeout"] = spec.trial_timeout
+    return controls
+
+
 @dataclass
 class _Dispatcher:
     """Sends the grid's combinations as tasks in grid order, from ``start``; and single trials again."""
@@ -241,10 +268,7 @@ class _Dispatcher:
 
     def __post_init__(self) -> None:
         self.next_index = self.start
-        # What every trial message carries besides its id (sweep/tasks.py _controls).
-        self._controls: dict[str, Any] = {"sweep_dir": str((Path(self.spec.results_root) / self.sweep_id).resolve())}
-        if self.spec.trial_timeout:
-            self._controls["timeout"] = self.spec.trial_timeout
+        self._controls = trial_controls(self.spec, self.sweep_id)
         self._combinations = self.spec.grid.iter_from(self.start) if self.start < self.total else None
 
     @property
@@ -391,7 +415,8 @@ def run_sweep(
         "parameters_file": _absolute(spec.grid.source),
         "parameters_sha256": _grid_digest(spec.grid),
         "parameters": spec.grid.names,
-        "trials": spec.grid.count,
+        "trials": sweep_total(spec),
+        "search": spec.search.to_meta() if spec.search is not None else None,
         "retries": spec.retries,
         "max_starts": spec.max_starts,
         "max_batch": spec.max_batch,
@@ -443,7 +468,9 @@ def resume_sweep(
     meta = read_meta(directory)  # a missing or damaged sweep.json: one line (SweepError)
     if not isinstance(meta.get("task"), str):
         raise SweepError(f"{directory / 'sweep.json'}: damaged (no 'task' in it)")
-    grid = load_grid(_recorded_path(meta["parameters_file"], meta.get("project")))
+    search = meta.get("search")
+    parameters_file = _recorded_path(meta["parameters_file"], meta.get("project"))
+    grid: Any = load_grid(parameters_file) if not search else _load_space(parameters_file)
     recorded_digest = meta.get("parameters_sha256")
     if recorded_digest and _grid_digest(grid) != recorded_digest:
         raise SweepError(f"{grid.source}: changed since sweep {sweep_id} started; start a new sweep instead")
@@ -459,6 +486,7 @@ def resume_sweep(
         int(meta.get("max_starts") or 3),
         int(meta.get("max_batch") or 1),
         meta.get("trial_timeout"),
+        search=_search_settings(search) if search else None,
     )
     check_task(spec.project_dir, spec.task)
     app = create_app(broker)
@@ -482,9 +510,22 @@ def resume_sweep(
         raise
     run = _SweepRun(app, broker, connection, spec, sweep_id, store, meta, observer or SweepObserver(), heartbeat)
     start = 0 if resend_in_flight else store.dispatched()
-    run.awaiting = set() if resend_in_flight else run.unrecorded_below(start)
+    run.awaiting = set() if resend_in_flight or spec.search else run.unrecorded_below(start)
     run.drain_first = new_epoch  # results that came in while it was cancelled are recorded, not run again
+    run.resend_in_flight = resend_in_flight
     return run.drive(window, health_check, start=start)
+
+
+def _load_space(path: str) -> Any:
+    from mlframework.sweep.space import load_space
+
+    return load_space(path)
+
+
+def _search_settings(meta: dict[str, Any]) -> Any:
+    from mlframework.sweep.search import SearchSettings
+
+    return SearchSettings.from_meta(meta)
 
 
 class _SweepRun:
@@ -528,7 +569,9 @@ class _SweepRun:
             type(observer).trial_output is not SweepObserver.trial_output
             or type(observer).trial_output_lines is not SweepObserver.trial_output_lines
         )
-        self.total = spec.grid.count
+        self.total = sweep_total(spec)
+        self.resend_in_flight = False
+        self.search: Any = None  # a search's SearchHooks (mlframework/sweep/search_run.py)
         self.starts: dict[tuple[str, int], int] = {}  # starts of each attempt of each trial
         self.start_events: set[tuple[Any, ...]] = set()
         self.seen: set[str] = set()  # trials with any event in this session
@@ -567,6 +610,8 @@ class _SweepRun:
         if dispatcher.exhausted:
             return 0
         outstanding = dispatcher.sent + len(self.awaiting) - len(self.store.records) + self.store.recorded_before
+        if self.search is not None:
+            return self.search.room(outstanding)
         room = window - outstanding
         size = self.batch_size(self.total - dispatcher.next_index)
         if size == 0:  # probing: a few single trials at a time until one has finished
@@ -575,7 +620,13 @@ class _SweepRun:
         return room if room >= min(size, window) else 0
 
     def _done(self) -> bool:
+        if self.search is not None:
+            return self.search.done()
         return len(self.store.records) >= self.total
+
+    def _params(self, index: int) -> dict[str, Any]:
+        assert self.dispatcher is not None
+        return self.search.params(index) if self.search is not None else self.spec.grid[index]
 
     def _dispatch(self, window: int) -> None:
         room = self._room(window)
@@ -614,6 +665,11 @@ class _SweepRun:
             self._finished(trial, attempt, event)
         elif kind == "leased":
             self.leases[trial] = {**event, "attempt": attempt, "misses": 0}
+        elif kind == "metrics":
+            history = [r for r in event.get("history") or [] if isinstance(r, dict)]
+            self.observer.trial_metrics(trial, str(event.get("host")), history)
+            if self.search is not None and trial not in self.store.records:
+                self.search.report(trial, int(event.get("index", 0)), history)
 
     def _started(self, trial: str, attempt: int, event: dict[str, Any]) -> None:
         start = (trial, attempt, event.get("worker"), event.get("pid"), event.get("time"))
@@ -634,7 +690,7 @@ class _SweepRun:
                     **event,
                     "type": "finished",
                     "status": FAILURE,
-                    "params": self.spec.grid[int(event.get("index", 0))],
+                    "params": self._params(int(event.get("index", 0))),
                     "duration_s": None,
                     "exit_code": None,
                     "error": f"its worker died {deaths} times while running it (killed, or out of memory?); "
@@ -676,6 +732,8 @@ class _SweepRun:
             self.observer.trial_retried(event, self.spec.retries)
             return
         record = {**event, "attempt": attempt, "attempts": [_attempt_summary(a) for a in earlier]}
+        if self.search is not None:
+            record["status"] = self.search.tell(int(event.get("index", 0)), record)
         if self.store.record(record):
             self.observer.trial_finished(record)
 
@@ -771,9 +829,14 @@ class _SweepRun:
             epoch = int(meta.get("epoch") or 0)
             liveness.mark_live(self.connection, self.sweep_id, epoch)
             stream = EventStream(self.connection, self.sweep_id, self.on_event, before_ack=self.store.sync)
-            self.dispatcher = _Dispatcher(
-                self.app, self.spec, self.sweep_id, self.total, start=start, skip=store.records.keys(), epoch=epoch
-            )
+            if self.spec.search is not None:
+                from mlframework.sweep.search_run import start_search
+
+                self.search = start_search(self, window, epoch)
+            else:
+                self.dispatcher = _Dispatcher(
+                    self.app, self.spec, self.sweep_id, self.total, start=start, skip=store.records.keys(), epoch=epoch
+                )
             self.observer.sweep_started(self.sweep_id, self.total, store.directory)
             if self.awaiting or self.drain_first:
                 stream.drain(timeout=1.0)  # what finished while the driver was away
@@ -804,11 +867,13 @@ class _SweepRun:
             records = list(store.records.values())
             metric, mode = pick_metric(records, self.spec.metric, self.spec.mode)
             outcome = SweepOutcome(self.sweep_id, store.directory, self.total, records, metric, mode, interrupted)
+            unfinished = not self._done() if self.search is not None else len(records) < self.total
             meta.update(
-                status="interrupted" if interrupted or len(records) < self.total else "finished",
+                status="interrupted" if interrupted or unfinished else "finished",
                 finished_at=_dt.datetime.now().astimezone().isoformat(timespec="seconds"),
                 succeeded=outcome.succeeded,
                 failed=outcome.failed,
+                pruned=outcome.pruned,
                 metric=metric,
                 mode=mode,
             )

@@ -316,6 +316,30 @@ def parse_grid(text: str, source: str = "<string>") -> Grid:
 
 
 def _parse(stream: str | bytes, source: str) -> Grid:
+    root = compose_root(stream, source)
+    parameters: list[Parameter] = []
+    lines: dict[str, int] = {}
+    for key, value in root.value:
+        line = key.start_mark.line + 1
+        try:
+            name = _name(key)
+        except _Problem as problem:
+            raise _error(source, problem.line, None, problem.text) from None
+        if name in lines:
+            raise _error(source, line, name, f"given more than once (first on line {lines[name]})")
+        lines[name] = line
+        try:
+            values = _values(value)
+        except _Problem as problem:
+            raise _error(source, problem.line or line, name, problem.text) from None
+        parameters.append(Parameter(name, values, line))
+    grid = Grid(tuple(parameters), source)
+    log.debug("%s: %d parameter(s), %d combination(s)", source, len(parameters), grid.count)
+    return grid
+
+
+def compose_root(stream: str | bytes, source: str) -> MappingNode:
+    """The file's top-level mapping node, composed safely (also used by :mod:`mlframework.sweep.space`)."""
     try:
         loader = yaml.SafeLoader(stream)  # composes nodes only; we never call its constructor
         try:
@@ -342,25 +366,7 @@ def _parse(stream: str | bytes, source: str) -> Grid:
             raise _Problem(root, f"expected a mapping of parameter names to values, found {_kind(root)}")
     except _Problem as problem:
         raise _error(source, problem.line, None, problem.text) from None
-    parameters: list[Parameter] = []
-    lines: dict[str, int] = {}
-    for key, value in root.value:
-        line = key.start_mark.line + 1
-        try:
-            name = _name(key)
-        except _Problem as problem:
-            raise _error(source, problem.line, None, problem.text) from None
-        if name in lines:
-            raise _error(source, line, name, f"given more than once (first on line {lines[name]})")
-        lines[name] = line
-        try:
-            values = _values(value)
-        except _Problem as problem:
-            raise _error(source, problem.line or line, name, problem.text) from None
-        parameters.append(Parameter(name, values, line))
-    grid = Grid(tuple(parameters), source)
-    log.debug("%s: %d parameter(s), %d combination(s)", source, len(parameters), grid.count)
-    return grid
+    return root
 
 
 def _short(tag: str) -> str:
@@ -394,8 +400,14 @@ def _name(key: Node) -> str:
     return key.value
 
 
+# Tags of a search space (mlframework/sweep/space.py): in a grid they only say what is missing.
+SEARCH_TAGS = ("!uniform", "!loguniform", "!int")
+
+
 def _values(node: Node) -> Sequence[Any]:
     _check_tag(node)
+    if node.tag in SEARCH_TAGS:
+        raise _Problem(node, f"{node.tag} is a search distribution: add --search (e.g. --search tpe --trials 50)")
     if node.tag == _TUPLE:
         return _interval(node)
     if isinstance(node, SequenceNode) and node.tag == _SEQ:
@@ -403,7 +415,11 @@ def _values(node: Node) -> Sequence[Any]:
             raise _Problem(node, "empty list; give at least one value")
         return tuple(_list_item(item) for item in node.value)
     if isinstance(node, MappingNode) and node.tag == _MAP:
-        raise _Problem(node, "nested mappings are not supported; give a value, a list or an interval")
+        raise _Problem(
+            node,
+            "nested mappings are not supported in a grid; give a value, a list or an interval "
+            "(a mapping of choices to their own parameters is a conditional search parameter: add --search)",
+        )
     return (_scalar(node),)
 
 

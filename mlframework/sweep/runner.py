@@ -16,6 +16,7 @@ import collections
 import ctypes
 import functools
 import itertools
+import json
 import logging
 import os
 import re
@@ -196,6 +197,55 @@ def _pump(
     pipe.close()
 
 
+class MetricsTail(threading.Thread):
+    """Hands on the records a running command appends to its metrics file, every ``interval`` seconds.
+
+    One call per interval with everything new (not one per ``metrics.log``): this
+    is how a search's pruner hears a trial's progress while it runs. It stops
+    when the command exits; the final read of the file stays the record's history.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        on_metrics: Callable[[list[dict[str, Any]]], None],
+        exited: threading.Event,
+        interval: float = 0.2,
+    ) -> None:
+        super().__init__(name="mlframework-metrics", daemon=True)
+        self._path, self._on_metrics, self._exited, self._interval = path, on_metrics, exited, interval
+        self._offset = 0
+        self._pending = b""
+        self.start()
+
+    def _read(self) -> None:
+        try:
+            with open(self._path, "rb") as handle:
+                handle.seek(self._offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return
+        self._offset += len(data)
+        complete, _, self._pending = (self._pending + data).rpartition(b"\n")
+        records = []
+        for line in complete.split(b"\n") if complete else []:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and isinstance(record.get("values"), dict):
+                records.append(record)
+        if records:
+            try:
+                self._on_metrics(records)
+            except Exception:  # live metrics are best effort; the trial goes on
+                log.exception("could not pass on %d metrics record(s)", len(records))
+
+    def run(self) -> None:
+        while not self._exited.wait(self._interval):
+            self._read()
+
+
 _SCRATCH_PREFIX = "mlframework-trials-"
 _scratch: dict[int, str] = {}  # process id -> that process's private scratch directory
 _scratch_names = itertools.count()
@@ -243,6 +293,8 @@ def run_command(
     tail_lines: int = 40,
     timeout: float | None = None,
     grace: float = 5.0,
+    on_start: Callable[[int], None] | None = None,
+    on_metrics: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> CommandResult:
     """Run ``argv`` (no shell), streaming each output line to ``on_line`` (or in groups to ``on_lines``).
 
@@ -256,6 +308,8 @@ def run_command(
     ``timeout`` seconds, or when the calling task is cancelled) whatever it
     left running is stopped with :func:`~mlframework.sweep.proctree.stop_group`
     (SIGTERM, SIGKILL after ``grace``). ``duration_s`` is the command's own.
+    ``on_start(pid)`` learns the command's process id; ``on_metrics(records)``
+    gets its ``metrics.log`` records while it runs (see :class:`MetricsTail`).
     """
     if on_lines is not None:
         callback: LinesCallback = on_lines
@@ -305,6 +359,9 @@ def run_command(
         for reader in readers:
             reader.start()
         timed_out = False
+        if on_start is not None:
+            on_start(process.pid)
+        tailer = MetricsTail(metrics_path, on_metrics, exited) if on_metrics is not None else None
         try:
             try:
                 exit_code = process.wait(timeout=timeout)
@@ -330,6 +387,8 @@ def run_command(
             exited.set()
             for reader in readers:
                 reader.join(timeout=2)
+            if tailer is not None:
+                tailer.join()
         final, history = metrics.read(metrics_path)
     finally:
         metrics_path.unlink(missing_ok=True)

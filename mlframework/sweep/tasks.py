@@ -96,7 +96,11 @@ class Trial:
     sweep_dir: str | None = None  # the sweep's results directory on the driver's machine
     arguments: ArgumentStyle = SEED_STYLE  # how options() renders the parameters
     output_scalars: scalars.Patterns = None  # metrics read from the output (sweep/scalars.py)
+    worker: str = ""  # the worker node running it (its registry of stoppable trials: sweep/control.py)
+    stopped: str | None = None  # why the sweep stopped it early ("pruned"), when it did
+    stop_latency_s: float | None = None  # seconds from the sweep's decision to stop it to the signal
     _output: OutputStreamer | None = field(default=None, repr=False)
+    _publish: Callable[[dict[str, Any]], None] | None = field(default=None, repr=False)
     commands: list[CommandResult] = field(default_factory=list, repr=False)
 
     def options(self) -> list[str]:
@@ -126,6 +130,19 @@ class Trial:
             self._output.write_lines(stream, lines)
         else:
             print("\n".join(lines), file=sys.stderr if stream == "stderr" else sys.stdout)
+
+    def _report_metrics(self, history: list[dict[str, Any]]) -> None:
+        if self._publish is not None:
+            self._publish(
+                {
+                    "type": "metrics",
+                    "trial": self.id,
+                    "index": self.index,
+                    "attempt": self.attempt,
+                    "host": self.host,
+                    "history": history,
+                }
+            )
 
     def run(
         self,
@@ -159,10 +176,22 @@ class Trial:
             if reader.active:
                 reader.feed(lines)
 
+        from mlframework.sweep.control import registered
+
         limit = timeout if timeout is not None else self.timeout
-        result = run_command(
-            argv, cwd=cwd if cwd is not None else self.project_dir, env=child_env, on_lines=on_lines, timeout=limit
-        )
+        with registered(self.worker, self.sweep_id, self.id) as registration:
+            result = run_command(
+                argv,
+                cwd=cwd if cwd is not None else self.project_dir,
+                env={**child_env, **registration.env},
+                on_lines=on_lines,
+                timeout=limit,
+                on_start=registration.started,
+                on_metrics=self._report_metrics if self._publish is not None else None,
+            )
+            request = registration.stop_request
+            if request is not None and self.stopped is None:
+                self.stopped, self.stop_latency_s = str(request.get("reason") or "stopped"), request.get("latency_s")
         if reader.final and not (reader.default and (result.metrics or result.history)):
             # Printed metrics, unless (for the default patterns) the script logged its own with metrics.log.
             result.metrics = {**reader.final, **result.metrics}
@@ -237,6 +266,7 @@ def execute_trial(function: TaskFunction, trial: Trial, publish: Callable[[dict[
             "time": started_at,
         }
     )
+    trial._publish = publish
     trial._output = OutputStreamer(
         lambda chunks: publish({"type": "output", "trial": trial.id, "host": trial.host, "chunks": chunks})
     )
@@ -258,6 +288,7 @@ def execute_trial(function: TaskFunction, trial: Trial, publish: Callable[[dict[
     finally:
         trial._output.close()
         trial._output = None
+        trial._publish = None
     duration = time.monotonic() - clock
 
     metrics: dict[str, Any] = {}
@@ -294,6 +325,9 @@ def execute_trial(function: TaskFunction, trial: Trial, publish: Callable[[dict[
         "attempt": trial.attempt,
         "pid": os.getpid(),
     }
+    if trial.stopped:
+        record["stopped"] = trial.stopped
+        record["stop_latency_s"] = trial.stop_latency_s
     publish(record)
     return record
 
@@ -357,6 +391,7 @@ def _run_batch(
                 params=dict(entry["params"]),
                 attempt=int(trial.get("attempt") or 1),
                 **_controls(trial),
+                worker=worker,
             ),
             lambda event: events.add({**event, "worker": worker, "message": message_id}),
         )
@@ -426,6 +461,7 @@ def task(function: TaskFunction | None = None, *, name: str | None = None) -> An
                     redelivered=bool(delivery_info.get("redelivered")),
                     attempt=int(trial.get("attempt") or 1),
                     **_controls(trial),
+                    worker=self.request.hostname or "",
                 ),
                 lambda event: publisher.publish(
                     sweep_id, {**event, "worker": self.request.hostname, "message": self.request.id}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 
+import mlframework.sweep.control  # noqa: F401  (registers the worker's stop-trials command)
 from mlframework.exceptions import ConfigError
 from mlframework.sweep.app import ENV_BROKER_URL, BrokerSettings, create_app
 from mlframework.sweep.lease import TrialLease

@@ -32,7 +32,7 @@ from kombu.exceptions import OperationalError
 
 from mlframework import __version__
 from mlframework.exceptions import ConfigError, SweepError
-from mlframework.sweep import liveness
+from mlframework.sweep import driver_lock, liveness
 from mlframework.sweep.app import TRIAL_QUEUE, BrokerSettings, create_app
 from mlframework.sweep.events import EventStream
 from mlframework.sweep.ids import check_sweep_id, new_sweep_id, task_id, trial_id
@@ -384,6 +384,15 @@ def _grid_digest(grid: Grid) -> str | None:
         return None
 
 
+def _lock_or_release(connection: Any, sweep_id: str) -> driver_lock.DriverLock | None:
+    """The sweep's driver lock; the connection is released when another driver holds it."""
+    try:
+        return driver_lock.acquire(connection, sweep_id)
+    except BaseException:
+        connection.release()
+        raise
+
+
 def run_sweep(
     spec: SweepSpec,
     broker: BrokerSettings,
@@ -408,6 +417,7 @@ def run_sweep(
         )
     app = create_app(broker)
     connection = _connect(app, broker, connect_timeout, heartbeat=heartbeat)
+    lock = _lock_or_release(connection, sweep_id)
     meta: dict[str, Any] = {
         "id": sweep_id,
         "project": str(project_dir),
@@ -439,6 +449,7 @@ def run_sweep(
         connection.release()
         raise
     run = _SweepRun(app, broker, connection, spec, sweep_id, store, meta, observer or SweepObserver(), heartbeat)
+    run.lock = lock
     return run.drive(window, health_check)
 
 
@@ -491,6 +502,7 @@ def resume_sweep(
     check_task(spec.project_dir, spec.task)
     app = create_app(broker)
     connection = _connect(app, broker, connect_timeout, heartbeat=heartbeat)
+    lock = _lock_or_release(connection, sweep_id)  # before anything is written: a second driver changes nothing
     epoch = liveness.next_epoch(meta)  # a sweep that ended (cancelled) starts a new epoch: its old messages stay dead
     new_epoch = epoch != int(meta.get("epoch") or 0)
     resend_in_flight = resend_in_flight or new_epoch
@@ -509,6 +521,7 @@ def resume_sweep(
         connection.release()
         raise
     run = _SweepRun(app, broker, connection, spec, sweep_id, store, meta, observer or SweepObserver(), heartbeat)
+    run.lock = lock
     start = 0 if resend_in_flight else store.dispatched()
     run.awaiting = set() if resend_in_flight or spec.search else run.unrecorded_below(start)
     run.drain_first = new_epoch  # results that came in while it was cancelled are recorded, not run again
@@ -577,6 +590,7 @@ class _SweepRun:
         self.seen: set[str] = set()  # trials with any event in this session
         self.awaiting: set[str] = set()  # sent before this session, not recorded: awaited
         self.drain_first = False  # record the events already queued before sending anything
+        self.lock: driver_lock.DriverLock | None = None  # this driver's hold on the sweep (sweep/driver_lock.py)
         self.leases: dict[str, dict[str, Any]] = {}  # trials acknowledged early by their worker (sweep/lease.py)
         self.next_lease_check = 0.0
         self.dispatcher: _Dispatcher | None = None
@@ -811,6 +825,8 @@ class _SweepRun:
         self.connection = _connect(
             self.app, self.broker, timeout=RECONNECT_SECONDS, max_retries=None, heartbeat=self.heartbeat
         )
+        if self.lock is not None:
+            self.lock = driver_lock.acquire(self.connection, self.sweep_id)  # refused if another took over meanwhile
         stream = EventStream(self.connection, self.sweep_id, self.on_event, before_ack=self.store.sync)
         log.warning("reconnected to the broker; the sweep goes on")
         return stream
@@ -859,6 +875,8 @@ class _SweepRun:
             stream.cancel()
             stream.delete_queue()
             liveness.end_sweep(self.connection, self.sweep_id, epoch, "finished")  # its leftover copies never run
+            if self.lock is not None:
+                self.lock.release(delete=True)
         except KeyboardInterrupt:
             interrupted = True
             raise

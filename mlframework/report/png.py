@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from mlframework.report.data import ReportData, label, metric_value, status_color
+from mlframework.report.data import Parameter, ReportData, label, metric_value, status_color
 from mlframework.sweep.catalog import FAILURE, PRUNED, SUCCESS
 
 DPI = 100
@@ -93,18 +93,19 @@ def parallel_coordinates(data: ReportData, path: Path) -> Path | None:
     axis.add_collection(collection)
     for x, (low, high) in enumerate(spans):
         axis.axvline(x, color="#444", linewidth=0.8)
-        parameter = data.parameters[x] if x < len(data.parameters) else None
-        if parameter is not None and not parameter.numeric:  # each category at its place on the axis
-            for position, category in enumerate(parameter.categories):
+        axis_parameter: Parameter | None = data.parameters[x] if x < len(data.parameters) else None
+        if axis_parameter is not None and not axis_parameter.numeric:  # each category at its place on the axis
+            for position, category in enumerate(axis_parameter.categories):
                 where = (position - low) / (high - low) if high > low else 0.5
                 axis.text(x + 0.03, where, category, fontsize=8, va="center")
             continue
-        shown = (10**low, 10**high) if parameter is not None and parameter.log else (low, high)
+        logged = axis_parameter is not None and axis_parameter.log
+        shown = (10**low, 10**high) if logged else (low, high)
         axis.text(x, 1.04, f"{shown[1]:.3g}", ha="center", fontsize=8)
         axis.text(
             x,
             -0.08,
-            f"{shown[0]:.3g}{' (log)' if parameter is not None and parameter.log else ''}",
+            f"{shown[0]:.3g}{' (log)' if logged else ''}",
             ha="center",
             fontsize=8,
         )

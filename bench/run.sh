@@ -12,7 +12,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 if ! .venv/bin/python -c 'import mlframework' 2>/dev/null; then
     # shellcheck source=scripts/lib/venv.sh
     source scripts/lib/venv.sh
-    ensure_venv '.'
+    ensure_venv '.[report]'
 fi
 
 ensure_peers() {

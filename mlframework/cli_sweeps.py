@@ -156,7 +156,8 @@ def report_command(
 
     Best trials (sortable), the metric against each parameter, parallel coordinates, parameter
     importance, learning curves (pruned and failed trials marked) and each worker slot's timeline
-    with its busy fraction. Rerun it at any time while the sweep runs.
+    with its busy fraction. Rerun it at any time while the sweep runs (the driver also keeps
+    RESULTS/<id>/report.html current; MLFRAMEWORK_LIVE_REPORT=0 turns that off).
     """
     from mlframework.report.make import write_report
     from mlframework.sweep.catalog import find_sweep
@@ -178,7 +179,7 @@ def report_command(
     "tracking_uri",
     required=True,
     metavar="TRACKING_URI",
-    help="MLflow tracking URI, e.g. sqlite:///mlflow.db, file:./mlruns or http://host:5000.",
+    help="MLflow tracking URI, e.g. sqlite:///mlflow.db or http://host:5000.",
 )
 @click.option("--experiment", help="MLflow experiment  [default: the project's name]")
 def export_command(sweep_id: str, results_root: Path, tracking_uri: str, experiment: str | None) -> None:

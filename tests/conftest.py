@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +10,10 @@ import pytest
 from rabbitmq import RabbitMQNode, rabbitmq_bin_dir
 
 _HERE = Path(__file__).parent
+
+# Sweeps run by tests do not render report.html after they end (a render costs seconds of CPU on this
+# 2-core machine, and hundreds of test sweeps would pay it); the tests of the live report turn it on.
+os.environ.setdefault("MLFRAMEWORK_LIVE_REPORT", "0")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -42,7 +42,7 @@ class Parameter:
     name: str
     numeric: bool
     categories: list[str] = field(default_factory=list)  # the values in first-seen order, when not numeric
-    log: bool = False  # numeric, positive and spanning more than two decades: drawn on a log axis
+    log: bool = False  # numeric, positive and spanning two decades or more: drawn on a log axis
 
 
 @dataclass
@@ -114,7 +114,7 @@ def _parameters(records: list[dict[str, Any]], names: list[str]) -> list[Paramet
             continue  # the same in every trial: nothing to plot
         if all(is_number(v) for v in values):
             low, high = min(values), max(values)
-            found.append(Parameter(name, True, log=low > 0 and high / low > 100))
+            found.append(Parameter(name, True, log=low > 0 and high / low >= 100))
         else:
             found.append(Parameter(name, False, list(dict.fromkeys(label(v) for v in values))))
     return found

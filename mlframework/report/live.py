@@ -35,7 +35,8 @@ class LiveReport:
         self.enabled = os.environ.get(ENV_SWITCH, "1").lower() not in ("0", "false", "no", "off")
         self._child: subprocess.Popen[bytes] | None = None
         self._child_started = 0.0
-        self._next = 0.0
+        # The first render waits min_interval: a sweep shorter than that only gets the final one.
+        self._next = time.monotonic() + min_interval
         self._rendered = -1  # trials recorded at the last render
 
     def _command(self) -> list[str]:

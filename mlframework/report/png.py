@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from mlframework.report.data import ReportData, label, metric_value, status_color
+from mlframework.report.data import Parameter, ReportData, label, metric_value, status_color
 from mlframework.sweep.catalog import FAILURE, PRUNED, SUCCESS
 
 DPI = 100
@@ -73,22 +73,42 @@ def parallel_coordinates(data: ReportData, path: Path) -> Path | None:
     if not scored or not data.parameters or metric is None:
         return None
     plt = _pyplot()
+    # Worst first, so that the best trials are drawn on top.
+    scored = sorted(scored, key=lambda r: float(metric_value(r, metric)), reverse=data.mode == "min")
     columns = [_axis_values(data, scored, i) for i in range(len(data.parameters))]
+    for number, parameter in enumerate(data.parameters):
+        if parameter.log:
+            columns[number] = [math.log10(v) for v in columns[number]]
     columns.append([float(metric_value(r, metric)) for r in scored])
     names = [p.name for p in data.parameters] + [metric]
-    scaled = []
+    scaled, spans = [], []
     for values in columns:  # every axis 0..1
         low, high = min(values), max(values)
+        spans.append((low, high))
         scaled.append([(v - low) / (high - low) if high > low else 0.5 for v in values])
     lines = [list(zip(range(len(names)), point)) for point in zip(*scaled)]
     figure, axis = plt.subplots(figsize=(max(6, 1.8 * len(names)), 4))
     collection = LineCollection(lines, array=columns[-1], cmap="viridis_r" if data.mode == "min" else "viridis")
     collection.set_alpha(0.5)
     axis.add_collection(collection)
-    for x, values in enumerate(columns):
+    for x, (low, high) in enumerate(spans):
         axis.axvline(x, color="#444", linewidth=0.8)
-        axis.text(x, 1.04, f"{max(values):.3g}", ha="center", fontsize=8)
-        axis.text(x, -0.08, f"{min(values):.3g}", ha="center", fontsize=8)
+        axis_parameter: Parameter | None = data.parameters[x] if x < len(data.parameters) else None
+        if axis_parameter is not None and not axis_parameter.numeric:  # each category at its place on the axis
+            for position, category in enumerate(axis_parameter.categories):
+                where = (position - low) / (high - low) if high > low else 0.5
+                axis.text(x + 0.03, where, category, fontsize=8, va="center")
+            continue
+        logged = axis_parameter is not None and axis_parameter.log
+        shown = (10**low, 10**high) if logged else (low, high)
+        axis.text(x, 1.04, f"{shown[1]:.3g}", ha="center", fontsize=8)
+        axis.text(
+            x,
+            -0.08,
+            f"{shown[0]:.3g}{' (log)' if logged else ''}",
+            ha="center",
+            fontsize=8,
+        )
     axis.set_xticks(range(len(names)), names)
     axis.set_xlim(-0.2, len(names) - 0.8)
     axis.set_ylim(-0.12, 1.1)

@@ -23,7 +23,7 @@ def mlframework(*args: str, cwd: Path, timeout: float = 180) -> subprocess.Compl
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "COLUMNS": "200"},
+        env={**os.environ, "COLUMNS": "200", "MLFRAMEWORK_LIVE_REPORT": "1"},
     )
 
 
@@ -66,6 +66,32 @@ def test_the_driver_left_a_current_report_and_report_writes_pngs(swept):
 
         time.sleep(0.1)
     assert '"trials": 10' in (directory / "report.html").read_text()
+
+
+def test_the_driver_keeps_report_html_current_while_the_sweep_runs(tmp_path, monkeypatch):
+    import re
+    import time
+
+    from scratch_projects import start_sweep
+
+    monkeypatch.setenv("MLFRAMEWORK_LIVE_REPORT", "1")
+    project = make_project(tmp_path / "proj", "x: [1, 2, 3, 4, 5, 6, 7, 8]\nsleep: [1.5]\n")
+    driver = start_sweep(tmp_path, str(project), "--local", "--workers", "1", "--results", "res", "--sweep-id", "live")
+    page = tmp_path / "res" / "live" / "report.html"
+    try:
+        deadline = time.monotonic() + 120
+        while not page.exists() and driver.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert page.exists() and driver.poll() is None, "a report appeared while the sweep ran"
+        recorded = int(re.search(r'"trials": (\d+)', page.read_text()).group(1))
+        assert 0 < recorded < 8
+        driver.wait(timeout=180)
+    finally:
+        driver.kill()
+    deadline = time.monotonic() + 60
+    while '"trials": 8' not in page.read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert '"trials": 8' in page.read_text(), "the final report shows every trial"
 
 
 def test_a_sweep_killed_mid_run_is_interrupted_not_running(tmp_path):

@@ -1,4 +1,4 @@
-"""Subcommands over recorded sweeps: ls, show, report, export.
+"""Subcommands over recorded sweeps: ls, show, report, export, cancel.
 
 Each reads the results directory only (:mod:`mlframework.sweep.catalog`), calls one library
 function and prints; a damaged sweep directory is one line (exit 2), never a traceback.
@@ -195,4 +195,35 @@ def export_command(sweep_id: str, results_root: Path, tracking_uri: str, experim
     )
 
 
-COMMANDS = [ls_command, show_command, report_command, export_command]
+@click.command("cancel")
+@click.argument("sweep_id")
+@_RESULTS_OPTION
+@click.option("--broker", "broker_url", envvar="MLFRAMEWORK_BROKER_URL", help="Broker URL of the cluster's sweep.")
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Seconds between SIGTERM and SIGKILL of a running trial.",
+)
+def cancel_command(sweep_id: str, results_root: Path, broker_url: str | None, grace: float) -> None:
+    """Cancel sweep SWEEP_ID: queued trials never run, running ones stop, its driver ends; records stay.
+
+    The sweep is marked cancelled and can be resumed (mlframework sweep --resume SWEEP_ID).
+    """
+    from mlframework.cli import _broker_from_options
+    from mlframework.sweep.cancel import cancel_sweep, is_embedded
+    from mlframework.sweep.catalog import read_meta
+
+    directory = results_root / sweep_id
+    meta = read_meta(directory) if directory.exists() else None
+    broker = None if is_embedded(meta) else _broker_from_options(broker_url)
+    done = cancel_sweep(results_root, sweep_id, broker, grace=grace)
+    stopped = sum(len(trials) for trials in done.stopped.values())
+    click.echo(f"cancelled sweep {sweep_id}: {done.driver}")
+    if broker is not None:
+        click.echo(f"queued trials are dropped by the workers; {stopped} running trial(s) stopped")
+    click.echo(f"resume it: mlframework sweep --resume {sweep_id} --results {results_root}")
+
+
+COMMANDS = [ls_command, show_command, report_command, export_command, cancel_command]

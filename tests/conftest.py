@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from rabbitmq import RabbitMQNode, rabbitmq_bin_dir
@@ -40,3 +42,16 @@ def rabbitmq() -> Iterator[RabbitMQNode]:
         yield node
     finally:
         node.stop()
+
+
+@pytest.fixture
+def vhost_url(rabbitmq) -> Iterator[str]:
+    """A broker URL on a vhost made for this test alone (removed afterwards)."""
+    name = f"mlf-test-{secrets.token_hex(4)}"
+    rabbitmq.ctl("add_vhost", name)
+    rabbitmq.ctl("set_permissions", "-p", name, rabbitmq.user, ".*", ".*", ".*")
+    base = rabbitmq.url.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{quote(name, safe='')}"
+    finally:
+        rabbitmq.ctl("delete_vhost", name)

@@ -556,6 +556,8 @@ class _SweepRun:
     TAIL_SHARE = 4
     # How often, at most, the driver asks the workers whether they still run the leased trials.
     LEASE_CHECK_INTERVAL = 30.0
+    # How often the driver checks that its sweep was not cancelled from elsewhere (one passive declare).
+    CANCEL_CHECK_INTERVAL = 2.0
 
     def __init__(
         self,
@@ -590,6 +592,7 @@ class _SweepRun:
         self.seen: set[str] = set()  # trials with any event in this session
         self.awaiting: set[str] = set()  # sent before this session, not recorded: awaited
         self.drain_first = False  # record the events already queued before sending anything
+        self.cancelled = False  # the sweep's live mark vanished: `mlframework cancel` ended it
         self.lock: driver_lock.DriverLock | None = None  # this driver's hold on the sweep (sweep/driver_lock.py)
         self.leases: dict[str, dict[str, Any]] = {}  # trials acknowledged early by their worker (sweep/lease.py)
         self.next_lease_check = 0.0
@@ -728,6 +731,9 @@ class _SweepRun:
             self.dispatcher.resend(int(trial["index"]), int(trial.get("attempt") or 1))
 
     def _finished(self, trial: str, attempt: int, event: dict[str, Any], final: bool = False) -> None:
+        if event.get("stopped") == "cancelled":  # stopped by `mlframework cancel`: no record, --resume runs it
+            log.info("trial %s was stopped by a cancel: not recorded", trial)
+            return
         self._observe_duration(event.get("duration_s"))
         if trial in self.store.records:
             log.info("ignoring another result for trial %s", trial)
@@ -857,8 +863,18 @@ class _SweepRun:
             if self.awaiting or self.drain_first:
                 stream.drain(timeout=1.0)  # what finished while the driver was away
             next_lost_check = time.monotonic()
+            # A sweep cancelled from elsewhere (`mlframework cancel`, sweep/cancel.py) loses its live mark: the
+            # driver looks every CANCEL_CHECK_INTERVAL s. The embedded broker has no marks (cancel signals it).
+            watch_cancel = not self.broker.url.startswith("mlfs:")
+            next_cancel_check = time.monotonic() + self.CANCEL_CHECK_INTERVAL
             while not self._done():
                 try:
+                    if watch_cancel and time.monotonic() >= next_cancel_check:
+                        next_cancel_check = time.monotonic() + self.CANCEL_CHECK_INTERVAL
+                        if not liveness.still_marked(self.connection, self.sweep_id, epoch):
+                            log.warning("sweep %s was cancelled: the driver stops", self.sweep_id)
+                            self.cancelled = True
+                            break
                     self._dispatch(window)
                     stream.drain(timeout=0.1, until=lambda: self._room(window) > 0 or self._done())
                     self.connection.heartbeat_check()
@@ -873,10 +889,11 @@ class _SweepRun:
                 self.observer.idle()
                 live.tick(len(store.records))  # live report: a clock check, now and then a child started
             stream.cancel()
-            stream.delete_queue()
-            liveness.end_sweep(self.connection, self.sweep_id, epoch, "finished")  # its leftover copies never run
+            if not self.cancelled:  # a cancelled sweep keeps its event queue: --resume collects what is in it
+                stream.delete_queue()
+                liveness.end_sweep(self.connection, self.sweep_id, epoch, "finished")  # its leftover copies never run
             if self.lock is not None:
-                self.lock.release(delete=True)
+                self.lock.release(delete=not self.cancelled)
         except KeyboardInterrupt:
             interrupted = True
             raise
@@ -884,10 +901,12 @@ class _SweepRun:
             store.close()
             records = list(store.records.values())
             metric, mode = pick_metric(records, self.spec.metric, self.spec.mode)
-            outcome = SweepOutcome(self.sweep_id, store.directory, self.total, records, metric, mode, interrupted)
+            outcome = SweepOutcome(
+                self.sweep_id, store.directory, self.total, records, metric, mode, interrupted or self.cancelled
+            )
             unfinished = not self._done() if self.search is not None else len(records) < self.total
             meta.update(
-                status="interrupted" if interrupted or unfinished else "finished",
+                status="cancelled" if self.cancelled else "interrupted" if interrupted or unfinished else "finished",
                 finished_at=_dt.datetime.now().astimezone().isoformat(timespec="seconds"),
                 succeeded=outcome.succeeded,
                 failed=outcome.failed,

@@ -7,16 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
 
-import pytest
 from scratch_projects import make_project, start_sweep, wait_for_records
 
 from mlframework.cluster.local import LocalWorker
@@ -32,19 +28,6 @@ COUNTED = """
             handle.write(f"{trial.sweep_id} {trial.id}\\n")
         return {"score": trial.params["x"]}
 """
-
-
-@pytest.fixture
-def vhost_url(rabbitmq) -> Iterator[str]:
-    """A broker URL on a vhost made for this test alone (removed afterwards)."""
-    name = f"mlf-test-{secrets.token_hex(4)}"
-    rabbitmq.ctl("add_vhost", name)
-    rabbitmq.ctl("set_permissions", "-p", name, rabbitmq.user, ".*", ".*", ".*")
-    base = rabbitmq.url.rsplit("/", 1)[0]
-    try:
-        yield f"{base}/{quote(name, safe='')}"
-    finally:
-        rabbitmq.ctl("delete_vhost", name)
 
 
 def _sweep(cwd: Path, url: str, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:

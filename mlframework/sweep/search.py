@@ -102,7 +102,7 @@ class _GridSampler(optuna.samplers.GridSampler):
 
 def _pruner(settings: SearchSettings) -> optuna.pruners.BasePruner:
     if settings.prune == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
     if settings.prune == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1)
     if settings.prune == "asha":

@@ -60,9 +60,9 @@ def test_median_pruning_stops_a_trial_behind_the_median_at_the_same_step(tmp_pat
         assert not source.report(number, [{"step": s, "values": {"score": score * (s + 1)}} for s in range(4)])
         source.tell(number, _ok(score * 4))
     poor, _ = source.ask()
-    pruned = source.report(poor, [{"step": 0, "values": {"score": 0.1}}, {"step": 1, "values": {"score": 0.2}}])
-    assert pruned
-    assert source.tell(poor, {"status": "FAILURE", "error": "killed by SIGTERM", "metrics": {"score": 0.2}}) == PRUNED
+    assert not source.report(poor, [{"step": 0, "values": {"score": 0.1}}]), "no decision in the warm-up steps"
+    assert source.report(poor, [{"step": s, "values": {"score": 0.1 * (s + 1)}} for s in (1, 2)])
+    assert source.tell(poor, {"status": "FAILURE", "error": "killed by SIGTERM", "metrics": {"score": 0.3}}) == PRUNED
     assert _source(tmp_path, trials=10, prune="median").pruned == {poor}, "the decision survives a resume"
 
 

@@ -135,6 +135,7 @@ class Trial:
         env: Mapping[str, str] | None = None,
         check: bool = True,
         timeout: float | None = None,
+        merge_streams: bool = False,
     ) -> CommandResult:
         """Run a command (no shell), streaming its output; its metrics become the trial's.
 
@@ -144,6 +145,7 @@ class Trial:
         gets ``MLFRAMEWORK_TRIAL_DIR`` (:attr:`workdir`) and, unless set, the
         slot's share of the CPUs as ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``;
         metrics it prints are read with :attr:`output_scalars` (sweep/scalars.py).
+        ``merge_streams``: stderr into stdout, so the log keeps their exact order (see run_command).
         """
         child_env = {
             "MLFRAMEWORK_SWEEP_ID": self.sweep_id,
@@ -161,7 +163,12 @@ class Trial:
 
         limit = timeout if timeout is not None else self.timeout
         result = run_command(
-            argv, cwd=cwd if cwd is not None else self.project_dir, env=child_env, on_lines=on_lines, timeout=limit
+            argv,
+            cwd=cwd if cwd is not None else self.project_dir,
+            env=child_env,
+            on_lines=on_lines,
+            timeout=limit,
+            merge_streams=merge_streams,
         )
         if reader.final and not (reader.default and (result.metrics or result.history)):
             # Printed metrics, unless (for the default patterns) the script logged its own with metrics.log.
@@ -451,6 +458,7 @@ def train_task(
     output_scalars: scalars.Patterns = None,
     arguments: ArgumentStyle = SEED_STYLE,
     cwd: str = "project",
+    merge_output: bool = False,
 ) -> Any:
     """The seed's ``train`` task: run ``python SCRIPT [ARGS] --name=value ...`` for each combination.
 
@@ -466,6 +474,7 @@ def train_task(
     ``arguments``: how parameters become options (:class:`~mlframework.sweep.arguments.ArgumentStyle`).
     ``cwd``: ``"project"`` (the directory of tasks.py) or ``"trial"`` (the trial's own
     :attr:`Trial.workdir`, so that files the script writes do not collide).
+    ``merge_output``: stderr and stdout as one stream, in the exact order written (no ``[stderr]`` marks).
     """
     project_dir = _caller_dir()
     script_path = Path(script) if Path(script).is_absolute() else project_dir / script
@@ -483,6 +492,7 @@ def train_task(
         trial.run(
             [python or sys.executable, str(script_path), *args, *trial.options()],
             cwd=trial.workdir if cwd == "trial" else project_dir,
+            merge_streams=merge_output,
         )
 
     train.__name__ = name

@@ -295,6 +295,7 @@ def run_command(
     grace: float = 5.0,
     on_start: Callable[[int], None] | None = None,
     on_metrics: Callable[[list[dict[str, Any]]], None] | None = None,
+    merge_streams: bool = False,
 ) -> CommandResult:
     """Run ``argv`` (no shell), streaming each output line to ``on_line`` (or in groups to ``on_lines``).
 
@@ -310,6 +311,12 @@ def run_command(
     (SIGTERM, SIGKILL after ``grace``). ``duration_s`` is the command's own.
     ``on_start(pid)`` learns the command's process id; ``on_metrics(records)``
     gets its ``metrics.log`` records while it runs (see :class:`MetricsTail`).
+
+    stdout and stderr are two pipes read as they come: their lines keep their
+    order within each stream, and between them only as closely as the reads
+    allow. ``merge_streams`` gives the command one pipe for both (as ``2>&1``):
+    the exact order it wrote them, all lines reported as ``stdout`` and the
+    tail kept for a failure taken from both.
     """
     if on_lines is not None:
         callback: LinesCallback = on_lines
@@ -342,7 +349,7 @@ def run_command(
                 env=child_env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
+                stderr=subprocess.STDOUT if merge_streams else subprocess.PIPE,
                 preexec_fn=None if launcher else _die_with_parent,
                 # Its own session: its group can be stopped whole, and a terminal's signals do not reach it.
                 start_new_session=True,
@@ -353,9 +360,14 @@ def run_command(
             return CommandResult(list(argv), 127, time.monotonic() - started, [reason])
         exited = threading.Event()  # no more gathering: read what is left at once
         readers = [
-            threading.Thread(target=_pump, args=(process.stdout, "stdout", callback, None, exited), daemon=True),
-            threading.Thread(target=_pump, args=(process.stderr, "stderr", callback, tail, exited), daemon=True),
+            threading.Thread(
+                target=_pump, args=(process.stdout, "stdout", callback, tail if merge_streams else None, exited)
+            )
         ]
+        if not merge_streams:
+            readers.append(threading.Thread(target=_pump, args=(process.stderr, "stderr", callback, tail, exited)))
+        for reader in readers:
+            reader.daemon = True
         for reader in readers:
             reader.start()
         timed_out = False

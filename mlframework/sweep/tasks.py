@@ -152,6 +152,7 @@ class Trial:
         env: Mapping[str, str] | None = None,
         check: bool = True,
         timeout: float | None = None,
+        merge_streams: bool = False,
     ) -> CommandResult:
         """Run a command (no shell), streaming its output; its metrics become the trial's.
 
@@ -161,6 +162,7 @@ class Trial:
         gets ``MLFRAMEWORK_TRIAL_DIR`` (:attr:`workdir`) and, unless set, the
         slot's share of the CPUs as ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``;
         metrics it prints are read with :attr:`output_scalars` (sweep/scalars.py).
+        ``merge_streams``: stderr into stdout, so the log keeps their exact order (see run_command).
         """
         child_env = {
             "MLFRAMEWORK_SWEEP_ID": self.sweep_id,
@@ -188,6 +190,7 @@ class Trial:
                 timeout=limit,
                 on_start=registration.started,
                 on_metrics=self._report_metrics if self._publish is not None else None,
+                merge_streams=merge_streams,
             )
             request = registration.stop_request
             if request is not None and self.stopped is None:
@@ -509,6 +512,7 @@ def train_task(
     output_scalars: scalars.Patterns = None,
     arguments: ArgumentStyle = SEED_STYLE,
     cwd: str = "project",
+    merge_output: bool = False,
 ) -> Any:
     """The seed's ``train`` task: run ``python SCRIPT [ARGS] --name=value ...`` for each combination.
 
@@ -524,6 +528,7 @@ def train_task(
     ``arguments``: how parameters become options (:class:`~mlframework.sweep.arguments.ArgumentStyle`).
     ``cwd``: ``"project"`` (the directory of tasks.py) or ``"trial"`` (the trial's own
     :attr:`Trial.workdir`, so that files the script writes do not collide).
+    ``merge_output``: stderr and stdout as one stream, in the exact order written (no ``[stderr]`` marks).
     """
     project_dir = _caller_dir()
     script_path = Path(script) if Path(script).is_absolute() else project_dir / script
@@ -541,6 +546,7 @@ def train_task(
         trial.run(
             [python or sys.executable, str(script_path), *args, *trial.options()],
             cwd=trial.workdir if cwd == "trial" else project_dir,
+            merge_streams=merge_output,
         )
 
     train.__name__ = name

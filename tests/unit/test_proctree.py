@@ -35,3 +35,13 @@ def test_a_command_past_its_timeout_is_stopped_even_when_it_ignores_sigterm():
     result = run_command(["sh", "-c", "trap '' TERM; sleep 60"], timeout=0.5, grace=0.5)
     assert result.timed_out and result.exit_code == -9
     assert result.duration_s < 10
+
+
+def test_merged_streams_keep_the_exact_order_written():
+    lines = []
+    script = "import sys\nfor i in range(200):\n    print(i, file=sys.stderr if i % 2 else sys.stdout, flush=True)\nsys.exit(1)"
+    result = run_command(
+        [sys.executable, "-c", script], on_line=lambda stream, line: lines.append(line), merge_streams=True
+    )
+    assert lines == [str(i) for i in range(200)]
+    assert result.exit_code == 1 and result.stderr_tail[-1] == "199"

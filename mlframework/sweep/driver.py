@@ -6,6 +6,10 @@ floods the broker. Workers report through the sweep's event queue (see
 :mod:`mlframework.sweep.events`); each event is written to the results store
 before it is acknowledged.
 
+A search (``SweepSpec.search``) samples a SearchSpace instead: the hooks of
+:mod:`mlframework.sweep.search_run` ask an Optuna study for one trial per free
+worker slot, tell it every result and prune running trials.
+
 Library use (a notebook does the same as the CLI)::
 
     from mlframework.sweep.driver import SweepSpec, run_sweep

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.scenarios import balance, biggrid, bringup, output, subprocess_trials, throughput
+from bench.scenarios import balance, biggrid, bringup, output, search, subprocess_trials, throughput
 
 SCENARIOS = {
     "throughput": throughput,
@@ -11,4 +11,5 @@ SCENARIOS = {
     "bringup": bringup,
     "biggrid": biggrid,
     "output": output,
+    "search": search,
 }

@@ -158,10 +158,10 @@ def run(ctx: Context) -> tuple[list[Figure], list[Target]]:
         Figure(
             "search",
             "reference",
-            "grid of 2,592 points at epoch 52, max |best - README| over 3 tasks",
+            "grid of 2,592 points at epoch 52, largest best-value gap to the data README over 3 tasks",
             "pp",
             [diff],
-            f"max |total hours - README| {hours:.2f} h; "
+            f"largest total-hours gap {hours:.2f} h; "
             + ", ".join(
                 f"{t}: {reference[t]['best_val_accuracy']:.3f} / {reference[t]['total_hours']:.1f} h" for t in TASKS
             ),

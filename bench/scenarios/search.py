@@ -8,7 +8,8 @@ loop's scaled sleeps, and ours (``mlframework sweep --search``), skipped until
 the CLI has ``--search``. Sizes: ``$BENCH_SEARCH_SEEDS`` (default 5),
 ``$BENCH_SEARCH_TRIALS`` (130, about a twentieth of the grid unpruned),
 ``$BENCH_SEARCH_RAY_SEEDS`` (1: Ray Tune took 8.6 min for one run here),
-``$MLFRAMEWORK_LCBENCH_SCALE`` (3600 simulated s per wall s).
+``$MLFRAMEWORK_LCBENCH_SCALE`` (3600 simulated s per wall s), ``$BENCH_SEARCH_MICRO_TRIALS``
+(10,000: 40 min here, the longest row; 2000 keeps the set well under 30 minutes).
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ for ((i = 0; i < ${#args[@]}; i++)); do
         --only=*) only="${args[$i]#--only=}" ;;
     esac
 done
-if [ -n "${only:-}" ] && ! grep -qE '(^|,)throughput($|,|\.(ray|optuna))' <<<"$only"; then
+if [ -n "${only:-}" ] && ! grep -qE '(^|,)(throughput|search)($|,|\.(ray|optuna))' <<<"$only"; then
     needs_peers=0
 fi
 [ "$needs_peers" = 0 ] || ensure_peers

@@ -1,8 +1,18 @@
-"""The scenarios of issue 6, in table order; each ``run(ctx)`` returns its figures and targets."""
+"""The bench's scenarios, in table order; each ``run(ctx)`` returns its figures and targets."""
 
 from __future__ import annotations
 
-from bench.scenarios import balance, biggrid, bringup, lifecycle, output, report, subprocess_trials, throughput
+from bench.scenarios import (
+    balance,
+    biggrid,
+    bringup,
+    lifecycle,
+    output,
+    report,
+    search,
+    subprocess_trials,
+    throughput,
+)
 
 SCENARIOS = {
     "throughput": throughput,
@@ -11,6 +21,7 @@ SCENARIOS = {
     "bringup": bringup,
     "biggrid": biggrid,
     "output": output,
-    "lifecycle": lifecycle,
+    "lifecycle": lifecycle,  # issue 12
     "report": report,  # issue 15
+    "search": search,  # issue 14: LCBench (only with --only search)
 }

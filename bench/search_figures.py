@@ -1,0 +1,65 @@
+"""The search scenario's figures from trial records (ours' trials.jsonl, the peers' JSON): one run at a time.
+
+A run is ``{"started": wall-clock s, "driver_cpu_s": s, "trials": [record, ...]}``;
+a record has ``status``, ``finished_at`` and ``history`` (``time``, ``step``,
+``values.val_accuracy``, ``values.sim_time``), as ours writes it.
+
+* GPU hours to match: walk every report of every trial in wall-clock order,
+  summing each trial's simulated time reported so far; the sum at the first
+  report with ``val_accuracy >= grid best - TOLERANCE`` is the figure, as a
+  fraction of the grid's total. A run that never matches counts as infinity
+  (so a median over seeds is finite only when most runs match).
+* Wall to match: that report's time minus the run's start.
+* Pruned: PRUNED trials that ended by then (by the run's end if never matched).
+* Pruning latency: for each PRUNED trial, ``finished_at`` (ours: the worker's
+  record of the trial's end, after its process exited; Optuna: the objective
+  returned; Ray: the driver's on_trial_complete) minus the time of its last
+  report (stamped in the training process when it called metrics.log).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+TOLERANCE = 0.1  # percentage points of val_accuracy
+
+
+def summarize(run: dict[str, Any], best: float, grid_hours: float) -> dict[str, Any]:
+    events = sorted(
+        (entry["time"], i, entry["values"]["sim_time"], entry["values"]["val_accuracy"])
+        for i, trial in enumerate(run["trials"])
+        for entry in trial.get("history", [])
+        if "val_accuracy" in entry.get("values", {})
+    )
+    spent: dict[int, float] = {}
+    matched_at = None
+    hours = math.inf
+    for when, trial, sim_time, value in events:
+        spent[trial] = max(spent.get(trial, 0.0), sim_time)
+        if value >= best - TOLERANCE:
+            matched_at = when
+            hours = sum(spent.values()) / 3600
+            break
+    cutoff = matched_at if matched_at is not None else math.inf
+    latencies = [
+        trial["finished_at"] - trial["history"][-1]["time"]
+        for trial in run["trials"]
+        if trial.get("status") == "PRUNED" and trial.get("history")
+    ]
+    return {
+        "fraction": hours / grid_hours,
+        "wall_to_match": (matched_at - run["started"]) if matched_at is not None else math.inf,
+        "pruned": sum(1 for t in run["trials"] if t.get("status") == "PRUNED" and t["finished_at"] <= cutoff),
+        "cpu_per_trial_ms": 1000 * run.get("driver_cpu_s", math.nan) / max(len(run["trials"]), 1),
+        "latencies": latencies,
+        "matched": matched_at is not None,
+    }
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (nearest rank) of ``values``; NaN when empty."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]

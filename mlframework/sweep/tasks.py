@@ -34,7 +34,9 @@ from typing import Any
 from celery import shared_task
 from celery.exceptions import Reject
 
+from mlframework.sweep import gpu_usage
 from mlframework.sweep.events import EventBuffer, EventPublisher, OutputStreamer
+from mlframework.sweep.outcome import TrialNotSucceeded, raise_unless_succeeded
 from mlframework.sweep.params import render_options
 from mlframework.sweep.runner import CommandResult, run_command
 
@@ -207,6 +209,7 @@ def execute_trial(function: TaskFunction, trial: Trial, publish: Callable[[dict[
     )
     status, error, exit_code, stderr_tail, result = SUCCESS, None, None, [], {}
     clock = time.monotonic()
+    gpu_sampler = gpu_usage.start(trial.gpu)  # GPU use per trial (sweep/gpu_usage.py)
     try:
         returned = function(trial)
         if returned is not None and not isinstance(returned, Mapping):
@@ -224,6 +227,7 @@ def execute_trial(function: TaskFunction, trial: Trial, publish: Callable[[dict[
         trial._output.close()
         trial._output = None
     duration = time.monotonic() - clock
+    gpu_use = gpu_sampler.stop()
 
     metrics: dict[str, Any] = {}
     history: list[dict[str, Any]] = []
@@ -258,6 +262,7 @@ def execute_trial(function: TaskFunction, trial: Trial, publish: Callable[[dict[
         "redelivered": trial.redelivered,
         "attempt": trial.attempt,
         "pid": os.getpid(),
+        **gpu_use,
     }
     publish(record)
     return record
@@ -302,9 +307,10 @@ def _run_batch(
         )
         return {"returned": len(batch)}
     events = EventBuffer(lambda chunk: publisher.publish(sweep_id, {"type": "events", "events": chunk}))
+    records = []
     for entry in batch:
         trial = entry["trial"]
-        execute_trial(
+        record = execute_trial(
             function,
             Trial(
                 sweep_id=sweep_id,
@@ -315,7 +321,9 @@ def _run_batch(
             ),
             lambda event: events.add({**event, "worker": worker, "message": message_id}),
         )
+        records.append({"trial": record["trial"], "status": record["status"], "error": record["error"]})
     events.close()
+    raise_unless_succeeded(records)  # Flower shows the message FAILURE (sweep/outcome.py)
     return {"trials": len(batch)}
 
 
@@ -363,9 +371,10 @@ def task(function: TaskFunction | None = None, *, name: str | None = None) -> An
                     sweep_id, {**event, "worker": self.request.hostname, "message": self.request.id}
                 ),
             )
+            raise_unless_succeeded([record])  # Flower shows the task FAILURE (sweep/outcome.py)
             return {"trial": record["trial"], "status": record["status"]}
 
-        return shared_task(name=task_name, bind=True)(celery_task)
+        return shared_task(name=task_name, bind=True, throws=(TrialNotSucceeded,))(celery_task)
 
     if function is not None:
         return decorate(function)

@@ -108,6 +108,8 @@ def sweep_defaults() -> dict[str, Any]:
         "result_accept_content": ["json"],
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
+        # A trial that failed raises after its record went out (sweep/outcome.py): acknowledged, never redelivered.
+        "task_acks_on_failure_or_timeout": True,
         "worker_prefetch_multiplier": 1,
         # A pool process killed mid-trial (out of memory): its trial goes back to the queue after this
         # wait, not Celery's 10 s. The wait is for a result already in the pipe; ours travel as events.

@@ -36,9 +36,10 @@ from celery import shared_task
 from celery.exceptions import Reject
 
 from mlframework.exceptions import ConfigError
-from mlframework.sweep import liveness, scalars, trial_env
+from mlframework.sweep import gpu_usage, liveness, scalars, trial_env
 from mlframework.sweep.arguments import SEED_STYLE, ArgumentStyle
 from mlframework.sweep.events import EventBuffer, EventPublisher, OutputStreamer
+from mlframework.sweep.outcome import TrialNotSucceeded, raise_unless_succeeded
 from mlframework.sweep.runner import CommandResult, run_command
 
 log = logging.getLogger(__name__)
@@ -275,6 +276,7 @@ def execute_trial(function: TaskFunction, trial: Trial, publish: Callable[[dict[
     )
     status, error, exit_code, stderr_tail, result = SUCCESS, None, None, [], {}
     clock = time.monotonic()
+    gpu_sampler = gpu_usage.start(trial.gpu)  # GPU use per trial (sweep/gpu_usage.py)
     try:
         returned = function(trial)
         if returned is not None and not isinstance(returned, Mapping):
@@ -293,6 +295,7 @@ def execute_trial(function: TaskFunction, trial: Trial, publish: Callable[[dict[
         trial._output = None
         trial._publish = None
     duration = time.monotonic() - clock
+    gpu_use = gpu_sampler.stop()
 
     metrics: dict[str, Any] = {}
     history: list[dict[str, Any]] = []
@@ -327,6 +330,7 @@ def execute_trial(function: TaskFunction, trial: Trial, publish: Callable[[dict[
         "redelivered": trial.redelivered,
         "attempt": trial.attempt,
         "pid": os.getpid(),
+        **gpu_use,
     }
     if trial.stopped:
         record["stopped"] = trial.stopped
@@ -383,9 +387,10 @@ def _run_batch(
         )
         return {"returned": len(batch)}
     events = EventBuffer(lambda chunk: publisher.publish(sweep_id, {"type": "events", "events": chunk}))
+    records = []
     for entry in batch:
         trial = entry["trial"]
-        execute_trial(
+        record = execute_trial(
             function,
             Trial(
                 sweep_id=sweep_id,
@@ -398,7 +403,9 @@ def _run_batch(
             ),
             lambda event: events.add({**event, "worker": worker, "message": message_id}),
         )
+        records.append({"trial": record["trial"], "status": record["status"], "error": record["error"]})
     events.close()
+    raise_unless_succeeded(records)  # Flower shows the message FAILURE (sweep/outcome.py)
     return {"trials": len(batch)}
 
 
@@ -470,9 +477,10 @@ def task(function: TaskFunction | None = None, *, name: str | None = None) -> An
                     sweep_id, {**event, "worker": self.request.hostname, "message": self.request.id}
                 ),
             )
+            raise_unless_succeeded([record])  # Flower shows the task FAILURE (sweep/outcome.py)
             return {"trial": record["trial"], "status": record["status"]}
 
-        return shared_task(name=task_name, bind=True)(celery_task)
+        return shared_task(name=task_name, bind=True, throws=(TrialNotSucceeded,))(celery_task)
 
     if function is not None:
         return decorate(function)

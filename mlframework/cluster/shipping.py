@@ -6,7 +6,7 @@ host whose ``rabbitmq:3-management`` is another build than this machine's gets
 this machine's. Each image is saved here once (``docker save``) and loaded on
 the hosts that lack it in parallel (``docker load`` over each host's SSH
 connection); a host that has it is skipped. An image this machine lacks is
-pulled here first, or named in the error.
+left alone where every host has it (by name), else pulled here first, or named in the error.
 """
 
 from __future__ import annotations
@@ -40,6 +40,14 @@ def _local_id(local: Any, name: str) -> str:
         ) from None
 
 
+def _has_local(local: Any, name: str) -> bool:
+    try:
+        local.images.get(name)
+        return True
+    except ImageNotFound:
+        return False
+
+
 def _host_id(session: HostSession, name: str) -> str | None:
     try:
         return str(session.docker().images.get(name).id)
@@ -63,8 +71,11 @@ def ship_images(
             wanted.setdefault(name, []).append(session)
     shipped: dict[str, list[str]] = {}
     for name, sessions in wanted.items():
-        image_id = _local_id(local, name)
         ids = on_hosts(f"looking for {name}", sessions, functools.partial(_host_id, name=name))
+        if all(ids) and not _has_local(local, name):
+            report(f"{name} already on every host that needs it (not on this machine to compare)")
+            continue
+        image_id = _local_id(local, name)
         lacking = [session for session, present in zip(sessions, ids) if present != image_id]
         if not lacking:
             report(f"{name} already on every host that needs it")

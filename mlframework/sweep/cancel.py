@@ -8,8 +8,8 @@
    (:func:`mlframework.sweep.control.stop_trials`: SIGTERM to the command's process group,
    SIGKILL after ``grace``); a trial stopped so is not recorded, so ``--resume`` runs it again;
 3. ends the driver: a cluster driver, wherever it runs (another terminal, another machine, a
-   ``--detach`` container on the master), sees its live mark gone within a few seconds and
-   stops, writing ``cancelled`` itself; an embedded-mode driver (whose broker is a directory
+   ``--detach`` container on the master), gets a ``cancelled`` event on the sweep's event queue
+   and stops, writing ``cancelled`` itself; an embedded-mode driver (whose broker is a directory
    nobody else reaches) is sent SIGTERM, which ends it, its workers and its trials as Ctrl-C
    does; this waits for a driver on this host to exit;
 4. records ``status: cancelled`` in sweep.json. Every record already written stays, and
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import getpass
 import json
 import logging
 import os
@@ -35,6 +36,7 @@ from mlframework.exceptions import ConfigError, SweepError
 from mlframework.sweep import control, liveness
 from mlframework.sweep.app import BrokerSettings, create_app
 from mlframework.sweep.catalog import driver_status, read_meta
+from mlframework.sweep.events import EventPublisher
 from mlframework.sweep.results import _atomic_write
 
 log = logging.getLogger(__name__)
@@ -104,6 +106,12 @@ def _cancel_on_broker(
                 liveness.end_sweep(connection, sweep_id, epoch, "cancelled")
             except connection.channel_errors:  # no such mark: that epoch never was (or already ended)
                 log.debug("no live mark for epoch %d of %s", epoch, sweep_id)
+    # The driver, wherever it runs, reads its event queue: this tells it to stop (and record "cancelled").
+    publisher = EventPublisher(app)
+    try:
+        publisher.publish(sweep_id, {"type": "cancelled", "by": f"{getpass.getuser()}@{socket.gethostname()}"})
+    finally:
+        publisher.close()
     stopped = control.stop_trials(app, sweep_id, None, "cancelled", grace, reply=True, timeout=2.0)
     # A worker trusts "live" for LIVE_CACHE_SECONDS: a trial it took in that window starts after the first
     # broadcast; a second one once the cache has run out stops it too.

@@ -560,8 +560,6 @@ class _SweepRun:
     TAIL_SHARE = 4
     # How often, at most, the driver asks the workers whether they still run the leased trials.
     LEASE_CHECK_INTERVAL = 30.0
-    # How often the driver checks that its sweep was not cancelled from elsewhere (one passive declare).
-    CANCEL_CHECK_INTERVAL = 2.0
 
     def __init__(
         self,
@@ -670,6 +668,10 @@ class _SweepRun:
             return
         if kind == "returned":
             self._returned(event)
+            return
+        if kind == "cancelled":
+            log.warning("sweep %s was cancelled (%s): the driver stops", self.sweep_id, event.get("by") or "?")
+            self.cancelled = True
             return
         attempt = int(event.get("attempt") or 1)
         self.seen.add(trial)
@@ -867,18 +869,11 @@ class _SweepRun:
             if self.awaiting or self.drain_first:
                 stream.drain(timeout=1.0)  # what finished while the driver was away
             next_lost_check = time.monotonic()
-            # A sweep cancelled from elsewhere (`mlframework cancel`, sweep/cancel.py) loses its live mark: the
-            # driver looks every CANCEL_CHECK_INTERVAL s. The embedded broker has no marks (cancel signals it).
-            watch_cancel = not self.broker.url.startswith("mlfs:")
-            next_cancel_check = time.monotonic() + self.CANCEL_CHECK_INTERVAL
-            while not self._done():
+            # A sweep cancelled from elsewhere (`mlframework cancel`, sweep/cancel.py) gets a "cancelled" event
+            # on its event queue (on_event sets self.cancelled): no broker round trip here, which a frozen
+            # broker would block before the heartbeat check could notice it.
+            while not self._done() and not self.cancelled:
                 try:
-                    if watch_cancel and time.monotonic() >= next_cancel_check:
-                        next_cancel_check = time.monotonic() + self.CANCEL_CHECK_INTERVAL
-                        if not liveness.still_marked(self.connection, self.sweep_id, epoch):
-                            log.warning("sweep %s was cancelled: the driver stops", self.sweep_id)
-                            self.cancelled = True
-                            break
                     self._dispatch(window)
                     stream.drain(timeout=0.1, until=lambda: self._room(window) > 0 or self._done())
                     self.connection.heartbeat_check()

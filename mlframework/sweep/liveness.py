@@ -95,21 +95,6 @@ def end_sweep(connection: Any, sweep_id: str, epoch: int, reason: str = "finishe
     log.info("sweep %s %s (epoch %d): its queued trials will be dropped", sweep_id, reason, epoch)
 
 
-def still_marked(connection: Any, sweep_id: str, epoch: int) -> bool:
-    """Whether the live mark of ``epoch`` still exists (the driver's check that nobody cancelled its sweep)."""
-    channel = connection.channel()
-    try:
-        channel.queue_declare(marker_name(sweep_id, epoch), passive=True)
-        return True
-    except connection.channel_errors:  # NOT_FOUND: ended by `mlframework cancel`; the error closed the channel
-        return False
-    finally:
-        try:
-            channel.close()
-        except connection.connection_errors + connection.channel_errors:
-            pass
-
-
 # (sweep, epoch) -> (live, until when that answer holds); per worker process.
 _cache: dict[tuple[str, int], tuple[bool, float]] = {}
 _lock = threading.Lock()

@@ -35,6 +35,7 @@ from celery import shared_task
 from celery.exceptions import Reject
 
 from mlframework.sweep.events import EventBuffer, EventPublisher, OutputStreamer
+from mlframework.sweep.gpu_usage import GpuSampler
 from mlframework.sweep.params import render_options
 from mlframework.sweep.runner import CommandResult, run_command
 
@@ -207,6 +208,7 @@ def execute_trial(function: TaskFunction, trial: Trial, publish: Callable[[dict[
     )
     status, error, exit_code, stderr_tail, result = SUCCESS, None, None, [], {}
     clock = time.monotonic()
+    gpu_usage = GpuSampler(trial.gpu).start()
     try:
         returned = function(trial)
         if returned is not None and not isinstance(returned, Mapping):
@@ -223,6 +225,7 @@ def execute_trial(function: TaskFunction, trial: Trial, publish: Callable[[dict[
     finally:
         trial._output.close()
         trial._output = None
+        gpu_fields = gpu_usage.stop()
     duration = time.monotonic() - clock
 
     metrics: dict[str, Any] = {}
@@ -258,6 +261,7 @@ def execute_trial(function: TaskFunction, trial: Trial, publish: Callable[[dict[
         "redelivered": trial.redelivered,
         "attempt": trial.attempt,
         "pid": os.getpid(),
+        **gpu_fields,
     }
     publish(record)
     return record

@@ -37,6 +37,7 @@ from celery.exceptions import Reject
 from mlframework.sweep.events import EventBuffer, EventPublisher, OutputStreamer
 from mlframework.sweep.gpu_usage import GpuSampler
 from mlframework.sweep.params import render_options
+from mlframework.sweep.provenance import environment_for, worker_provenance
 from mlframework.sweep.runner import CommandResult, run_command
 
 log = logging.getLogger(__name__)
@@ -201,6 +202,7 @@ def execute_trial(function: TaskFunction, trial: Trial, publish: Callable[[dict[
             "redelivered": trial.redelivered,
             "attempt": trial.attempt,
             "time": started_at,
+            **environment_for(trial.sweep_id),
         }
     )
     trial._output = OutputStreamer(
@@ -261,6 +263,7 @@ def execute_trial(function: TaskFunction, trial: Trial, publish: Callable[[dict[
         "redelivered": trial.redelivered,
         "attempt": trial.attempt,
         "pid": os.getpid(),
+        "provenance": worker_provenance(trial.gpu),
         **gpu_fields,
     }
     publish(record)

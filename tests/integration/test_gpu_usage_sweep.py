@@ -59,6 +59,7 @@ def test_a_gpu_trial_records_the_mean_and_peak_use_of_its_gpu(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     (record,) = records(tmp_path / "res")
     assert record["status"] == "SUCCESS" and record["gpu"] == "0"
+    assert record["provenance"]["gpu_model"] == "Fake H200" and record["provenance"]["gpu_driver"] == "550.54.15"
 
     # The k-th sample of the fake is ((37 k) % 100 %, 1000 + 100 k MiB): the peak memory says how many were
     # taken (a sample still running when the trial ended may have been left out), the rest follows.

@@ -297,6 +297,9 @@ def _register_cluster_commands() -> None:
 
     for command in COMMANDS:
         cli.add_command(command)
+    from mlframework.cli_reproduce import reproduce_command
+
+    cli.add_command(reproduce_command)
 
 
 _register_cluster_commands()

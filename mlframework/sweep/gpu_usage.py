@@ -104,12 +104,20 @@ def _nvml() -> Any | None:
     return pynvml
 
 
+_visible: list[str] = []  # the GPU indices this process sees, once read (they do not change under it)
+
+
 def _visible_indices() -> list[str]:
+    if _visible:
+        return _visible
     nvml = _nvml()
     if nvml is not None:
-        return [str(i) for i in range(nvml.nvmlDeviceGetCount())]
-    done = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=_TIMEOUT)
-    return parse_gpu_list(done.stdout) if done.returncode == 0 else []
+        found = [str(i) for i in range(nvml.nvmlDeviceGetCount())]
+    else:
+        done = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=_TIMEOUT)
+        found = parse_gpu_list(done.stdout) if done.returncode == 0 else []
+    _visible[:] = found  # a failure is not kept: asked again next trial
+    return found
 
 
 def _combine(per_gpu: Sequence[Sample]) -> Sample:
@@ -202,8 +210,9 @@ class GpuSampler:
         """Stop sampling; the record fields (``gpu_util_mean`` ...), {} when nothing was read."""
         self._stop.set()
         if self._thread is not None:
-            # A sample in progress finishes within nvidia-smi's timeout; the trial does not wait for it.
-            self._thread.join(timeout=1.0)
+            # Not waiting for a sample in progress (an nvidia-smi call takes tens of milliseconds, more
+            # on a busy machine): a short trial's record must not wait for it; that sample is dropped.
+            self._thread.join(timeout=0.05)
         return summarize(list(self._samples))
 
 

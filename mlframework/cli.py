@@ -486,6 +486,9 @@ def _register_cluster_commands() -> None:
 
     for command in [*COMMANDS, *SWEEP_COMMANDS]:
         cli.add_command(command)
+    from mlframework.cli_reproduce import reproduce_command
+
+    cli.add_command(reproduce_command)
 
 
 _register_cluster_commands()

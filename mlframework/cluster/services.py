@@ -126,6 +126,7 @@ def worker_specs(
         "MLFRAMEWORK_PROJECT": CONTAINER_PROJECT,
         "MLFRAMEWORK_HOST": host_name,
         "PYTHONPATH": CONTAINER_SOURCE,
+        "MLFRAMEWORK_IMAGE": image,  # for each trial's provenance
     }
     command = ["celery", "-A", "mlframework.sweep.worker", "worker", "--loglevel", "INFO", "--without-gossip"]
     if not gpus:

@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Collection, Iterator
@@ -41,6 +40,7 @@ from mlframework.sweep.app import TRIAL_QUEUE, BrokerSettings, create_app
 from mlframework.sweep.events import EventStream
 from mlframework.sweep.ids import check_sweep_id, new_sweep_id, task_id, trial_id
 from mlframework.sweep.params import Grid, load_grid
+from mlframework.sweep.provenance import read_project_revision, save_environment, with_project
 from mlframework.sweep.results import ResultsStore
 from mlframework.sweep.tasks import FAILURE, SUCCESS, message_trials
 
@@ -204,25 +204,6 @@ def check_task(project_dir: Path, task_name: str) -> None:
     if task_name not in task_registry.REGISTERED:
         known = ", ".join(sorted(task_registry.REGISTERED)) or "none"
         raise ConfigError(f"{project_dir / 'tasks.py'}: no task named '{task_name}' (defined: {known})")
-
-
-def _project_revision(project_dir: Path) -> dict[str, Any] | None:
-    """The git commit of the project, for provenance; None outside a git checkout."""
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(project_dir), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
-        )
-        if commit.returncode != 0:
-            return None
-        status = subprocess.run(
-            ["git", "-C", str(project_dir), "status", "--porcelain", "--", "."],
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
 
 
 # Seconds between AMQP heartbeats of the driver's connection: a broker that stops answering without
@@ -422,6 +403,7 @@ def run_sweep(
     app = create_app(broker)
     connection = _connect(app, broker, connect_timeout, heartbeat=heartbeat)
     lock = _lock_or_release(connection, sweep_id)
+    revision = read_project_revision(project_dir)
     meta: dict[str, Any] = {
         "id": sweep_id,
         "project": str(project_dir),
@@ -445,10 +427,12 @@ def run_sweep(
         "broker": broker.redacted_url(),
         "mlframework_version": __version__,
         "python": sys.version.split()[0],
-        "project_revision": _project_revision(project_dir),
+        "project_revision": revision.as_dict() if revision else None,
     }
     try:
         store = ResultsStore.create(spec.results_root, meta, spec.grid.names)
+        if revision:
+            revision.save_diff(store.directory)
     except BaseException:
         connection.release()
         raise
@@ -695,6 +679,7 @@ class _SweepRun:
                 self.search.report(trial, int(event.get("index", 0)), history)
 
     def _started(self, trial: str, attempt: int, event: dict[str, Any]) -> None:
+        save_environment(self.store.directory, event)
         start = (trial, attempt, event.get("worker"), event.get("pid"), event.get("time"))
         if start in self.start_events:
             return  # the same event again (redelivered after a reconnect): not another start
@@ -760,6 +745,7 @@ class _SweepRun:
         record = {**event, "attempt": attempt, "attempts": [_attempt_summary(a) for a in earlier]}
         if self.search is not None:
             record["status"] = self.search.tell(int(event.get("index", 0)), record)
+        record = with_project(record, self.meta.get("project_revision"))
         if self.store.record(record):
             self.observer.trial_finished(record)
 

@@ -203,3 +203,16 @@ def start(gpu: str | None) -> GpuSampler | _NoSampler:
     except ValueError:
         interval = DEFAULT_INTERVAL
     return GpuSampler(ids, max(interval, 0.05)).start()
+
+
+@functools.lru_cache(maxsize=8)
+def gpu_model(gpu: str | None) -> dict[str, str]:
+    """``{"gpu_model", "gpu_driver"}`` of the worker's (first) GPU, from nvidia-smi, once per process; {} unknown."""
+    ids = device_ids(gpu)
+    if not ids:
+        return {}
+    rows = select(ids, smi_query("index,uuid,name,driver_version"), key=lambda row: tuple(row[:2]))
+    rows = [row for row in rows if len(row) >= 4]
+    if not rows:
+        return {}
+    return {"gpu_model": rows[0][2], "gpu_driver": rows[0][3]}

@@ -40,6 +40,7 @@ from mlframework.sweep import gpu_usage, liveness, scalars, trial_env
 from mlframework.sweep.arguments import SEED_STYLE, ArgumentStyle
 from mlframework.sweep.events import EventBuffer, EventPublisher, OutputStreamer
 from mlframework.sweep.outcome import TrialNotSucceeded, raise_unless_succeeded
+from mlframework.sweep.provenance import environment_for, worker_provenance
 from mlframework.sweep.runner import CommandResult, run_command
 
 log = logging.getLogger(__name__)
@@ -268,6 +269,7 @@ def execute_trial(function: TaskFunction, trial: Trial, publish: Callable[[dict[
             "redelivered": trial.redelivered,
             "attempt": trial.attempt,
             "time": started_at,
+            **environment_for(trial.sweep_id),
         }
     )
     trial._publish = publish
@@ -330,6 +332,7 @@ def execute_trial(function: TaskFunction, trial: Trial, publish: Callable[[dict[
         "redelivered": trial.redelivered,
         "attempt": trial.attempt,
         "pid": os.getpid(),
+        "provenance": worker_provenance(trial.gpu),
         **gpu_use,
     }
     if trial.stopped:

@@ -22,6 +22,8 @@ def app(monkeypatch):
             published.append(event)
 
     monkeypatch.setattr(tasks, "_publisher", lambda app: Publisher())
+    # No broker in a unit test: every sweep counts as live (tests/integration/test_ended_sweeps.py tests the check).
+    monkeypatch.setattr(tasks.liveness, "is_live", lambda app, sweep_id, epoch: True)
     app.published = published  # type: ignore[attr-defined]
     return app
 

@@ -252,13 +252,19 @@ class SearchSource:
         """Tell a trial's final record; returns the status to record (PRUNED for a pruned trial)."""
         state = optuna.trial.TrialState
         trial_id = self.study._storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number)
-        if self.study._storage.get_trial(trial_id).state.is_finished():
-            return PRUNED if number in self.pruned else str(record.get("status"))
+        told = self.study._storage.get_trial(trial_id).state
+        if told.is_finished():  # told in an earlier session (a resumed sweep replays its records)
+            return PRUNED if told == state.PRUNED else str(record.get("status"))
+        value = (record.get("metrics") or {}).get(self.metric)
+        usable = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if number in self.pruned and not record.get("stopped") and record.get("status") == "SUCCESS" and usable:
+            # Pruning was decided, but the trial ended on its own before the stop reached it: its result is
+            # whole (and its GPU time spent), so it is told and recorded as the success it is.
+            self.pruned.discard(number)
+            self.study._storage.set_trial_user_attr(trial_id, "pruned", False)
         if number in self.pruned:
             self.study.tell(number, state=state.PRUNED)
             return PRUNED
-        value = (record.get("metrics") or {}).get(self.metric)
-        usable = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         if record.get("status") == "SUCCESS" and usable:
             self.study.tell(number, float(value))  # type: ignore[arg-type]
         else:

@@ -57,6 +57,21 @@ COUNTED = """
 """
 
 
+# Trials from x=2 on wait (at most 2 minutes) for the test to open the gate: they are still to run, or
+# running, whenever the test restarts the broker, however slowly a loaded machine restarts it.
+GATED = """
+    @mlf.task
+    def gated(trial):
+        import os, time
+        gate = os.path.join(trial.project_dir, "gate")
+        deadline = time.monotonic() + 120
+        while trial.params["x"] >= 2 and not os.path.exists(gate) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(float(trial.params["sleep"]))
+        return {"score": trial.params["x"]}
+"""
+
+
 @pytest.fixture
 def broker(rabbitmq) -> BrokerSettings:
     return BrokerSettings(url=rabbitmq.url)
@@ -189,15 +204,16 @@ def test_resume_of_an_unknown_sweep_is_one_line(tmp_path, rabbitmq):
 
 
 def test_a_broker_restart_mid_sweep_loses_nothing(tmp_path, broker, rabbitmq):
-    project = make_project(tmp_path / "proj", "x: !!python/tuple [0, 10]\nsleep: [0.6]\n", extra_tasks=COUNTED)
+    project = make_project(tmp_path / "proj", "x: !!python/tuple [0, 10]\nsleep: [0.6]\n", extra_tasks=GATED)
     with (
         LocalWorker(broker, project, 1, tmp_path / "a.log", node_name="a@%h"),
         LocalWorker(broker, project, 1, tmp_path / "b.log", node_name="b@%h"),
     ):
-        driver = start_sweep(tmp_path, str(project), "--task", "counted", "--results", "res", broker_url=rabbitmq.url)
+        driver = start_sweep(tmp_path, str(project), "--task", "gated", "--results", "res", broker_url=rabbitmq.url)
         try:
             sweep_dir = wait_for_records(tmp_path / "res", 2, timeout=60)
             rabbitmq.restart()
+            (project / "gate").touch()
             output, _ = driver.communicate(timeout=240)
         finally:
             if driver.poll() is None:

@@ -66,6 +66,19 @@ def test_median_pruning_stops_a_trial_behind_the_median_at_the_same_step(tmp_pat
     assert _source(tmp_path, trials=10, prune="median").pruned == {poor}, "the decision survives a resume"
 
 
+def test_a_trial_that_ends_on_its_own_before_its_stop_arrives_is_the_success_it_is(tmp_path):
+    source = _source(tmp_path, trials=10, sampler="random", seed=0, prune="median")
+    for score in (1.0, 2.0, 3.0):
+        number, _ = source.ask()
+        source.report(number, [{"step": s, "values": {"score": score * (s + 1)}} for s in range(4)])
+        source.tell(number, _ok(score * 4))
+    late, _ = source.ask()
+    assert source.report(late, [{"step": s, "values": {"score": 0.1 * (s + 1)}} for s in range(3)])
+    assert source.tell(late, _ok(0.4)) == "SUCCESS", "it was never stopped: its whole result counts"
+    assert source.study.trials[late].value == 0.4
+    assert late not in _source(tmp_path, trials=10, prune="median").pruned
+
+
 def test_no_pruning_without_prune(tmp_path):
     source = _source(tmp_path, trials=10, sampler="random")
     for _ in range(4):

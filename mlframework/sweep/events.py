@@ -20,7 +20,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from celery import Celery
@@ -67,7 +67,7 @@ class EventPublisher:
             self._pid = os.getpid()
         return self._producer
 
-    def publish(self, sweep_id: str, event: dict[str, Any], persistent: bool = True) -> None:
+    def publish(self, sweep_id: str, event: Mapping[str, Any], persistent: bool = True) -> None:
         """Send one event to the sweep's queue, retrying through broker restarts."""
         with self._lock:
             producer = self._ensure_producer()

@@ -303,12 +303,9 @@ def decode(body: Any) -> Event | None:
         if kind == "cancelled":
             return cancelled_event(str(body.get("by") or "?"))
         if kind in _TRIAL_EVENTS:
-            event: dict[str, Any] = {
-                **body,
-                "trial": str(body.get("trial")),
-                "attempt": int(body.get("attempt") or 1),
-                "index": int(body.get("index", 0)),
-            }
+            event: dict[str, Any] = {**body, "trial": str(body.get("trial"))}
+            if kind != "output":
+                event.update(attempt=int(body.get("attempt") or 1), index=int(body.get("index", 0)))
             if kind == "output":
                 event["chunks"] = body.get("chunks") or body.get("lines") or []
                 event["host"] = str(body.get("host"))

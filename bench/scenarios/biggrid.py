@@ -3,7 +3,7 @@
 Each run is a fresh driver process (``python -m bench.scenarios.biggrid``)
 running ``run_sweep`` against an embedded broker with no workers, with a
 window of ``--limit`` trials. Until a trial has finished the driver sends
-only a few trials one per message (``_SweepRun.PROBE_AHEAD``); it sends
+only a few trials one per message (``Pacing.PROBE_AHEAD`` in sweep/dispatch.py); it sends
 those and then waits for results that never come, which is where it is
 stopped (from SweepObserver.idle()).
 ``Celery.send_task`` is wrapped in that process to note when the first
@@ -112,9 +112,9 @@ class _Stop(Exception):
 
 
 def _expected_sent(limit: int) -> int:
-    from mlframework.sweep.driver import _SweepRun
+    from mlframework.sweep.dispatch import Pacing
 
-    return min(limit, _SweepRun.PROBE_AHEAD)
+    return min(limit, Pacing.PROBE_AHEAD)
 
 
 def _driver(exponent: int, limit: int, workdir: Path, spawned_at: float) -> dict[str, float]:

@@ -37,6 +37,7 @@ from mlframework.sweep import control, liveness
 from mlframework.sweep.app import BrokerSettings, create_app
 from mlframework.sweep.catalog import driver_status, read_meta
 from mlframework.sweep.events import EventPublisher
+from mlframework.sweep.protocol import cancelled_event
 from mlframework.sweep.results import _atomic_write
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ def _cancel_on_broker(
     # The driver, wherever it runs, reads its event queue: this tells it to stop (and record "cancelled").
     publisher = EventPublisher(app)
     try:
-        publisher.publish(sweep_id, {"type": "cancelled", "by": f"{getpass.getuser()}@{socket.gethostname()}"})
+        publisher.publish(sweep_id, cancelled_event(f"{getpass.getuser()}@{socket.gethostname()}"))
     finally:
         publisher.close()
     stopped = control.stop_trials(app, sweep_id, None, "cancelled", grace, reply=True, timeout=2.0)

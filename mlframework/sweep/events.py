@@ -1,11 +1,9 @@
 """Trial events: how workers tell the sweep driver what happens to each trial.
 
 Every sweep owns one durable queue, ``mlframework.events.<sweep-id>``, bound to
-the direct exchange ``mlframework.events``. Workers publish JSON events to it:
-
-* ``started``  -- a worker took the trial (host, GPU, worker node, redelivery flag)
-* ``output``   -- the trial's output lines as they come, a few at a time (``chunks``: ``[stream, text]``)
-* ``finished`` -- the trial's full record (status, metrics, exit code, ...)
+the direct exchange ``mlframework.events``. Workers publish JSON events to it
+(``started``, ``output``, ``metrics``, ``finished``, ...: their shapes are in
+:mod:`mlframework.sweep.protocol`); this module only carries them.
 
 The driver consumes the queue and acknowledges an event only after it has been
 written to the results store, so a driver that dies loses nothing: the events
@@ -20,7 +18,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from celery import Celery
@@ -67,7 +65,7 @@ class EventPublisher:
             self._pid = os.getpid()
         return self._producer
 
-    def publish(self, sweep_id: str, event: dict[str, Any], persistent: bool = True) -> None:
+    def publish(self, sweep_id: str, event: Mapping[str, Any], persistent: bool = True) -> None:
         """Send one event to the sweep's queue, retrying through broker restarts."""
         with self._lock:
             producer = self._ensure_producer()

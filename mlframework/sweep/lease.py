@@ -20,7 +20,7 @@ so the worker and the driver share the job instead:
   then it acknowledges the message. The late acknowledgement at the end and
   ``task_reject_on_worker_lost`` are no-ops for it (Celery acknowledges a
   request once). The slot comes back when the trial ends.
-* the driver (``_SweepRun.check_leases`` in :mod:`mlframework.sweep.driver`)
+* the driver (``SweepRun.check_leases`` in :mod:`mlframework.sweep.loop`, deciding with ``sweep/recovery.py``)
   asks the workers which trials they run; a leased trial that two checks in a
   row find nowhere (its worker or its pool process was killed) is sent again.
 
@@ -38,7 +38,7 @@ from celery.worker.state import active_requests
 
 from mlframework.sweep.app import LEASE_SETTING
 from mlframework.sweep.events import EventPublisher
-from mlframework.sweep.tasks import message_trials
+from mlframework.sweep.protocol import leased_event, message_trials
 
 log = logging.getLogger(__name__)
 
@@ -117,17 +117,7 @@ class TrialLease(bootsteps.StartStopStep):
             # Before the acknowledgement: a driver that is not told could not send the trials again.
             for each in trials:
                 self._publisher.publish(
-                    str(each["sweep"]),
-                    {
-                        "type": "leased",
-                        "trial": str(each["id"]),
-                        "index": int(each.get("index", 0)),
-                        "attempt": int(each.get("attempt") or 1),
-                        "worker": c.hostname,
-                        "pid": request.worker_pid,
-                        "lease_s": self.lease_s,
-                        "time": time.time(),
-                    },
+                    str(each["sweep"]), leased_event(each, c.hostname, request.worker_pid, self.lease_s, time.time())
                 )
         except Exception as exc:  # the broker is away: try again at the next tick
             log.warning(

@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,7 @@ def is_live(app: Any, sweep_id: str, epoch: int) -> bool:
     return live
 
 
-def trial_epoch(trial: dict[str, Any]) -> int:
+def trial_epoch(trial: Mapping[str, Any]) -> int:
     """The epoch a message's trial was sent in (0 for messages of drivers before epochs)."""
     try:
         return int(trial.get("epoch") or 0)

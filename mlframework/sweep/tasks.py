@@ -23,12 +23,10 @@ import numbers
 import os
 import shlex
 import shutil
-import socket
 import sys
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,192 +34,56 @@ from celery import shared_task
 from celery.exceptions import Reject
 
 from mlframework.exceptions import ConfigError
-from mlframework.sweep import gpu_usage, liveness, scalars, trial_env
+from mlframework.sweep import gpu_usage, liveness, scalars
 from mlframework.sweep.arguments import SEED_STYLE, ArgumentStyle
 from mlframework.sweep.events import EventBuffer, EventPublisher, OutputStreamer
 from mlframework.sweep.outcome import TrialNotSucceeded, raise_unless_succeeded
+from mlframework.sweep.protocol import (
+    FAILURE,
+    SUCCESS,
+    Event,
+    FinishedEvent,
+    TrialEntry,
+    TrialRef,
+    events_batch,
+    message_trials,
+    output_event,
+    returned_event,
+    started_event,
+    trial_controls,
+)
 from mlframework.sweep.provenance import environment_for, worker_provenance
-from mlframework.sweep.runner import CommandResult, run_command
+from mlframework.sweep.trial import ENV_GPU, ENV_HOST, ENV_PROJECT, Trial, TrialFailed, worker_gpu, worker_host
+
+# Names projects and other modules import from here (the task API).
+__all__ = [
+    "ENV_GPU",
+    "ENV_HOST",
+    "ENV_PROJECT",
+    "FAILURE",
+    "REGISTERED",
+    "SUCCESS",
+    "Trial",
+    "TrialFailed",
+    "echo_task",
+    "execute_trial",
+    "message_trials",
+    "task",
+    "train_task",
+    "worker_gpu",
+    "worker_host",
+]
 
 log = logging.getLogger(__name__)
 
-ENV_HOST = "MLFRAMEWORK_HOST"  # the host name trials report; set in worker containers
-ENV_GPU = "MLFRAMEWORK_GPU"  # the GPU a worker is pinned to, when not CUDA_VISIBLE_DEVICES
-ENV_PROJECT = "MLFRAMEWORK_PROJECT"  # the project directory a worker serves
 
-SUCCESS = "SUCCESS"
-FAILURE = "FAILURE"
-
-TaskFunction = Callable[["Trial"], Mapping[str, Any] | None]
+TaskFunction = Callable[[Trial], Mapping[str, Any] | None]
 
 #: Every task defined with :func:`task` in this process, by name: the driver
 #: checks a sweep's task name against it before sending anything.
 REGISTERED: dict[str, TaskFunction] = {}
 
 _publishers: dict[int, EventPublisher] = {}
-
-
-class TrialFailed(Exception):
-    """Raised by a task to mark its trial FAILURE with a reason (not a crash)."""
-
-    def __init__(self, message: str, exit_code: int | None = None, stderr_tail: Sequence[str] = ()) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-        self.stderr_tail = list(stderr_tail)
-
-
-def worker_host() -> str:
-    """The name of the host this worker runs on, as recorded in results."""
-    return os.environ.get(ENV_HOST) or socket.gethostname()
-
-
-def worker_gpu() -> str | None:
-    """The GPU(s) this worker may use, or None on a CPU worker."""
-    gpu = os.environ.get(ENV_GPU) or os.environ.get("CUDA_VISIBLE_DEVICES")
-    return gpu if gpu not in (None, "", "-1") else None
-
-
-@dataclass
-class Trial:
-    """One combination of parameters being run, as a task function sees it."""
-
-    sweep_id: str
-    id: str  # stable within the sweep, e.g. t0007
-    index: int  # position of the combination in the grid
-    params: dict[str, Any]
-    host: str = field(default_factory=worker_host)
-    gpu: str | None = field(default_factory=worker_gpu)
-    project_dir: Path = field(default_factory=lambda: Path(os.environ.get(ENV_PROJECT) or os.getcwd()))
-    redelivered: bool = False  # the broker gave this trial to a worker before
-    attempt: int = 1  # 2, 3, ... when the sweep retries a failed trial (--retries)
-    timeout: float | None = None  # seconds a command of this trial may run (--trial-timeout)
-    sweep_dir: str | None = None  # the sweep's results directory on the driver's machine
-    arguments: ArgumentStyle = SEED_STYLE  # how options() renders the parameters
-    output_scalars: scalars.Patterns = None  # metrics read from the output (sweep/scalars.py)
-    worker: str = ""  # the worker node running it (its registry of stoppable trials: sweep/control.py)
-    stopped: str | None = None  # why the sweep stopped it early ("pruned"), when it did
-    stop_latency_s: float | None = None  # seconds from the sweep's decision to stop it to the signal
-    _output: OutputStreamer | None = field(default=None, repr=False)
-    _publish: Callable[[dict[str, Any]], None] | None = field(default=None, repr=False)
-    commands: list[CommandResult] = field(default_factory=list, repr=False)
-
-    def options(self) -> list[str]:
-        """The parameters rendered as command-line options (``--name=value`` unless the task says otherwise)."""
-        return self.arguments.render(self.params)
-
-    @property
-    def workdir(self) -> Path:
-        """This trial's own directory (made on first use), for what its script writes (``model.pt``).
-
-        ``SWEEP_DIR/work/<trial>`` where the worker sees the sweep's directory
-        (embedded mode), else ``$TMPDIR/mlframework-work/<sweep>/<trial>``.
-        """
-        return trial_env.workdir(self.sweep_dir, self.sweep_id, self.id)
-
-    def print(self, *values: Any, sep: str = " ", stream: str = "stdout") -> None:
-        """Send a line of output to whoever runs the sweep (and to the trial's log)."""
-        text = sep.join(str(value) for value in values)
-        for line in text.splitlines() or [""]:
-            if self._output is not None:
-                self._output.write(line, stream)
-            else:
-                print(line, file=sys.stderr if stream == "stderr" else sys.stdout)
-
-    def _print_lines(self, stream: str, lines: list[str]) -> None:
-        if self._output is not None:
-            self._output.write_lines(stream, lines)
-        else:
-            print("\n".join(lines), file=sys.stderr if stream == "stderr" else sys.stdout)
-
-    def _report_metrics(self, history: list[dict[str, Any]]) -> None:
-        if self._publish is not None:
-            self._publish(
-                {
-                    "type": "metrics",
-                    "trial": self.id,
-                    "index": self.index,
-                    "attempt": self.attempt,
-                    "host": self.host,
-                    "history": history,
-                }
-            )
-
-    def run(
-        self,
-        argv: Sequence[str],
-        *,
-        cwd: str | os.PathLike[str] | None = None,
-        env: Mapping[str, str] | None = None,
-        check: bool = True,
-        timeout: float | None = None,
-        merge_streams: bool = False,
-    ) -> CommandResult:
-        """Run a command (no shell), streaming its output; its metrics become the trial's.
-
-        With ``check`` a non-zero exit raises :class:`TrialFailed` carrying the
-        exit code and the tail of stderr. ``timeout`` (default: the sweep's
-        ``--trial-timeout``) stops the command and fails the trial. The command
-        gets ``MLFRAMEWORK_TRIAL_DIR`` (:attr:`workdir`) and, unless set, the
-        slot's share of the CPUs as ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``;
-        metrics it prints are read with :attr:`output_scalars` (sweep/scalars.py).
-        ``merge_streams``: stderr into stdout, so the log keeps their exact order (see run_command).
-        """
-        child_env = {
-            "MLFRAMEWORK_SWEEP_ID": self.sweep_id,
-            "MLFRAMEWORK_TRIAL_ID": self.id,
-            "MLFRAMEWORK_TRIAL_DIR": str(self.workdir),
-            **trial_env.thread_limits(os.environ),
-            **(env or {}),
-        }
-        reader = scalars.ScalarReader(self.output_scalars, exclude=self.params)
-
-        def on_lines(stream: str, lines: list[str]) -> None:
-            self._print_lines(stream, lines)
-            if reader.active:
-                reader.feed(lines)
-
-        from mlframework.sweep.control import registered
-
-        limit = timeout if timeout is not None else self.timeout
-        with registered(self.worker, self.sweep_id, self.id) as registration:
-            result = run_command(
-                argv,
-                cwd=cwd if cwd is not None else self.project_dir,
-                env={**child_env, **registration.env},
-                on_lines=on_lines,
-                timeout=limit,
-                on_start=registration.started,
-                on_metrics=self._report_metrics if self._publish is not None else None,
-                merge_streams=merge_streams,
-            )
-            request = registration.stop_request
-            if request is not None and self.stopped is None:
-                self.stopped, self.stop_latency_s = str(request.get("reason") or "stopped"), request.get("latency_s")
-        if reader.final and not (reader.default and (result.metrics or result.history)):
-            # Printed metrics, unless (for the default patterns) the script logged its own with metrics.log.
-            result.metrics = {**reader.final, **result.metrics}
-            result.history = reader.history + result.history
-        self.commands.append(result)
-        trial_env.remove_if_empty(self.workdir)
-        if result.timed_out:
-            raise TrialFailed(f"timed out after {limit:g}s (--trial-timeout)", result.exit_code, result.stderr_tail)
-        if check and not result.ok:
-            raise TrialFailed(_exit_reason(result.exit_code), result.exit_code, result.stderr_tail)
-        return result
-
-
-def _exit_reason(exit_code: int) -> str:
-    if exit_code == 127:
-        return "command could not be started (exit code 127)"
-    if exit_code < 0:
-        import signal
-
-        try:
-            name = signal.Signals(-exit_code).name
-        except ValueError:
-            name = f"signal {-exit_code}"
-        return f"killed by {name}"
-    return f"exit code {exit_code}"
 
 
 def _publisher(app: Any) -> EventPublisher:
@@ -252,30 +114,28 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def execute_trial(function: TaskFunction, trial: Trial, publish: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+def execute_trial(function: TaskFunction, trial: Trial, publish: Callable[[Event], None]) -> FinishedEvent:
     """Run ``function`` on ``trial``, publishing its events; returns the finished record.
 
     Never raises for a failing trial: the failure is part of the record.
     """
     started_at = time.time()
+    environment = environment_for(trial.sweep_id).get("environment")
     publish(
-        {
-            "type": "started",
-            "trial": trial.id,
-            "index": trial.index,
-            "host": trial.host,
-            "gpu": trial.gpu,
-            "pid": os.getpid(),
-            "redelivered": trial.redelivered,
-            "attempt": trial.attempt,
-            "time": started_at,
-            **environment_for(trial.sweep_id),
-        }
+        started_event(
+            trial.id,
+            trial.index,
+            trial.attempt,
+            trial.host,
+            trial.gpu,
+            os.getpid(),
+            trial.redelivered,
+            started_at,
+            environment,
+        )
     )
     trial._publish = publish
-    trial._output = OutputStreamer(
-        lambda chunks: publish({"type": "output", "trial": trial.id, "host": trial.host, "chunks": chunks})
-    )
+    trial._output = OutputStreamer(lambda chunks: publish(output_event(trial.id, trial.host, chunks)))
     status, error, exit_code, stderr_tail, result = SUCCESS, None, None, [], {}
     clock = time.monotonic()
     gpu_sampler = gpu_usage.start(trial.gpu)  # GPU use per trial (sweep/gpu_usage.py)
@@ -311,30 +171,31 @@ def execute_trial(function: TaskFunction, trial: Trial, publish: Callable[[dict[
             metrics.update(run.metrics)
             history.extend(run.history)
     metrics.update(_metrics_from_result(result, trial.params))
-    record = {
-        "type": "finished",
-        "trial": trial.id,
-        "index": trial.index,
-        "status": status,
-        "host": trial.host,
-        "gpu": trial.gpu,
-        "params": trial.params,
-        "duration_s": round(duration, 6),
-        "started_at": started_at,
-        "finished_at": time.time(),
-        "exit_code": exit_code,
-        "command": command,
-        "metrics": metrics,
-        "history": history,
-        "result": result,
-        "error": error,
-        "stderr_tail": stderr_tail,
-        "redelivered": trial.redelivered,
-        "attempt": trial.attempt,
-        "pid": os.getpid(),
-        "provenance": worker_provenance(trial.gpu),
-        **gpu_use,
-    }
+    record = FinishedEvent(
+        type="finished",
+        trial=trial.id,
+        index=trial.index,
+        status=status,
+        host=trial.host,
+        gpu=trial.gpu,
+        params=trial.params,
+        duration_s=round(duration, 6),
+        started_at=started_at,
+        finished_at=time.time(),
+        exit_code=exit_code,
+        command=command,
+        metrics=metrics,
+        history=history,
+        result=result,
+        error=error,
+        stderr_tail=stderr_tail,
+        redelivered=trial.redelivered,
+        attempt=trial.attempt,
+        pid=os.getpid(),
+        provenance=worker_provenance(trial.gpu),
+    )
+    record.update(gpu_use)  # type: ignore[typeddict-item]  # gpu_* fields (sweep/gpu_usage.py)
+
     if trial.stopped:
         record["stopped"] = trial.stopped
         record["stop_latency_s"] = trial.stop_latency_s
@@ -342,34 +203,9 @@ def execute_trial(function: TaskFunction, trial: Trial, publish: Callable[[dict[
     return record
 
 
-def message_trials(kwargs: Any) -> list[dict[str, Any]]:
-    """The trials (``{"sweep", "id", "index", "attempt"}``) a task message carries: one, or a batch."""
-    if not isinstance(kwargs, Mapping):
-        return []
-    batch = kwargs.get("batch")
-    entries: list[Any] = batch if isinstance(batch, list) else [kwargs]
-    return [
-        entry["trial"]
-        for entry in entries
-        if isinstance(entry, Mapping)
-        and isinstance(entry.get("trial"), Mapping)
-        and entry["trial"].get("sweep")
-        and entry["trial"].get("id")
-    ]
-
-
-def _controls(trial: Mapping[str, Any]) -> dict[str, Any]:
-    """What a trial message says about how to run it, beyond its parameters (absent in older messages)."""
-    timeout = trial.get("timeout")
-    return {
-        "timeout": float(timeout) if isinstance(timeout, (int, float)) and timeout > 0 else None,
-        "sweep_dir": str(trial["sweep_dir"]) if trial.get("sweep_dir") else None,
-    }
-
-
 def _run_batch(
     function: TaskFunction,
-    batch: list[dict[str, Any]],
+    batch: list[TrialEntry],
     publisher: EventPublisher,
     worker: str,
     message_id: str,
@@ -386,10 +222,10 @@ def _run_batch(
         log.warning("batch %s came back from a lost worker: returned to the driver", message_id)
         publisher.publish(
             sweep_id,
-            {"type": "returned", "batch": message_id, "worker": worker, "trials": [e["trial"] for e in batch]},
+            returned_event(message_id, worker, [e["trial"] for e in batch]),
         )
         return {"returned": len(batch)}
-    events = EventBuffer(lambda chunk: publisher.publish(sweep_id, {"type": "events", "events": chunk}))
+    events = EventBuffer(lambda chunk: publisher.publish(sweep_id, events_batch(chunk)))
     records = []
     for entry in batch:
         trial = entry["trial"]
@@ -401,7 +237,7 @@ def _run_batch(
                 index=int(trial.get("index", 0)),
                 params=dict(entry["params"]),
                 attempt=int(trial.get("attempt") or 1),
-                **_controls(trial),
+                **trial_controls(trial),
                 worker=worker,
             ),
             lambda event: events.add({**event, "worker": worker, "message": message_id}),
@@ -412,7 +248,7 @@ def _run_batch(
     return {"trials": len(batch)}
 
 
-def _of_live_sweep(app: Any, trials: list[dict[str, Any]]) -> bool:
+def _of_live_sweep(app: Any, trials: list[TrialRef]) -> bool:
     """Whether a message's trials belong to a live sweep (one cached broker check; see sweep/liveness.py)."""
     if not trials:
         return True  # not a sweep's message (e.g. called by hand): nothing to check
@@ -446,7 +282,7 @@ def task(function: TaskFunction | None = None, *, name: str | None = None) -> An
             self: Any,
             params: dict[str, Any] | None = None,
             trial: dict[str, Any] | None = None,
-            batch: list[dict[str, Any]] | None = None,
+            batch: list[TrialEntry] | None = None,
         ) -> dict[str, Any]:
             if not _of_live_sweep(
                 self.app, message_trials({"batch": batch} if batch is not None else {"trial": trial})
@@ -473,7 +309,7 @@ def task(function: TaskFunction | None = None, *, name: str | None = None) -> An
                     params=dict(params),
                     redelivered=bool(delivery_info.get("redelivered")),
                     attempt=int(trial.get("attempt") or 1),
-                    **_controls(trial),
+                    **trial_controls(trial),
                     worker=self.request.hostname or "",
                 ),
                 lambda event: publisher.publish(

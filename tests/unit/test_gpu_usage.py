@@ -33,10 +33,20 @@ def fake_smi(tmp_path, monkeypatch):
     return program
 
 
+def _until_read(program, times: int, limit: float = 20.0) -> None:
+    """A trial that runs until the fake nvidia-smi was read ``times`` times (however slow a loaded machine is)."""
+    counter = program.with_name(program.name + ".count")
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if counter.exists() and int(counter.read_text() or 0) >= times:
+            return
+        time.sleep(0.05)
+
+
 def test_a_trial_on_a_gpu_worker_records_mean_and_peak_use_of_its_gpu(fake_smi):
     events: list[dict] = []
     trial = Trial(sweep_id="s", id="t0", index=0, params={}, host="h", gpu="1")
-    record = execute_trial(lambda t: time.sleep(1.0), trial, events.append)
+    record = execute_trial(lambda t: _until_read(fake_smi, 5), trial, events.append)
     assert record["gpu_samples"] >= 3
     assert record["gpu_memory_peak_mib"] == record["gpu_memory_mean_mib"] == 2048.0  # GPU 1's, not GPU 0's
     assert 0 <= record["gpu_util_mean"] < record["gpu_util_peak"] <= 90

@@ -9,6 +9,7 @@ plus four tags (accepted by this safe loader only; a grid rejects them)::
     epoch: !int [5, 20]                # an int in [5, 20], step 1
     batchsize: !int [64, 512, 64]      # 64, 128, ..., 512 (high - low a multiple of step)
     activation: [relu, tanh]           # a list: a categorical choice
+    layers: [[64, 64], [128]]          # list values: a choice among them
     seed: !!python/tuple [0, 10, 2]    # an interval: the choice of its values, in order
     gpu: -1                            # a single value: fixed, passed to every trial
 
@@ -126,7 +127,16 @@ class Dimension:
             # The index, not the value: exact decimals stay exact, and order (near = similar) is kept.
             index = trial.suggest_int(self.name + "#", 0, self.interval.size - 1)
             return self.interval[index]
+        if self.indexed:
+            return self.choices[trial.suggest_categorical(self.name + "#", list(range(len(self.choices))))]
         return trial.suggest_categorical(self.name, self.choices)
+
+    @property
+    def indexed(self) -> bool:
+        """Sampled as the index of its value: an interval, or a choice among list values (Optuna stores scalars)."""
+        return self.kind == INTERVAL or (
+            self.kind == CATEGORICAL and any(isinstance(choice, list) for choice in self.choices)
+        )
 
     def grid_values(self) -> list[Any]:
         """Every value this parameter can take, for Optuna's GridSampler; GridError when continuous."""
@@ -139,7 +149,7 @@ class Dimension:
             assert self.interval is not None
             return list(range(self.interval.size))
         if self.kind == CATEGORICAL and not self.conditional:
-            return list(self.choices)
+            return list(range(len(self.choices))) if self.indexed else list(self.choices)
         what = "a conditional choice" if self.kind == CATEGORICAL else f"!{self.kind}"
         raise _Problem(None, f"--search grid cannot list {what}; use another --search or list its values")
 
@@ -197,7 +207,7 @@ class SearchSpace:
                 values = dimension.grid_values()
             except _Problem as problem:
                 raise _error(self.source, dimension.line, dimension.name, problem.text) from None
-            space[dimension.name + ("#" if dimension.kind == INTERVAL else "")] = values
+            space[dimension.name + ("#" if dimension.indexed else "")] = values
         if math.prod(len(v) for v in space.values()) > _MAX_GRID_POINTS:
             raise _error(self.source, 0, None, f"--search grid: more than {_MAX_GRID_POINTS} points")
         return space
@@ -312,7 +322,7 @@ def _dimension(name: str, node: Node, line: int, source: str, seen: dict[str, in
 
 
 def _key(value: Any) -> tuple[str, Any]:
-    return (type(value).__name__, value)
+    return (type(value).__name__, tuple(map(_key, value)) if isinstance(value, list) else value)
 
 
 def _numbers(node: Node, tag: str, count: tuple[int, ...]) -> list[ScalarNode]:

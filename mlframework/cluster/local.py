@@ -229,7 +229,13 @@ class EmbeddedCluster:
                     self.workers,
                     self.run_dir / f"worker-gpu{gpu}.log",
                     node_name=f"gpu{gpu}@%h",
-                    extra_env={"CUDA_VISIBLE_DEVICES": gpu, ENV_GPU: gpu, **tagged},
+                    # ENV_SLOTS: the trials of all GPUs share this machine's CPUs (OMP_NUM_THREADS, trial_env.py).
+                    extra_env={
+                        "CUDA_VISIBLE_DEVICES": gpu,
+                        ENV_GPU: gpu,
+                        ENV_SLOTS: str(self.workers * len(self.gpus)),
+                        **tagged,
+                    },
                     extra_args=["--without-heartbeat"],
                 )
                 for gpu in self.gpus

@@ -305,9 +305,10 @@ class EmbeddedCluster:
 
         Then the watchdog is told it is done, and the run directory is removed if it was made here.
         """
+        untagged = proctree.freeze(watchdog.CLUSTER_ENV, self.tag)  # trials held still (SIGSTOP) first
         for worker in self.local_workers:
             worker.stop()
-        left = proctree.kill_tagged(watchdog.CLUSTER_ENV, self.tag, grace)
+        left = proctree.kill_tagged(watchdog.CLUSTER_ENV, self.tag, grace, also=untagged)
         if left:
             log.info("stopped %d process(es) the local workers left behind", left)
         runner.remove_stale_scratch()  # the metrics scratch directories of the killed pool processes

@@ -93,6 +93,13 @@ class ArgumentStyle:
 
 
 SEED_STYLE = ArgumentStyle()
+STYLE_ATTRIBUTE = "argument_style"  # set by train_task on its task function
+
+
+def style_of(function: Any) -> ArgumentStyle:
+    """The argument style of a task function: what ``train_task(arguments=...)`` gave it, else the seed's."""
+    style = getattr(function, STYLE_ATTRIBUTE, SEED_STYLE)
+    return style if isinstance(style, ArgumentStyle) else SEED_STYLE
 
 
 def _quote(argument: str) -> str:

@@ -44,6 +44,17 @@ def test_each_inner_list_is_one_trial_and_the_script_gets_it_as_several_argument
         {"lr": 0.5, "layers": [64, 64], "acts": ["relu", "tanh"]},
         {"lr": 0.5, "layers": [128], "acts": ["relu", "tanh"]},
     ]
+    shown = subprocess.run(
+        [sys.executable, "-m", "mlframework", "params", str(project / "parameters.yml"), "--project", str(project)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines() == [
+        "--lr=0.5 --layers 64 64 --acts relu tanh",
+        "--lr=0.5 --layers 128 --acts relu tanh",
+    ]
     result = subprocess.run(
         [sys.executable, "-m", "mlframework", "sweep", str(project), "--local", "--workers", "2", "--results", "res"],
         cwd=tmp_path,

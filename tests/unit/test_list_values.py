@@ -147,3 +147,13 @@ def test_property_a_list_value_renders_as_its_items_or_one_json_argument(
     assert seed.startswith(f"--{name}=")
     assert _same(json.loads(seed[len(name) + 3 :]), value)  # reads back exactly (json reads Infinity too)
     assert "\n" not in display([seed, *spread])
+
+
+def test_a_task_function_s_style_is_what_train_task_gave_it_else_the_seed_s() -> None:
+    from mlframework.sweep.arguments import SEED_STYLE, STYLE_ATTRIBUTE, style_of
+
+    def plain(trial: object) -> None: ...
+
+    assert style_of(plain) is SEED_STYLE
+    setattr(plain, STYLE_ATTRIBUTE, SPREAD)
+    assert style_of(plain) is SPREAD

@@ -240,3 +240,13 @@ def test_a_double_forked_daemon_that_cleared_its_environment_is_stopped_with_its
     finally:
         for pid in _running(argument):
             os.kill(pid, 9)
+
+
+def test_the_runner_s_own_helpers_are_not_taken_for_a_command_s_daemons():
+    helper = subprocess.Popen(["sleep", "30"])  # in this process's session, as nvidia-smi or git would be
+    try:
+        run_command([*python(DAEMON_WITHOUT_ENVIRONMENT), f"308.{os.getpid()}"], grace=1.0)
+        assert helper.poll() is None, "a helper of the worker's own was stopped with a trial"
+    finally:
+        helper.kill()
+        helper.wait()

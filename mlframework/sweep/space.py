@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,7 @@ from mlframework.sweep.params import (
     _INT,
     _MAP,
     _NULL,
+    _STR,
     SEARCH_TAGS,
     Interval,
     _check_tag,
@@ -72,6 +74,7 @@ UNIFORM, LOGUNIFORM, INT, CATEGORICAL, INTERVAL, FIXED = (
     "fixed",
 )
 _MAX_GRID_POINTS = 1_000_000  # --search grid lists every point: a bigger space is an error
+_EXPONENT_ONLY = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 @dataclass(frozen=True)
@@ -342,9 +345,12 @@ def _float_bounds(node: Node) -> tuple[float, float]:
     tag = node.tag
     bounds = []
     for item in _numbers(node, tag, (2,)):
-        if item.tag not in (_INT, _FLOAT):
+        if item.tag == _STR and item.style is None and _EXPONENT_ONLY.fullmatch(item.value):
+            value = float(item.value)  # 1e-5: a string to YAML 1.1 (no dot); as a bound it can only be the number
+        elif item.tag not in (_INT, _FLOAT):
             raise _Problem(item, f"{tag} bounds must be numbers, found {_kind(item)}")
-        value = float(_scalar(item))
+        else:
+            value = float(_scalar(item))
         if not math.isfinite(value):
             raise _Problem(item, f"{tag} bounds must be finite, found {item.value!r}")
         bounds.append(value)

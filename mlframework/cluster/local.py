@@ -305,10 +305,12 @@ class EmbeddedCluster:
 
         Then the watchdog is told it is done, and the run directory is removed if it was made here.
         """
-        untagged = proctree.freeze(watchdog.CLUSTER_ENV, self.tag)  # trials held still (SIGSTOP) first
+        # Workers and trials are held still (SIGSTOP) first, so that no trial starts or escapes while they go;
+        # the held workers are then killed (a cold shutdown would not reach them, and has nothing to save here).
+        held = proctree.freeze(watchdog.CLUSTER_ENV, self.tag, whole=True)
         for worker in self.local_workers:
-            worker.stop()
-        left = proctree.kill_tagged(watchdog.CLUSTER_ENV, self.tag, grace, also=untagged)
+            worker.kill()
+        left = proctree.kill_tagged(watchdog.CLUSTER_ENV, self.tag, grace, also=held.untagged)
         if left:
             log.info("stopped %d process(es) the local workers left behind", left)
         runner.remove_stale_scratch()  # the metrics scratch directories of the killed pool processes

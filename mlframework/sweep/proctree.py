@@ -26,7 +26,9 @@ v2 subtree: the machines this was built on have cgroup v1 (only root can make
 groups there), and worker containers run as an unprivileged user without one.
 The subreaper and the tag work in both and need no privilege; the limit they
 share with any non-cgroup scheme: a process that is both untagged and handed
-to another parent (``systemd-run``, ``ssh localhost``) is out of reach.
+to another parent (``systemd-run``, ``ssh localhost``) is out of reach, and so
+is an untagged one whose subreaper died (a SIGKILLed embedded driver takes its
+workers and their pool processes with it at once: they die with their parents).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import secrets
 import signal
 import time
 from collections.abc import Iterable
+from typing import NamedTuple
 
 log = logging.getLogger(__name__)
 
@@ -256,19 +259,30 @@ def stop_group(
             return
 
 
-def freeze(env_name: str, tag: str) -> dict[int, int]:
-    """Stop (SIGSTOP) the trial processes of a cluster tagged ``env_name=tag``; return the untagged ones below it.
+class Held(NamedTuple):
+    """What :func:`freeze` stopped, and the untagged processes below them (pid -> start time)."""
 
-    Trial processes are those that also carry a tree tag (:data:`TREE_ENV`); the
-    workers are left running. Rounds go on until no new trial process appears,
-    so none can fork or exit any more, and a trial's child that cleared its
+    stopped: set[int]
+    untagged: dict[int, int]
+
+
+def freeze(env_name: str, tag: str, *, whole: bool = False) -> Held:
+    """Stop (SIGSTOP) the processes tagged ``env_name=tag`` where they are; find the untagged ones below them.
+
+    Done only when a trial is running (a process that also carries a tree tag,
+    :data:`TREE_ENV`), or always with ``whole``: then every tagged process, the
+    workers included, is held, in rounds until no new one appears, so that no
+    trial starts, forks or exits any more and a trial's child that cleared its
     environment (untagged, held by its worker as subreaper) stays where it can
-    be found. The result, pid -> start time, is for :func:`kill_tagged`'s
-    ``also``, which also lets the stopped processes go on (SIGCONT) to die.
+    be found. Pass ``untagged`` to :func:`kill_tagged` as ``also``; it lets the
+    held processes go on (SIGCONT) to die.
     """
     stopped: set[int] = set()
     for _ in range(20):
-        fresh = {pid for pid in tagged(env_name, tag) if _environ_has_name(pid, _ANY_TREE)} - stopped
+        marked = set(tagged(env_name, tag))
+        if not (whole or stopped or any(_environ_has_name(pid, _ANY_TREE) for pid in marked)):
+            break  # no trial running: nothing to hold
+        fresh = marked - stopped
         if not fresh:
             break
         _signal_all(fresh, signal.SIGSTOP)
@@ -277,7 +291,7 @@ def freeze(env_name: str, tag: str) -> dict[int, int]:
     marked = set(tagged(env_name, tag))
     below = descendants(marked) - marked
     below.discard(os.getpid())
-    return {pid: start for pid in below if (start := _start_time(pid)) is not None}
+    return Held(stopped, {pid: start for pid in below if (start := _start_time(pid)) is not None})
 
 
 def _start_time(pid: int) -> int | None:

@@ -489,6 +489,9 @@ def _register_cluster_commands() -> None:
     from mlframework.cli_reproduce import reproduce_command
 
     cli.add_command(reproduce_command)
+    from mlframework.cli_params import params_command  # replaces the params command above (moved there)
+
+    cli.add_command(params_command)
 
 
 _register_cluster_commands()

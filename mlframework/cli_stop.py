@@ -47,4 +47,5 @@ class StopSignals:
         self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
     ) -> None:
         for number, previous in self._previous.items():
-            signal.signal(number, previous)
+            # Once stopped, the command is on its way out with 128 + N: a later Ctrl-C must not cut that short.
+            signal.signal(number, signal.SIG_IGN if self.received is not None else previous)

@@ -229,7 +229,13 @@ class EmbeddedCluster:
                     self.workers,
                     self.run_dir / f"worker-gpu{gpu}.log",
                     node_name=f"gpu{gpu}@%h",
-                    extra_env={"CUDA_VISIBLE_DEVICES": gpu, ENV_GPU: gpu, **tagged},
+                    # ENV_SLOTS: the trials of all GPUs share this machine's CPUs (OMP_NUM_THREADS, trial_env.py).
+                    extra_env={
+                        "CUDA_VISIBLE_DEVICES": gpu,
+                        ENV_GPU: gpu,
+                        ENV_SLOTS: str(self.workers * len(self.gpus)),
+                        **tagged,
+                    },
                     extra_args=["--without-heartbeat"],
                 )
                 for gpu in self.gpus
@@ -299,9 +305,12 @@ class EmbeddedCluster:
 
         Then the watchdog is told it is done, and the run directory is removed if it was made here.
         """
+        # Workers and trials are held still (SIGSTOP) first, so that no trial starts or escapes while they go;
+        # the held workers are then killed (a cold shutdown would not reach them, and has nothing to save here).
+        held = proctree.freeze(watchdog.CLUSTER_ENV, self.tag, whole=True)
         for worker in self.local_workers:
-            worker.stop()
-        left = proctree.kill_tagged(watchdog.CLUSTER_ENV, self.tag, grace)
+            worker.kill()
+        left = proctree.kill_tagged(watchdog.CLUSTER_ENV, self.tag, grace, also=held.untagged)
         if left:
             log.info("stopped %d process(es) the local workers left behind", left)
         runner.remove_stale_scratch()  # the metrics scratch directories of the killed pool processes

@@ -21,6 +21,8 @@ from typing import Any
 import docker
 from docker.errors import NotFound
 
+from mlframework.sweep.trial_env import ENV_SLOTS
+
 log = logging.getLogger(__name__)
 
 LABEL_CLUSTER = "org.mlframework.cluster"
@@ -127,6 +129,9 @@ def worker_specs(
         "MLFRAMEWORK_HOST": host_name,
         "PYTHONPATH": CONTAINER_SOURCE,
         "MLFRAMEWORK_IMAGE": image,  # for each trial's provenance
+        # The trials this host runs at once (one per GPU container, or the CPU worker's slots): each trial's
+        # OMP_NUM_THREADS/MKL_NUM_THREADS is the CPUs divided by it (sweep/trial_env.py), unless the user set them.
+        ENV_SLOTS: str(len(gpus) or cpu_slots),
     }
     command = ["celery", "-A", "mlframework.sweep.worker", "worker", "--loglevel", "INFO", "--without-gossip"]
     if not gpus:

@@ -56,10 +56,11 @@ def mark_interrupted(sweep_json: Path, reason: str) -> bool:
 
 def clean_up(tag: str, worker_groups: list[int], run_dir: Path | None, sweeps: list[Path], reason: str) -> None:
     """Everything the dead driver would have done on its way out."""
+    held = proctree.freeze(CLUSTER_ENV, tag, whole=True)  # workers and trials held still (SIGSTOP) first
     for group in worker_groups:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(group, signal.SIGKILL)
-    proctree.kill_tagged(CLUSTER_ENV, tag, GRACE_SECONDS)
+    proctree.kill_tagged(CLUSTER_ENV, tag, GRACE_SECONDS, also=held.untagged)
     runner.remove_stale_scratch()  # the metrics scratch directories of the killed pool processes
     for sweep_json in sweeps:
         mark_interrupted(sweep_json, reason)

@@ -1,12 +1,13 @@
 """How a combination of parameters becomes a training script's command-line arguments.
 
 The seed's style, the default, is one ``--name=value`` argument per parameter
-(:func:`mlframework.sweep.params.render_options`). Scripts written otherwise
+(:func:`render_options`; :func:`format_value` writes the value). Scripts written otherwise
 say so through :func:`~mlframework.sweep.tasks.train_task`'s ``arguments``:
 
 * ``separate=True``: ``--name value`` (two arguments);
 * ``spread_lists=True``: a list value as several arguments, ``layers: [[64, 64]]``
-  giving ``--layers 64 64`` (argparse ``nargs="+"``);
+  giving ``--layers 64 64`` (argparse ``nargs="+"``); without it a list value is
+  one argument in JSON, ``--layers=[64, 64]``;
 * ``negatable=True``: ``false`` as ``--no-name`` (argparse ``BooleanOptionalAction``)
   instead of leaving the flag out.
 
@@ -18,13 +19,47 @@ hold, and :func:`json_safe` makes a combination strict JSON.
 
 from __future__ import annotations
 
+import json
 import math
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mlframework.sweep.params import format_value, render_options
+
+def format_value(value: Any) -> str:
+    """A value as written in options and tables: ints by str, floats by repr, bools as true/false.
+
+    A list value is JSON on one line (``[64, 64]``, ``["relu", "tanh"]``): one
+    argument that ``json.loads`` reads back.
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return json.dumps(list(value), ensure_ascii=False)
+    return str(value)
+
+
+def render_options(combo: Mapping[str, Any]) -> list[str]:
+    """argv elements for one combination in the seed's style, in its order; each option is ONE element.
+
+    ``True`` -> ``--name``; ``False`` (and ``None``) -> left out; anything else ->
+    ``--name=value`` with :func:`format_value`. Never shell-quoted: join with
+    :func:`display` for people.
+    """
+    options = []
+    for name, value in combo.items():
+        if value is True:
+            options.append(f"--{name}")
+        elif value is False or value is None:
+            continue
+        else:
+            options.append(f"--{name}={format_value(value)}")
+    return options
 
 
 @dataclass(frozen=True)
@@ -58,6 +93,13 @@ class ArgumentStyle:
 
 
 SEED_STYLE = ArgumentStyle()
+STYLE_ATTRIBUTE = "argument_style"  # set by train_task on its task function
+
+
+def style_of(function: Any) -> ArgumentStyle:
+    """The argument style of a task function: what ``train_task(arguments=...)`` gave it, else the seed's."""
+    style = getattr(function, STYLE_ATTRIBUTE, SEED_STYLE)
+    return style if isinstance(style, ArgumentStyle) else SEED_STYLE
 
 
 def _quote(argument: str) -> str:

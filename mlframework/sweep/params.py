@@ -1,4 +1,4 @@
-"""parameters.yml -> lazy combinations of command-line options (pure: no I/O but reading the file).
+"""parameters.yml (or a dict) -> a lazy :class:`~mlframework.sweep.grid.Grid`: the grid grammar, loaded safely.
 
 Grammar. A parameters.yml is one YAML mapping of parameter name to value::
 
@@ -8,10 +8,18 @@ Grammar. A parameters.yml is one YAML mapping of parameter name to value::
     lr: !!python/tuple [0.1, 0.5, 0.1]  #               -> 0.1, 0.2, 0.3, 0.4 (exactly)
     seed: !!python/tuple [0, 3]       # step 1 if left out -> 0, 1, 2
     verbose: true                     # true -> bare --verbose; false -> option left out
+    layers: [[64, 64], [128]]         # list values     -> the value [64, 64], then [128]
 
 * Names match ``[A-Za-z_][A-Za-z0-9_.-]*``; each appears once.
 * Values are scalars: int, float, bool or string (a timestamp-looking scalar stays
-  the string written). null is an error. A list holds scalars only.
+  the string written). null is an error.
+* A list's items are its values, each a scalar or a list of scalars; a list item
+  is ONE value, a list (``layers: [[64, 64]]`` is the single value ``[64, 64]``,
+  ``--layers 64 64`` for a script that takes lists, see
+  :mod:`mlframework.sweep.arguments`). A list value is not empty and holds no
+  lists, mappings or intervals. (So a top-level list keeps its seed meaning, each
+  item in turn, and a nested list, an error before lists were values, means one
+  list value.)
 * ``!!python/tuple [start, end]`` or ``[start, end, step]`` is the half-open
   interval [start, end) in steps of ``step`` (which may be negative; never 0). Its
   arithmetic is exact, in :class:`decimal.Decimal` built from the text written:
@@ -22,30 +30,23 @@ Grammar. A parameters.yml is one YAML mapping of parameter name to value::
   nothing is constructed from a tag but the plain scalars above and the tuple.
   Any other ``!!python/...`` tag, nested mappings and duplicate names are errors.
 
-Order. Combinations are the cartesian product of the parameters in file order,
-the FIRST parameter varying slowest and the last fastest, as
-:func:`itertools.product`. Combination ``i`` is computed directly from ``i`` in
-mixed radix (O(number of parameters)), so a grid of 10**12 points can be
-counted, indexed and started without being expanded; intervals are never lists.
+Order: parameters in file order, the first varying slowest (see :mod:`mlframework.sweep.grid`).
 
 Errors. Every problem is one :class:`~mlframework.exceptions.GridError` line:
 ``{source}:{line}: parameter '{name}': {problem}`` (line 1-based), or
 ``{source}[:{line}]: {problem}`` for problems of the file as a whole.
 
-Rendering. :func:`render_options` turns a combination into argv elements, one per
-option (``--name=value``, ``--flag``), never shell-quoted.
+Rendering (:func:`render_options`, :func:`format_value`) is :mod:`mlframework.sweep.arguments`;
+both are importable from here as before.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import numbers
-import operator
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -53,227 +54,32 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from mlframework.exceptions import GridError
+from mlframework.sweep.arguments import format_value, render_options
+from mlframework.sweep.grid import Grid, Interval, Parameter, Scalar, Value, grid_error, interval_bounds
+
+__all__ = [  # the grid API, imported from here since before it was split into grid.py and arguments.py
+    "SEARCH_TAGS",
+    "Grid",
+    "Interval",
+    "Parameter",
+    "Scalar",
+    "Value",
+    "compose_root",
+    "format_value",
+    "grid_from_mapping",
+    "load_grid",
+    "parse_grid",
+    "render_options",
+]
 
 log = logging.getLogger(__name__)
 
-Scalar = int | float | bool | str
-
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
-_LINE_BREAKS = re.compile(r"[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+")
-_MAX_DIGITS = 1000  # digits + |exponent| of an interval bound: keeps the exact arithmetic cheap
 
 _YAML = "tag:yaml.org,2002:"
 _STR, _INT, _FLOAT, _BOOL, _NULL = (_YAML + t for t in ("str", "int", "float", "bool", "null"))
 _TIMESTAMP, _SEQ, _MAP = _YAML + "timestamp", _YAML + "seq", _YAML + "map"
 _TUPLE = _YAML + "python/tuple"
-
-
-# --------------------------------------------------------------------------- values
-
-
-@dataclass(frozen=True, repr=False)
-class Interval(Sequence):
-    """The values ``start, start+step, ...`` below ``end`` (above it for a negative step).
-
-    Exact and lazy: ``len()``, ``[i]`` and iteration compute each value from its
-    index; nothing is stored. ``integers`` (inferred: all three given as ``int``)
-    makes the values ints, else floats rendered as the exact decimal. Raises
-    ValueError for a zero step, an empty interval or an unusable bound.
-    """
-
-    start: Decimal
-    end: Decimal
-    step: Decimal = Decimal(1)
-    integers: bool | None = None
-    _start: int = field(init=False, compare=False)  # start, end and step as integers scaled by 10**-_exp
-    _step: int = field(init=False, compare=False)
-    _exp: int = field(init=False, compare=False)
-    _size: int = field(init=False, compare=False)
-
-    def __post_init__(self) -> None:
-        bounds = (self.start, self.end, self.step)
-        integers = self.integers
-        if integers is None:
-            integers = all(isinstance(b, int) and not isinstance(b, bool) for b in bounds)
-        decimals = tuple(_decimal(b) for b in bounds)
-        start, end, step = decimals
-        if step == 0:
-            raise ValueError("interval step must not be 0")
-        if integers and any(d != d.to_integral_value() for d in decimals):
-            raise ValueError("integer interval with a fractional bound")
-        if not integers and not all(math.isfinite(float(d)) for d in decimals):
-            raise ValueError("interval bound out of float range")
-        if integers:
-            exp, (s, e, t) = 0, (int(d) for d in decimals)
-        else:
-            exp = min(int(d.as_tuple().exponent) for d in decimals)
-            s, e, t = (_scaled(d, exp) for d in decimals)
-        size = -((s - e) // t)  # ceil((e - s) / t), exact, for either sign of t
-        if size <= 0:
-            raise ValueError(f"interval [{start}, {end}) with step {step} yields no values")
-        for name, value in (
-            ("start", start),
-            ("end", end),
-            ("step", step),
-            ("integers", integers),
-            ("_start", s),
-            ("_step", t),
-            ("_exp", exp),
-            ("_size", size),
-        ):
-            object.__setattr__(self, name, value)
-
-    @property
-    def size(self) -> int:
-        """Number of values; unlike ``len()`` not limited to ``sys.maxsize``."""
-        return self._size
-
-    def __len__(self) -> int:
-        return self._size
-
-    def __bool__(self) -> bool:
-        return True  # never empty; and len() would overflow past sys.maxsize
-
-    def __getitem__(self, index: int) -> Any:  # type: ignore[override]
-        i = operator.index(index)
-        if i < 0:
-            i += self._size
-        if not 0 <= i < self._size:
-            raise IndexError(f"interval index {index} out of range ({self._size} values)")
-        return self._value(i)
-
-    def __iter__(self) -> Iterator[Any]:
-        for i in range(self._size):
-            yield self._value(i)
-
-    def _value(self, i: int) -> int | float:
-        n = self._start + i * self._step
-        if self.integers:
-            return n
-        return float(str(Decimal(f"{n}E{self._exp}")))
-
-    def __repr__(self) -> str:
-        return f"Interval({self.start}, {self.end}, {self.step}{'' if self.integers else ', floats'})"
-
-
-def _decimal(value: Any) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
-        raise ValueError(f"interval bounds must be int or Decimal, not {type(value).__name__}")
-    number = Decimal(value)
-    if not number.is_finite():
-        raise ValueError(f"interval bound {number} is not a finite number")
-    _sign, digits, exponent = number.as_tuple()
-    if len(digits) + abs(exponent) > _MAX_DIGITS:  # type: ignore[arg-type]
-        raise ValueError("interval bound has too many digits")
-    return number
-
-
-def _bounds(bounds: Sequence[Decimal]) -> tuple[Decimal, Decimal, Decimal]:
-    """``[start, end]`` or ``[start, end, step]`` as the three of an :class:`Interval` (step 1 by default)."""
-    return (bounds[0], bounds[1], bounds[2] if len(bounds) > 2 else Decimal(1))
-
-
-def _scaled(number: Decimal, exp: int) -> int:
-    """``number * 10**-exp`` as an exact int (``exp`` <= the number's exponent)."""
-    sign, digits, exponent = number.as_tuple()
-    n = int("".join(map(str, digits)) or "0") * 10 ** (exponent - exp)  # type: ignore[operator]
-    return -n if sign else n
-
-
-@dataclass(frozen=True)
-class Parameter:
-    """One parameter of a grid, in file order."""
-
-    name: str  # the option name: --name=value
-    values: Sequence[Any]  # a tuple of scalars, or a lazy Interval
-    line: int = 0  # 1-based line in the source; 0 when not from a file
-
-    @property
-    def size(self) -> int:
-        """Number of values (not limited to ``sys.maxsize``)."""
-        return self.values.size if isinstance(self.values, Interval) else len(self.values)
-
-
-@dataclass(frozen=True)
-class Grid:
-    """The cartesian product of its parameters: first varies slowest, computed lazily."""
-
-    parameters: tuple[Parameter, ...]
-    source: str = "<grid>"  # the file (as given) or "<string>" / "<mapping>"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "parameters", tuple(self.parameters))
-        seen: set[str] = set()
-        for p in self.parameters:
-            if p.name in seen:
-                raise _error(self.source, p.line, p.name, "given more than once")
-            seen.add(p.name)
-
-    @property
-    def names(self) -> list[str]:
-        """Parameter names in order."""
-        return [p.name for p in self.parameters]
-
-    @property
-    def count(self) -> int:
-        """Number of combinations (product of sizes; 1 for no parameters); never expands."""
-        return math.prod(p.size for p in self.parameters)
-
-    def __len__(self) -> int:
-        return self.count
-
-    def __bool__(self) -> bool:
-        return self.count > 0  # not via len(), which overflows past sys.maxsize
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        """Combination ``index`` (negative counts from the end), by mixed-radix digits."""
-        count = self.count
-        i = operator.index(index)
-        if i < 0:
-            i += count
-        if not 0 <= i < count:
-            raise IndexError(f"combination {index} out of range ({count} combinations)")
-        return {p.name: p.values[d] for p, d in zip(self.parameters, self._digits(i))}
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        return self.iter_from(0)
-
-    def iter_from(self, start: int) -> Iterator[dict[str, Any]]:
-        """Combinations from index ``start`` on, lazily; same as ``list(grid)[start:]``."""
-        count = self.count
-        start = operator.index(start)
-        if start < 0:
-            start = max(0, start + count)
-        return self._iterate(start, count)
-
-    def _digits(self, index: int) -> list[int]:
-        digits = []
-        for p in reversed(self.parameters):
-            index, digit = divmod(index, p.size)
-            digits.append(digit)
-        return digits[::-1]
-
-    def _iterate(self, start: int, count: int) -> Iterator[dict[str, Any]]:
-        if start >= count:
-            return
-        params, names = self.parameters, self.names
-        sizes = [p.size for p in params]
-        digits = self._digits(start)
-        current = [p.values[d] for p, d in zip(params, digits)]
-        while True:
-            yield dict(zip(names, current))
-            j = len(params) - 1
-            while j >= 0:  # odometer: bump the last digit, carry to the left
-                digits[j] += 1
-                if digits[j] < sizes[j]:
-                    current[j] = params[j].values[digits[j]]
-                    break
-                digits[j] = 0
-                current[j] = params[j].values[0]
-                j -= 1
-            else:
-                return
 
 
 # --------------------------------------------------------------------------- loading
@@ -288,12 +94,7 @@ class _Problem(Exception):
         self.text = text
 
 
-def _error(source: str, line: int, name: str | None, problem: str) -> GridError:
-    where = f"{source}:{line}" if line else source
-    text = f"{where}: parameter '{name}': {problem}" if name is not None else f"{where}: {problem}"
-    error = GridError(_LINE_BREAKS.sub(" ", text))
-    error.source, error.line, error.parameter = source, line, name  # type: ignore[attr-defined]
-    return error
+_error = grid_error  # the one-line GridError (name kept for mlframework.sweep.space)
 
 
 def load_grid(path: str | os.PathLike[str]) -> Grid:
@@ -423,11 +224,24 @@ def _values(node: Node) -> Sequence[Any]:
     return (_scalar(node),)
 
 
-def _list_item(node: Node) -> Scalar:
+def _list_item(node: Node) -> Value:
+    """One item of a list of values: a scalar, or a list of scalars given as one value."""
+    _check_tag(node)
+    if isinstance(node, SequenceNode) and node.tag == _SEQ:
+        if not node.value:
+            raise _Problem(node, "empty list as a value; a list value holds at least one item")
+        return [_list_value_item(item) for item in node.value]
+    if not isinstance(node, ScalarNode):
+        what = "an interval" if node.tag == _TUPLE else _kind(node)
+        raise _Problem(node, f"list items must be single values or lists of them, found {what}")
+    return _scalar(node)
+
+
+def _list_value_item(node: Node) -> Scalar:
     _check_tag(node)
     if not isinstance(node, ScalarNode):
         what = "an interval" if node.tag == _TUPLE else _kind(node)
-        raise _Problem(node, f"list items must be single values, found {what}")
+        raise _Problem(node, f"the items of a list value must be single values, found {what}")
     return _scalar(node)
 
 
@@ -471,7 +285,7 @@ def _interval(node: Node) -> Interval:
         bounds.append(_source_decimal(item))
     integers = all(item.tag == _INT for item in node.value)
     try:
-        return Interval(*_bounds(bounds), integers=integers)
+        return Interval(*interval_bounds(bounds), integers=integers)
     except ValueError as exc:
         raise _Problem(node, str(exc)) from None
 
@@ -497,9 +311,10 @@ def _source_decimal(node: ScalarNode) -> Decimal:
 def grid_from_mapping(mapping: Mapping[str, Any], source: str = "<mapping>") -> Grid:
     """A grid from a dict, for notebooks: same rules as parameters.yml, in the dict's order.
 
-    Values: a scalar, a list of scalars, a tuple ``(start, end[, step])`` meaning an
-    interval (floats taken as their repr: ``0.1`` is exactly 1/10), a ``range`` or
-    an :class:`Interval`. Lines are 0, so errors read ``{source}: parameter ...``.
+    Values: a scalar, a list of values (each a scalar, or a list of scalars that
+    is one value), a tuple ``(start, end[, step])`` meaning an interval (floats
+    taken as their repr: ``0.1`` is exactly 1/10), a ``range`` or an
+    :class:`Interval`. Lines are 0, so errors read ``{source}: parameter ...``.
     """
     if not isinstance(mapping, Mapping):
         found = type(mapping).__name__
@@ -535,14 +350,22 @@ def _python_values(value: Any) -> Sequence[Any]:
             else Decimal(repr(float(b)))
             for b in value
         ]
-        return Interval(*_bounds(bounds), integers=integers)
+        return Interval(*interval_bounds(bounds), integers=integers)
     if isinstance(value, Mapping):
         raise ValueError("nested mappings are not supported; give a value, a list or an interval")
     if isinstance(value, list):
         if not value:
             raise ValueError("empty list; give at least one value")
-        return tuple(_python_scalar(item, in_list=True) for item in value)
+        return tuple(_python_list_item(item) for item in value)
     return (_python_scalar(value),)
+
+
+def _python_list_item(item: Any) -> Value:
+    if isinstance(item, list):
+        if not item:
+            raise ValueError("empty list as a value; a list value holds at least one item")
+        return [_python_scalar(inner, in_list=True) for inner in item]
+    return _python_scalar(item, in_list=True)
 
 
 def _python_scalar(value: Any, in_list: bool = False) -> Scalar:
@@ -560,35 +383,3 @@ def _python_scalar(value: Any, in_list: bool = False) -> Scalar:
         return value
     what = "list items" if in_list else "values"
     raise ValueError(f"{what} must be int, float, bool or str, found {type(value).__name__}")
-
-
-# --------------------------------------------------------------------------- rendering
-
-
-def format_value(value: Any) -> str:
-    """A value as written in options and tables: ints by str, floats by repr, bools as true/false."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
-
-
-def render_options(combo: Mapping[str, Any]) -> list[str]:
-    """argv elements for one combination, in its order; each option is ONE element.
-
-    ``True`` -> ``--name``; ``False`` (and ``None``) -> left out; anything else ->
-    ``--name=value`` with :func:`format_value`. Never shell-quoted: join with
-    :func:`shlex.join` for display.
-    """
-    options = []
-    for name, value in combo.items():
-        if value is True:
-            options.append(f"--{name}")
-        elif value is False or value is None:
-            continue
-        else:
-            options.append(f"--{name}={format_value(value)}")
-    return options

@@ -9,6 +9,7 @@ plus four tags (accepted by this safe loader only; a grid rejects them)::
     epoch: !int [5, 20]                # an int in [5, 20], step 1
     batchsize: !int [64, 512, 64]      # 64, 128, ..., 512 (high - low a multiple of step)
     activation: [relu, tanh]           # a list: a categorical choice
+    layers: [[64, 64], [128]]          # list values: a choice among them
     seed: !!python/tuple [0, 10, 2]    # an interval: the choice of its values, in order
     gpu: -1                            # a single value: fixed, passed to every trial
 
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +51,7 @@ from mlframework.sweep.params import (
     _INT,
     _MAP,
     _NULL,
+    _STR,
     SEARCH_TAGS,
     Interval,
     _check_tag,
@@ -71,6 +74,7 @@ UNIFORM, LOGUNIFORM, INT, CATEGORICAL, INTERVAL, FIXED = (
     "fixed",
 )
 _MAX_GRID_POINTS = 1_000_000  # --search grid lists every point: a bigger space is an error
+_EXPONENT_ONLY = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 @dataclass(frozen=True)
@@ -126,7 +130,16 @@ class Dimension:
             # The index, not the value: exact decimals stay exact, and order (near = similar) is kept.
             index = trial.suggest_int(self.name + "#", 0, self.interval.size - 1)
             return self.interval[index]
+        if self.indexed:
+            return self.choices[trial.suggest_categorical(self.name + "#", list(range(len(self.choices))))]
         return trial.suggest_categorical(self.name, self.choices)
+
+    @property
+    def indexed(self) -> bool:
+        """Sampled as the index of its value: an interval, or a choice among list values (Optuna stores scalars)."""
+        return self.kind == INTERVAL or (
+            self.kind == CATEGORICAL and any(isinstance(choice, list) for choice in self.choices)
+        )
 
     def grid_values(self) -> list[Any]:
         """Every value this parameter can take, for Optuna's GridSampler; GridError when continuous."""
@@ -139,7 +152,7 @@ class Dimension:
             assert self.interval is not None
             return list(range(self.interval.size))
         if self.kind == CATEGORICAL and not self.conditional:
-            return list(self.choices)
+            return list(range(len(self.choices))) if self.indexed else list(self.choices)
         what = "a conditional choice" if self.kind == CATEGORICAL else f"!{self.kind}"
         raise _Problem(None, f"--search grid cannot list {what}; use another --search or list its values")
 
@@ -197,7 +210,7 @@ class SearchSpace:
                 values = dimension.grid_values()
             except _Problem as problem:
                 raise _error(self.source, dimension.line, dimension.name, problem.text) from None
-            space[dimension.name + ("#" if dimension.kind == INTERVAL else "")] = values
+            space[dimension.name + ("#" if dimension.indexed else "")] = values
         if math.prod(len(v) for v in space.values()) > _MAX_GRID_POINTS:
             raise _error(self.source, 0, None, f"--search grid: more than {_MAX_GRID_POINTS} points")
         return space
@@ -312,7 +325,7 @@ def _dimension(name: str, node: Node, line: int, source: str, seen: dict[str, in
 
 
 def _key(value: Any) -> tuple[str, Any]:
-    return (type(value).__name__, value)
+    return (type(value).__name__, tuple(map(_key, value)) if isinstance(value, list) else value)
 
 
 def _numbers(node: Node, tag: str, count: tuple[int, ...]) -> list[ScalarNode]:
@@ -332,9 +345,12 @@ def _float_bounds(node: Node) -> tuple[float, float]:
     tag = node.tag
     bounds = []
     for item in _numbers(node, tag, (2,)):
-        if item.tag not in (_INT, _FLOAT):
+        if item.tag == _STR and item.style is None and _EXPONENT_ONLY.fullmatch(item.value):
+            value = float(item.value)  # 1e-5: a string to YAML 1.1 (no dot); as a bound it can only be the number
+        elif item.tag not in (_INT, _FLOAT):
             raise _Problem(item, f"{tag} bounds must be numbers, found {_kind(item)}")
-        value = float(_scalar(item))
+        else:
+            value = float(_scalar(item))
         if not math.isfinite(value):
             raise _Problem(item, f"{tag} bounds must be finite, found {item.value!r}")
         bounds.append(value)

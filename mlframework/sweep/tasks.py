@@ -397,4 +397,5 @@ def train_task(
         )
 
     train.__name__ = name
+    train.argument_style = arguments  # type: ignore[attr-defined]  # for `mlframework params --project`
     return task(train, name=name)

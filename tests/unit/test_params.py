@@ -292,7 +292,7 @@ def test_unsafe_tags_are_rejected_by_name_and_never_run(tmp_path: Path, template
         ("a: 1\nlr: ~\n", 2, "lr", "no value"),
         ("a: 1\nlr: null\n", 2, "lr", "no value"),
         ("opt:\n  lr: 0.1\n", 2, "opt", "nested mappings"),
-        ("xs:\n  - 1\n  - [2, 3]\n", 3, "xs", "single values"),
+        ("xs:\n  - 1\n  - [2, [3]]\n", 3, "xs", "single values"),
         ("xs:\n  - 1\n  - {a: 2}\n", 3, "xs", "single values"),
         ("a: 1\nb: 2\na: 3\n", 3, "a", "more than once"),
         ("n: !!int twelve\n", 1, "n", "not a valid !!int"),

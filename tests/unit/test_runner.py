@@ -199,3 +199,54 @@ def test_scratch_directories_of_gone_processes_are_removed_and_live_ones_kept(tm
         (directory / "metrics-0.jsonl").write_text("{}\n")
     remove_stale_scratch()
     assert not stale.exists() and live.exists()
+
+
+# A daemon made the classic way (fork, setsid, fork) that also clears its environment: no process group,
+# session or tag of the command's left on it. The short-trial case: the daemon closes no pipe, so the
+# runner searches for what it left; the daemon is re-parented to the runner (its subreaper).
+DAEMON_WITHOUT_ENVIRONMENT = """
+import os, sys, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.execve("/bin/sleep", ["sleep", sys.argv[1]], {})
+    os._exit(0)
+time.sleep(0.2)
+print("trained", flush=True)
+"""
+
+
+def _running(argument: str) -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                args = cmdline.read().split(b"\0")
+            with open(f"/proc/{pid}/stat", "rb") as stat:
+                state = stat.read().rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if argument.encode() in args and state != b"Z":
+            found.append(int(pid))
+    return found
+
+
+def test_a_double_forked_daemon_that_cleared_its_environment_is_stopped_with_its_command():
+    argument = f"307.{os.getpid()}{int(time.monotonic() * 1000) % 10**6}"
+    try:
+        result = run_command([*python(DAEMON_WITHOUT_ENVIRONMENT), argument], grace=1.0)
+        assert result.exit_code == 0 and result.duration_s < 3, "its output pipes are closed with it"
+        assert not _running(argument), "the daemon outlived its command"
+    finally:
+        for pid in _running(argument):
+            os.kill(pid, 9)
+
+
+def test_the_runner_s_own_helpers_are_not_taken_for_a_command_s_daemons():
+    helper = subprocess.Popen(["sleep", "30"])  # in this process's session, as nvidia-smi or git would be
+    try:
+        run_command([*python(DAEMON_WITHOUT_ENVIRONMENT), f"308.{os.getpid()}"], grace=1.0)
+        assert helper.poll() is None, "a helper of the worker's own was stopped with a trial"
+    finally:
+        helper.kill()
+        helper.wait()

@@ -183,3 +183,11 @@ def test_property_any_text_parses_or_is_one_grid_error_line(text):
         parse_space(text, "fuzz.yml")
     except GridError as exc:
         assert "\n" not in str(exc) and str(exc).startswith("fuzz.yml")
+
+
+def test_float_bounds_written_without_a_dot_are_numbers_as_people_mean_them():
+    # YAML 1.1 reads 1e-5 (no dot) as a string; a distribution's bound can only mean the number.
+    (lr,) = parse_space("lr: !loguniform [1e-5, 1e-1]\n").dimensions
+    assert (lr.low, lr.high) == (1e-5, 0.1)
+    with pytest.raises(GridError, match="bounds must be numbers"):
+        parse_space("lr: !loguniform ['1e-5', 1]\n")

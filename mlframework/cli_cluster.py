@@ -111,7 +111,8 @@ def infrainit_command(
     ./infra_clean.sh removes what was started.
     """
     from mlframework.cluster.bootstrap import infrainit
-    from mlframework.cluster.spec import CONFIG_FILE, ClusterSpec, load_config
+    from mlframework.cluster.config_file import load_config
+    from mlframework.cluster.spec import CONFIG_FILE, ClusterSpec
 
     root = repo_root()
     if project and ("/" in project or project.startswith(".")):
@@ -167,7 +168,7 @@ def infra_clean_command(
     """Remove every container of the cluster on the hosts (files on the hosts stay; the broker's data too,
     unless --volumes)."""
     from mlframework.cluster.bootstrap import clean
-    from mlframework.cluster.spec import Host, parse_host_list
+    from mlframework.cluster.hosts import Host, parse_host_list
 
     entries = [h.strip() for h in hosts.split(",") if h.strip()]
     remote = [e for e in entries if e != "local"]

@@ -54,7 +54,7 @@ from docker.transport.sshconn import SSHConnection, SSHConnectionPool, SSHHTTPAd
 from fabric import Connection
 
 from mlframework.cluster import diagnose
-from mlframework.cluster.spec import Host
+from mlframework.cluster.hosts import Host
 from mlframework.exceptions import HostError
 
 log = logging.getLogger(__name__)

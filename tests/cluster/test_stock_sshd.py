@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from mlframework.cluster.hosts import Host
 from mlframework.cluster.remote import CHANNELS_PER_CONNECTION, HostSession, SSHOptions
-from mlframework.cluster.spec import Host
 from mlframework.exceptions import HostError
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import paramiko
 
+from mlframework.cluster.hosts import Host
 from mlframework.cluster.remote import HostOutcome, HostsFailed, is_channel_refusal
-from mlframework.cluster.spec import Host
 from mlframework.sweep import liveness
 
 

@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from mlframework.fileio import temporary_files
+
 log = logging.getLogger(__name__)
 
 ENV_SWITCH = "MLFRAMEWORK_LIVE_REPORT"
@@ -103,7 +105,8 @@ class LiveReport:
                     stale.wait(timeout=2)
                 except subprocess.TimeoutExpired:
                     stale.kill()
-                (self.directory / f".report.html.{stale.pid}.tmp").unlink(missing_ok=True)
+                for partial in temporary_files(self.directory / "report.html", stale.pid):
+                    partial.unlink(missing_ok=True)
             self._start(-2)
         except Exception:
             log.warning("the final report could not be started", exc_info=True)

@@ -26,6 +26,8 @@ from typing import Any
 
 from celery.worker.control import control_command
 
+from mlframework.fileio import write_text_atomic
+
 log = logging.getLogger(__name__)
 
 COMMAND = "mlframework_stop_trials"
@@ -52,9 +54,8 @@ class Registration:
 
     def started(self, pid: int) -> None:
         """The command runs as process ``pid``: stoppable from now on."""
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        temporary.write_text(json.dumps({"pid": pid, "stop_file": str(self.stop_file)}), encoding="utf-8")
-        os.replace(temporary, self.path)
+        # Not durable: the entry means nothing after a reboot.
+        write_text_atomic(self.path, json.dumps({"pid": pid, "stop_file": str(self.stop_file)}), durable=False)
 
     @property
     def stop_request(self) -> dict[str, Any] | None:

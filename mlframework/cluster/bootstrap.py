@@ -38,7 +38,8 @@ from mlframework.cluster import broker as broker_accounts
 from mlframework.cluster import diagnose, images, services, shipping
 from mlframework.cluster.config_file import load_config, save_config
 from mlframework.cluster.gpus import NVIDIA_SMI_LIST, parse_gpu_list
-from mlframework.cluster.remote import HostSession, SSHOptions, on_hosts
+from mlframework.cluster.group import on_hosts
+from mlframework.cluster.remote import HostSession, SSHOptions
 from mlframework.cluster.secrets import DEFAULT_SECRETS_PATH, ClusterSecrets
 from mlframework.cluster.spec import CONFIG_FILE, ClusterSpec, Host
 from mlframework.exceptions import ConfigError, HostError, ServiceError

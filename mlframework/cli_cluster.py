@@ -225,7 +225,7 @@ def secrets_command() -> None:
     They are read from .mlframework/secrets.env, which infrainit creates; nothing
     else ever prints the passwords.
     """
-    from mlframework.cluster.bootstrap import cluster_access
+    from mlframework.cluster.recorded import cluster_access
 
     access = cluster_access(repo_root())
     secrets = access.secrets

@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 
 from mlframework.cluster import images, services
-from mlframework.cluster.bootstrap import ClusterPaths, broker_endpoint, load_cluster
+from mlframework.cluster.bootstrap import ClusterPaths
+from mlframework.cluster.recorded import broker_endpoint, load_cluster
 from mlframework.cluster.remote import HostSession, SSHOptions
 from mlframework.cluster.spec import ClusterSpec
 from mlframework.exceptions import ConfigError, SweepError

@@ -1,7 +1,7 @@
 """Cluster subcommands of ``mlframework``: infrainit, update-files, status, run-task, secrets,
 infra-clean, and follow / fetch for detached sweeps.
 
-Each one parses options, calls one function of :mod:`mlframework.cluster.bootstrap`
+Each one parses options, calls one function of :mod:`mlframework.cluster.bootstrap`, :mod:`~mlframework.cluster.recorded`
 (or :mod:`~mlframework.cluster.detached`) and prints what it reports; the scripts
 in ``scripts/`` run these commands.
 """
@@ -193,7 +193,8 @@ def infra_clean_command(
 @_timeout_option
 def update_files_command(known_hosts: str | None, connect_timeout: float) -> None:
     """Re-sync framework and project files to the hosts (only what changed); restart workers that changed."""
-    from mlframework.cluster.bootstrap import load_cluster, update_files
+    from mlframework.cluster.bootstrap import update_files
+    from mlframework.cluster.recorded import load_cluster
 
     root = repo_root()
     spec, _ = load_cluster(root)
@@ -207,7 +208,7 @@ def update_files_command(known_hosts: str | None, connect_timeout: float) -> Non
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=3.0, show_default=True, help="Seconds to wait.")
 def status_command(broker_url: str | None, timeout: float) -> None:
     """One line per live worker node (as `celery status`); exit 1 when none answers."""
-    from mlframework.cluster.bootstrap import cluster_broker, worker_status
+    from mlframework.cluster.recorded import cluster_broker, worker_status
     from mlframework.sweep.app import BrokerSettings
 
     broker = BrokerSettings(broker_url) if broker_url else cluster_broker(repo_root())
@@ -251,7 +252,7 @@ def run_task_command(name: str, args: tuple[str, ...]) -> None:
 
     ARGS go to the module (for the sample modules: options of `mlframework sweep`).
     """
-    from mlframework.cluster.bootstrap import cluster_broker, load_cluster
+    from mlframework.cluster.recorded import cluster_broker, load_cluster
 
     root = repo_root()
     spec, _ = load_cluster(root)
@@ -272,8 +273,8 @@ def run_task_command(name: str, args: tuple[str, ...]) -> None:
 @_known_hosts_option
 def follow_command(sweep_id: str, known_hosts: str | None) -> None:
     """Print the output of a detached sweep until it ends; exit with its status."""
-    from mlframework.cluster.bootstrap import load_cluster
     from mlframework.cluster.detached import follow
+    from mlframework.cluster.recorded import load_cluster
 
     root = repo_root()
     spec, _ = load_cluster(root)
@@ -293,8 +294,8 @@ def follow_command(sweep_id: str, known_hosts: str | None) -> None:
 @_known_hosts_option
 def fetch_command(sweep_id: str, results_root: Path, known_hosts: str | None) -> None:
     """Copy a detached sweep's results (so far) from the master into RESULTS/<sweep-id>/."""
-    from mlframework.cluster.bootstrap import load_cluster
     from mlframework.cluster.detached import fetch
+    from mlframework.cluster.recorded import load_cluster
 
     root = repo_root()
     spec, _ = load_cluster(root)

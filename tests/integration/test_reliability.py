@@ -75,7 +75,7 @@ def sweep(cwd: Path, url: str, *args: str, timeout: float = 180) -> subprocess.C
 
 def wait_for_workers(broker: BrokerSettings, names: set[str], timeout: float = 60) -> None:
     """Until a worker of each node name (``a`` for ``a@host``) answers a ping."""
-    from mlframework.cluster.bootstrap import worker_status
+    from mlframework.cluster.recorded import worker_status
 
     deadline = time.monotonic() + timeout
     while {node.split("@")[0] for node in worker_status(broker, timeout=1.0)} < names:

@@ -1,9 +1,9 @@
 """Cluster subcommands of ``mlframework``: infrainit, update-files, status, run-task, secrets,
 infra-clean, and follow / fetch for detached sweeps.
 
-Each one parses options, calls one function of :mod:`mlframework.cluster.bootstrap`, :mod:`~mlframework.cluster.recorded`
-(or :mod:`~mlframework.cluster.detached`) and prints what it reports; the scripts
-in ``scripts/`` run these commands.
+Each one parses options, calls one function of :mod:`mlframework.cluster.bootstrap`
+(or :mod:`~mlframework.cluster.recorded`, :mod:`~mlframework.cluster.detached`) and
+prints what it reports; the scripts in ``scripts/`` run these commands.
 """
 
 from __future__ import annotations

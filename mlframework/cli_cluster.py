@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from mlframework import envvars
 from mlframework.exceptions import ConfigError
 
 
@@ -50,7 +51,7 @@ def cluster_ssh_options(spec: Any, known_hosts: str | None = None, connect_timeo
     """How to reach the recorded cluster's hosts: its key, and known_hosts (MLFRAMEWORK_KNOWN_HOSTS)."""
     return _ssh_options(
         spec.ssh_key,
-        known_hosts or os.environ.get("MLFRAMEWORK_KNOWN_HOSTS"),
+        known_hosts or os.environ.get(envvars.KNOWN_HOSTS),
         spec.accept_new_host_keys,
         connect_timeout,
     )
@@ -58,7 +59,7 @@ def cluster_ssh_options(spec: Any, known_hosts: str | None = None, connect_timeo
 
 _known_hosts_option = click.option(
     "--known-hosts",
-    envvar="MLFRAMEWORK_KNOWN_HOSTS",
+    envvar=envvars.KNOWN_HOSTS,
     type=click.Path(dir_okay=False),
     help="known_hosts file that host keys are checked against  [default: ~/.ssh/known_hosts]",
 )
@@ -204,7 +205,7 @@ def update_files_command(known_hosts: str | None, connect_timeout: float) -> Non
 
 
 @click.command("status")
-@click.option("--broker", "broker_url", envvar="MLFRAMEWORK_BROKER_URL", help="Broker URL  [default: the cluster's]")
+@click.option("--broker", "broker_url", envvar=envvars.BROKER_URL, help="Broker URL  [default: the cluster's]")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=3.0, show_default=True, help="Seconds to wait.")
 def status_command(broker_url: str | None, timeout: float) -> None:
     """One line per live worker node (as `celery status`); exit 1 when none answers."""

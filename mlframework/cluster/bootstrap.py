@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlframework import envvars
 from mlframework.cluster import broker as broker_accounts
 from mlframework.cluster import diagnose, images, services, shipping
 from mlframework.cluster.config_file import save_config
@@ -278,7 +279,7 @@ def write_clean_script(path: Path, spec: ClusterSpec, ssh: SSHOptions) -> None:
         f"# {spec.cluster_name!r} on {', '.join(str(h) for h in spec.hosts_in_use)}. Files on the hosts stay;\n"
         "# the broker's data volume too, unless --volumes (asks first, or --yes).\n"
         'cd "$(dirname "$0")" || exit 2\n'
-        'exec "${MLFRAMEWORK_VENV:-./.venv}/bin/python" -m mlframework infra-clean '
+        f'exec "${{{envvars.VENV}:-./.venv}}/bin/python" -m mlframework infra-clean '
         f'{" ".join(shlex.quote(a) for a in args)} "$@"\n'
     )
     path.write_text(text)

@@ -26,12 +26,11 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from mlframework import envvars
 from mlframework.cluster import watchdog
 from mlframework.exceptions import ServiceError
 from mlframework.sweep import fs_transport, proctree, runner
 from mlframework.sweep.app import BrokerSettings
-from mlframework.sweep.tasks import ENV_GPU, ENV_PROJECT
-from mlframework.sweep.trial_env import ENV_SLOTS
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +89,8 @@ class LocalWorker:
         """Start the worker; it begins consuming trials at once."""
         env = dict(os.environ)
         env.update(self.broker.to_env())
-        env[ENV_PROJECT] = str(self.project_dir)
-        env[ENV_SLOTS] = str(self.concurrency)
+        env[envvars.PROJECT] = str(self.project_dir)
+        env[envvars.SLOTS] = str(self.concurrency)
         env.update(self.extra_env)
         argv = [
             sys.executable,
@@ -229,7 +228,7 @@ class EmbeddedCluster:
                     self.workers,
                     self.run_dir / f"worker-gpu{gpu}.log",
                     node_name=f"gpu{gpu}@%h",
-                    extra_env={"CUDA_VISIBLE_DEVICES": gpu, ENV_GPU: gpu, **tagged},
+                    extra_env={"CUDA_VISIBLE_DEVICES": gpu, envvars.GPU: gpu, **tagged},
                     extra_args=["--without-heartbeat"],
                 )
                 for gpu in self.gpus

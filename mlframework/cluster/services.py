@@ -21,6 +21,8 @@ from typing import Any
 import docker
 from docker.errors import NotFound
 
+from mlframework import envvars
+
 log = logging.getLogger(__name__)
 
 LABEL_CLUSTER = "org.mlframework.cluster"
@@ -92,7 +94,7 @@ def flower_spec(cluster: str, image: str, broker_url: str, auth: str, code_paths
         image=image,
         command=["celery", "-A", "mlframework.sweep.worker", "flower", f"--port={FLOWER_PORT}"],
         environment={
-            "MLFRAMEWORK_BROKER_URL": broker_url,
+            envvars.BROKER_URL: broker_url,
             "FLOWER_BASIC_AUTH": auth,
             "PYTHONPATH": CONTAINER_SOURCE,
         },
@@ -122,11 +124,11 @@ def worker_specs(
     ``update_files`` only has to restart the workers for new code to run.
     """
     base_env = {
-        "MLFRAMEWORK_BROKER_URL": broker_url,
-        "MLFRAMEWORK_PROJECT": CONTAINER_PROJECT,
-        "MLFRAMEWORK_HOST": host_name,
+        envvars.BROKER_URL: broker_url,
+        envvars.PROJECT: CONTAINER_PROJECT,
+        envvars.HOST: host_name,
         "PYTHONPATH": CONTAINER_SOURCE,
-        "MLFRAMEWORK_IMAGE": image,  # for each trial's provenance
+        envvars.IMAGE: image,  # for each trial's provenance
     }
     command = ["celery", "-A", "mlframework.sweep.worker", "worker", "--loglevel", "INFO", "--without-gossip"]
     if not gpus:
@@ -147,7 +149,7 @@ def worker_specs(
             role="worker",
             image=image,
             command=[*command, "--hostname", f"gpu{gpu}@{host_name}", "--concurrency", "1"],
-            environment={**base_env, "MLFRAMEWORK_GPU": gpu},
+            environment={**base_env, envvars.GPU: gpu},
             volumes=_code_volumes(code_paths),
             gpu=gpu,
             node=f"gpu{gpu}@{host_name}",

@@ -29,10 +29,10 @@ import signal
 import sys
 from pathlib import Path
 
+from mlframework.envvars import CLUSTER as CLUSTER_ENV  # tag of every process of one embedded cluster
 from mlframework.fileio import write_text_atomic
 from mlframework.sweep import proctree, runner
 
-CLUSTER_ENV = "MLFRAMEWORK_CLUSTER"  # tag of every process of one embedded cluster
 GRACE_SECONDS = 2.0  # between SIGTERM and SIGKILL of the trials
 
 

@@ -19,11 +19,12 @@ import sys
 import time
 from pathlib import Path
 
+from mlframework import envvars
 from mlframework.fileio import temporary_files
 
 log = logging.getLogger(__name__)
 
-ENV_SWITCH = "MLFRAMEWORK_LIVE_REPORT"
+ENV_SWITCH = envvars.LIVE_REPORT
 EXIT_USAGE = 2  # the report command's status for a missing library: no point in trying again
 
 

@@ -22,6 +22,7 @@ import docker
 from docker.errors import NotFound
 
 from mlframework import envvars
+from mlframework.cluster.worker_command import celery_command, worker_command
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def flower_spec(cluster: str, image: str, broker_url: str, auth: str, code_paths
         name=f"{cluster}-flower",
         role="flower",
         image=image,
-        command=["celery", "-A", "mlframework.sweep.worker", "flower", f"--port={FLOWER_PORT}"],
+        command=celery_command("flower", f"--port={FLOWER_PORT}"),
         environment={
             envvars.BROKER_URL: broker_url,
             "FLOWER_BASIC_AUTH": auth,
@@ -130,14 +131,13 @@ def worker_specs(
         "PYTHONPATH": CONTAINER_SOURCE,
         envvars.IMAGE: image,  # for each trial's provenance
     }
-    command = ["celery", "-A", "mlframework.sweep.worker", "worker", "--loglevel", "INFO", "--without-gossip"]
     if not gpus:
         return [
             ContainerSpec(
                 name=f"{cluster}-worker-cpu",
                 role="worker",
                 image=image,
-                command=[*command, "--hostname", f"cpu@{host_name}", "--concurrency", str(cpu_slots)],
+                command=worker_command(f"cpu@{host_name}", cpu_slots),
                 environment=base_env,
                 volumes=_code_volumes(code_paths),
                 node=f"cpu@{host_name}",
@@ -148,7 +148,7 @@ def worker_specs(
             name=f"{cluster}-worker-gpu{gpu}",
             role="worker",
             image=image,
-            command=[*command, "--hostname", f"gpu{gpu}@{host_name}", "--concurrency", "1"],
+            command=worker_command(f"gpu{gpu}@{host_name}", 1),
             environment={**base_env, envvars.GPU: gpu},
             volumes=_code_volumes(code_paths),
             gpu=gpu,

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.figures import Figure
+from mlframework.statuses import SUCCESS
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +239,7 @@ def _check_recorded(directory: Path, total: int) -> None:
         records = [json.loads(line) for line in handle]
     with open(directory / "results.csv", newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    bad = [r["trial"] for r in records if r.get("status") != "SUCCESS"]
+    bad = [r["trial"] for r in records if r.get("status") != SUCCESS]
     if len(records) != total or len(rows) != total or bad:
         raise RuntimeError(
             f"sweep {directory.name}: {len(records)} records, {len(rows)} csv rows for {total} trials; "

@@ -1,4 +1,7 @@
-"""Environment variable names have one home, mlframework/envvars.py, and are imported wherever used."""
+"""Names shared across the package and the bench have one home each and are imported wherever used.
+
+Environment variables: mlframework/envvars.py; a trial's statuses: mlframework/statuses.py.
+"""
 
 from __future__ import annotations
 
@@ -77,3 +80,12 @@ def test_the_names_still_defined_elsewhere_are_the_same_names():
     assert watchdog.CLUSTER_ENV == envvars.CLUSTER and live.ENV_SWITCH == envvars.LIVE_REPORT
     values = [value for name, value in vars(envvars).items() if name.isupper()]
     assert len(values) == len(set(values)) and all(NAME.fullmatch(v) for v in values)
+
+
+def test_the_statuses_defined_in_sweep_are_the_shared_ones():
+    from mlframework import statuses
+    from mlframework.sweep import catalog, driver, outcome, search, tasks
+
+    assert (tasks.SUCCESS, tasks.FAILURE, outcome.SUCCESS) == (statuses.SUCCESS, statuses.FAILURE, statuses.SUCCESS)
+    assert (catalog.SUCCESS, catalog.FAILURE, catalog.PRUNED) == statuses.ALL
+    assert driver.PRUNED == search.PRUNED == statuses.PRUNED

@@ -18,11 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rabbitmq import RabbitMQNode
 from scratch_projects import make_project, start_sweep
 
 from mlframework.cluster.local import LocalWorker
 from mlframework.sweep.app import LEASE_SETTING, BrokerSettings
+from testbed.rabbitmq import RabbitMQNode
 
 CONSUMER_TIMEOUT_MS = 3000
 LEASE_S = 1.0

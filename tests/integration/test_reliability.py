@@ -1,6 +1,6 @@
 """No trial lost, none run twice: retries, trials that kill their worker, a driver killed and resumed.
 
-Real RabbitMQ (tests/rabbitmq.py) and real Celery worker processes; the
+Real RabbitMQ (testbed/rabbitmq.py) and real Celery worker processes; the
 driver runs as the CLI a user would run.
 """
 

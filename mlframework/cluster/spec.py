@@ -219,7 +219,7 @@ class ClusterSpec:
             raise ConfigError(f"{source}: unknown setting {unknown[0]} (known: {', '.join(CONFIG_KEYS.values())})")
         overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
         bad = sorted(set(overrides) - set(OPTIONS))
-        if bad:
+        if bad:  # a caller's bug (the CLI passes only OPTIONS' names), as an unknown keyword would be
             raise TypeError(f"unknown option {bad[0]!r}")
         raw = {name: overrides.get(name, mapping.get(key)) for name, key in CONFIG_KEYS.items()}
         return _build(raw, lambda name: OPTIONS[name][0] if name in overrides else f"{CONFIG_KEYS[name]} in {source}")

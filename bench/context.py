@@ -1,7 +1,7 @@
 """What every scenario shares: options, the private broker, our workers, the peers, one sweep.
 
 One :class:`Context` lives for a whole bench run. It starts at most one private
-RabbitMQ node (``tests/rabbitmq.py``) and one set of our workers at a time,
+RabbitMQ node (``testbed/rabbitmq.py``) and one set of our workers at a time,
 and stops our workers before a peer runs, so that two systems never share the
 machine's two cores.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import cProfile
 import csv
-import importlib.util
 import json
 import logging
 import os
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.figures import Figure
+from mlframework.statuses import SUCCESS
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +72,8 @@ class Context:
     def rabbitmq_url(self) -> str:
         """The URL of the bench's private RabbitMQ node, started on first use."""
         if self._rabbitmq is None and self._rabbitmq_error is None:
-            spec = importlib.util.spec_from_file_location("bench_rabbitmq", REPO / "tests" / "rabbitmq.py")
-            assert spec is not None and spec.loader is not None
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
+            from testbed import rabbitmq as module
+
             if module.rabbitmq_bin_dir() is None:
                 self._rabbitmq_error = "rabbitmq-server is not installed (scripts/test.sh installs it)"
             else:
@@ -238,7 +236,7 @@ def _check_recorded(directory: Path, total: int) -> None:
         records = [json.loads(line) for line in handle]
     with open(directory / "results.csv", newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    bad = [r["trial"] for r in records if r.get("status") != "SUCCESS"]
+    bad = [r["trial"] for r in records if r.get("status") != SUCCESS]
     if len(records) != total or len(rows) != total or bad:
         raise RuntimeError(
             f"sweep {directory.name}: {len(records)} records, {len(rows)} csv rows for {total} trials; "

@@ -24,6 +24,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 ENV_VAR = "MLFRAMEWORK_YAHPO_DATA"
+#: Simulated seconds per wall-clock second of bench/projects/lcbench/train.py (default 3600).
+SCALE_ENV = "MLFRAMEWORK_LCBENCH_SCALE"
 EPOCHS = 52
 TASKS = ("3945", "34539", "126025")  # the three OpenML tasks
 # The seven hyperparameters a trial chooses (OpenML_task_id and epoch are not searched).

@@ -20,6 +20,7 @@ from typing import Any
 from bench.context import BENCH_DIR, REPO, Context, Options
 from bench.figures import Figure, Target, as_json, markdown
 from bench.scenarios import SCENARIOS
+from mlframework import envvars
 
 log = logging.getLogger("bench")
 
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     # A sweep's final report.html render runs after it, in a child process: it would overlap the next
     # scenario's timing. The report's own cost has its rows (scenario "report").
-    os.environ.setdefault("MLFRAMEWORK_LIVE_REPORT", "0")
+    os.environ.setdefault(envvars.LIVE_REPORT, "0")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     options = Options(quick=args.quick, runs=args.runs, only=args.only, profile_dir=args.profile)
     ctx = Context(options)

@@ -22,6 +22,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from mlframework.statuses import PRUNED
+
 TOLERANCE = 0.1  # percentage points of val_accuracy
 
 
@@ -45,12 +47,12 @@ def summarize(run: dict[str, Any], best: float, grid_hours: float) -> dict[str, 
     latencies = [
         trial["finished_at"] - trial["history"][-1]["time"]
         for trial in run["trials"]
-        if trial.get("status") == "PRUNED" and trial.get("history")
+        if trial.get("status") == PRUNED and trial.get("history")
     ]
     return {
         "fraction": hours / grid_hours,
         "wall_to_match": (matched_at - run["started"]) if matched_at is not None else math.inf,
-        "pruned": sum(1 for t in run["trials"] if t.get("status") == "PRUNED" and t["finished_at"] <= cutoff),
+        "pruned": sum(1 for t in run["trials"] if t.get("status") == PRUNED and t["finished_at"] <= cutoff),
         "cpu_per_trial_ms": 1000 * run.get("driver_cpu_s", math.nan) / max(len(run["trials"]), 1),
         "latencies": latencies,
         "matched": matched_at is not None,

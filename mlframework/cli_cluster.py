@@ -2,8 +2,8 @@
 infra-clean, and follow / fetch for detached sweeps.
 
 Each one parses options, calls one function of :mod:`mlframework.cluster.bootstrap`
-(or :mod:`~mlframework.cluster.detached`) and prints what it reports; the scripts
-in ``scripts/`` run these commands.
+(or :mod:`~mlframework.cluster.recorded`, :mod:`~mlframework.cluster.detached`) and
+prints what it reports; the scripts in ``scripts/`` run these commands.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from mlframework import envvars
 from mlframework.exceptions import ConfigError
 
 
@@ -50,7 +51,7 @@ def cluster_ssh_options(spec: Any, known_hosts: str | None = None, connect_timeo
     """How to reach the recorded cluster's hosts: its key, and known_hosts (MLFRAMEWORK_KNOWN_HOSTS)."""
     return _ssh_options(
         spec.ssh_key,
-        known_hosts or os.environ.get("MLFRAMEWORK_KNOWN_HOSTS"),
+        known_hosts or os.environ.get(envvars.KNOWN_HOSTS),
         spec.accept_new_host_keys,
         connect_timeout,
     )
@@ -58,7 +59,7 @@ def cluster_ssh_options(spec: Any, known_hosts: str | None = None, connect_timeo
 
 _known_hosts_option = click.option(
     "--known-hosts",
-    envvar="MLFRAMEWORK_KNOWN_HOSTS",
+    envvar=envvars.KNOWN_HOSTS,
     type=click.Path(dir_okay=False),
     help="known_hosts file that host keys are checked against  [default: ~/.ssh/known_hosts]",
 )
@@ -111,7 +112,8 @@ def infrainit_command(
     ./infra_clean.sh removes what was started.
     """
     from mlframework.cluster.bootstrap import infrainit
-    from mlframework.cluster.spec import CONFIG_FILE, ClusterSpec, load_config
+    from mlframework.cluster.config_file import load_config
+    from mlframework.cluster.spec import CONFIG_FILE, ClusterSpec
 
     root = repo_root()
     if project and ("/" in project or project.startswith(".")):
@@ -167,7 +169,7 @@ def infra_clean_command(
     """Remove every container of the cluster on the hosts (files on the hosts stay; the broker's data too,
     unless --volumes)."""
     from mlframework.cluster.bootstrap import clean
-    from mlframework.cluster.spec import Host, parse_host_list
+    from mlframework.cluster.hosts import Host, parse_host_list
 
     entries = [h.strip() for h in hosts.split(",") if h.strip()]
     remote = [e for e in entries if e != "local"]
@@ -192,7 +194,8 @@ def infra_clean_command(
 @_timeout_option
 def update_files_command(known_hosts: str | None, connect_timeout: float) -> None:
     """Re-sync framework and project files to the hosts (only what changed); restart workers that changed."""
-    from mlframework.cluster.bootstrap import load_cluster, update_files
+    from mlframework.cluster.bootstrap import update_files
+    from mlframework.cluster.recorded import load_cluster
 
     root = repo_root()
     spec, _ = load_cluster(root)
@@ -202,11 +205,11 @@ def update_files_command(known_hosts: str | None, connect_timeout: float) -> Non
 
 
 @click.command("status")
-@click.option("--broker", "broker_url", envvar="MLFRAMEWORK_BROKER_URL", help="Broker URL  [default: the cluster's]")
+@click.option("--broker", "broker_url", envvar=envvars.BROKER_URL, help="Broker URL  [default: the cluster's]")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=3.0, show_default=True, help="Seconds to wait.")
 def status_command(broker_url: str | None, timeout: float) -> None:
     """One line per live worker node (as `celery status`); exit 1 when none answers."""
-    from mlframework.cluster.bootstrap import cluster_broker, worker_status
+    from mlframework.cluster.recorded import cluster_broker, worker_status
     from mlframework.sweep.app import BrokerSettings
 
     broker = BrokerSettings(broker_url) if broker_url else cluster_broker(repo_root())
@@ -224,7 +227,7 @@ def secrets_command() -> None:
     They are read from .mlframework/secrets.env, which infrainit creates; nothing
     else ever prints the passwords.
     """
-    from mlframework.cluster.bootstrap import cluster_access
+    from mlframework.cluster.recorded import cluster_access
 
     access = cluster_access(repo_root())
     secrets = access.secrets
@@ -250,7 +253,7 @@ def run_task_command(name: str, args: tuple[str, ...]) -> None:
 
     ARGS go to the module (for the sample modules: options of `mlframework sweep`).
     """
-    from mlframework.cluster.bootstrap import cluster_broker, load_cluster
+    from mlframework.cluster.recorded import cluster_broker, load_cluster
 
     root = repo_root()
     spec, _ = load_cluster(root)
@@ -271,8 +274,8 @@ def run_task_command(name: str, args: tuple[str, ...]) -> None:
 @_known_hosts_option
 def follow_command(sweep_id: str, known_hosts: str | None) -> None:
     """Print the output of a detached sweep until it ends; exit with its status."""
-    from mlframework.cluster.bootstrap import load_cluster
     from mlframework.cluster.detached import follow
+    from mlframework.cluster.recorded import load_cluster
 
     root = repo_root()
     spec, _ = load_cluster(root)
@@ -292,8 +295,8 @@ def follow_command(sweep_id: str, known_hosts: str | None) -> None:
 @_known_hosts_option
 def fetch_command(sweep_id: str, results_root: Path, known_hosts: str | None) -> None:
     """Copy a detached sweep's results (so far) from the master into RESULTS/<sweep-id>/."""
-    from mlframework.cluster.bootstrap import load_cluster
     from mlframework.cluster.detached import fetch
+    from mlframework.cluster.recorded import load_cluster
 
     root = repo_root()
     spec, _ = load_cluster(root)

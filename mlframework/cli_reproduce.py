@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from mlframework import envvars
+
 
 @click.command("reproduce")
 @click.argument("sweep_id")
@@ -22,7 +24,7 @@ import click
 )
 @click.option("--local", is_flag=True, help="Embedded mode: no server, a local worker process.")
 @click.option("--gpus", help="With --local: the GPU(s) to run it on, e.g. 0 (as `sweep --gpus`).")
-@click.option("--broker", "broker_url", envvar="MLFRAMEWORK_BROKER_URL", help="Broker URL of a running cluster.")
+@click.option("--broker", "broker_url", envvar=envvars.BROKER_URL, help="Broker URL of a running cluster.")
 @click.option("--sweep-id", "new_id", help="Id of the new sweep  [default: generated]")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or per-trial lines; summary only.")
 def reproduce_command(

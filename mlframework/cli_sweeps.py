@@ -15,6 +15,8 @@ from typing import Any
 
 import click
 
+from mlframework import envvars
+
 _RESULTS_OPTION = click.option(
     "--results",
     "results_root",
@@ -198,7 +200,7 @@ def export_command(sweep_id: str, results_root: Path, tracking_uri: str, experim
 @click.command("cancel")
 @click.argument("sweep_id")
 @_RESULTS_OPTION
-@click.option("--broker", "broker_url", envvar="MLFRAMEWORK_BROKER_URL", help="Broker URL of the cluster's sweep.")
+@click.option("--broker", "broker_url", envvar=envvars.BROKER_URL, help="Broker URL of the cluster's sweep.")
 @click.option(
     "--grace",
     type=click.FloatRange(min=0),

@@ -27,8 +27,10 @@ import threading
 import time
 from typing import Any
 
-ENV_VAR = "MLFRAMEWORK_METRICS_FILE"
-STOP_ENV_VAR = "MLFRAMEWORK_STOP_FILE"  # created when the sweep stops the trial (a search pruned it)
+# mlframework.envvars imports nothing: this module stays standard library only.
+from mlframework.envvars import METRICS_FILE as ENV_VAR
+from mlframework.envvars import STOP_FILE as STOP_ENV_VAR  # created when the sweep stops the trial
+
 _stop_requested = False
 
 

@@ -21,7 +21,7 @@ cleanup_policy() {
 
 install_system_packages() {
     local missing=()
-    # The private test broker runs Debian's unwrapped scripts (tests/rabbitmq.py).
+    # The private test broker runs Debian's unwrapped scripts (testbed/rabbitmq.py).
     [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || command -v rabbitmq-server >/dev/null \
         || missing+=(rabbitmq-server)
     command -v shellcheck >/dev/null || missing+=(shellcheck)

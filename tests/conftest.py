@@ -9,7 +9,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from rabbitmq import RabbitMQNode, rabbitmq_bin_dir
+
+from testbed.rabbitmq import RabbitMQNode, rabbitmq_bin_dir
 
 _HERE = Path(__file__).parent
 
@@ -28,7 +29,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def rabbitmq() -> Iterator[RabbitMQNode]:
-    """A started private RabbitMQ node (see tests/rabbitmq.py); stopped after the session."""
+    """A started private RabbitMQ node (see testbed/rabbitmq.py); stopped after the session."""
     if rabbitmq_bin_dir() is None:
         # Not a skip: integration tests are part of every run (shared/STYLE.md).
         pytest.fail(

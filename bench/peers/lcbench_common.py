@@ -17,6 +17,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, for bench.lcbench
 
 from bench.lcbench import EPOCHS, HYPERPARAMETERS, Surrogate, config_space
+from mlframework.statuses import PRUNED, SUCCESS
 
 _SURROGATE: Surrogate | None = None
 
@@ -47,7 +48,7 @@ def run_trial(
     task: str, config: dict[str, float], scale: float, report: Callable[[int, float, float], bool]
 ) -> dict[str, Any]:
     """52 epochs as train.py runs them (query, sleep the scaled epoch, report); ``report`` True stops it."""
-    record: dict[str, Any] = {"params": config, "started_at": time.time(), "history": [], "status": "SUCCESS"}
+    record: dict[str, Any] = {"params": config, "started_at": time.time(), "history": [], "status": SUCCESS}
     spent = 0.0
     try:
         for epoch in range(1, EPOCHS + 1):
@@ -62,7 +63,7 @@ def run_trial(
                 }
             )
             if report(epoch, result["val_accuracy"], spent):
-                record["status"] = "PRUNED"
+                record["status"] = PRUNED
                 break
     finally:
         record["finished_at"] = time.time()

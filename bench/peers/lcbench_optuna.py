@@ -25,6 +25,7 @@ import optuna
 from lcbench_common import EPOCHS, run_trial, space, surrogate
 
 from bench.lcbench import GRID, TASKS
+from mlframework.statuses import PRUNED
 
 
 def sampler(name: str, seed: int, workers: int) -> optuna.samplers.BaseSampler:
@@ -123,7 +124,7 @@ def study_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
             record = run_trial(args.task, config, args.scale, report)
             with lock:
                 records.append(record)
-            if record["status"] == "PRUNED":
+            if record["status"] == PRUNED:
                 raise optuna.TrialPruned()
             return record["history"][-1]["values"]["val_accuracy"]
 

@@ -34,6 +34,8 @@ from ray import tune  # noqa: E402
 from ray.tune.schedulers import ASHAScheduler  # noqa: E402
 from ray.tune.search.optuna import OptunaSearch  # noqa: E402
 
+from mlframework.statuses import PRUNED, SUCCESS  # noqa: E402  (the repository is on sys.path: lcbench_common)
+
 
 def param_space() -> dict[str, Any]:
     out: dict[str, Any] = {}
@@ -60,10 +62,10 @@ class Recorder(tune.Callback):
         self.trials: dict[str, dict[str, Any]] = {}
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.trials[trial.trial_id] = {"started_at": time.time(), "history": [], "status": "SUCCESS"}
+        self.trials[trial.trial_id] = {"started_at": time.time(), "history": [], "status": SUCCESS}
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        record = self.trials.setdefault(trial.trial_id, {"started_at": time.time(), "history": [], "status": "SUCCESS"})
+        record = self.trials.setdefault(trial.trial_id, {"started_at": time.time(), "history": [], "status": SUCCESS})
         values = {"val_accuracy": result["val_accuracy"], "sim_time": result["sim_time"]}
         record["history"].append({"time": result["reported_at"], "step": result["epoch"], "values": values})
 
@@ -71,7 +73,7 @@ class Recorder(tune.Callback):
         record = self.trials[trial.trial_id]
         record["finished_at"] = time.time()
         if not record["history"] or record["history"][-1]["step"] < EPOCHS:
-            record["status"] = "PRUNED"
+            record["status"] = PRUNED
 
 
 class StopAtTarget(tune.Stopper):

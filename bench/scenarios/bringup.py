@@ -2,7 +2,7 @@
 
 Runs the user's scripts (``scripts/infrainit.sh``, ``./infra_clean.sh``,
 ``scripts/update_files.sh``) against real test hosts made by
-``tests/testhosts.py`` (network namespaces with their own sshd and dockerd;
+``testbed/testhosts.py`` (network namespaces with their own sshd and dockerd;
 needs root). "Images present": the worker image was shipped once before the
 timed runs, so a run is preflight, file sync, RabbitMQ, Flower and the
 workers up and answering. "Shipping": the worker image is first removed from
@@ -16,13 +16,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.context import REPO, Context, measure
+from bench.context import Context, measure
 from bench.figures import Figure, Target
 
 PREFIX = "mlfb"  # not the tests' "mlft": a bench and a test run may not share hosts
@@ -42,11 +41,7 @@ class _Hosts:
     """Three test hosts and a build daemon, with a copy of the repository to run the scripts in."""
 
     def __init__(self) -> None:
-        for path in (REPO / "tests", REPO / "tests" / "cluster"):
-            if str(path) not in sys.path:
-                sys.path.insert(0, str(path))
-        import scripted
-        import testhosts
+        from testbed import scripted, testhosts
 
         self.testhosts, self.scripted = testhosts, scripted
         testhosts.ensure_packages()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from bench.context import REPO, Context
 from bench.figures import Figure, Target
+from mlframework.statuses import FAILURE, PRUNED, SUCCESS
 
 TRIALS = 10_000
 STEPS = 20
@@ -47,8 +48,8 @@ def make_sweep(root: Path, trials: int = TRIALS, steps: int = STEPS) -> str:
             "layers": rng.randint(1, 8),
             "optimizer": rng.choice(["adam", "sgd", "rmsprop"]),
         }
-        status = "FAILURE" if index % 20 == 7 else ("PRUNED" if index % 20 == 13 else "SUCCESS")
-        length = steps if status == "SUCCESS" else rng.randint(1, steps // 2)
+        status = FAILURE if index % 20 == 7 else (PRUNED if index % 20 == 13 else SUCCESS)
+        length = steps if status == SUCCESS else rng.randint(1, steps // 2)
         ceiling = 0.99 - abs(params["lr"] - 0.01) * 3 - 0.01 * params["layers"]
         slot = min(clock, key=clock.__getitem__)
         start = clock[slot] + rng.uniform(0, 2)
@@ -69,10 +70,10 @@ def make_sweep(root: Path, trials: int = TRIALS, steps: int = STEPS) -> str:
                 "duration_s": end - start,
                 "started_at": start,
                 "finished_at": end,
-                "exit_code": 1 if status == "FAILURE" else 0,
+                "exit_code": 1 if status == FAILURE else 0,
                 "metrics": history[-1]["values"] if history else {},
                 "history": history,
-                "error": "exit code 1" if status == "FAILURE" else None,
+                "error": "exit code 1" if status == FAILURE else None,
             }
         )
     store.close()

@@ -23,7 +23,7 @@ from typing import Any
 
 from bench.context import REPO, Context, Unavailable
 from bench.figures import Figure, Target
-from bench.lcbench import TASKS
+from bench.lcbench import SCALE_ENV, TASKS
 from bench.search_figures import TOLERANCE, percentile, summarize
 
 PROJECT = REPO / "bench" / "projects" / "lcbench"
@@ -146,7 +146,7 @@ def run(ctx: Context) -> tuple[list[Figure], list[Target]]:
     tasks = TASKS[:1] if quick else TASKS
     workers_set = (2,) if quick else (2, 4)
     trials = 10 if quick else _int("BENCH_SEARCH_TRIALS", 130)
-    scale = os.environ.get("MLFRAMEWORK_LCBENCH_SCALE", "3600")
+    scale = os.environ.get(SCALE_ENV, "3600")
     figures: list[Figure] = []
     targets: list[Target] = []
     try:

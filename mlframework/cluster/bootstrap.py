@@ -1,11 +1,11 @@
-"""infrainit, update-files, status and clean as ordered lifecycles over the hosts.
+"""infrainit, update-files and clean as ordered lifecycles over the hosts.
 
 infrainit, in order (each step in parallel across hosts, so the total time is
 about flat in the number of hosts; a failure names every host that failed):
 
 1. preflight  -- SSH with checked host keys, hostname, Docker usable, GPUs
    (``nvidia-smi -L``) and the NVIDIA runtime where there are GPUs, the
-   broker's ports free on the master;
+   broker's ports free on the master (:mod:`~mlframework.cluster.preflight`);
 2. sync       -- framework, project and service config to ``~/<remote path>``
    (only changed files);
 3. images     -- worker image built on every host, or built here and shipped
@@ -17,54 +17,40 @@ about flat in the number of hosts; a failure names every host that failed):
 6. record     -- ``config.sh`` (options, without ``-f``), the secrets file
    (mode 0600), and ``infra_clean.sh`` that removes what was started.
 
-Running it again converges: unchanged containers are left alone.
+Running it again converges: unchanged containers are left alone. What was
+recorded is read back by :mod:`~mlframework.cluster.recorded`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import shlex
-import socket
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from kombu.exceptions import OperationalError
-
+from mlframework import envvars
 from mlframework.cluster import broker as broker_accounts
 from mlframework.cluster import diagnose, images, services, shipping
-from mlframework.cluster.gpus import NVIDIA_SMI_LIST, parse_gpu_list
-from mlframework.cluster.remote import HostSession, SSHOptions, on_hosts
+from mlframework.cluster.config_file import save_config
+from mlframework.cluster.group import on_hosts
+from mlframework.cluster.preflight import HostFacts, preflight
+from mlframework.cluster.recorded import broker_endpoint, cluster_broker, flower_url, load_cluster, worker_status
+from mlframework.cluster.remote import HostSession, SSHOptions
 from mlframework.cluster.secrets import DEFAULT_SECRETS_PATH, ClusterSecrets
-from mlframework.cluster.spec import CONFIG_FILE, ClusterSpec, Host, load_config, save_config
-from mlframework.exceptions import ConfigError, HostError, ServiceError
-from mlframework.sweep.app import BrokerSettings, create_app
+from mlframework.cluster.spec import CONFIG_FILE, ClusterSpec, Host
+from mlframework.exceptions import ServiceError
+from mlframework.sweep.app import BrokerSettings
 
 log = logging.getLogger(__name__)
 
 CLEAN_SCRIPT = "infra_clean.sh"
 # Seconds a (re)started worker container gets to connect and answer a ping.
 WORKER_START_TIMEOUT = 120.0
-# Ports the master's containers listen on (host networking): AMQP, Flower, and on
-# loopback the management UI and the Erlang distribution. Not epmd's 4369: an
-# epmd the host already runs (any Erlang install starts one) is shared, as epmd is meant to be.
-MASTER_PORTS = (services.AMQP_PORT, services.FLOWER_PORT, services.MANAGEMENT_PORT, services.DISTRIBUTION_PORT)
 
 Report = Callable[[str], None]
-
-
-@dataclass
-class HostFacts:
-    """What preflight learned about one host."""
-
-    host: Host
-    hostname: str  # the host's own name: worker node names and results' "host" column
-    gpus: list[str] = field(default_factory=list)  # GPU indices from nvidia-smi -L
-    cpus: int = 1
-    home: str = ""
 
 
 @dataclass
@@ -101,54 +87,6 @@ def _open(spec: ClusterSpec, ssh: SSHOptions) -> Iterator[dict[Host, HostSession
     finally:
         for session in sessions.values():
             session.close()
-
-
-def _ports_in_use(session: HostSession, ports: tuple[int, ...]) -> list[int]:
-    probe = (
-        "import socket,sys\n"
-        "busy=[]\n"
-        "for p in map(int, sys.argv[1:]):\n"
-        "    s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
-        "    try: s.bind(('0.0.0.0', p))\n"
-        "    except OSError: busy.append(p)\n"
-        "    finally: s.close()\n"
-        "print(' '.join(map(str, busy)))\n"
-    )
-    out = session.run(f"python3 -c {shlex.quote(probe)} {' '.join(map(str, ports))}", timeout=30).stdout
-    return [int(p) for p in out.split()]
-
-
-def preflight(spec: ClusterSpec, sessions: dict[Host, HostSession], cluster: str) -> dict[Host, HostFacts]:
-    """Check every host before anything is started; HostsFailed names each bad host."""
-
-    def check(session: HostSession) -> HostFacts:
-        session.connect()
-        hostname = session.run("hostname", timeout=30).stdout.strip() or session.host.address
-        client = session.docker()
-        facts = HostFacts(session.host, hostname, home=session.home)
-        facts.cpus = int(session.run("nproc 2>/dev/null || echo 1", timeout=30).stdout.strip() or 1)
-        facts.gpus = parse_gpu_list(session.run(f"{NVIDIA_SMI_LIST} 2>/dev/null || true", timeout=60).stdout)
-        if facts.gpus and session.host in spec.workers:
-            runtimes = client.info().get("Runtimes") or {}
-            if "nvidia" not in runtimes:
-                # Caught here, not as a container that fails to start after files and images are in place.
-                raise HostError(
-                    str(session.host),
-                    f"{len(facts.gpus)} GPU(s) (`{NVIDIA_SMI_LIST}`) but Docker has no 'nvidia' runtime: install the "
-                    f"NVIDIA Container Toolkit (on Ubuntu: nvdocker_install/install_ubuntu.sh {session.host.target})",
-                )
-        if session.host == spec.master:
-            ours = {c.name for c in services.cluster_containers(client, cluster) if c.status == "running"}
-            if f"{cluster}-broker" not in ours:
-                busy = _ports_in_use(session, MASTER_PORTS)
-                if busy:
-                    raise HostError(
-                        str(session.host), f"port(s) {', '.join(map(str, busy))} already in use; the master needs them"
-                    )
-        return facts
-
-    results = on_hosts("preflight", list(sessions.values()), check)
-    return {facts.host: facts for facts in results}
 
 
 def sync_files(spec: ClusterSpec, sessions: dict[Host, HostSession], repo_root: Path, project_dir: Path) -> int:
@@ -199,23 +137,6 @@ def provide_images(
             lambda s: images.build(s.docker(), context, tag, spec.base_image, str(s.host)),
         )
     return tag
-
-
-def _this_machine_address(toward: str) -> str:
-    """The address of this machine on the route to ``toward`` (what remote workers reach)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.connect((toward, 9))
-        return probe.getsockname()[0]
-
-
-def broker_endpoint(spec: ClusterSpec, from_here: bool = False) -> tuple[str, int]:
-    """(host, port) of the broker: as workers reach it, or (``from_here``) as this machine does."""
-    if spec.master is not None and spec.master.is_local:
-        remote = [w for w in spec.workers if not w.is_local]
-        if from_here or not remote:
-            return "127.0.0.1", spec.broker_port
-        return spec.broker_endpoint(_this_machine_address(remote[0].address))
-    return spec.broker_endpoint()
 
 
 def start_master(
@@ -358,7 +279,7 @@ def write_clean_script(path: Path, spec: ClusterSpec, ssh: SSHOptions) -> None:
         f"# {spec.cluster_name!r} on {', '.join(str(h) for h in spec.hosts_in_use)}. Files on the hosts stay;\n"
         "# the broker's data volume too, unless --volumes (asks first, or --yes).\n"
         'cd "$(dirname "$0")" || exit 2\n'
-        'exec "${MLFRAMEWORK_VENV:-./.venv}/bin/python" -m mlframework infra-clean '
+        f'exec "${{{envvars.VENV}:-./.venv}}/bin/python" -m mlframework infra-clean '
         f'{" ".join(shlex.quote(a) for a in args)} "$@"\n'
     )
     path.write_text(text)
@@ -409,14 +330,6 @@ def infrainit(
     return InitResult(spec, settings.redacted_url(), flower_url(spec), len(nodes), time.monotonic() - started)
 
 
-def flower_url(spec: ClusterSpec) -> str | None:
-    """Flower's address as this machine reaches it; None when no master is started (``-b``)."""
-    if spec.master is None:
-        return None
-    host = "127.0.0.1" if spec.master.is_local else spec.master.address
-    return f"http://{host}:{services.FLOWER_PORT}/"
-
-
 def clean(
     cluster: str, hosts: list[Host], ssh: SSHOptions, report: Report = lambda line: None, *, volumes: bool = False
 ) -> dict[str, list[str]]:
@@ -437,62 +350,6 @@ def clean(
 
     removed = on_hosts("clean-up", [HostSession(h, ssh) for h in hosts], remove)
     return {str(host): names for host, names in zip(hosts, removed)}
-
-
-def load_cluster(repo_root: Path, secrets_path: Path | None = None) -> tuple[ClusterSpec, ClusterSecrets]:
-    """The cluster infrainit recorded: ``config.sh`` and the secrets file."""
-    config = repo_root / CONFIG_FILE
-    if not config.exists():
-        raise ConfigError(f"{config}: not found; run scripts/infrainit.sh first")
-    spec = ClusterSpec.from_config(load_config(config), str(config))
-    secrets_file = secrets_path or repo_root / DEFAULT_SECRETS_PATH
-    if not secrets_file.exists():
-        raise ConfigError(f"{secrets_file}: no cluster credentials; run scripts/infrainit.sh first")
-    return spec, ClusterSecrets.load(secrets_file)
-
-
-@dataclass(frozen=True)
-class ClusterAccess:
-    """How to reach the recorded cluster by hand, credentials included (``mlframework secrets``)."""
-
-    cluster_name: str
-    secrets_file: Path  # where the credentials were read from
-    secrets: ClusterSecrets  # its repr() hides the passwords
-    broker_url: str = field(repr=False)  # as this machine reaches the broker, password included
-    flower_url: str | None = None  # None when infrainit started no master (-b)
-
-
-def cluster_access(repo_root: Path, secrets_path: Path | None = None) -> ClusterAccess:
-    """The recorded cluster's credentials and addresses, for a user who asked to see them.
-
-    The secrets file is looked for first: before infrainit has run, the error
-    names that file.
-    """
-    secrets_file = secrets_path or repo_root / DEFAULT_SECRETS_PATH
-    if not os.path.lexists(secrets_file):
-        raise ConfigError(f"{secrets_file}: no secrets file yet; scripts/infrainit.sh creates it")
-    spec, secrets = load_cluster(repo_root, secrets_file)
-    host, port = broker_endpoint(spec, from_here=True)
-    return ClusterAccess(spec.cluster_name, secrets_file, secrets, secrets.broker_url(host, port), flower_url(spec))
-
-
-def cluster_broker(repo_root: Path, secrets_path: Path | None = None) -> BrokerSettings:
-    """Broker settings for sweeps on the recorded cluster, as this machine reaches it."""
-    spec, secrets = load_cluster(repo_root, secrets_path)
-    host, port = broker_endpoint(spec, from_here=True)
-    return BrokerSettings(secrets.broker_url(host, port))
-
-
-def worker_status(broker: BrokerSettings, timeout: float = 3.0) -> list[str]:
-    """Node names of the workers that answer a ping (as ``celery status``)."""
-    app = create_app(broker)
-    try:
-        replies = app.control.ping(timeout=timeout) or []
-    except (OperationalError, OSError) as exc:
-        raise ServiceError(f"cannot reach the broker at {broker.redacted_url()}: {exc}") from None
-    finally:
-        app.close()
-    return sorted(name for reply in replies for name in reply)
 
 
 def update_files(
@@ -533,10 +390,8 @@ def update_files(
 
 
 __all__ = [
-    "ClusterAccess",
     "InitResult",
     "clean",
-    "cluster_access",
     "cluster_broker",
     "flower_url",
     "infrainit",

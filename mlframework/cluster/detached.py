@@ -15,8 +15,10 @@ import shlex
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 
+from mlframework import envvars
 from mlframework.cluster import images, services
-from mlframework.cluster.bootstrap import ClusterPaths, broker_endpoint, load_cluster
+from mlframework.cluster.bootstrap import ClusterPaths
+from mlframework.cluster.recorded import broker_endpoint, load_cluster
 from mlframework.cluster.remote import HostSession, SSHOptions
 from mlframework.cluster.spec import ClusterSpec
 from mlframework.exceptions import ConfigError, SweepError
@@ -83,7 +85,7 @@ def start_detached(
             image=image,
             command=command,
             environment={
-                "MLFRAMEWORK_BROKER_URL": secrets.broker_url(host, port),
+                envvars.BROKER_URL: secrets.broker_url(host, port),
                 "PYTHONPATH": services.CONTAINER_SOURCE,
                 "HOME": "/tmp",
                 "COLUMNS": "160",

@@ -17,6 +17,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from mlframework.envvars import ERROR_LOG
+
 log = logging.getLogger(__name__)
 
 #: Lines of a container's log shown when it failed to start.
@@ -27,7 +29,7 @@ _lock = threading.Lock()
 
 def error_log_path() -> Path:
     """Where tracebacks of unexpected host errors go: ``$MLFRAMEWORK_ERROR_LOG``, else a per-user file in /tmp."""
-    given = os.environ.get("MLFRAMEWORK_ERROR_LOG")
+    given = os.environ.get(ERROR_LOG)
     if given:
         return Path(given)
     return Path(tempfile.gettempdir()) / f"mlframework-{os.getuid()}" / "cluster-errors.log"

@@ -26,12 +26,13 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from mlframework import envvars
 from mlframework.cluster import watchdog
+from mlframework.cluster.worker_command import worker_command
 from mlframework.exceptions import ServiceError
+from mlframework.parent_death import own_session_dying_with_parent
 from mlframework.sweep import fs_transport, proctree, runner
 from mlframework.sweep.app import BrokerSettings
-from mlframework.sweep.tasks import ENV_GPU, ENV_PROJECT
-from mlframework.sweep.trial_env import ENV_SLOTS
 
 log = logging.getLogger(__name__)
 
@@ -41,21 +42,6 @@ def _tail(path: Path, lines: int = 15) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
-
-
-def _own_session_dying_with_parent() -> None:
-    """preexec_fn: a session of its own (signals reach the whole pool), and SIGKILL when the driver dies.
-
-    Without the second part a driver killed with SIGKILL (or SIGTERM, which skips
-    Python's clean-up) would leave its workers running with nobody to stop them.
-    """
-    os.setsid()
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        PR_SET_PDEATHSIG = 1
-        # SIGKILL, not a warm shutdown: a batch of trials must not go on starting trials nobody collects.
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class LocalWorker:
@@ -90,26 +76,12 @@ class LocalWorker:
         """Start the worker; it begins consuming trials at once."""
         env = dict(os.environ)
         env.update(self.broker.to_env())
-        env[ENV_PROJECT] = str(self.project_dir)
-        env[ENV_SLOTS] = str(self.concurrency)
+        env[envvars.PROJECT] = str(self.project_dir)
+        env[envvars.SLOTS] = str(self.concurrency)
         env.update(self.extra_env)
-        argv = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "mlframework.sweep.worker",
-            "worker",
-            "--concurrency",
-            str(self.concurrency),
-            "--hostname",
-            self.node_name,
-            "--loglevel",
-            "INFO",
-            "--without-gossip",
-            "--without-mingle",
-            *self.extra_args,
-        ]
+        argv = worker_command(
+            self.node_name, self.concurrency, python=sys.executable, extra=["--without-mingle", *self.extra_args]
+        )
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log_file:
             self._process = subprocess.Popen(
@@ -119,7 +91,7 @@ class LocalWorker:
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_own_session_dying_with_parent,
+                preexec_fn=own_session_dying_with_parent,
             )
         log.info("started a local worker with %d process(es), log in %s", self.concurrency, self.log_path)
 
@@ -229,11 +201,11 @@ class EmbeddedCluster:
                     self.workers,
                     self.run_dir / f"worker-gpu{gpu}.log",
                     node_name=f"gpu{gpu}@%h",
-                    # ENV_SLOTS: the trials of all GPUs share this machine's CPUs (OMP_NUM_THREADS, trial_env.py).
+                    # SLOTS: the trials of all GPUs share this machine's CPUs (OMP_NUM_THREADS, trial_env.py).
                     extra_env={
                         "CUDA_VISIBLE_DEVICES": gpu,
-                        ENV_GPU: gpu,
-                        ENV_SLOTS: str(self.workers * len(self.gpus)),
+                        envvars.GPU: gpu,
+                        envvars.SLOTS: str(self.workers * len(self.gpus)),
                         **tagged,
                     },
                     extra_args=["--without-heartbeat"],

@@ -12,27 +12,14 @@ changed key is refused always. The docker client rides the same checked SSH
 connection (``docker system dial-stdio`` on the host), so it needs no Docker
 TCP port and no second trust decision.
 
-One SSH connection per host, and a bounded number of channels on it. sshd
-refuses a connection's channel beyond ``MaxSessions`` (OpenSSH's default: 10),
-and every command, the SFTP client and every HTTP connection of the docker SDK
-is one channel. So each purpose has a fixed share, and the shares add up to
-:data:`CHANNELS_PER_CONNECTION` (7), below 10 with room for a channel whose
-close sshd has not yet processed:
-
-* commands: at most :data:`COMMAND_CHANNELS` at once (a semaphore; more wait);
-* files: one SFTP channel, opened once and reused;
-* Docker: a connection pool of :data:`DOCKER_CHANNELS` that *blocks* when all
-  are busy (the docker SDK's own pool opens a new channel instead, and keeps up
-  to 10 idle ones open: that alone exhausted a stock sshd). A log stream holds
-  one Docker channel while it is followed.
-
-Parallelism *across* hosts is unbounded by this; more connections per host
-would meet sshd's ``MaxStartups`` (10:30:100) instead, so there are none.
+One SSH connection per host, with a fixed share of its channels per purpose
+(commands, SFTP, Docker): :mod:`mlframework.cluster.channels`. Docker rides it
+through :mod:`mlframework.cluster.docker_ssh`; steps on many hosts at once go
+through :mod:`mlframework.cluster.group`.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import hashlib
 import io
 import json
@@ -42,59 +29,24 @@ import shlex
 import stat
 import subprocess
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, TypeVar
+from typing import Any
 
 import docker
 import paramiko
-import urllib3
-from docker.transport.sshconn import SSHConnection, SSHConnectionPool, SSHHTTPAdapter
 from fabric import Connection
 
-from mlframework.cluster import diagnose
-from mlframework.cluster.spec import Host
+from mlframework.cluster.channels import COMMAND_CHANNELS, channel_refused, is_channel_refusal
+from mlframework.cluster.docker_ssh import docker_client
+from mlframework.cluster.hosts import Host
 from mlframework.exceptions import HostError
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
 # Files the hosts never need: caches, virtual environments, results, VCS data.
 SYNC_EXCLUDE = ("__pycache__", ".git", ".venv", "results", ".mypy_cache", ".pytest_cache", ".hypothesis", "*.pyc")
-
-# The docker API version we speak; Docker 20.10 (Debian bookworm's docker.io) and later support it.
-DOCKER_API_VERSION = "1.41"
-
-# SSH channels per connection, by purpose (see the module docstring): below OpenSSH's MaxSessions default of 10.
-COMMAND_CHANNELS = 3
-SFTP_CHANNELS = 1
-DOCKER_CHANNELS = 3
-CHANNELS_PER_CONNECTION = COMMAND_CHANNELS + SFTP_CHANNELS + DOCKER_CHANNELS
-# Seconds a Docker call waits for one of the DOCKER_CHANNELS before it is reported as stuck.
-DOCKER_CHANNEL_WAIT = 300.0
-
-
-def is_channel_refusal(exc: BaseException) -> bool:
-    """Whether paramiko says sshd would not open a channel.
-
-    ``ChannelException(2, 'Connect failed')``, or, when several threads open channels at once and
-    another took the transport's saved exception, ``SSHException('Unable to open channel.')``.
-    """
-    return isinstance(exc, paramiko.ChannelException) or (
-        isinstance(exc, paramiko.SSHException) and "Unable to open channel" in str(exc)
-    )
-
-
-def channel_refused(host: str, purpose: str) -> HostError:
-    """The error for a channel sshd would not open (``ChannelException(2, 'Connect failed')``)."""
-    return HostError(
-        host,
-        f"sshd refused a new session channel for {purpose}: MaxSessions (or a ForceCommand/"
-        f"PermitTTY policy) in its sshd_config allows fewer than the {CHANNELS_PER_CONNECTION} "
-        "channels per connection mlframework uses",
-    )
 
 
 @dataclass(frozen=True)
@@ -119,62 +71,6 @@ class CommandOutput:
     @property
     def ok(self) -> bool:
         return self.exit_code == 0
-
-
-class _BoundedSSHConnectionPool(SSHConnectionPool):
-    """The docker SDK's pool of ``dial-stdio`` channels, never more than ``maxsize`` open (it blocks)."""
-
-    def __init__(self, ssh_client: paramiko.SSHClient, timeout: int, maxsize: int, host: str) -> None:
-        super().__init__(ssh_client=ssh_client, timeout=timeout, maxsize=maxsize, host=host)
-        self.block = True  # wait for a free channel rather than open an 11th one
-        self._host_name = host
-
-    def _get_conn(self, timeout: float | None = None) -> Any:
-        try:
-            return super()._get_conn(DOCKER_CHANNEL_WAIT if timeout is None else timeout)
-        except urllib3.exceptions.EmptyPoolError:
-            raise HostError(
-                self._host_name,
-                f"all {self.pool.maxsize if self.pool else DOCKER_CHANNELS} Docker channels stayed busy for "
-                f"{DOCKER_CHANNEL_WAIT:g}s",
-            ) from None
-
-    def _new_conn(self) -> Any:
-        return _CheckedSSHConnection(self.ssh_transport, self.timeout, self._host_name)
-
-
-class _CheckedSSHConnection(SSHConnection):
-    """A ``docker system dial-stdio`` channel; a refused channel is a HostError naming the host."""
-
-    def connect(self) -> None:
-        try:
-            super().connect()
-        except paramiko.SSHException as exc:
-            if is_channel_refusal(exc):
-                raise channel_refused(str(self.ssh_host), "Docker") from None
-            raise
-
-
-class _SessionDockerAdapter(SSHHTTPAdapter):
-    """The docker SDK's SSH adapter, riding an SSH client we already connected and checked."""
-
-    def __init__(self, ssh_client: paramiko.SSHClient, host: str, timeout: int = 120) -> None:
-        self._given_client = ssh_client
-        super().__init__("ssh://mlframework", timeout=timeout, pool_connections=1, max_pool_size=DOCKER_CHANNELS)
-        self._pool = _BoundedSSHConnectionPool(ssh_client, timeout, DOCKER_CHANNELS, host)
-
-    def _create_paramiko_client(self, base_url: str) -> None:
-        self.ssh_client = self._given_client
-        self.ssh_params: dict[str, Any] = {}
-
-    def _connect(self) -> None:  # already connected, with our host-key policy
-        pass
-
-    def get_connection(self, url: str, proxies: Any = None) -> Any:
-        return self._pool  # one pool for every URL: the channel bound is per connection
-
-    def close(self) -> None:
-        self._pool.close()  # the SSH client is the session's: HostSession.close closes it
 
 
 def _fnmatch_any(name: str, patterns: Iterable[str]) -> bool:
@@ -448,90 +344,11 @@ class HostSession:
         with self._lock:
             if self._docker is not None:
                 return self._docker
-            if self.host.is_local:
-                client = docker.from_env(version=DOCKER_API_VERSION, timeout=300)
-            else:
+            ssh_client = None
+            if not self.host.is_local:
                 self.connect()
                 assert self._connection is not None
-                # use_ssh_client=True makes the SDK skip its own paramiko connection at construction;
-                # we then mount an adapter that uses ours instead.
-                client = docker.DockerClient(
-                    base_url=f"ssh://{self.host.address}", version=DOCKER_API_VERSION, use_ssh_client=True, timeout=300
-                )
-                adapter = _SessionDockerAdapter(self._connection.client, str(self.host), timeout=300)
-                client.api.mount("http+docker://ssh", adapter)
-                client.api._custom_adapter = adapter
-            try:
-                client.ping()
-            except HostError:
-                raise
-            except Exception as exc:
-                raise HostError(str(self.host), f"Docker is not usable by this user: {_docker_reason(exc)}") from None
+                ssh_client = self._connection.client
+            client = docker_client(str(self.host), ssh_client, self.host.address)
             self._docker = client
             return client
-
-
-def _docker_reason(exc: Exception) -> str:
-    text = str(exc)
-    if "permission denied" in text.lower():
-        return "permission denied on the Docker socket (add the user to the 'docker' group)"
-    if "dial-stdio" in text or "command not found" in text.lower() or "not found" in text.lower():
-        return f"the docker CLI or daemon is missing ({text.splitlines()[0] if text else type(exc).__name__})"
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-@dataclass
-class HostOutcome:
-    """One host's result of a parallel step."""
-
-    host: Host
-    value: Any = None
-    error: BaseException | None = None
-
-
-class HostsFailed(HostError):
-    """A step failed on some hosts; names each one and why (fabric's GroupException habit)."""
-
-    def __init__(self, step: str, failures: list[HostOutcome]) -> None:
-        self.step = step
-        self.failures = failures
-        reasons = "; ".join(_reason(outcome, step) for outcome in failures)
-        Exception.__init__(self, f"{step} failed on {len(failures)} host(s): {reasons}")
-        self.host = ", ".join(str(outcome.host) for outcome in failures)
-        self.reason = reasons
-
-
-def _reason(outcome: HostOutcome, step: str) -> str:
-    error = outcome.error
-    if isinstance(error, HostError):
-        return str(error)
-    if error is not None and is_channel_refusal(error):
-        return str(channel_refused(str(outcome.host), step))
-    assert error is not None
-    # A paramiko or docker SDK fault: one line naming host and step, the traceback in a log file.
-    return diagnose.record_unexpected(str(outcome.host), step, error)
-
-
-def on_hosts(step: str, items: Sequence[T], action: Callable[[T], Any], max_workers: int = 16) -> list[Any]:
-    """Run ``action`` on every item (a host or a session) at once; results in input order.
-
-    Raises :class:`HostsFailed` naming every host that failed and why.
-    """
-    if not items:
-        return []
-    outcomes: list[HostOutcome | None] = [None] * len(items)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=min(max_workers, len(items))) as pool:
-        futures = {pool.submit(action, item): index for index, item in enumerate(items)}
-        for future in concurrent.futures.as_completed(futures):
-            index = futures[future]
-            target: Any = getattr(items[index], "host", items[index])
-            try:
-                outcomes[index] = HostOutcome(target, future.result())
-            except Exception as exc:
-                log.debug("%s failed on %s", step, target, exc_info=True)
-                outcomes[index] = HostOutcome(target, error=exc)
-    done = [outcome for outcome in outcomes if outcome is not None]
-    failures = [outcome for outcome in done if outcome.error is not None]
-    if failures:
-        raise HostsFailed(step, failures)
-    return [outcome.value for outcome in done]

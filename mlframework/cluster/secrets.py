@@ -3,7 +3,7 @@
 They live in an ignored, mode-0600 file (``.mlframework/secrets.env`` by
 default), never in the tracked ``config.sh``. The file uses the same
 ``NAME="value"`` lines (read as data by
-:func:`mlframework.cluster.spec.parse_config`, never executed); it is created
+:mod:`mlframework.cluster.envfile`, never executed); it is created
 with mode 0600 from the first byte and replaced atomically, and a copy that
 has become readable by group or others is refused rather than used.
 :func:`load_or_create` is idempotent: running infrainit again keeps the
@@ -16,13 +16,13 @@ import os
 import secrets
 import stat
 import string
-import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 from urllib.parse import quote
 
-from mlframework.cluster.spec import format_config, parse_config
+from mlframework.cluster.envfile import decode, format_config
 from mlframework.exceptions import ConfigError
+from mlframework.fileio import write_text_atomic
 
 #: Where the secrets live, relative to the repository root (ignored by git).
 DEFAULT_SECRETS_PATH = Path(".mlframework") / "secrets.env"
@@ -117,10 +117,7 @@ class ClusterSecrets:
             if info.st_uid != os.getuid():
                 raise ConfigError(f"{path}: secrets file belongs to another user (uid {info.st_uid})")
             data = handle.read()
-        try:
-            values = parse_config(data.decode("utf-8"), str(path))
-        except UnicodeDecodeError:
-            raise ConfigError(f"{path}: secrets file is not UTF-8 text") from None
+        values = decode(data, str(path))
         unknown = sorted(set(values) - set(_KEYS.values()))
         if unknown:
             raise ConfigError(f"{path}: unknown setting {unknown[0]} in the secrets file")
@@ -157,23 +154,8 @@ def _write_private(path: Path, text: str, replace: bool) -> bool:
     """
     if not path.parent.exists():
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # O_EXCL, mode 0600
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            os.fchmod(out.fileno(), 0o600)
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        if replace:
-            os.replace(tmp, path)
-            return True
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-        return True
-    finally:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        write_text_atomic(path, text, mode=0o600, exclusive=not replace)
+    except FileExistsError:
+        return False
+    return True

@@ -21,7 +21,8 @@ from typing import Any
 import docker
 from docker.errors import NotFound
 
-from mlframework.sweep.trial_env import ENV_SLOTS
+from mlframework import envvars
+from mlframework.cluster.worker_command import celery_command, worker_command
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +93,9 @@ def flower_spec(cluster: str, image: str, broker_url: str, auth: str, code_paths
         name=f"{cluster}-flower",
         role="flower",
         image=image,
-        command=["celery", "-A", "mlframework.sweep.worker", "flower", f"--port={FLOWER_PORT}"],
+        command=celery_command("flower", f"--port={FLOWER_PORT}"),
         environment={
-            "MLFRAMEWORK_BROKER_URL": broker_url,
+            envvars.BROKER_URL: broker_url,
             "FLOWER_BASIC_AUTH": auth,
             "PYTHONPATH": CONTAINER_SOURCE,
         },
@@ -124,23 +125,22 @@ def worker_specs(
     ``update_files`` only has to restart the workers for new code to run.
     """
     base_env = {
-        "MLFRAMEWORK_BROKER_URL": broker_url,
-        "MLFRAMEWORK_PROJECT": CONTAINER_PROJECT,
-        "MLFRAMEWORK_HOST": host_name,
+        envvars.BROKER_URL: broker_url,
+        envvars.PROJECT: CONTAINER_PROJECT,
+        envvars.HOST: host_name,
         "PYTHONPATH": CONTAINER_SOURCE,
-        "MLFRAMEWORK_IMAGE": image,  # for each trial's provenance
+        envvars.IMAGE: image,  # for each trial's provenance
         # The trials this host runs at once (one per GPU container, or the CPU worker's slots): each trial's
         # OMP_NUM_THREADS/MKL_NUM_THREADS is the CPUs divided by it (sweep/trial_env.py), unless the user set them.
-        ENV_SLOTS: str(len(gpus) or cpu_slots),
+        envvars.SLOTS: str(len(gpus) or cpu_slots),
     }
-    command = ["celery", "-A", "mlframework.sweep.worker", "worker", "--loglevel", "INFO", "--without-gossip"]
     if not gpus:
         return [
             ContainerSpec(
                 name=f"{cluster}-worker-cpu",
                 role="worker",
                 image=image,
-                command=[*command, "--hostname", f"cpu@{host_name}", "--concurrency", str(cpu_slots)],
+                command=worker_command(f"cpu@{host_name}", cpu_slots),
                 environment=base_env,
                 volumes=_code_volumes(code_paths),
                 node=f"cpu@{host_name}",
@@ -151,8 +151,8 @@ def worker_specs(
             name=f"{cluster}-worker-gpu{gpu}",
             role="worker",
             image=image,
-            command=[*command, "--hostname", f"gpu{gpu}@{host_name}", "--concurrency", "1"],
-            environment={**base_env, "MLFRAMEWORK_GPU": gpu},
+            command=worker_command(f"gpu{gpu}@{host_name}", 1),
+            environment={**base_env, envvars.GPU: gpu},
             volumes=_code_volumes(code_paths),
             gpu=gpu,
             node=f"gpu{gpu}@{host_name}",

@@ -29,9 +29,10 @@ import signal
 import sys
 from pathlib import Path
 
+from mlframework.envvars import CLUSTER as CLUSTER_ENV  # tag of every process of one embedded cluster
+from mlframework.fileio import write_text_atomic
 from mlframework.sweep import proctree, runner
 
-CLUSTER_ENV = "MLFRAMEWORK_CLUSTER"  # tag of every process of one embedded cluster
 GRACE_SECONDS = 2.0  # between SIGTERM and SIGKILL of the trials
 
 
@@ -48,9 +49,7 @@ def mark_interrupted(sweep_json: Path, reason: str) -> bool:
         interrupted_reason=reason,
         finished_at=_dt.datetime.now().astimezone().isoformat(timespec="seconds"),
     )
-    temporary = sweep_json.with_name(sweep_json.name + ".tmp")
-    temporary.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    os.replace(temporary, sweep_json)
+    write_text_atomic(sweep_json, json.dumps(meta, indent=2) + "\n")
     return True
 
 

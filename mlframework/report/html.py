@@ -11,10 +11,10 @@ from __future__ import annotations
 import datetime as _dt
 import html
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from mlframework.fileio import write_text_atomic
 from mlframework.report.data import (
     TABLE_ROWS,
     ReportData,
@@ -331,7 +331,5 @@ def render(data: ReportData, importances: dict[str, float], importance_note: str
 
 def write(data: ReportData, importances: dict[str, float], note: str, path: Path) -> Path:
     """Write the page to ``path`` atomically (a browser refreshing it never reads half a page)."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(render(data, importances, note), encoding="utf-8")
-    os.replace(temporary, path)
+    write_text_atomic(path, render(data, importances, note), durable=False)  # rewritten while the sweep runs
     return path

@@ -19,9 +19,12 @@ import sys
 import time
 from pathlib import Path
 
+from mlframework import envvars
+from mlframework.fileio import temporary_files
+
 log = logging.getLogger(__name__)
 
-ENV_SWITCH = "MLFRAMEWORK_LIVE_REPORT"
+ENV_SWITCH = envvars.LIVE_REPORT
 EXIT_USAGE = 2  # the report command's status for a missing library: no point in trying again
 
 
@@ -103,7 +106,8 @@ class LiveReport:
                     stale.wait(timeout=2)
                 except subprocess.TimeoutExpired:
                     stale.kill()
-                (self.directory / f".report.html.{stale.pid}.tmp").unlink(missing_ok=True)
+                for partial in temporary_files(self.directory / "report.html", stale.pid):
+                    partial.unlink(missing_ok=True)
             self._start(-2)
         except Exception:
             log.warning("the final report could not be started", exc_info=True)

@@ -27,15 +27,16 @@ from typing import Any
 
 from celery import Celery
 
+from mlframework import envvars
 from mlframework.exceptions import ConfigError
 from mlframework.sweep import fs_transport
 
 # Embedded mode's mlfs:// broker, wherever an app is made (driver and worker processes alike).
 fs_transport.register()
 
-ENV_BROKER_URL = "MLFRAMEWORK_BROKER_URL"
-ENV_TRANSPORT_OPTIONS = "MLFRAMEWORK_TRANSPORT_OPTIONS"
-ENV_CELERY_CONFIG = "MLFRAMEWORK_CELERY_CONFIG"
+ENV_BROKER_URL = envvars.BROKER_URL
+ENV_TRANSPORT_OPTIONS = envvars.TRANSPORT_OPTIONS
+ENV_CELERY_CONFIG = envvars.CELERY_CONFIG
 
 #: Celery setting: seconds a trial runs before its worker acknowledges it early
 #: (``sweep/lease.py``); 0 turns leases off. It must stay below the broker's

@@ -33,12 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from mlframework.exceptions import ConfigError, SweepError
+from mlframework.fileio import write_text_atomic as _atomic_write
 from mlframework.sweep import control, liveness
 from mlframework.sweep.app import BrokerSettings, create_app
 from mlframework.sweep.catalog import driver_status, read_meta
 from mlframework.sweep.events import EventPublisher
 from mlframework.sweep.protocol import cancelled_event
-from mlframework.sweep.results import _atomic_write
 
 log = logging.getLogger(__name__)
 

@@ -26,10 +26,13 @@ from typing import Any
 
 from celery.worker.control import control_command
 
+from mlframework import envvars
+from mlframework.fileio import write_text_atomic
+
 log = logging.getLogger(__name__)
 
 COMMAND = "mlframework_stop_trials"
-ENV_STOP_FILE = "MLFRAMEWORK_STOP_FILE"  # mlframework.metrics reads it (standard library only there)
+ENV_STOP_FILE = envvars.STOP_FILE  # mlframework.metrics reads it (standard library only there)
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -52,9 +55,8 @@ class Registration:
 
     def started(self, pid: int) -> None:
         """The command runs as process ``pid``: stoppable from now on."""
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        temporary.write_text(json.dumps({"pid": pid, "stop_file": str(self.stop_file)}), encoding="utf-8")
-        os.replace(temporary, self.path)
+        # Not durable: the entry means nothing after a reboot.
+        write_text_atomic(self.path, json.dumps({"pid": pid, "stop_file": str(self.stop_file)}), durable=False)
 
     @property
     def stop_request(self) -> dict[str, Any] | None:

@@ -29,9 +29,11 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from mlframework import envvars
+
 log = logging.getLogger(__name__)
 
-ENV_INTERVAL = "MLFRAMEWORK_GPU_SAMPLE_SECONDS"
+ENV_INTERVAL = envvars.GPU_SAMPLE_SECONDS
 DEFAULT_INTERVAL = 2.0
 _SMI_TIMEOUT = 10.0
 

@@ -44,9 +44,11 @@ import time
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from mlframework import envvars
+
 log = logging.getLogger(__name__)
 
-TREE_ENV = "MLFRAMEWORK_TREE"  # tag of one trial command's processes
+TREE_ENV = envvars.TREE  # tag of one trial command's processes
 _PR_SET_CHILD_SUBREAPER = 36
 _POLL_SECONDS = 0.02
 

@@ -31,11 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlframework import envvars
 from mlframework.sweep.gpu_usage import gpu_model
 
 log = logging.getLogger(__name__)
 
-ENV_IMAGE = "MLFRAMEWORK_IMAGE"  # the worker container's image, set in worker containers
+ENV_IMAGE = envvars.IMAGE  # the worker container's image, set in worker containers
 ENVIRONMENTS_DIR = "environments"
 PROJECT_DIFF = "project.diff"
 

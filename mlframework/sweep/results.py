@@ -25,13 +25,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from mlframework.fileio import atomic_open
+from mlframework.fileio import write_text_atomic as _atomic_write
+
 FIXED_COLUMNS = ["trial", "status", "host", "duration_s"]
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
 
 
 def _cell(value: Any) -> str:
@@ -193,8 +190,7 @@ class ResultsStore:
         """Rewrite ``results.csv`` from every record so far, in trial order."""
         self._csv_started_at = time.monotonic()
         columns = FIXED_COLUMNS + self.parameter_names + self._metric_names
-        temporary = self.csv_path.with_name("results.csv.tmp")
-        with open(temporary, "w", newline="", encoding="utf-8") as handle:
+        with atomic_open(self.csv_path, newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(columns)
             for record in sorted(self.records.values(), key=lambda r: (r.get("index", 0), r["trial"])):
@@ -204,7 +200,6 @@ class ResultsStore:
                 row += [params.get(name) for name in self.parameter_names]
                 row += [metrics.get(name) for name in self._metric_names]
                 writer.writerow([_cell(value) for value in row])
-        os.replace(temporary, self.csv_path)
         self._csv_written_at = time.monotonic()
         self._csv_stale = False
 

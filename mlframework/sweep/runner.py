@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import atexit
 import collections
-import ctypes
-import functools
 import itertools
 import json
 import logging
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -32,6 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from mlframework import metrics
+from mlframework.parent_death import die_with_parent, pdeathsig_launcher
 from mlframework.sweep import proctree
 
 log = logging.getLogger(__name__)
@@ -41,7 +39,6 @@ LinesCallback = Callable[[str, list[str]], None]  # (stream name, lines that arr
 
 # CSI sequences (colours, cursor moves), OSC sequences (titles, links) and lone escapes.
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
-_PR_SET_PDEATHSIG = 1
 _READ_SIZE = 65536
 _LONGEST_LINE = 1 << 20  # bytes without a line break that are passed on as a line anyway
 # What a command leaves running when it exits gets this long between SIGTERM and SIGKILL: its slot waits meanwhile.
@@ -69,38 +66,6 @@ class CommandResult:
     @property
     def ok(self) -> bool:
         return self.exit_code == 0
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGKILL it if the worker process dies.
-
-    Without this a worker killed mid-trial (OOM killer, docker kill) would leave
-    its training process running on the GPU while the trial is re-queued.
-    """
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):  # not Linux: best effort only
-        pass
-
-
-@functools.cache
-def _pdeathsig_launcher() -> list[str] | None:
-    """``setpriv --pdeathsig KILL --`` (util-linux), when this machine has it.
-
-    It does what :func:`_die_with_parent` does, from a program: a ``preexec_fn``
-    makes Python fork the whole worker process (tens of megabytes of page
-    tables) instead of vfork, about 10 ms per command here against 1 ms for
-    the extra exec.
-    """
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        return None
-    try:
-        usage = subprocess.run([setpriv, "--help"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return [setpriv, "--pdeathsig", "KILL", "--"] if "--pdeathsig" in usage else None
 
 
 def _unstartable(program: str, cwd: str | os.PathLike[str] | None, path: str | None) -> str | None:
@@ -338,7 +303,7 @@ def run_command(
         tag = child_env[proctree.TREE_ENV] = proctree.new_tag()
         proctree.become_subreaper()
         started = time.monotonic()
-        launcher = _pdeathsig_launcher()
+        launcher = pdeathsig_launcher()
         problem = _unstartable(argv[0], cwd, child_env.get("PATH")) if launcher else None
         try:
             if problem is not None:
@@ -350,7 +315,7 @@ def run_command(
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT if merge_streams else subprocess.PIPE,
-                preexec_fn=None if launcher else _die_with_parent,
+                preexec_fn=None if launcher else die_with_parent,
                 # Its own session: its group can be stopped whole, and a terminal's signals do not reach it.
                 start_new_session=True,
             )

@@ -15,15 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlframework import envvars
 from mlframework.sweep import scalars, trial_env
 from mlframework.sweep.arguments import SEED_STYLE, ArgumentStyle
 from mlframework.sweep.events import OutputStreamer
 from mlframework.sweep.protocol import Event, metrics_event
 from mlframework.sweep.runner import CommandResult, run_command
 
-ENV_HOST = "MLFRAMEWORK_HOST"  # the host name trials report; set in worker containers
-ENV_GPU = "MLFRAMEWORK_GPU"  # the GPU a worker is pinned to, when not CUDA_VISIBLE_DEVICES
-ENV_PROJECT = "MLFRAMEWORK_PROJECT"  # the project directory a worker serves
+ENV_HOST = envvars.HOST  # the host name trials report; set in worker containers
+ENV_GPU = envvars.GPU  # the GPU a worker is pinned to, when not CUDA_VISIBLE_DEVICES
+ENV_PROJECT = envvars.PROJECT  # the project directory a worker serves
 
 
 class TrialFailed(Exception):
@@ -123,9 +124,9 @@ class Trial:
         ``merge_streams``: stderr into stdout, so the log keeps their exact order (see run_command).
         """
         child_env = {
-            "MLFRAMEWORK_SWEEP_ID": self.sweep_id,
-            "MLFRAMEWORK_TRIAL_ID": self.id,
-            "MLFRAMEWORK_TRIAL_DIR": str(self.workdir),
+            envvars.SWEEP_ID: self.sweep_id,
+            envvars.TRIAL_ID: self.id,
+            envvars.TRIAL_DIR: str(self.workdir),
             **trial_env.thread_limits(os.environ),
             **(env or {}),
         }

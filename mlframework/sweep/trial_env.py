@@ -8,7 +8,9 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-ENV_SLOTS = "MLFRAMEWORK_SLOTS"  # trials one worker runs at once (set by embedded mode's workers)
+from mlframework import envvars
+
+ENV_SLOTS = envvars.SLOTS  # trials one worker runs at once (set by embedded mode's workers)
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 

@@ -1,6 +1,6 @@
 """Fixtures for tests/cluster: real test hosts (netns + sshd + dockerd) on this machine.
 
-See tests/testhosts.py.  Nothing here is skipped: without root and apt the
+See testbed/testhosts.py.  Nothing here is skipped: without root and apt the
 cluster tests fail and say why (shared/STYLE.md: cluster tests run every time).
 """
 
@@ -13,7 +13,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from testhosts import (
+
+from testbed.testhosts import (
     BASE_IMAGE,
     RABBITMQ_IMAGE,
     TestHostCluster,
@@ -73,7 +74,7 @@ def test_hosts() -> Iterator[TestHostCluster]:
 
 @pytest.fixture(scope="session")
 def rabbitmq_image(test_hosts: TestHostCluster) -> str:
-    """``RABBITMQ_IMAGE`` (Debian's rabbitmq-server, tests/images/rabbitmq-debian), on every host."""
+    """``RABBITMQ_IMAGE`` (Debian's rabbitmq-server, testbed/images/rabbitmq-debian), on every host."""
     assert test_hosts.rabbitmq_image == RABBITMQ_IMAGE
     return RABBITMQ_IMAGE
 

@@ -18,10 +18,10 @@ import urllib.request
 
 import pytest
 from scratch_projects import wait_for_records
-from scripted import REPO, copy_repo, run, script_env
-from testhosts import BASE_IMAGE
 
 from mlframework.cluster.services import LABEL_CLUSTER
+from testbed.scripted import REPO, copy_repo, run, script_env
+from testbed.testhosts import BASE_IMAGE
 
 GRID = "model: [svc, logreg]\nC: [0.1, 1.0, 10.0]\n"
 

@@ -12,10 +12,10 @@ import csv
 
 import docker
 import pytest
-from scripted import copy_repo, run, script_env
-from testhosts import BASE_IMAGE, ensure_rabbitmq_image
 
 from mlframework.cluster.services import LABEL_CLUSTER
+from testbed.scripted import copy_repo, run, script_env
+from testbed.testhosts import BASE_IMAGE, ensure_rabbitmq_image
 
 CLUSTER = "mlft-localmaster"
 

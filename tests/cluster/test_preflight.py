@@ -5,10 +5,9 @@ from __future__ import annotations
 import subprocess
 import time
 
-from scripted import copy_repo, run, script_env
-from testhosts import BASE_IMAGE
-
 from mlframework.cluster.services import LABEL_CLUSTER
+from testbed.scripted import copy_repo, run, script_env
+from testbed.testhosts import BASE_IMAGE
 
 # An address on the test hosts' bridge where no host is: connections to it time out.
 NOBODY = "10.231.7.99"

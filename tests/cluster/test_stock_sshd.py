@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from mlframework.cluster.remote import CHANNELS_PER_CONNECTION, HostSession, SSHOptions
-from mlframework.cluster.spec import Host
+from mlframework.cluster.channels import CHANNELS_PER_CONNECTION
+from mlframework.cluster.hosts import Host
+from mlframework.cluster.remote import HostSession, SSHOptions
 from mlframework.exceptions import HostError
 
 

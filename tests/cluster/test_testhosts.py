@@ -1,4 +1,4 @@
-"""The test hosts themselves (tests/testhosts.py): SSH, hostnames, Docker, network, images."""
+"""The test hosts themselves (testbed/testhosts.py): SSH, hostnames, Docker, network, images."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from pathlib import Path
 
 import kombu
 import pytest
-from testhosts import BASE_IMAGE, TestHostCluster
+
+from testbed.testhosts import BASE_IMAGE, TestHostCluster
 
 HOSTS = (1, 2, 3)
 

@@ -18,11 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rabbitmq import RabbitMQNode
 from scratch_projects import make_project, start_sweep
 
 from mlframework.cluster.local import LocalWorker
 from mlframework.sweep.app import LEASE_SETTING, BrokerSettings
+from testbed.rabbitmq import RabbitMQNode
 
 CONSUMER_TIMEOUT_MS = 3000
 LEASE_S = 1.0
@@ -70,7 +70,7 @@ def worker(broker: BrokerSettings, project: Path, name: str, log: Path) -> Local
 
 def wait_for_workers(broker: BrokerSettings, names: set[str], timeout: float = 60) -> None:
     """Until a worker of each node name (``a`` for ``a@host``) answers a ping."""
-    from mlframework.cluster.bootstrap import worker_status
+    from mlframework.cluster.recorded import worker_status
 
     deadline = time.monotonic() + timeout
     while {node.split("@")[0] for node in worker_status(broker, timeout=1.0)} < names:

@@ -1,11 +1,12 @@
-"""The private broker fixture itself: real AMQP against tests/rabbitmq.py's node."""
+"""The private broker fixture itself: real AMQP against testbed/rabbitmq.py's node."""
 
 from __future__ import annotations
 
 import amqp.exceptions
 import kombu
 import pytest
-from rabbitmq import RabbitMQNode
+
+from testbed.rabbitmq import RabbitMQNode
 
 
 def _roundtrip_queue(name: str, durable: bool = False) -> kombu.Queue:

@@ -1,6 +1,6 @@
 """No trial lost, none run twice: retries, trials that kill their worker, a driver killed and resumed.
 
-Real RabbitMQ (tests/rabbitmq.py) and real Celery worker processes; the
+Real RabbitMQ (testbed/rabbitmq.py) and real Celery worker processes; the
 driver runs as the CLI a user would run.
 """
 
@@ -90,7 +90,7 @@ def sweep(cwd: Path, url: str, *args: str, timeout: float = 180) -> subprocess.C
 
 def wait_for_workers(broker: BrokerSettings, names: set[str], timeout: float = 60) -> None:
     """Until a worker of each node name (``a`` for ``a@host``) answers a ping."""
-    from mlframework.cluster.bootstrap import worker_status
+    from mlframework.cluster.recorded import worker_status
 
     deadline = time.monotonic() + timeout
     while {node.split("@")[0] for node in worker_status(broker, timeout=1.0)} < names:

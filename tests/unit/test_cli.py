@@ -11,8 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from mlframework.cli import cli
+from mlframework.cluster.config_file import save_config
 from mlframework.cluster.secrets import ClusterSecrets
-from mlframework.cluster.spec import ClusterSpec, save_config
+from mlframework.cluster.spec import ClusterSpec
 
 SEED_GRID = """\
 gpu: -1

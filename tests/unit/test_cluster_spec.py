@@ -12,19 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mlframework.cluster.config_file import load_config, save_config
+from mlframework.cluster.envfile import format_config, parse_config, quote_value
+from mlframework.cluster.hosts import Host, parse_host_list, parse_host_refs
 from mlframework.cluster.secrets import ClusterSecrets
-from mlframework.cluster.spec import (
-    DEFAULT_BASE_IMAGE,
-    ClusterSpec,
-    Host,
-    format_config,
-    load_config,
-    parse_config,
-    parse_host_list,
-    parse_host_refs,
-    quote_value,
-    save_config,
-)
+from mlframework.cluster.spec import DEFAULT_BASE_IMAGE, ClusterSpec
 from mlframework.exceptions import ConfigError
 
 SEED = dict(

@@ -55,7 +55,7 @@ SHELL_SCRIPTS = sorted(
         *ROOT.glob("scripts/**/*.sh"),
         *ROOT.glob("nvdocker_install/*.sh"),
         *ROOT.glob("bench/*.sh"),
-        *ROOT.glob("tests/images/*/*.sh"),
+        *ROOT.glob("testbed/images/*/*.sh"),
         ROOT / ".ci" / "run",
     ]
 )

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository: bench.lcbench, mlframework.metrics
 
-from bench.lcbench import EPOCHS, HYPERPARAMETERS, Surrogate
+from bench.lcbench import EPOCHS, HYPERPARAMETERS, SCALE_ENV, Surrogate
 from mlframework import metrics
 
 
@@ -35,7 +35,7 @@ def main() -> None:
     for name in HYPERPARAMETERS:
         parser.add_argument(f"--{name}", type=float, required=True)
     parser.add_argument("--epochs", type=int, default=EPOCHS)
-    parser.add_argument("--time_scale", type=float, default=float(os.environ.get("MLFRAMEWORK_LCBENCH_SCALE", 3600)))
+    parser.add_argument("--time_scale", type=float, default=float(os.environ.get(SCALE_ENV, 3600)))
     args, _unknown = parser.parse_known_args()  # other fixed parameters of a sweep are ignored
     config = {name: getattr(args, name) for name in HYPERPARAMETERS}
     surrogate = Surrogate()

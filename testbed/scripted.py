@@ -13,9 +13,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from testhosts import TestHostCluster
+from testbed.testhosts import TestHostCluster
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 COPIED = ("mlframework", "projects", "infra", "scripts", "setup.cfg", "pyproject.toml", "README.md", "config.sh")
 
 

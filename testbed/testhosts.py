@@ -26,7 +26,7 @@ containers get it as well.
 
 Images cannot be pulled here: :func:`ensure_base_image` makes a Debian bookworm
 image with debootstrap and :func:`ensure_rabbitmq_image` builds
-``tests/images/rabbitmq-debian`` on top of it.  Both are built once per machine,
+``testbed/images/rabbitmq-debian`` on top of it.  Both are built once per machine,
 kept as ``docker save`` tarballs under :data:`CACHE_DIR` and ``docker load``-ed
 into each daemon that needs them.
 
@@ -618,7 +618,7 @@ def build_daemon(prefix: str = "mlft") -> Iterator[Dockerd]:
 def ensure_rabbitmq_image(
     client_or_socket: Any, name: str = RABBITMQ_IMAGE, base: str = BASE_IMAGE, prefix: str = "mlft"
 ) -> str:
-    """Make sure the daemon has ``name``: Debian's rabbitmq-server, see tests/images/rabbitmq-debian.
+    """Make sure the daemon has ``name``: Debian's rabbitmq-server, see testbed/images/rabbitmq-debian.
 
     Built on a private root-namespace daemon (the test hosts have no way out)
     and cached like the base image.  Returns the image name.

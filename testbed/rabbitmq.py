@@ -32,7 +32,6 @@ scripts it wraps take everything from the environment we hand them.
 from __future__ import annotations
 
 import atexit
-import ctypes
 import logging
 import os
 import secrets
@@ -40,11 +39,12 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.parse
 from pathlib import Path
+
+from mlframework.parent_death import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +93,7 @@ def _die_with_parent() -> None:
     wrapper script turns SIGTERM into a clean broker shutdown.  Linux counts
     the *thread* that forked as the parent: start nodes from the main thread.
     """
-    if sys.platform.startswith("linux"):
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    die_with_parent(signal.SIGTERM)
 
 
 def _tail(path: Path, lines: int = 80) -> str:

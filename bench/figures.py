@@ -10,6 +10,7 @@ reason instead of values and show it in the table.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -55,6 +56,8 @@ class Target:
             return top.median
         bottom = figures.get(self.denominator)
         if bottom is None or bottom.median is None or bottom.median == 0 or top.median == 0:
+            return None
+        if math.isinf(bottom.median):  # the reference never got there (a search that never matched): no ratio
             return None
         return bottom.median / top.median if self.invert else top.median / bottom.median
 

@@ -5,7 +5,8 @@ evaluated directly (checks our surrogate reading against the data's README),
 Optuna's ask/tell/should_prune micro-benchmark, Optuna alone in-process and
 Ray Tune (OptunaSearch + ASHA), each on 2 and 4 workers with the training
 loop's scaled sleeps, and ours (``mlframework sweep --search``), skipped until
-the CLI has ``--search``. Sizes: ``$BENCH_SEARCH_SEEDS`` (default 5),
+the CLI has ``--search``. Sizes: ``$BENCH_SEARCH_TASKS`` (default 3945,34539,126025),
+``$BENCH_SEARCH_SEEDS`` (default 5),
 ``$BENCH_SEARCH_TRIALS`` (130, about a twentieth of the grid unpruned),
 ``$BENCH_SEARCH_RAY_SEEDS`` (1: Ray Tune took 8.6 min for one run here),
 ``$MLFRAMEWORK_LCBENCH_SCALE`` (3600 simulated s per wall s), ``$BENCH_SEARCH_MICRO_TRIALS``
@@ -38,6 +39,15 @@ OURS = {
 
 def _int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
+
+
+def _tasks() -> tuple[str, ...]:
+    """The OpenML tasks to run: ``$BENCH_SEARCH_TASKS`` (comma-separated, a subset of the three), else all three."""
+    wanted = [t.strip() for t in os.environ.get("BENCH_SEARCH_TASKS", "").split(",") if t.strip()]
+    unknown = [t for t in wanted if t not in TASKS]
+    if unknown:
+        raise ValueError(f"$BENCH_SEARCH_TASKS: {', '.join(unknown)} not among {', '.join(TASKS)}")
+    return tuple(wanted) or TASKS
 
 
 def has_search() -> bool:
@@ -143,7 +153,7 @@ def run(ctx: Context) -> tuple[list[Figure], list[Target]]:
         return [], []  # opt-in under --quick: CI's smoke test stays as fast as it was
     quick = ctx.options.quick
     seeds = list(range(1 if quick else _int("BENCH_SEARCH_SEEDS", 5)))
-    tasks = TASKS[:1] if quick else TASKS
+    tasks = TASKS[:1] if quick else _tasks()
     workers_set = (2,) if quick else (2, 4)
     trials = 10 if quick else _int("BENCH_SEARCH_TRIALS", 130)
     scale = os.environ.get(SCALE_ENV, "3600")

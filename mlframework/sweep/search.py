@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 import time
 from dataclasses import asdict, dataclass
@@ -110,10 +111,34 @@ def _pruner(settings: SearchSettings) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def _storage(path: Path) -> optuna.storages.BaseStorage:
+def _journal(path: Path) -> Any:
     from optuna.storages.journal import JournalFileBackend
 
-    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    class DriverJournal(JournalFileBackend):
+        """The study's journal file, written by the sweep's driver alone (sweep/driver_lock.py sees to it).
+
+        Optuna's file backend takes a lock file and fsyncs at every append: a
+        trial of 52 reports is some 65 fsyncs, which took 30 of the driver's 47 ms
+        a trial at 1,000 trials here (bench: README, search overhead). Here an
+        append is one write of whole lines, no lock (no other writer); a killed
+        driver loses nothing of it (the page cache keeps it). :meth:`sync` makes
+        the file durable where it matters: a trial asked (before it is sent), a
+        pruning decided, a trial told.
+        """
+
+        def append_logs(self, logs: list[dict[str, Any]]) -> None:
+            text = "".join(json.dumps(entry, separators=(",", ":")) + "\n" for entry in logs)
+            with open(self._file_path, "ab") as handle:
+                handle.write(text.encode("utf-8"))
+
+        def sync(self) -> None:
+            fd = os.open(self._file_path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    return DriverJournal(str(path))
 
 
 def _plain_key(params: dict[str, Any]) -> str:
@@ -137,7 +162,8 @@ class SearchSource:
         self.settings = settings
         self.metric = metric
         self.prune_metric = settings.prune_metric or metric
-        storage = _storage(directory / JOURNAL)
+        self._journal = _journal(directory / JOURNAL)
+        storage = optuna.storages.JournalStorage(self._journal)
         earlier = sum(
             len(storage.get_all_trials(study._study_id, deepcopy=False))
             for study in storage.get_all_studies()
@@ -197,6 +223,7 @@ class SearchSource:
                 continue
             self._seen.add(key)
             self.study._storage.set_trial_user_attr(trial._trial_id, "params", params)
+            self._journal.sync()  # on disk before it is sent
             self._trials[trial.number] = trial
             self._params[trial.number] = params
             return trial.number, params
@@ -230,6 +257,7 @@ class SearchSource:
         if trial.number not in self._params:
             return False
         reported = False
+        known = set(self.study._storage.get_trial(trial._trial_id).intermediate_values)
         for record in history:
             value = (record.get("values") or {}).get(self.prune_metric)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
@@ -237,14 +265,16 @@ class SearchSource:
             step = record.get("step")
             step = int(step) if isinstance(step, (int, float)) and not isinstance(step, bool) else None
             if step is None:
-                step = len(self.study._storage.get_trial(trial._trial_id).intermediate_values)
-            if step in self.study._storage.get_trial(trial._trial_id).intermediate_values:
+                step = len(known)
+            if step in known:
                 continue
             trial.report(float(value), step)
+            known.add(step)
             reported = True
         if reported and trial.should_prune():
             self.pruned.add(number)
             self.study._storage.set_trial_user_attr(trial._trial_id, "pruned", True)
+            self._journal.sync()
             return True
         return False
 
@@ -264,9 +294,11 @@ class SearchSource:
             self.study._storage.set_trial_user_attr(trial_id, "pruned", False)
         if number in self.pruned:
             self.study.tell(number, state=state.PRUNED)
+            self._journal.sync()
             return PRUNED
         if record.get("status") == "SUCCESS" and usable:
             self.study.tell(number, float(value))  # type: ignore[arg-type]
         else:
             self.study.tell(number, state=state.FAIL)
+        self._journal.sync()
         return str(record.get("status"))

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import optuna
-from scratch_projects import start_sweep, wait_for_records
+from scratch_projects import CRASH_IN_BATCH, make_project, start_sweep, wait_for_records
 from search_projects import make_search_project, pid_alive
 
 from mlframework.cluster.local import LocalWorker
@@ -149,6 +149,44 @@ def test_retries_and_failures_inside_a_search(tmp_path):
     assert len(records) == 4 and {r["status"] for r in records} == {"SUCCESS"}
     assert all(len(r["attempts"]) == 1 and r["attempts"][0]["status"] == "FAILURE" for r in records)
     assert sum(t.state.name == "COMPLETE" for t in _study(sweep_dir).trials) == 4
+
+
+def test_max_starts_inside_a_search_fails_the_trial_that_kills_its_worker_and_the_search_goes_on(tmp_path):
+    # x == crash SIGKILLs its pool process at every start: after --max-starts 2 it is FAILURE, told FAIL.
+    project = make_project(tmp_path / "proj", "x: [1]\n", extra_tasks=CRASH_IN_BATCH)
+    (project / "search.yml").write_text("x: [1, 2, 3, 4]\ncrash: 2\n")
+    result = mlframework(
+        "sweep",
+        str(project),
+        "--task",
+        "crash_at",
+        "-p",
+        str(project / "search.yml"),
+        "--local",
+        "--workers",
+        "2",
+        "--search",
+        "grid",
+        "--trials",
+        "4",
+        "--metric",
+        "score",
+        "--max-starts",
+        "2",
+        "--results",
+        "res",
+        cwd=tmp_path,
+        timeout=180,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    (sweep_dir,) = (tmp_path / "res").iterdir()
+    records = {r["params"]["x"]: r for r in _records(sweep_dir)}
+    assert sorted(records) == [1, 2, 3, 4], "one record per trial, the killer included"
+    assert records[2]["status"] == "FAILURE" and "worker died 2 times" in records[2]["error"]
+    assert all(records[x]["status"] == "SUCCESS" for x in (1, 3, 4))
+    trials = [t for t in _study(sweep_dir).trials if not t.system_attrs.get("duplicate")]
+    states = {t.user_attrs["params"]["x"]: t.state.name for t in trials if "params" in t.user_attrs}
+    assert states == {1: "COMPLETE", 2: "FAIL", 3: "COMPLETE", 4: "COMPLETE"}, "the study heard the failure"
 
 
 def test_a_pruned_search_on_rabbitmq_with_two_workers(tmp_path, rabbitmq):

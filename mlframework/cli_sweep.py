@@ -1,4 +1,4 @@
-"""The ``mlframework sweep`` command: parse its options, run or resume the sweep.
+"""The ``mlframework sweep`` command: parse its options, run or resume the sweep, and stop it on Ctrl-C.
 
 The library calls are :func:`mlframework.sweep.driver.run_sweep` and
 :func:`~mlframework.sweep.driver.resume_sweep`; ``--local`` wraps them in an
@@ -227,9 +227,10 @@ def sweep_command(
             )
         return run_sweep(spec, broker, console, health_check=health_check)
 
-    from mlframework.cli_stop import StopSignals
+    from mlframework.cli_stop import StopSignals, offer_cancel
 
     console.resume_command = _resume_command(results_root, local, workers, gpus)
+    broker: Any = None
     with StopSignals() as stop:
         try:
             if local:
@@ -246,6 +247,8 @@ def sweep_command(
         except KeyboardInterrupt:
             if console.sweep_id is None:
                 click.echo("mlframework: interrupted before the sweep started; nothing was recorded", err=True)
+            elif not local:  # Ctrl-C in a terminal: cancel the trials on the cluster, or leave them for --resume
+                offer_cancel(stop, results_root, console.sweep_id, broker)
             sys.exit(stop.exit_status)
     sys.exit(outcome.exit_status)
 

@@ -7,7 +7,7 @@
 2. on a cluster, stops the trials that run now, on whatever host
    (:func:`mlframework.sweep.control.stop_trials`: SIGTERM to the command's process group,
    SIGKILL after ``grace``); a trial stopped so is not recorded, so ``--resume`` runs it again;
-3. ends the driver: a cluster driver, wherever it runs (another terminal, another machine, a
+3. ends the driver: a live cluster driver, wherever it runs (another terminal, another machine, a
    ``--detach`` container on the master), gets a ``cancelled`` event on the sweep's event queue
    and stops, writing ``cancelled`` itself; an embedded-mode driver (whose broker is a directory
    nobody else reaches) is sent SIGTERM, which ends it, its workers and its trials as Ctrl-C

@@ -135,6 +135,8 @@ def sweep_command(
 
     Results go to RESULTS/<sweep-id>/: results.csv, trials.jsonl, logs/. Exit
     status 0 when every trial succeeded, 1 when any failed, 2 for bad input.
+    Ctrl-C of a sweep on a cluster, in a terminal, asks whether to cancel its
+    trials there or leave them running for --resume (exit status 130).
     """
     from mlframework.exceptions import ConfigError
     from mlframework.sweep.driver import SweepSpec, check_sweep_id, resume_sweep, run_sweep

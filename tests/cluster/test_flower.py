@@ -37,7 +37,7 @@ if args.fail:
     sys.exit(1)
 metrics.log(score=args.n / 10)
 """
-FLAKY_TASK = '\nflaky = mlf.train_task("flaky.py")\n'
+FLAKY_TASK = '\nflaky = mlf.train_task("flaky.py", name="flaky")\n'
 FLAKY_GRID = "fail: [0, 1]\nn: [1, 2, 3]\n"  # t0000..t0005: fail is 1 in t0003, t0004, t0005
 
 

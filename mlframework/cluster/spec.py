@@ -30,7 +30,6 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from mlframework.cluster.hosts import (
     DEFAULT_SSH_PORT,
@@ -368,12 +367,3 @@ def _flag(value: object, option: str) -> bool:
     if text in _TRUE or text in _FALSE:
         return text in _TRUE
     raise ConfigError(f"{said(option, value)}: use true or false")
-
-
-def __getattr__(name: str) -> Any:
-    """``load_config``, still imported from here by mlframework/cli.py; it lives in config_file now."""
-    if name == "load_config":
-        from mlframework.cluster import config_file
-
-        return config_file.load_config
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

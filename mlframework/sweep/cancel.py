@@ -7,7 +7,7 @@
 2. on a cluster, stops the trials that run now, on whatever host
    (:func:`mlframework.sweep.control.stop_trials`: SIGTERM to the command's process group,
    SIGKILL after ``grace``); a trial stopped so is not recorded, so ``--resume`` runs it again;
-3. ends the driver: a cluster driver, wherever it runs (another terminal, another machine, a
+3. ends the driver: a live cluster driver, wherever it runs (another terminal, another machine, a
    ``--detach`` container on the master), gets a ``cancelled`` event on the sweep's event queue
    and stops, writing ``cancelled`` itself; an embedded-mode driver (whose broker is a directory
    nobody else reaches) is sent SIGTERM, which ends it, its workers and its trials as Ctrl-C
@@ -34,7 +34,7 @@ from typing import Any
 
 from mlframework.exceptions import ConfigError, SweepError
 from mlframework.fileio import write_text_atomic as _atomic_write
-from mlframework.sweep import control, liveness
+from mlframework.sweep import control, driver_lock, liveness
 from mlframework.sweep.app import BrokerSettings, create_app
 from mlframework.sweep.catalog import driver_status, read_meta
 from mlframework.sweep.events import EventPublisher
@@ -108,11 +108,13 @@ def _cancel_on_broker(
             except connection.channel_errors:  # no such mark: that epoch never was (or already ended)
                 log.debug("no live mark for epoch %d of %s", epoch, sweep_id)
     # The driver, wherever it runs, reads its event queue: this tells it to stop (and record "cancelled").
-    publisher = EventPublisher(app)
-    try:
-        publisher.publish(sweep_id, cancelled_event(f"{getpass.getuser()}@{socket.gethostname()}"))
-    finally:
-        publisher.close()
+    # Only a live driver is told: the event would wait in the queue for the next `--resume` and stop it at once.
+    if _driver_holds_lock(app, sweep_id):
+        publisher = EventPublisher(app)
+        try:
+            publisher.publish(sweep_id, cancelled_event(f"{getpass.getuser()}@{socket.gethostname()}"))
+        finally:
+            publisher.close()
     stopped = control.stop_trials(app, sweep_id, None, "cancelled", grace, reply=True, timeout=2.0)
     # A worker trusts "live" for LIVE_CACHE_SECONDS: a trial it took in that window starts after the first
     # broadcast; a second one once the cache has run out stops it too.
@@ -120,6 +122,20 @@ def _cancel_on_broker(
     for worker, trials in control.stop_trials(app, sweep_id, None, "cancelled", grace, reply=True, timeout=2.0).items():
         stopped.setdefault(worker, []).extend(trials)
     return stopped
+
+
+def _driver_holds_lock(app: Any, sweep_id: str) -> bool:
+    """Whether a driver of the sweep lives: the consumer of its lock queue (sweep/driver_lock.py)."""
+    with app.connection_for_write() as connection:
+        channel = connection.channel()
+        try:
+            _, _, consumers = channel.queue_declare(driver_lock.PREFIX + sweep_id, passive=True)
+        except connection.channel_errors:  # no lock queue: no driver ever held it, or the sweep ended
+            return False
+        finally:
+            with contextlib.suppress(Exception):
+                channel.close()
+    return bool(consumers)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -145,6 +161,8 @@ def _end_driver(meta: dict[str, Any] | None, wait: float) -> str:
         if is_embedded(meta):
             return f"its driver ran on {host}: stop it there (embedded mode cannot be reached from here)"
         return f"its driver on {host} stops within a few seconds"
+    if pid == os.getpid():  # Ctrl-C of this very driver (cli_stop.offer_cancel): it has stopped already
+        return "this driver stopped"
     if not _pid_alive(pid):
         return "no driver was running"
     if is_embedded(meta):

@@ -17,7 +17,6 @@ NAME = re.compile(r"MLFRAMEWORK_[A-Z0-9_]+")
 # Still spelled where they were first defined; each must equal envvars' name (below) until it imports it.
 # mlframework/sweep/ and cli.py are being split on other branches: switch these to imports after those merges.
 PENDING = {
-    "mlframework/cli.py": {envvars.BROKER_URL},
     # The bench's own names, for its LCBench project: homes in bench/.
     "bench/lcbench.py": {"MLFRAMEWORK_YAHPO_DATA", "MLFRAMEWORK_LCBENCH_SCALE"},
     "bench/projects/lcbench/tasks.py": {"MLFRAMEWORK_LCBENCH_PYTHON"},

@@ -36,7 +36,7 @@ from mlframework.exceptions import ConfigError, SweepError
 from mlframework.fileio import write_text_atomic as _atomic_write
 from mlframework.sweep import control, driver_lock, liveness
 from mlframework.sweep.app import BrokerSettings, create_app
-from mlframework.sweep.catalog import driver_status, read_meta
+from mlframework.sweep.catalog import driver_alive, driver_status, read_meta
 from mlframework.sweep.events import EventPublisher
 from mlframework.sweep.protocol import cancelled_event
 
@@ -138,21 +138,6 @@ def _driver_holds_lock(app: Any, sweep_id: str) -> bool:
     return bool(consumers)
 
 
-def _pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` runs (an exited one that its parent has not reaped yet does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state != "Z"
-
-
 def _end_driver(meta: dict[str, Any] | None, wait: float) -> str:
     if meta is None:
         return "a detached driver on the master stops within a few seconds"
@@ -163,15 +148,15 @@ def _end_driver(meta: dict[str, Any] | None, wait: float) -> str:
         return f"its driver on {host} stops within a few seconds"
     if pid == os.getpid():  # Ctrl-C of this very driver (cli_stop.offer_cancel): it has stopped already
         return "this driver stopped"
-    if not _pid_alive(pid):
+    if not driver_alive(pid):
         return "no driver was running"
     if is_embedded(meta):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)  # ends the sweep as Ctrl-C does: workers, trials, temporary files
     deadline = time.monotonic() + wait
-    while time.monotonic() < deadline and _pid_alive(pid):
+    while time.monotonic() < deadline and driver_alive(pid):
         time.sleep(0.1)
-    if _pid_alive(pid):
+    if driver_alive(pid):
         return f"its driver (pid {pid}) is still stopping"
     return f"its driver (pid {pid}) stopped"
 

@@ -171,16 +171,23 @@ def read_meta(directory: Path) -> dict[str, Any]:
     return meta
 
 
-def _pid_alive(pid: int) -> bool:
+def driver_alive(pid: int) -> bool:
+    """Whether the driver recorded as ``pid`` on this machine still runs.
+
+    An exited one its parent has not reaped yet (a zombie) does not, nor a pid
+    the system has since given to another program.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # someone else's process: it exists
         return True
-    try:  # a pid reused by another program is not the driver
+    try:
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return False
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
+    except (OSError, IndexError):
         return True
     return b"python" in cmdline or b"mlframework" in cmdline
 
@@ -195,7 +202,7 @@ def driver_status(meta: dict[str, Any]) -> tuple[str, str]:
         return "running", f"driver on {host}, not checked from here"
     if not isinstance(pid, int):
         return "running", "driver pid not recorded, not checked"
-    if _pid_alive(pid):
+    if driver_alive(pid):
         return "running", ""
     return "interrupted", f"its driver (pid {pid}) is gone"
 

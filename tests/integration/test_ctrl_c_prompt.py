@@ -162,7 +162,7 @@ def test_without_a_terminal_ctrl_c_asks_nothing_and_leaves_the_trials(tmp_path, 
     from mlframework.cluster.local import LocalWorker
     from mlframework.sweep.app import BrokerSettings
 
-    project = slow_project(tmp_path / "proj", trials=4, sleep=1.0)
+    project = slow_project(tmp_path / "proj", trials=TRIALS, sleep=1.0)
     env = {**os.environ, "COLUMNS": "200", "MLFRAMEWORK_BROKER_URL": vhost_url, "MLFRAMEWORK_LIVE_REPORT": "0"}
     with LocalWorker(BrokerSettings(vhost_url), project, 2, tmp_path / "worker.log", node_name="w@%h"):
         driver = subprocess.Popen(

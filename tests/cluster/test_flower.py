@@ -18,10 +18,10 @@ import urllib.request
 from typing import Any
 
 import pytest
-from scripted import REPO, copy_repo, run, script_env
-from testhosts import BASE_IMAGE
 
 from mlframework.cluster.services import LABEL_CLUSTER
+from testbed.scripted import REPO, copy_repo, run, script_env
+from testbed.testhosts import BASE_IMAGE
 
 # A script that exits 1 when told to fail; a task of the project that runs it.
 FLAKY_SCRIPT = """\

@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 
 import pytest
-from scripted import REPO, copy_repo, run, script_env
-from testhosts import BASE_IMAGE
 
 from mlframework.cluster.services import LABEL_CLUSTER
+from testbed.scripted import REPO, copy_repo, run, script_env
+from testbed.testhosts import BASE_IMAGE
 
 CLUSTER = "mlft-search"
 WORKER = f"{CLUSTER}-worker-cpu"

@@ -103,10 +103,12 @@ def converge_accounts(container: Any, host: str, secrets: ClusterSecrets) -> lis
     """Make the broker's accounts those of ``secrets`` (see the module docstring); returns the stale users removed."""
     user, vhost = secrets.rabbitmq_user, secrets.rabbitmq_vhost
     users = _users(container, host)
+    # "--": a password may begin with "-" (token_urlsafe's alphabet has it), which rabbitmqctl would take for options.
+    account = ["--", user, secrets.rabbitmq_password]
     if user in users:
-        _ctl(container, host, ["change_password", user, secrets.rabbitmq_password], secret=secrets.rabbitmq_password)
+        _ctl(container, host, ["change_password", *account], secret=secrets.rabbitmq_password)
     else:
-        _ctl(container, host, ["add_user", user, secrets.rabbitmq_password], secret=secrets.rabbitmq_password)
+        _ctl(container, host, ["add_user", *account], secret=secrets.rabbitmq_password)
     # administrator: the management UI (on the master's loopback) takes these credentials.
     _ctl(container, host, ["set_user_tags", user, USER_TAG, "administrator"])
     vhosts = {line.strip() for line in _ctl(container, host, ["list_vhosts", "--quiet", "--no-table-headers"]).split()}

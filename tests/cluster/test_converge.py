@@ -1,7 +1,8 @@
 """infrainit converges on hosts as a previous cluster left them, and ships what hosts without a registry lack.
 
-- A second fresh clone (new secrets) against the hosts of a first one: the broker's data volume still holds
-  the first clone's user and password; infrainit sets the new ones, removes nothing else, and a sweep runs.
+- A second fresh clone (new secrets, passwords beginning with "-") against the hosts of a first one: the broker's
+  data volume still holds the first clone's user and password; infrainit sets the new ones, removes nothing else,
+  and a sweep runs.
 - After ``./infra_clean.sh`` plus deleting the secrets file (what the file's header advises): the same.
 - ``./infra_clean.sh --volumes --yes`` removes the broker's data volume too.
 - Hosts with only the base image, the broker image on this machine: ``--image-source ship`` ships both.
@@ -10,10 +11,12 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 
 import docker
 import pytest
 
+from mlframework.cluster.secrets import ClusterSecrets
 from mlframework.cluster.services import LABEL_CLUSTER
 from testbed.scripted import copy_repo, run, script_env
 from testbed.testhosts import BASE_IMAGE, ensure_rabbitmq_image
@@ -80,6 +83,13 @@ def test_a_second_clone_and_deleted_secrets_take_over_the_hosts_of_a_first(
         result = _infrainit(first, env, test_hosts, rabbitmq_image, cluster, 2)
         assert result.returncode == 0, result.stdout + result.stderr
         # A new clone: new secrets, the same cluster name, the first broker still running with its volume.
+        # Its passwords begin with "-", as one in 64 of token_urlsafe's do: rabbitmqctl must not read an option.
+        fresh = ClusterSecrets.generate(cluster)
+        dashed = dataclasses.replace(
+            fresh, rabbitmq_password="-" + fresh.rabbitmq_password, flower_password="-" + fresh.flower_password
+        )
+        (second / ".mlframework").mkdir(exist_ok=True)
+        dashed.save(second / ".mlframework" / "secrets.env")
         result = _infrainit(second, env, test_hosts, rabbitmq_image, cluster, 2)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "broker user mlf-mlft-converge and vhost set from the secrets file" in result.stdout

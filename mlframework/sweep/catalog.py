@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from mlframework.exceptions import SweepError
+from mlframework.statuses import FAILURE, PRUNED, SUCCESS
 from mlframework.sweep.results import ResultsStore
 from mlframework.sweep.spec import pick_metric, rank
 
-SUCCESS, FAILURE, PRUNED = "SUCCESS", "FAILURE", "PRUNED"
 FINAL_STATES = ("finished", "interrupted", "cancelled")
 
 

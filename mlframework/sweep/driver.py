@@ -28,6 +28,7 @@ from typing import Any
 
 from mlframework import __version__
 from mlframework.exceptions import ConfigError, SweepError
+from mlframework.statuses import PRUNED
 from mlframework.sweep import driver_lock, liveness
 from mlframework.sweep.app import BrokerSettings, create_app
 from mlframework.sweep.connection import DRIVER_HEARTBEAT
@@ -35,7 +36,6 @@ from mlframework.sweep.connection import connect as _connect
 from mlframework.sweep.ids import check_sweep_id, new_sweep_id, trial_id
 from mlframework.sweep.loop import SweepRun
 from mlframework.sweep.params import Grid, load_grid
-from mlframework.sweep.protocol import PRUNED
 from mlframework.sweep.provenance import read_project_revision
 from mlframework.sweep.results import ResultsStore
 from mlframework.sweep.spec import (

@@ -17,6 +17,7 @@ from typing import Any
 
 from kombu.exceptions import OperationalError
 
+from mlframework.statuses import FAILURE
 from mlframework.sweep import driver_lock, liveness
 from mlframework.sweep.app import TRIAL_QUEUE, BrokerSettings
 from mlframework.sweep.connection import DRIVER_HEARTBEAT, RECONNECT_SECONDS, connect
@@ -24,7 +25,6 @@ from mlframework.sweep.dispatch import Dispatcher, GridSource, Pacing, TrialSour
 from mlframework.sweep.events import EventStream
 from mlframework.sweep.ids import task_id, trial_id
 from mlframework.sweep.protocol import (
-    FAILURE,
     Event,
     FinishedEvent,
     ReturnedEvent,

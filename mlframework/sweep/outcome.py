@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-SUCCESS = "SUCCESS"
+from mlframework.statuses import SUCCESS
 
 
 class TrialNotSucceeded(Exception):

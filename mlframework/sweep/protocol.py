@@ -25,10 +25,6 @@ from typing import Any, Literal, TypedDict, cast
 
 log = logging.getLogger(__name__)
 
-SUCCESS = "SUCCESS"
-FAILURE = "FAILURE"
-PRUNED = "PRUNED"  # a search's trial stopped early (--prune)
-
 
 # -- task messages (driver -> worker) ---------------------------------------------------------
 

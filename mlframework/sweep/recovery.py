@@ -20,7 +20,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mlframework.sweep.protocol import SUCCESS, LeasedEvent, StartedEvent, TrialRef, message_trials
+from mlframework.statuses import SUCCESS
+from mlframework.sweep.protocol import LeasedEvent, StartedEvent, TrialRef, message_trials
 
 # How often, at most, the driver asks the workers whether they still run the leased trials.
 LEASE_CHECK_INTERVAL = 30.0

@@ -23,13 +23,14 @@ from typing import Any
 import optuna
 
 from mlframework.exceptions import ConfigError
+from mlframework.statuses import PRUNED
 from mlframework.sweep.space import SearchSpace
 
 log = logging.getLogger(__name__)
 
 SAMPLERS = ("random", "tpe", "cmaes", "grid", "qmc")
 PRUNERS = ("median", "hyperband", "asha", "none")
-PRUNED = "PRUNED"
+
 JOURNAL = "study.journal"
 _DUPLICATE_TRIES = 50  # asks in a row that only repeat points already tried: the space is exhausted
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")

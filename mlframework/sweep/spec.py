@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlframework.statuses import PRUNED, SUCCESS
 from mlframework.sweep.params import Grid
-from mlframework.sweep.protocol import PRUNED, SUCCESS
 
 _LOWER_IS_BETTER = ("loss", "error", "err", "mse", "rmse", "mae", "perplexity", "time")
 

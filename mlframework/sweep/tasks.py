@@ -34,13 +34,12 @@ from celery import shared_task
 from celery.exceptions import Reject
 
 from mlframework.exceptions import ConfigError
+from mlframework.statuses import FAILURE, SUCCESS
 from mlframework.sweep import gpu_usage, liveness, scalars
 from mlframework.sweep.arguments import SEED_STYLE, ArgumentStyle
 from mlframework.sweep.events import EventBuffer, EventPublisher, OutputStreamer
 from mlframework.sweep.outcome import TrialNotSucceeded, raise_unless_succeeded
 from mlframework.sweep.protocol import (
-    FAILURE,
-    SUCCESS,
     Event,
     FinishedEvent,
     TrialEntry,

@@ -6,7 +6,8 @@ and test_long_trials.py; these pin each decision down in milliseconds.
 
 from __future__ import annotations
 
-from mlframework.sweep.protocol import FAILURE, SUCCESS, LeasedEvent, StartedEvent, TrialRef
+from mlframework.statuses import FAILURE, SUCCESS
+from mlframework.sweep.protocol import LeasedEvent, StartedEvent, TrialRef
 from mlframework.sweep.recovery import (
     LEASE_CHECK_INTERVAL,
     Finish,

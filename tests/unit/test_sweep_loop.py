@@ -14,10 +14,11 @@ import pytest
 from celery import Celery
 from kombu import Queue
 
+from mlframework.statuses import FAILURE, SUCCESS
 from mlframework.sweep.app import TRIAL_QUEUE
 from mlframework.sweep.loop import SweepRun
 from mlframework.sweep.params import grid_from_mapping
-from mlframework.sweep.protocol import FAILURE, SUCCESS, message_trials
+from mlframework.sweep.protocol import message_trials
 from mlframework.sweep.results import ResultsStore
 from mlframework.sweep.spec import SweepObserver, SweepSpec
 

@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 
 _PR_SET_PDEATHSIG = 1
 
@@ -32,13 +33,21 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
         pass
 
 
-def own_session_dying_with_parent() -> None:
-    """``preexec_fn``: a session of its own (a signal reaches its whole group), and SIGKILL when the parent dies.
+def own_session(parent_death_signal: int = signal.SIGKILL) -> Callable[[], None]:
+    """A ``preexec_fn``: a session of its own (a signal reaches its group), ``parent_death_signal`` at parent death.
 
-    SIGKILL, not a warm shutdown: a worker must not go on starting trials nobody collects.
+    SIGKILL, not a warm shutdown: a worker must not go on starting trials nobody
+    collects. SIGSTOP where a watchdog outlives the parent: the worker is held
+    still (no trial starts) while its pool processes, the subreapers of its
+    trials' escaped children, stay alive until the watchdog has found and
+    stopped everything below them (see :mod:`mlframework.cluster.watchdog`).
     """
-    os.setsid()
-    die_with_parent(signal.SIGKILL)
+
+    def start() -> None:
+        os.setsid()
+        die_with_parent(parent_death_signal)
+
+    return start
 
 
 @functools.cache

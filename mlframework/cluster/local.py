@@ -30,7 +30,7 @@ from mlframework import envvars
 from mlframework.cluster import watchdog
 from mlframework.cluster.worker_command import worker_command
 from mlframework.exceptions import ServiceError
-from mlframework.parent_death import own_session_dying_with_parent
+from mlframework.parent_death import own_session
 from mlframework.sweep import fs_transport, proctree, runner
 from mlframework.sweep.app import BrokerSettings
 
@@ -42,6 +42,12 @@ def _tail(path: Path, lines: int = 15) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
+
+
+# An embedded worker whose driver died is stopped, not killed: its pool processes stay alive, and with them
+# the subreapers that hold its trials' escaped children (even one that cleared its environment), until the
+# watchdog has found and stopped all of them (cluster/watchdog.py).
+HELD_FOR_THE_WATCHDOG = signal.SIGSTOP
 
 
 class LocalWorker:
@@ -56,7 +62,9 @@ class LocalWorker:
         node_name: str = "local@%h",
         extra_env: dict[str, str] | None = None,
         extra_args: list[str] | None = None,
+        parent_death_signal: int = signal.SIGKILL,
     ) -> None:
+        """``parent_death_signal``: what the worker gets when this process dies (see :func:`own_session`)."""
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
         self.broker = broker
@@ -66,6 +74,7 @@ class LocalWorker:
         self.node_name = node_name
         self.extra_env = dict(extra_env or {})
         self.extra_args = list(extra_args or [])
+        self.parent_death_signal = parent_death_signal
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -91,7 +100,7 @@ class LocalWorker:
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
-                preexec_fn=own_session_dying_with_parent,
+                preexec_fn=own_session(self.parent_death_signal),
             )
         log.info("started a local worker with %d process(es), log in %s", self.concurrency, self.log_path)
 
@@ -191,6 +200,7 @@ class EmbeddedCluster:
                     self.run_dir / "worker.log",
                     extra_env=tagged,
                     extra_args=["--without-heartbeat"],
+                    parent_death_signal=HELD_FOR_THE_WATCHDOG,
                 )
             ]
         else:
@@ -209,6 +219,7 @@ class EmbeddedCluster:
                         **tagged,
                     },
                     extra_args=["--without-heartbeat"],
+                    parent_death_signal=HELD_FOR_THE_WATCHDOG,
                 )
                 for gpu in self.gpus
             ]

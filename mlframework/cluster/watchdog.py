@@ -6,7 +6,9 @@ closed terminal's SIGHUP and a Ctrl-C do not reach it), with a pipe from the
 driver as its standard input. The driver writes ``sweep PATH`` lines (the
 sweep.json to mark) and ``done`` when it stopped everything itself. End of
 input without ``done`` means the driver is gone (SIGKILL, a crash, a second
-Ctrl-C during its clean-up): the watchdog then
+Ctrl-C during its clean-up). The kernel has then already stopped (SIGSTOP) the
+local workers, which keeps their pool processes, and so whatever their trials
+left, where they can be found. The watchdog
 
 1. SIGKILLs the local workers' process groups (``worker PGID`` lines), so that
    no trial starts after the driver died;

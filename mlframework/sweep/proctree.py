@@ -27,8 +27,9 @@ groups there), and worker containers run as an unprivileged user without one.
 The subreaper and the tag work in both and need no privilege; the limit they
 share with any non-cgroup scheme: a process that is both untagged and handed
 to another parent (``systemd-run``, ``ssh localhost``) is out of reach, and so
-is an untagged one whose subreaper died (a SIGKILLed embedded driver takes its
-workers and their pool processes with it at once: they die with their parents).
+is an untagged one whose subreaper died before it was found (an embedded
+driver's workers are therefore stopped, not killed, when the driver dies: see
+``HELD_FOR_THE_WATCHDOG`` in :mod:`mlframework.cluster.local`).
 """
 
 from __future__ import annotations

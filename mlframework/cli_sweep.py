@@ -37,7 +37,11 @@ from mlframework import envvars
 )
 @click.option("--metric", help="Metric that ranks trials  [default: the first one reported, accuracy preferred]")
 @click.option("--mode", type=click.Choice(["max", "min"]), help="Whether a larger or smaller metric is better.")
-@click.option("--dry-run", is_flag=True, help="Print the trials that would be sent, send nothing.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the trials that would be sent (as the task renders their options), send nothing.",
+)
 @click.option("--local", is_flag=True, help="Embedded mode: no server, local worker processes.")
 @click.option("--workers", type=click.IntRange(min=1), help="Local worker processes with --local  [default: CPUs]")
 @click.option(
@@ -141,7 +145,7 @@ def sweep_command(
     trials there or leave them running for --resume (exit status 130).
     """
     from mlframework.exceptions import ConfigError
-    from mlframework.sweep.driver import SweepSpec, check_sweep_id, resume_sweep, run_sweep
+    from mlframework.sweep.driver import SweepSpec, check_sweep_id, check_task, resume_sweep, run_sweep
     from mlframework.sweep.params import load_grid
     from mlframework.ui import SweepConsole
 
@@ -197,6 +201,7 @@ def sweep_command(
         if search is not None and search.sampler == "grid":
             grid.grid_space()  # a continuous parameter cannot be listed: say so before anything starts
         if dry_run:
+            check_task(project_dir.resolve(), task_name)  # its trials' commands are shown as its script takes them
             console.print_dry_run(spec)
             return
     if detach:

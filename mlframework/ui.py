@@ -20,9 +20,10 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from mlframework.sweep.arguments import display
+from mlframework.sweep import tasks as task_registry
+from mlframework.sweep.arguments import display, style_of
 from mlframework.sweep.driver import PRUNED, SweepObserver, SweepOutcome, SweepSpec, trial_id
-from mlframework.sweep.params import format_value, render_options
+from mlframework.sweep.params import format_value
 from mlframework.sweep.tasks import SUCCESS
 
 SUMMARY_ROWS = 10
@@ -37,10 +38,6 @@ def _number(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
-
-
-def _options(params: dict[str, Any]) -> str:
-    return display(render_options(params))
 
 
 class SweepConsole(SweepObserver):
@@ -69,6 +66,10 @@ class SweepConsole(SweepObserver):
         self._display: list[tuple[str, str, str, str]] = []  # output lines waiting to be drawn
         self._display_window = time.monotonic()
         self._skipped = 0  # output lines not drawn in this window
+
+    def _options(self, params: dict[str, Any]) -> str:
+        """A trial's options on one line, as its script gets them."""
+        return display(self.argument_style.render(params))
 
     # -- driver hooks -------------------------------------------------------
 
@@ -162,7 +163,7 @@ class SweepConsole(SweepObserver):
             line = Text(f"{trial} ")
             line.append(record.get("status", "?"), style="green" if ok else "yellow" if pruned else "bold red")
             line.append(f" {record.get('host')} {_number(record.get('duration_s', 0.0))}s ")
-            line.append(_options(record.get("params") or {}))
+            line.append(self._options(record.get("params") or {}))
             if metrics:
                 line.append(f"  {metrics}", style="cyan")
             if not ok and not pruned and record.get("error"):
@@ -250,7 +251,7 @@ class SweepConsole(SweepObserver):
             best = ranked[0]
             best_value = (best.get("metrics") or {}).get(outcome.metric) if outcome.metric else None
             if best.get("status") == SUCCESS and best_value is not None:
-                options = _options(best.get("params") or {})
+                options = self._options(best.get("params") or {})
                 self.console.print(
                     f"best: {outcome.metric}={_number(best_value)} in {best['trial']}: {options}",
                     markup=False,
@@ -298,6 +299,7 @@ class SweepConsole(SweepObserver):
                 self.console.print(line, markup=False, soft_wrap=True)
             return
         total = spec.grid.count
+        self.argument_style = style_of(task_registry.REGISTERED.get(spec.task))  # tasks.py imported: its style
         self.console.print(
             f"dry run: {total} trial(s) of task '{spec.task}' from {spec.grid.source}", markup=False, soft_wrap=True
         )
@@ -305,4 +307,4 @@ class SweepConsole(SweepObserver):
             if index >= limit:
                 self.console.print(f"... and {total - limit} more", markup=False, soft_wrap=True)
                 break
-            self.console.print(f"{trial_id(index, total)} {_options(combination)}", markup=False, soft_wrap=True)
+            self.console.print(f"{trial_id(index, total)} {self._options(combination)}", markup=False, soft_wrap=True)

@@ -19,7 +19,9 @@ from kombu.exceptions import OperationalError
 
 from mlframework.statuses import FAILURE
 from mlframework.sweep import driver_lock, liveness
+from mlframework.sweep import tasks as task_registry
 from mlframework.sweep.app import TRIAL_QUEUE, BrokerSettings
+from mlframework.sweep.arguments import style_of
 from mlframework.sweep.connection import DRIVER_HEARTBEAT, RECONNECT_SECONDS, connect
 from mlframework.sweep.dispatch import Dispatcher, GridSource, Pacing, TrialSource, trial_controls
 from mlframework.sweep.events import EventStream
@@ -337,6 +339,7 @@ class SweepRun:
             liveness.mark_live(self.connection, self.sweep_id, epoch)
             stream = self._stream()
             self._open_source(start, epoch)
+            self.observer.argument_style = style_of(task_registry.REGISTERED.get(self.spec.task))
             self.observer.sweep_started(self.sweep_id, self.total, store.directory)
             if self.awaiting or self.drain_first:
                 stream.drain(timeout=1.0)  # what finished while the driver was away

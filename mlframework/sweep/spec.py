@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mlframework.statuses import PRUNED, SUCCESS
+from mlframework.sweep.arguments import SEED_STYLE, ArgumentStyle
 from mlframework.sweep.params import Grid
 
 _LOWER_IS_BETTER = ("loss", "error", "err", "mse", "rmse", "mae", "perplexity", "time")
@@ -75,6 +76,10 @@ class SweepOutcome:
 
 class SweepObserver:
     """Hooks the driver calls as the sweep goes; the default does nothing."""
+
+    # How the project's script takes its options, for showing a trial's command: set by the driver once it
+    # has imported the project's tasks.py, before sweep_started.
+    argument_style: ArgumentStyle = SEED_STYLE
 
     def sweep_started(self, sweep_id: str, total: int, directory: Path) -> None:
         """The sweep is recorded under ``directory`` and about to send ``total`` trials."""

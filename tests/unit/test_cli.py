@@ -92,6 +92,7 @@ def test_a_missing_file_is_exit_2(tmp_path):
 
 
 def test_dry_run_lists_trials_and_sends_nothing(tmp_path, seed_grid):
+    (tmp_path / "train.py").write_text("")
     (tmp_path / "tasks.py").write_text("import mlframework as mlf\ntrain = mlf.train_task('train.py')\n")
     result = invoke("sweep", str(tmp_path), "--dry-run", "--results", str(tmp_path / "res"))
     assert result.exit_code == 0
@@ -99,6 +100,19 @@ def test_dry_run_lists_trials_and_sends_nothing(tmp_path, seed_grid):
     assert lines[0].startswith("dry run: 6 trial(s) of task 'train'")
     assert lines[1] == "t0000 --gpu=-1 --batchsize=100 --epoch=5"
     assert not (tmp_path / "res").exists()
+
+
+def test_dry_run_shows_the_options_as_the_project_s_script_takes_them(tmp_path):
+    (tmp_path / "parameters.yml").write_text("layers: [[64, 64]]\nlr: [0.1]\nnesterov: [false]\n")
+    (tmp_path / "train.py").write_text("")
+    (tmp_path / "tasks.py").write_text(
+        "import mlframework as mlf\n"
+        "style = mlf.ArgumentStyle(separate=True, spread_lists=True, negatable=True)\n"
+        "train = mlf.train_task('train.py', arguments=style)\n"
+    )
+    result = invoke("sweep", str(tmp_path), "--dry-run", "--results", str(tmp_path / "res"))
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[1] == "t0000 --layers 64 64 --lr 0.1 --no-nesterov"
 
 
 def test_sweep_without_a_broker_says_how_to_get_one(tmp_path, seed_grid, monkeypatch):

@@ -19,6 +19,7 @@ optimizer:
 
 @pytest.fixture
 def project(tmp_path):
+    (tmp_path / "train.py").write_text("")
     (tmp_path / "tasks.py").write_text("import mlframework as mlf\ntrain = mlf.train_task('train.py')\n")
     (tmp_path / "search.yml").write_text(SPACE)
     return tmp_path

@@ -21,9 +21,9 @@ machine (the embedded cluster's stop and its watchdog use it).
 Linux only in full; elsewhere the process group alone is signalled.
 
 Why not cgroups. A cgroup per trial would hold every process however it
-escaped (``cgroup.kill`` on cgroup v2). It needs a writable, delegated cgroup
-v2 subtree: the machines this was built on have cgroup v1 (only root can make
-groups there), and worker containers run as an unprivileged user without one.
+escaped (``cgroup.kill`` on cgroup v2). It needs a writable cgroup v2
+hierarchy: root's, or a subtree delegated to the user; unprivileged users and
+the worker containers (an unprivileged user, a read-only /sys/fs/cgroup) have none.
 The subreaper and the tag work in both and need no privilege; the limit they
 share with any non-cgroup scheme: a process that is both untagged and handed
 to another parent (``systemd-run``, ``ssh localhost``) is out of reach, and so

@@ -24,6 +24,7 @@ import optuna
 
 from mlframework.exceptions import ConfigError
 from mlframework.statuses import PRUNED
+from mlframework.sweep.pruners import Pruner, make_pruner, rung_key
 from mlframework.sweep.space import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ PRUNERS = ("median", "hyperband", "asha", "none")
 
 JOURNAL = "study.journal"
 _DUPLICATE_TRIES = 50  # asks in a row that only repeat points already tried: the space is exhausted
+_MAX_RESOURCE = "hyperband_max_resource"  # the study user attribute keeping hyperband's maximum resource
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 
 
@@ -102,16 +104,6 @@ class _GridSampler(optuna.samplers.GridSampler):
         return None
 
 
-def _pruner(settings: SearchSettings) -> optuna.pruners.BasePruner:
-    if settings.prune == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
-    if settings.prune == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1)
-    if settings.prune == "asha":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1)
-    return optuna.pruners.NopPruner()
-
-
 def _journal(path: Path) -> Any:
     from optuna.storages.journal import JournalFileBackend
 
@@ -173,27 +165,67 @@ class SearchSource:
         if earlier and settings.seed is not None:
             # A resumed search goes on from where it was: the same seed again would propose the same points.
             settings = SearchSettings(**{**settings.to_meta(), "seed": settings.seed + earlier})
+        maximize = mode == "max"
         self.study = optuna.create_study(
             study_name=study_name,
             storage=storage,
             sampler=_sampler(settings, space),
-            pruner=_pruner(settings),
-            direction="maximize" if mode == "max" else "minimize",
+            # The pruning is decided here, not by the study (sweep/pruners.py): Optuna's pruners read the whole
+            # study at each decision, O(trials), and would be given a deep copy of the trial at each call. Ours
+            # are fed the reports this source tells anyway and answer in O(log trials); a BasePruner fed that
+            # way would give wrong answers to any other caller (study.optimize), so none is set on the study.
+            pruner=optuna.pruners.NopPruner(),
+            direction="maximize" if maximize else "minimize",
             load_if_exists=True,
         )
+        self._storage = self.study._storage
+        self._study_id = self.study._study_id
         self.started = time.monotonic()
         self.exhausted_space = False
-        self._trials: dict[int, optuna.trial.Trial] = {}
+        self._ids: dict[int, int] = {}  # trial number -> storage trial id
         self._params: dict[int, dict[str, Any]] = {}
         self._seen: set[str] = set()
         self.pruned: set[int] = set()  # pruning decided (the trial may still be stopping)
-        for frozen in self.study.get_trials(deepcopy=False):
+        max_resource = self.study.user_attrs.get(_MAX_RESOURCE)
+        self._max_resource_saved = max_resource is not None
+        self.pruner: Pruner | None = make_pruner(
+            settings.prune, maximize, study_name, max_resource if isinstance(max_resource, int) else None, self._rung
+        )
+        finished_states = (
+            optuna.trial.TrialState.COMPLETE,
+            optuna.trial.TrialState.PRUNED,
+            optuna.trial.TrialState.FAIL,
+        )
+        for frozen in self.study.get_trials(deepcopy=False):  # one pass: what was asked, pruned, and the pruner's state
+            self._ids[frozen.number] = frozen._trial_id
             params = frozen.user_attrs.get("params")
             if isinstance(params, dict):
                 self._params[frozen.number] = params
                 self._seen.add(_plain_key(params))
             if frozen.user_attrs.get("pruned"):
                 self.pruned.add(frozen.number)
+            if self.pruner is not None and isinstance(params, dict):
+                rungs: dict[int, float] = {}
+                while (value := frozen.system_attrs.get(rung_key(len(rungs)))) is not None:
+                    rungs[len(rungs)] = float(value)
+                self.pruner.restore(
+                    frozen.number,
+                    dict(frozen.intermediate_values),
+                    rungs,
+                    frozen.state in finished_states,
+                    frozen.state == optuna.trial.TrialState.COMPLETE,
+                )
+
+    def _rung(self, number: int, rung: int, value: float) -> None:
+        """Save a rung value the pruner recorded, under Optuna's own key (what a resumed source rebuilds from)."""
+        self._storage.set_trial_system_attr(self._ids[number], rung_key(rung), value)
+
+    def _save_max_resource(self) -> None:
+        """Hyperband's maximum resource, once found, kept with the study: a resumed search keeps its brackets."""
+        max_resource = getattr(self.pruner, "max_resource", None)
+        if max_resource is not None and not self._max_resource_saved:
+            self._storage.set_study_user_attr(self._study_id, _MAX_RESOURCE, max_resource)
+            self._max_resource_saved = True
 
     # -- asking ------------------------------------------------------------------
 
@@ -223,9 +255,9 @@ class SearchSource:
                 self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 continue
             self._seen.add(key)
-            self.study._storage.set_trial_user_attr(trial._trial_id, "params", params)
+            self._ids[trial.number] = trial._trial_id
+            self._storage.set_trial_user_attr(trial._trial_id, "params", params)
             self._journal.sync()  # on disk before it is sent
-            self._trials[trial.number] = trial
             self._params[trial.number] = params
             return trial.number, params
         log.info("the search space seems exhausted: %d asks in a row repeated earlier points", _DUPLICATE_TRIES)
@@ -243,22 +275,21 @@ class SearchSource:
 
     # -- telling -----------------------------------------------------------------
 
-    def _trial(self, number: int) -> optuna.trial.Trial:
-        trial = self._trials.get(number)
-        if trial is None:  # asked by an earlier session of the driver
-            trial_id = self.study._storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number)
-            trial = self._trials[number] = optuna.trial.Trial(self.study, trial_id)
-        return trial
+    def _trial_id(self, number: int) -> int:
+        trial_id = self._ids.get(number)
+        if trial_id is None:
+            trial_id = self._ids[number] = self._storage.get_trial_id_from_study_id_trial_number(self._study_id, number)
+        return trial_id
 
     def report(self, number: int, history: list[dict[str, Any]]) -> bool:
         """Tell intermediate values (``metrics.log`` records); True when the trial should be pruned now."""
-        if number in self.pruned or self.settings.prune == "none":
+        pruner = self.pruner
+        if pruner is None or number in self.pruned or number not in self._params:
             return False
-        trial = self._trial(number)
-        if trial.number not in self._params:
-            return False
+        trial_id = self._trial_id(number)
+        running = pruner.running.get(number)
+        known = set(running.values) if running is not None else set()
         reported = False
-        known = set(self.study._storage.get_trial(trial._trial_id).intermediate_values)
         for record in history:
             value = (record.get("values") or {}).get(self.prune_metric)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
@@ -269,21 +300,26 @@ class SearchSource:
                 step = len(known)
             if step in known:
                 continue
-            trial.report(float(value), step)
+            # The storage's own call (what Trial.report ends in), without Trial.report's reading of the trial back.
+            self._storage.set_trial_intermediate_value(trial_id, step, float(value))
+            pruner.reported(number, step, float(value))
             known.add(step)
             reported = True
-        if reported and trial.should_prune():
+        if not reported:
+            return False
+        decided = pruner.decide(number)
+        self._save_max_resource()
+        if decided:
             self.pruned.add(number)
-            self.study._storage.set_trial_user_attr(trial._trial_id, "pruned", True)
+            self._storage.set_trial_user_attr(trial_id, "pruned", True)
             self._journal.sync()
-            return True
-        return False
+        return decided
 
     def tell(self, number: int, record: dict[str, Any]) -> str:
         """Tell a trial's final record; returns the status to record (PRUNED for a pruned trial)."""
         state = optuna.trial.TrialState
-        trial_id = self.study._storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number)
-        told = self.study._storage.get_trial(trial_id).state
+        trial_id = self._trial_id(number)
+        told = self._storage.get_trial(trial_id).state
         if told.is_finished():  # told in an earlier session (a resumed sweep replays its records)
             return PRUNED if told == state.PRUNED else str(record.get("status"))
         value = (record.get("metrics") or {}).get(self.metric)
@@ -292,14 +328,19 @@ class SearchSource:
             # Pruning was decided, but the trial ended on its own before the stop reached it: its result is
             # whole (and its GPU time spent), so it is told and recorded as the success it is.
             self.pruned.discard(number)
-            self.study._storage.set_trial_user_attr(trial_id, "pruned", False)
+            self._storage.set_trial_user_attr(trial_id, "pruned", False)
+        complete = False
         if number in self.pruned:
             self.study.tell(number, state=state.PRUNED)
-            self._journal.sync()
-            return PRUNED
-        if record.get("status") == "SUCCESS" and usable:
-            self.study.tell(number, float(value))  # type: ignore[arg-type]
+            status = PRUNED
         else:
-            self.study.tell(number, state=state.FAIL)
+            complete = record.get("status") == "SUCCESS" and usable
+            if complete:
+                self.study.tell(number, float(value))  # type: ignore[arg-type]
+            else:
+                self.study.tell(number, state=state.FAIL)
+            status = str(record.get("status"))
         self._journal.sync()
-        return str(record.get("status"))
+        if self.pruner is not None:
+            self.pruner.finished(number, complete)
+        return status

@@ -39,7 +39,7 @@ ensure_peers() {
     rm -f "$log"
 }
 
-# --quick with --only of rows that need no peers skips the install (CI's smoke test).
+# --only of rows that need no peers (no Ray Tune, Optuna alone or LCBench surrogate) skips the install.
 needs_peers=1
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
@@ -48,7 +48,7 @@ for ((i = 0; i < ${#args[@]}; i++)); do
         --only=*) only="${args[$i]#--only=}" ;;
     esac
 done
-if [ -n "${only:-}" ] && ! grep -qE '(^|,)(throughput|search)($|,|\.(ray|optuna))' <<<"$only"; then
+if [ -n "${only:-}" ] && ! grep -qE '(^|,)(throughput|search)($|,|\.(ray|optuna|reference|micro|ours-random|ours-tpe))' <<<"$only"; then
     needs_peers=0
 fi
 [ "$needs_peers" = 0 ] || ensure_peers

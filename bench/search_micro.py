@@ -13,6 +13,8 @@ temporary directory, fsynced where the driver fsyncs it.
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
 import statistics
 import tempfile
@@ -66,6 +68,7 @@ def run(sampler: str, prune: str, trials: int, seed: int = 0) -> dict[str, Any]:
             )
             pruned += source.tell(number, record) == "PRUNED"
             per_trial.append(spent + time.perf_counter() - started)
+        source.close()
     tail = sorted(per_trial[-1000:])
     return {
         "trials": trials,
@@ -76,3 +79,18 @@ def run(sampler: str, prune: str, trials: int, seed: int = 0) -> dict[str, Any]:
         "last_1000_mean_ms": 1000 * statistics.fmean(tail),
         "last_1000_p99_ms": 1000 * tail[max(int(0.99 * len(tail)) - 1, 0)],
     }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m bench.search_micro --sampler S --prune P --trials N [--seed K]``: one JSON line of :func:`run`."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sampler", default="random")
+    parser.add_argument("--prune", default="asha")
+    parser.add_argument("--trials", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    print(json.dumps(run(args.sampler, args.prune, args.trials, args.seed)))
+
+
+if __name__ == "__main__":
+    main()

@@ -22,7 +22,7 @@ import subprocess
 import time
 from typing import Any
 
-from bench.context import REPO, Context, Unavailable
+from bench.context import REPO, Context, Unavailable, measure
 from bench.figures import Figure, Target
 from bench.lcbench import SCALE_ENV, TASKS
 from bench.search_figures import TOLERANCE, percentile, summarize
@@ -33,6 +33,15 @@ OURS = {
     "random": ("random", "none"),
     "tpe": ("tpe", "none"),
     "tpe-hyperband": ("tpe", "hyperband"),
+    "tpe-asha": ("tpe", "asha"),
+}
+
+
+OURS_MICRO = {
+    "random-asha": ("random", "asha"),
+    "random-hyperband": ("random", "hyperband"),
+    "random-median": ("random", "median"),
+    "qmc-asha": ("qmc", "asha"),
     "tpe-asha": ("tpe", "asha"),
 }
 
@@ -146,8 +155,57 @@ def _ours_runs(
     return runs
 
 
+def _ours_micro(ctx: Context, quick: bool) -> tuple[list[Figure], list[Target]]:
+    """Our SearchSource's ask + reports + tell per trial, in-process (bench/search_micro.py), per sampler and pruner."""
+    figures: list[Figure] = []
+    targets: list[Target] = []
+    n = 200 if quick else _int("BENCH_SEARCH_MICRO_TRIALS", 10000)
+    for name, (sampler, prune) in OURS_MICRO.items():
+        key = f"ours-micro-{name}"
+        if not ctx.wanted(f"search.{key}"):
+            continue
+        # TPE's ask is O(finished trials) (README): 10,000 of them would take hours, so it runs fewer.
+        trials = min(n, _int("BENCH_SEARCH_TPE_MICRO_TRIALS", 1000)) if sampler == "tpe" else n
+        figure = Figure(
+            "search", key, f"ours, SearchSource {sampler} + {prune}, ask/52 reports/tell in-process", "ms/trial"
+        )
+        figure.note = f"{trials} trials"
+
+        def one_run(sampler: str = sampler, prune: str = prune, trials: int = trials, figure: Figure = figure) -> float:
+            done = subprocess.run(
+                [
+                    str(REPO / ".venv" / "bin" / "python"),
+                    "-m",
+                    "bench.search_micro",
+                    "--sampler",
+                    sampler,
+                    "--prune",
+                    prune,
+                    "--trials",
+                    str(trials),
+                ],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=7200,
+            )
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            figure.note = (
+                f"{trials} trials, {result['pruned']} pruned; last 1,000: {result['last_1000_mean_ms']:.2f} ms mean,"
+                f" p99 {result['last_1000_p99_ms']:.2f} ms"
+            )
+            return float(result["mean_ms"])
+
+        ctx.quiet_machine()
+        figures.append(measure(figure, ctx, one_run))
+        if sampler != "tpe":
+            targets.append(Target(f"search.{key}", None, "<=", 5.0, f"< 5 ms/trial at {trials:,} trials"))
+    return figures, targets
+
+
 def run(ctx: Context) -> tuple[list[Figure], list[Target]]:
-    if not any(ctx.wanted(f"search.{k}") for k in ("reference", "micro", "optuna", "ray", "ours")):
+    if ctx.options.only and not any(item.split(".")[0] == "search" for item in ctx.options.only):
         return [], []
     if ctx.options.quick and not any(item.split(".")[0] == "search" for item in ctx.options.only):
         return [], []  # opt-in under --quick: CI's smoke test stays as fast as it was
@@ -157,12 +215,15 @@ def run(ctx: Context) -> tuple[list[Figure], list[Target]]:
     workers_set = (2,) if quick else (2, 4)
     trials = 10 if quick else _int("BENCH_SEARCH_TRIALS", 130)
     scale = os.environ.get(SCALE_ENV, "3600")
-    figures: list[Figure] = []
-    targets: list[Target] = []
+    figures, targets = _ours_micro(ctx, quick)  # needs no peer
+    lcbench = [i for i in ctx.options.only if i.split(".")[0] == "search" and not i.startswith("search.ours-micro")]
+    if ctx.options.only and not lcbench:
+        return figures, targets  # only our overhead was asked for: no surrogate needed
     try:
         reference = _peer_json(ctx, "lcbench_optuna.py", ["reference"], 300)["tasks"]
     except (Unavailable, RuntimeError) as exc:
-        return [Figure("search", "reference", "LCBench reference grid", "pp", unavailable=str(exc).splitlines()[0])], []
+        why = str(exc).splitlines()[0]
+        return [*figures, Figure("search", "reference", "LCBench reference grid", "pp", unavailable=why)], targets
     diff = max(abs(reference[t]["best_val_accuracy"] - README_REFERENCE[t][0]) for t in TASKS)
     hours = max(abs(reference[t]["total_hours"] - README_REFERENCE[t][1]) for t in TASKS)
     figures.append(

@@ -51,6 +51,9 @@ class TrialSource(Protocol):
     def tell(self, index: int, record: dict[str, Any]) -> str:
         """A trial's final record; returns the status to record."""
 
+    def close(self) -> None:
+        """The sweep's loop is over (a search's study file is closed)."""
+
 
 class GridSource:
     """The combinations of a grid in grid order, from ``start``, skipping the trials in ``skip``."""
@@ -94,6 +97,9 @@ class GridSource:
 
     def tell(self, index: int, record: dict[str, Any]) -> str:
         return str(record.get("status"))
+
+    def close(self) -> None:
+        return None
 
 
 class Pacing:

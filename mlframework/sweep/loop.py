@@ -373,6 +373,8 @@ class SweepRun:
             raise
         finally:
             store.close()
+            if self.source is not None:
+                self.source.close()
             records = list(store.records.values())
             metric, mode = pick_metric(records, self.spec.metric, self.spec.mode)
             outcome = SweepOutcome(

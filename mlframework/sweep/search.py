@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from mlframework.exceptions import ConfigError
 from mlframework.statuses import PRUNED
 from mlframework.sweep.pruners import Pruner, make_pruner, rung_key
 from mlframework.sweep.space import SearchSpace
+from mlframework.sweep.study_storage import open_study_storage
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,14 @@ class SearchSettings:
 
 
 def _sampler(settings: SearchSettings, space: SearchSpace) -> optuna.samplers.BaseSampler:
+    # Optuna warns that constant_liar and QMCSampler are experimental, a note on the stability of its Python API
+    # for whoever calls it; someone who typed --search qmc would only see noise in the sweep's output.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return _new_sampler(settings, space)
+
+
+def _new_sampler(settings: SearchSettings, space: SearchSpace) -> optuna.samplers.BaseSampler:
     seed = settings.seed
     if settings.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
@@ -104,36 +113,6 @@ class _GridSampler(optuna.samplers.GridSampler):
         return None
 
 
-def _journal(path: Path) -> Any:
-    from optuna.storages.journal import JournalFileBackend
-
-    class DriverJournal(JournalFileBackend):
-        """The study's journal file, written by the sweep's driver alone (sweep/driver_lock.py sees to it).
-
-        Optuna's file backend takes a lock file and fsyncs at every append: a
-        trial of 52 reports is some 65 fsyncs, which took 30 of the driver's 47 ms
-        a trial at 1,000 trials here (bench: README, search overhead). Here an
-        append is one write of whole lines, no lock (no other writer); a killed
-        driver loses nothing of it (the page cache keeps it). :meth:`sync` makes
-        the file durable where it matters: a trial asked (before it is sent), a
-        pruning decided, a trial told.
-        """
-
-        def append_logs(self, logs: list[dict[str, Any]]) -> None:
-            text = "".join(json.dumps(entry, separators=(",", ":")) + "\n" for entry in logs)
-            with open(self._file_path, "ab") as handle:
-                handle.write(text.encode("utf-8"))
-
-        def sync(self) -> None:
-            fd = os.open(self._file_path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
-    return DriverJournal(str(path))
-
-
 def _plain_key(params: dict[str, Any]) -> str:
     return json.dumps(params, sort_keys=True, default=str)
 
@@ -155,8 +134,8 @@ class SearchSource:
         self.settings = settings
         self.metric = metric
         self.prune_metric = settings.prune_metric or metric
-        self._journal = _journal(directory / JOURNAL)
-        storage = optuna.storages.JournalStorage(self._journal)
+        storage = open_study_storage(directory / JOURNAL)
+        self._journal = storage.journal
         earlier = sum(
             len(storage.get_all_trials(study._study_id, deepcopy=False))
             for study in storage.get_all_studies()
@@ -215,6 +194,10 @@ class SearchSource:
                     frozen.state in finished_states,
                     frozen.state == optuna.trial.TrialState.COMPLETE,
                 )
+
+    def close(self) -> None:
+        """Close the study's journal file (the source is of no more use)."""
+        self._journal.close()
 
     def _rung(self, number: int, rung: int, value: float) -> None:
         """Save a rung value the pruner recorded, under Optuna's own key (what a resumed source rebuilds from)."""

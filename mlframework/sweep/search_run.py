@@ -107,6 +107,9 @@ class SearchTrials:
             record["error"] = f"pruned by the {self.source.settings.prune} pruner ({record.get('error') or 'stopped'})"
         return status
 
+    def close(self) -> None:
+        self.source.close()
+
     def untold(self, records: Mapping[str, Any]) -> list[int]:
         """Trials asked before whose result the study never heard: told now when recorded.
 

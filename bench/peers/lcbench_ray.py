@@ -65,7 +65,13 @@ class Recorder(tune.Callback):
         self.trials[trial.trial_id] = {"started_at": time.time(), "history": [], "status": SUCCESS}
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        record = self.trials.setdefault(trial.trial_id, {"started_at": time.time(), "history": [], "status": SUCCESS})
+        self.record(trial.trial_id, result)
+
+    def record(self, trial_id: str, result: dict) -> None:
+        """A report, once (the stopper hands on the one that matched: Tune ends the run before the callbacks see it)."""
+        record = self.trials.setdefault(trial_id, {"started_at": time.time(), "history": [], "status": SUCCESS})
+        if record["history"] and record["history"][-1]["time"] == result["reported_at"]:
+            return
         values = {"val_accuracy": result["val_accuracy"], "sim_time": result["sim_time"]}
         record["history"].append({"time": result["reported_at"], "step": result["epoch"], "values": values})
 
@@ -79,12 +85,15 @@ class Recorder(tune.Callback):
 class StopAtTarget(tune.Stopper):
     """Ends the experiment at the first report that matches the target (the figures stop there too)."""
 
-    def __init__(self, target: float) -> None:
+    def __init__(self, target: float, recorder: Recorder) -> None:
         self.target = target
+        self.recorder = recorder
         self.hit = False
 
     def __call__(self, trial_id: str, result: dict) -> bool:
-        self.hit = self.hit or result["val_accuracy"] >= self.target
+        if not self.hit and result["val_accuracy"] >= self.target:
+            self.hit = True
+            self.recorder.record(trial_id, result)
         return False
 
     def stop_all(self) -> bool:
@@ -130,7 +139,7 @@ def main() -> None:
                     storage_path=storage,
                     verbose=0,
                     callbacks=[recorder],
-                    stop=StopAtTarget(args.target),
+                    stop=StopAtTarget(args.target, recorder),
                 ),
             )
             started = time.time()
@@ -146,7 +155,11 @@ def main() -> None:
                     "started": started,
                     "ended": ended,
                     "driver_cpu_s": time.process_time() - cpu,
-                    "trials": [r for r in recorder.trials.values() if "finished_at" in r],
+                    # Trials still running when the run stopped at the target: ended then, neither done nor pruned.
+                    "trials": [
+                        r if "finished_at" in r else {**r, "finished_at": ended, "status": "STOPPED"}
+                        for r in recorder.trials.values()
+                    ],
                 }
             )
     ray.shutdown()

@@ -11,6 +11,8 @@ a record has ``status``, ``finished_at`` and ``history`` (``time``, ``step``,
   (so a median over seeds is finite only when most runs match).
 * Wall to match: that report's time minus the run's start.
 * Pruned: PRUNED trials that ended by then (by the run's end if never matched).
+* Wall at equal quality (:func:`equal_quality_ratios`): ours against a peer on
+  the same task and seed, to the best value both reached.
 * Pruning latency: for each PRUNED trial, ``finished_at`` (ours: the worker's
   record of the trial's end, after its process exited; Optuna: the objective
   returned; Ray: the driver's on_trial_complete) minus the time of its last
@@ -65,3 +67,35 @@ def percentile(values: list[float], q: float) -> float:
         return math.nan
     ordered = sorted(values)
     return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def _reports(run: dict[str, Any]) -> list[tuple[float, float]]:
+    """(wall-clock time, val_accuracy) of every report of the run, in time order."""
+    return sorted(
+        (entry["time"], entry["values"]["val_accuracy"])
+        for trial in run["trials"]
+        for entry in trial.get("history", [])
+        if "val_accuracy" in entry.get("values", {})
+    )
+
+
+def equal_quality_ratios(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> list[float]:
+    """Per task and seed that both ran: our wall time to the quality both reached over theirs.
+
+    The quality both reached is the lower of the two runs' best ``val_accuracy``;
+    each run's time to it is from the run's start to its first report at least
+    that good. Defined where "time to the grid's best" is not: when one of the
+    two (or both) never came within the tolerance of the grid's best.
+    """
+    pairs = {(r["task"], r["seed"]): r for r in theirs}
+    ratios = []
+    for run in ours:
+        other = pairs.get((run["task"], run["seed"]))
+        mine, its = _reports(run), _reports(other) if other else []
+        if not mine or not its:
+            continue
+        both = min(max(v for _, v in mine), max(v for _, v in its))
+        mine_at = next(t for t, v in mine if v >= both) - run["started"]
+        its_at = next(t for t, v in its if v >= both) - other["started"]  # type: ignore[index]
+        ratios.append(mine_at / its_at if its_at > 0 else math.inf)
+    return ratios

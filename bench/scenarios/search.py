@@ -25,7 +25,7 @@ from typing import Any
 from bench.context import REPO, Context, Unavailable, measure
 from bench.figures import Figure, Target
 from bench.lcbench import SCALE_ENV, TASKS
-from bench.search_figures import TOLERANCE, percentile, summarize
+from bench.search_figures import TOLERANCE, equal_quality_ratios, percentile, summarize
 
 PROJECT = REPO / "bench" / "projects" / "lcbench"
 README_REFERENCE = {"3945": (99.632, 225.0), "34539": (99.093, 181.1), "126025": (98.927, 168.0)}
@@ -255,6 +255,7 @@ def run(ctx: Context) -> tuple[list[Figure], list[Target]]:
             figure.unavailable = str(exc).splitlines()[0]
         figures.append(figure)
         targets.append(Target("search.micro", None, "<=", 5.0, "< 5 ms/trial"))
+    ray_runs: dict[int, list[dict[str, Any]]] = {}
     for workers in workers_set:
         for pruner in ("hyperband", "asha"):
             key = f"optuna-{pruner}-w{workers}"
@@ -315,6 +316,7 @@ def run(ctx: Context) -> tuple[list[Figure], list[Target]]:
                         3600,
                     )["runs"]
                 figures += _search_figures(key, f"Ray Tune, OptunaSearch + ASHA, {workers} concurrent", runs, reference)
+                ray_runs[workers] = runs
             except (Unavailable, RuntimeError) as exc:
                 figures.append(
                     Figure("search", key, "Ray Tune, OptunaSearch + ASHA", "-", unavailable=str(exc).splitlines()[0])
@@ -342,12 +344,27 @@ def run(ctx: Context) -> tuple[list[Figure], list[Target]]:
                 for task in tasks:
                     runs += _ours_runs(ctx, search, prune, task, workers, seeds, trials)
                 figures += _search_figures(key, label, runs, reference)
+                if name == "tpe-asha" and ray_runs.get(workers):
+                    ratios = equal_quality_ratios(runs, ray_runs[workers])
+                    figures.append(
+                        Figure(
+                            "search",
+                            f"{key}.equal-wall",
+                            f"{label}: wall time to the best value both reached / Ray Tune's, same task and seed",
+                            "x Ray",
+                            ratios,
+                            f"{len(ratios)} (task, seed) pairs; median, min and max over them",
+                        )
+                    )
             except (subprocess.SubprocessError, ValueError, OSError) as exc:
                 figures.append(Figure("search", key, label, "-", unavailable=f"failed: {str(exc).splitlines()[0]}"))
             targets.append(Target(f"search.{key}.hours", None, "<=", 0.05, "<= 1/20 of the grid's GPU hours"))
             if name == "tpe-asha":
                 targets.append(
                     Target(f"search.{key}.wall", f"search.ray-w{workers}.wall", "<=", 0.5, "<= 0.5x Ray Tune's wall")
+                )
+                targets.append(
+                    Target(f"search.{key}.equal-wall", None, "<=", 0.5, "<= 0.5x Ray Tune's wall, at equal quality")
                 )
                 targets.append(Target(f"search.{key}.prune-p99", None, "<=", 1.0, "< 1 s"))
     return figures, targets

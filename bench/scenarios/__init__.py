@@ -8,6 +8,7 @@ from bench.scenarios import (
     bringup,
     lifecycle,
     output,
+    pruning,
     report,
     search,
     subprocess_trials,
@@ -24,4 +25,5 @@ SCENARIOS = {
     "lifecycle": lifecycle,  # issue 12
     "report": report,  # issue 15
     "search": search,  # issue 14: LCBench (only with --only search)
+    "pruning": pruning,  # issue 14: pruning latency on a cluster worker (test hosts, root)
 }

@@ -29,7 +29,7 @@ SUBNET = "10.231.9.0/24"
 CLUSTER = "bench-bringup"
 
 
-def _why_not() -> str | None:
+def why_not() -> str | None:
     if os.geteuid() != 0:
         return "needs root (test hosts: network namespaces, users, dockerd)"
     if shutil.which("apt-get") is None:
@@ -37,16 +37,16 @@ def _why_not() -> str | None:
     return None
 
 
-class _Hosts:
-    """Three test hosts and a build daemon, with a copy of the repository to run the scripts in."""
+class Hosts:
+    """``count`` test hosts (3) and a build daemon, with a copy of the repository to run the scripts in."""
 
-    def __init__(self) -> None:
+    def __init__(self, count: int = 3) -> None:
         from testbed import scripted, testhosts
 
         self.testhosts, self.scripted = testhosts, scripted
         testhosts.ensure_packages()
         testhosts.cleanup_stale(PREFIX)
-        self.cluster = testhosts.TestHostCluster(3, subnet=SUBNET, prefix=PREFIX)
+        self.cluster = testhosts.TestHostCluster(count, subnet=SUBNET, prefix=PREFIX)
         self._build = None
         try:
             self.cluster.start()
@@ -101,7 +101,7 @@ class _Hosts:
         self.run("./infra_clean.sh", timeout=300)
 
     def remove_worker_images(self) -> None:
-        for i in (1, 2, 3):
+        for i in range(1, self.cluster.count + 1):
             client = self.cluster.docker(i)
             for image in client.images.list(name=f"mlframework-worker-{CLUSTER}"):
                 client.images.remove(image.id, force=True)
@@ -129,7 +129,7 @@ def run(ctx: Context) -> tuple[list[Figure], list[Target]]:
     ]
     if not figures:
         return figures, targets
-    reason = _why_not()
+    reason = why_not()
     if reason:
         for figure in figures:
             figure.unavailable = f"not run: {reason}"
@@ -137,7 +137,7 @@ def run(ctx: Context) -> tuple[list[Figure], list[Target]]:
     ctx.stop_workers()  # nothing of ours competes for the two cores meanwhile
     hosts: Any = None
     try:
-        hosts = _Hosts()
+        hosts = Hosts()
         hosts.infrainit(3)  # ships the worker image everywhere once
         hosts.clean()
         by_key = {figure.key: figure for figure in figures}

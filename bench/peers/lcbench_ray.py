@@ -2,7 +2,7 @@
 
     lcbench_ray.py --task 3945 --seeds 0,1 --workers 2 --trials 130 --scale 3600 --out FILE
 
-``ray.init(num_cpus=WORKERS)`` once, outside the clock; each seed is one
+``ray.init(num_cpus=WORKERS)`` once, outside the clock (its time is in each run as ``ray_init_s``); each seed is one
 ``Tuner.fit()`` with ``max_concurrent_trials=WORKERS``; the trainable runs
 the epochs of bench/peers/lcbench_common.py and reports each to Tune. The
 records are taken in the driver by a Tune callback: a report's ``time`` is
@@ -111,7 +111,9 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=float("inf"), help="stop at this val_accuracy")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    initialized = time.time()
     ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    init_s = time.time() - initialized  # once per process, outside each run's clock: reported beside it
     runs = []
     with tempfile.TemporaryDirectory(prefix="bench-ray-lcbench-") as storage:
         for seed in [int(s) for s in args.seeds.split(",")]:
@@ -155,6 +157,7 @@ def main() -> None:
                     "started": started,
                     "ended": ended,
                     "driver_cpu_s": time.process_time() - cpu,
+                    "ray_init_s": init_s,
                     # Trials still running when the run stopped at the target: ended then, neither done nor pruned.
                     "trials": [
                         r if "finished_at" in r else {**r, "finished_at": ended, "status": "STOPPED"}

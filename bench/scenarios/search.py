@@ -2,28 +2,33 @@
 
 Opt-in under ``--quick`` (``--only search``). Rows: the reference grid
 evaluated directly (checks our surrogate reading against the data's README),
-Optuna's ask/tell/should_prune micro-benchmark, Optuna alone in-process and
-Ray Tune (OptunaSearch + ASHA), each on 2 and 4 workers with the training
-loop's scaled sleeps, and ours (``mlframework sweep --search``), skipped until
-the CLI has ``--search``. Sizes: ``$BENCH_SEARCH_TASKS`` (default 3945,34539,126025),
+Optuna's ask/tell/should_prune micro-benchmark and ours (``ours-micro-*``:
+our SearchSource in-process, bench/search_micro.py; needs no peer), Optuna
+alone in-process and Ray Tune (OptunaSearch + ASHA), each on 2 and 4 workers
+with the training loop's scaled sleeps, and ours (``mlframework sweep
+--search``), with our wall time at equal quality against Ray Tune's. Sizes:
+``$BENCH_SEARCH_TASKS`` (default 3945,34539,126025),
 ``$BENCH_SEARCH_SEEDS`` (default 5),
 ``$BENCH_SEARCH_TRIALS`` (130, about a twentieth of the grid unpruned),
-``$BENCH_SEARCH_RAY_SEEDS`` (1: Ray Tune took 8.6 min for one run here),
+``$BENCH_SEARCH_RAY_SEEDS`` (default: as many as the seeds; a run takes seconds on a quiet machine),
 ``$MLFRAMEWORK_LCBENCH_SCALE`` (3600 simulated s per wall s), ``$BENCH_SEARCH_MICRO_TRIALS``
-(10,000: 40 min here, the longest row; 2000 keeps the set well under 30 minutes).
+(10,000: Optuna's own TPE + ASHA takes 40 min there, the longest row; ours' random and QMC rows about
+15-25 s a run, TPE's ``$BENCH_SEARCH_TPE_MICRO_TRIALS``, 1,000, about 20 s).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import resource
+import statistics
 import subprocess
 import time
 from typing import Any
 
 from bench.context import REPO, Context, Unavailable, measure
-from bench.figures import Figure, Target
+from bench.figures import Figure, Target, fmt
 from bench.lcbench import SCALE_ENV, TASKS
 from bench.search_figures import TOLERANCE, equal_quality_ratios, percentile, summarize
 
@@ -90,6 +95,13 @@ def _search_figures(prefix: str, label: str, runs: list[dict[str, Any]], referen
     figures = [
         Figure("search", f"{prefix}.{key}", f"{label}: {text}", unit, values, note) for key, text, unit, values in rows
     ]
+    by_task: dict[str, list[float]] = {}
+    for run, stat in zip(runs, stats):
+        by_task.setdefault(run["task"], []).append(stat["fraction"])
+    figures[0].note += "; median over seeds by task: " + ", ".join(
+        f"{task} {fmt(statistics.median(fractions))} ({sum(map(math.isfinite, fractions))}/{len(fractions)} matched)"
+        for task, fractions in by_task.items()
+    )
     if latencies:
         for q in (50, 99):
             figures.append(
@@ -292,7 +304,7 @@ def run(ctx: Context) -> tuple[list[Figure], list[Target]]:
         key = f"ray-w{workers}"
         if ctx.wanted(f"search.{key}"):
             runs = []
-            ray_seeds = seeds[: 1 if quick else _int("BENCH_SEARCH_RAY_SEEDS", 1)]
+            ray_seeds = seeds[: 1 if quick else _int("BENCH_SEARCH_RAY_SEEDS", len(seeds))]
             try:
                 for task in tasks:
                     target = reference[task]["best_val_accuracy"] - TOLERANCE
@@ -317,6 +329,18 @@ def run(ctx: Context) -> tuple[list[Figure], list[Target]]:
                     )["runs"]
                 figures += _search_figures(key, f"Ray Tune, OptunaSearch + ASHA, {workers} concurrent", runs, reference)
                 ray_runs[workers] = runs
+                inits = [r["ray_init_s"] for r in runs if "ray_init_s" in r]
+                if inits:  # outside each run's clock (ours counts its start-up: CLI, imports, workers)
+                    figures.append(
+                        Figure(
+                            "search",
+                            f"{key}.init",
+                            f"Ray Tune, {workers} concurrent: ray.init, not in its wall times above",
+                            "s",
+                            inits,
+                            "once per task (all seeds share it)",
+                        )
+                    )
             except (Unavailable, RuntimeError) as exc:
                 figures.append(
                     Figure("search", key, "Ray Tune, OptunaSearch + ASHA", "-", unavailable=str(exc).splitlines()[0])

@@ -27,7 +27,6 @@ from collections.abc import Container, Iterable
 from pathlib import Path
 from typing import Any
 
-import optuna
 from optuna.storages import JournalStorage
 from optuna.storages.journal import BaseJournalBackend
 from optuna.trial import FrozenTrial, TrialState
@@ -139,5 +138,4 @@ class DriverStorage(JournalStorage):
 
 def open_study_storage(path: Path) -> DriverStorage:
     """The study storage of the journal at ``path`` (created empty if missing)."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     return DriverStorage(DriverJournal(path))

@@ -91,7 +91,9 @@ class DriverJournal(BaseJournalBackend):
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         """Append ``logs`` to the file in one write; read back as the file gives them (JSON's lists, str keys)."""
         lines = [json.dumps(entry, separators=(",", ":")) for entry in logs]
-        self._file.write(("\n".join(lines) + "\n").encode("utf-8"))
+        pending = memoryview(("\n".join(lines) + "\n").encode("utf-8"))
+        while pending:  # an unbuffered write may write less than asked (a signal mid-write)
+            pending = pending[self._file.write(pending) or 0 :]
         self._unread.extend(json.loads(line) for line in lines)
 
     def sync(self) -> None:

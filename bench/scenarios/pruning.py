@@ -16,6 +16,7 @@ p99 over its pruned trials; the row's median is over the runs.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from typing import Any
@@ -43,9 +44,9 @@ for step in range(args.steps):
 SPACE = "x: !uniform [0.0, 1.0]\n"
 
 
-def _pruned_latencies(hosts: Hosts, run: int) -> list[float]:
+def _pruned_latencies(hosts: Hosts, attempt: int) -> list[float]:
     """One search on the cluster; the pruning latency of each of its pruned trials."""
-    results = f"searches-{run}"
+    results = f"searches-{attempt}"
     hosts.run(
         str(REPO / ".venv" / "bin" / "python"),
         "-m",
@@ -61,7 +62,7 @@ def _pruned_latencies(hosts: Hosts, run: int) -> list[float]:
         "--trials",
         str(TRIALS),
         "--seed",
-        str(run),
+        str(attempt),
         "--metric",
         "score",
         "--prune",
@@ -102,9 +103,10 @@ def run(ctx: Context) -> tuple[list[Figure], list[Target]]:
         (hosts.repo / "search.yml").write_text(SPACE)
         hosts.infrainit(2)
         runs: list[list[float]] = []
+        attempts = itertools.count()  # a redone run gets a results directory of its own
 
         def one_run() -> float:
-            latencies = _pruned_latencies(hosts, len(runs))
+            latencies = _pruned_latencies(hosts, next(attempts))
             runs.append(latencies)
             return percentile(latencies, 50)
 

@@ -91,11 +91,13 @@ def equal_quality_ratios(ours: list[dict[str, Any]], theirs: list[dict[str, Any]
     ratios = []
     for run in ours:
         other = pairs.get((run["task"], run["seed"]))
-        mine, its = _reports(run), _reports(other) if other else []
+        if other is None:
+            continue
+        mine, its = _reports(run), _reports(other)
         if not mine or not its:
             continue
         both = min(max(v for _, v in mine), max(v for _, v in its))
         mine_at = next(t for t, v in mine if v >= both) - run["started"]
-        its_at = next(t for t, v in its if v >= both) - other["started"]  # type: ignore[index]
+        its_at = next(t for t, v in its if v >= both) - other["started"]
         ratios.append(mine_at / its_at if its_at > 0 else math.inf)
     return ratios

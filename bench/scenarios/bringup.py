@@ -37,6 +37,14 @@ def why_not() -> str | None:
     return None
 
 
+def cannot_run(figures: list[Figure]) -> bool:
+    """Whether test hosts cannot be made here; if so, each of ``figures`` says why."""
+    reason = why_not()
+    for figure in figures if reason else []:
+        figure.unavailable = f"not run: {reason}"
+    return reason is not None
+
+
 class Hosts:
     """``count`` test hosts (3) and a build daemon, with a copy of the repository to run the scripts in."""
 
@@ -127,12 +135,7 @@ def run(ctx: Context) -> tuple[list[Figure], list[Target]]:
         Target("bringup.infrainit-3", "bringup.infrainit-1", "<=", 1.3, "<= 1.3x one host"),
         Target("bringup.update-files", None, "<=", 3.0, "< 3 s"),
     ]
-    if not figures:
-        return figures, targets
-    reason = why_not()
-    if reason:
-        for figure in figures:
-            figure.unavailable = f"not run: {reason}"
+    if not figures or cannot_run(figures):
         return figures, targets
     ctx.stop_workers()  # nothing of ours competes for the two cores meanwhile
     hosts: Any = None

@@ -23,7 +23,7 @@ from typing import Any
 
 from bench.context import REPO, Context, measure
 from bench.figures import Figure, Target
-from bench.scenarios.bringup import Hosts, why_not
+from bench.scenarios.bringup import Hosts, cannot_run
 from bench.search_figures import percentile
 from mlframework.statuses import PRUNED
 
@@ -85,12 +85,7 @@ def run(ctx: Context) -> tuple[list[Figure], list[Target]]:
     ]
     figures = [figure for figure in figures if ctx.wanted(figure.key)]
     targets = [Target("pruning.cluster-p99", None, "<=", 1.0, "< 1 s")]
-    if not figures:
-        return figures, targets
-    reason = why_not()
-    if reason:
-        for figure in figures:
-            figure.unavailable = f"not run: {reason}"
+    if not figures or cannot_run(figures):
         return figures, targets
     ctx.stop_workers()  # nothing of ours competes for the two cores meanwhile
     hosts: Any = None

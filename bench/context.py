@@ -88,7 +88,7 @@ class Context:
     def broker(self, mode: str) -> Any:
         """Our workers of ``mode`` ("rabbitmq" or "embedded"), started and warm; returns their BrokerSettings."""
         from mlframework.cluster.local import EmbeddedCluster, LocalWorker
-        from mlframework.sweep.app import BrokerSettings
+        from mlframework.sweep.wire.app import BrokerSettings
 
         if self._workers is not None and self._workers[0] == mode:
             return self._workers[1].broker
@@ -126,7 +126,7 @@ class Context:
         if mode == "embedded":
             shutil.rmtree(workers.run_dir, ignore_errors=True)
         else:
-            from mlframework.sweep.app import create_app
+            from mlframework.sweep.wire.app import create_app
 
             create_app(workers.broker).control.purge()
 
@@ -156,8 +156,9 @@ class Context:
         SUCCESS in trials.jsonl and results.csv, else this raises; so does a
         sweep still running after ``timeout`` seconds (a lost trial).
         """
-        from mlframework.sweep.driver import SweepSpec, run_sweep
-        from mlframework.sweep.params import grid_from_mapping
+        from mlframework.sweep.driver.run import run_sweep
+        from mlframework.sweep.driver.spec import SweepSpec
+        from mlframework.sweep.params.grid_file import grid_from_mapping
 
         broker = self.broker(mode)
         assert self._workers is not None

@@ -1,6 +1,6 @@
 """Our search's own overhead per trial: SearchSource's ask, 52 reports and tell in-process, no workers, no broker.
 
-What the driver calls for each trial of ``--search S --prune P`` (sweep/search.py),
+What the driver calls for each trial of ``--search S --prune P`` (sweep/search/study.py),
 in the order it calls them: ``ask``; ``report`` once per epoch (the worst case:
 a decision at every report; a worker batches several epochs into one metrics
 event when they come fast), until the pruner says stop; ``tell`` with the
@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlframework.sweep.search import SearchSettings, SearchSource
-from mlframework.sweep.space import parse_space
+from mlframework.sweep.params.space import parse_space
+from mlframework.sweep.search.study import SearchSettings, SearchSource
 
 EPOCHS = 52
 SPACE = Path(__file__).resolve().parent / "projects" / "lcbench" / "search.yml"

@@ -23,16 +23,16 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Trial": "mlframework.sweep.tasks",
-    "TrialFailed": "mlframework.sweep.tasks",
-    "echo_task": "mlframework.sweep.tasks",
-    "task": "mlframework.sweep.tasks",
-    "train_task": "mlframework.sweep.tasks",
-    "ArgumentStyle": "mlframework.sweep.arguments",
-    "run_sweep": "mlframework.sweep.driver",
-    "SweepSpec": "mlframework.sweep.driver",
-    "load_grid": "mlframework.sweep.params",
-    "grid_from_mapping": "mlframework.sweep.params",
+    "Trial": "mlframework.sweep.trials.trial",
+    "TrialFailed": "mlframework.sweep.trials.trial",
+    "echo_task": "mlframework.sweep.trials.tasks",
+    "task": "mlframework.sweep.trials.tasks",
+    "train_task": "mlframework.sweep.trials.tasks",
+    "ArgumentStyle": "mlframework.sweep.params.arguments",
+    "run_sweep": "mlframework.sweep.driver.run",
+    "SweepSpec": "mlframework.sweep.driver.spec",
+    "load_grid": "mlframework.sweep.params.grid_file",
+    "grid_from_mapping": "mlframework.sweep.params.grid_file",
 }
 
 __all__ = [*_LAZY, "__version__"]

@@ -2,6 +2,6 @@
 
 import sys
 
-from mlframework.cli import main
+from mlframework.cli.main import main
 
 sys.exit(main())

@@ -10,12 +10,12 @@ who reads each.
 
 from __future__ import annotations
 
-# -- the broker and the Celery app (set by the user, embedded mode, services.py; read by sweep/app.py)
+# -- the broker and the Celery app (set by the user, embedded mode, services.py; read by sweep/wire/app.py)
 BROKER_URL = "MLFRAMEWORK_BROKER_URL"  # amqp://... or the embedded broker; --broker's envvar too
 TRANSPORT_OPTIONS = "MLFRAMEWORK_TRANSPORT_OPTIONS"  # JSON: kombu transport options (embedded mode's folders)
 CELERY_CONFIG = "MLFRAMEWORK_CELERY_CONFIG"  # JSON: further Celery settings
 
-# -- a worker (set in worker containers by services.py and by embedded mode; read by sweep/tasks.py)
+# -- a worker (set in worker containers by services.py and by embedded mode; read by sweep/trials/tasks.py)
 PROJECT = "MLFRAMEWORK_PROJECT"  # the project directory the worker serves
 HOST = "MLFRAMEWORK_HOST"  # the host name its trials report
 GPU = "MLFRAMEWORK_GPU"  # the GPU it is pinned to, when CUDA_VISIBLE_DEVICES does not say it

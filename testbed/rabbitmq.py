@@ -44,7 +44,7 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from mlframework.parent_death import die_with_parent
+from mlframework.system.parent_death import die_with_parent
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Each run is a fresh driver process (``python -m bench.scenarios.biggrid``)
 running ``run_sweep`` against an embedded broker with no workers, with a
 window of ``--limit`` trials. Until a trial has finished the driver sends
-only a few trials one per message (``Pacing.PROBE_AHEAD`` in sweep/dispatch.py); it sends
+only a few trials one per message (``Pacing.PROBE_AHEAD`` in sweep/driver/dispatch.py); it sends
 those and then waits for results that never come, which is where it is
 stopped (from SweepObserver.idle()).
 ``Celery.send_task`` is wrapped in that process to note when the first
@@ -112,7 +112,7 @@ class _Stop(Exception):
 
 
 def _expected_sent(limit: int) -> int:
-    from mlframework.sweep.dispatch import Pacing
+    from mlframework.sweep.driver.dispatch import Pacing
 
     return min(limit, Pacing.PROBE_AHEAD)
 
@@ -121,8 +121,9 @@ def _driver(exponent: int, limit: int, workdir: Path, spawned_at: float) -> dict
     import celery
 
     from mlframework.cluster.local import EmbeddedCluster
-    from mlframework.sweep.driver import SweepObserver, SweepSpec, run_sweep
-    from mlframework.sweep.params import grid_from_mapping
+    from mlframework.sweep.driver.run import run_sweep
+    from mlframework.sweep.driver.spec import SweepObserver, SweepSpec
+    from mlframework.sweep.params.grid_file import grid_from_mapping
 
     marks: dict[str, float] = {}
     original = celery.Celery.send_task

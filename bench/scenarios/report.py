@@ -24,7 +24,7 @@ STEPS = 20
 
 def make_sweep(root: Path, trials: int = TRIALS, steps: int = STEPS) -> str:
     """A finished sweep ``big`` under ``root`` as the driver would have recorded it."""
-    from mlframework.sweep.results import ResultsStore
+    from mlframework.sweep.records.results import ResultsStore
 
     names = ["lr", "batch", "layers", "optimizer"]
     meta = {

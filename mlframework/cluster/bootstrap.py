@@ -36,13 +36,14 @@ from mlframework.cluster import broker as broker_accounts
 from mlframework.cluster import diagnose, images, services, shipping
 from mlframework.cluster.config_file import save_config
 from mlframework.cluster.group import on_hosts
+from mlframework.cluster.hosts import Host
 from mlframework.cluster.preflight import HostFacts, preflight
 from mlframework.cluster.recorded import broker_endpoint, cluster_broker, flower_url, load_cluster, worker_status
 from mlframework.cluster.remote import HostSession, SSHOptions
 from mlframework.cluster.secrets import DEFAULT_SECRETS_PATH, ClusterSecrets
-from mlframework.cluster.spec import CONFIG_FILE, ClusterSpec, Host
+from mlframework.cluster.spec import CONFIG_FILE, ClusterSpec
 from mlframework.exceptions import ServiceError
-from mlframework.sweep.app import BrokerSettings
+from mlframework.sweep.wire.app import BrokerSettings
 
 log = logging.getLogger(__name__)
 
@@ -392,10 +393,6 @@ def update_files(
 __all__ = [
     "InitResult",
     "clean",
-    "cluster_broker",
-    "flower_url",
     "infrainit",
-    "load_cluster",
     "update_files",
-    "worker_status",
 ]

@@ -20,7 +20,7 @@ from mlframework.cluster import envfile
 from mlframework.cluster.hosts import said
 from mlframework.cluster.spec import CONFIG_KEYS, OPTIONS, ClusterSpec
 from mlframework.exceptions import ConfigError
-from mlframework.fileio import write_text_atomic
+from mlframework.system.fileio import write_text_atomic
 
 # A -d that names a project under projects/ rather than a path.
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")

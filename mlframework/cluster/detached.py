@@ -22,7 +22,7 @@ from mlframework.cluster.recorded import broker_endpoint, load_cluster
 from mlframework.cluster.remote import HostSession, SSHOptions
 from mlframework.cluster.spec import ClusterSpec
 from mlframework.exceptions import ConfigError, SweepError
-from mlframework.sweep.ids import check_sweep_id
+from mlframework.sweep.wire.ids import check_sweep_id
 
 log = logging.getLogger(__name__)
 

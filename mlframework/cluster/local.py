@@ -1,7 +1,7 @@
 """Embedded mode: a sweep on this machine with no server to install.
 
 The broker is kombu's filesystem transport (messages are files in a directory
-under the run directory; written atomically, see :mod:`mlframework.sweep.fs_transport`)
+under the run directory; written atomically, see :mod:`mlframework.sweep.wire.fs_transport`)
 and the workers are one local ``celery worker`` process with ``N`` pool processes,
 or one per GPU, started and stopped here. Same tasks, same events, same results as a
 cluster; what it cannot give is redelivery of a trial whose worker was killed mid-run
@@ -30,9 +30,11 @@ from mlframework import envvars
 from mlframework.cluster import watchdog
 from mlframework.cluster.worker_command import worker_command
 from mlframework.exceptions import ServiceError
-from mlframework.parent_death import own_session
-from mlframework.sweep import fs_transport, proctree, runner
-from mlframework.sweep.app import BrokerSettings
+from mlframework.sweep.trials import runner
+from mlframework.sweep.wire import fs_transport
+from mlframework.sweep.wire.app import BrokerSettings
+from mlframework.system import proctree
+from mlframework.system.parent_death import own_session
 
 log = logging.getLogger(__name__)
 

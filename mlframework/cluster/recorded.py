@@ -19,7 +19,7 @@ from mlframework.cluster.config_file import load_config
 from mlframework.cluster.secrets import DEFAULT_SECRETS_PATH, ClusterSecrets
 from mlframework.cluster.spec import CONFIG_FILE, ClusterSpec
 from mlframework.exceptions import ConfigError, ServiceError
-from mlframework.sweep.app import BrokerSettings, create_app
+from mlframework.sweep.wire.app import BrokerSettings, create_app
 
 
 def _this_machine_address(toward: str) -> str:

@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 from mlframework.cluster.envfile import decode, format_config
 from mlframework.exceptions import ConfigError
-from mlframework.fileio import write_text_atomic
+from mlframework.system.fileio import write_text_atomic
 
 #: Where the secrets live, relative to the repository root (ignored by git).
 DEFAULT_SECRETS_PATH = Path(".mlframework") / "secrets.env"

@@ -130,8 +130,9 @@ def worker_specs(
         envvars.HOST: host_name,
         "PYTHONPATH": CONTAINER_SOURCE,
         envvars.IMAGE: image,  # for each trial's provenance
-        # The trials this host runs at once (one per GPU container, or the CPU worker's slots): each trial's
-        # OMP_NUM_THREADS/MKL_NUM_THREADS is the CPUs divided by it (sweep/trial_env.py), unless the user set them.
+        # The trials this host runs at once (one per GPU container, or the CPU worker's slots): each
+        # trial's OMP_NUM_THREADS/MKL_NUM_THREADS is the CPUs divided by it (sweep/trials/trial_env.py), unless
+        # the user set them.
         envvars.SLOTS: str(len(gpus) or cpu_slots),
     }
     if not gpus:

@@ -32,11 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from mlframework.cluster.hosts import (
-    DEFAULT_SSH_PORT,
     LOCAL,
     Host,
     parse_address,
-    parse_host,
     parse_host_list,
     parse_host_refs,
     said,
@@ -46,15 +44,9 @@ from mlframework.exceptions import ConfigError
 __all__ = [
     "CONFIG_FILE",
     "CONFIG_KEYS",
-    "DEFAULT_SSH_PORT",
-    "LOCAL",
     "OPTIONS",
     "ClusterSpec",
-    "Host",
     "default_cluster_name",
-    "parse_host",
-    "parse_host_list",
-    "parse_host_refs",
 ]
 
 #: The options file, at the repository root.

@@ -13,7 +13,7 @@ left, where they can be found. The watchdog
 1. SIGKILLs the local workers' process groups (``worker PGID`` lines), so that
    no trial starts after the driver died;
 2. stops every process carrying the cluster's tag (trials and whatever they
-   started, see :mod:`mlframework.sweep.proctree`): SIGTERM, SIGKILL after a grace;
+   started, see :mod:`mlframework.system.proctree`): SIGTERM, SIGKILL after a grace;
 3. marks each running sweep.json ``interrupted``, naming the dead driver;
 4. removes the temporary run directory (the broker's message files).
 
@@ -32,8 +32,9 @@ import sys
 from pathlib import Path
 
 from mlframework.envvars import CLUSTER as CLUSTER_ENV  # tag of every process of one embedded cluster
-from mlframework.fileio import write_text_atomic
-from mlframework.sweep import proctree, runner
+from mlframework.sweep.trials import runner
+from mlframework.system import proctree
+from mlframework.system.fileio import write_text_atomic
 
 GRACE_SECONDS = 2.0  # between SIGTERM and SIGKILL of the trials
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 #: The module that holds the workers' Celery app (``celery -A``).
-WORKER_APP = "mlframework.sweep.worker"
+WORKER_APP = "mlframework.sweep.trials.worker"
 
 
 def celery_command(*args: str, python: str | None = None) -> list[str]:

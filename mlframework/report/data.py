@@ -15,7 +15,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlframework.sweep.catalog import FAILURE, PRUNED, SUCCESS, Sweep
+from mlframework.statuses import FAILURE, PRUNED, SUCCESS
+from mlframework.sweep.records.catalog import Sweep
 
 TABLE_ROWS = 1000  # the table holds the best this many trials (the CSV has all)
 CURVE_POINTS = 100_000  # learning curves are thinned to about this many points in all

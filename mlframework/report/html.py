@@ -14,7 +14,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mlframework.fileio import write_text_atomic
 from mlframework.report.data import (
     TABLE_ROWS,
     ReportData,
@@ -24,7 +23,8 @@ from mlframework.report.data import (
     metric_value,
     status_color,
 )
-from mlframework.sweep.catalog import FAILURE, PRUNED, SUCCESS
+from mlframework.statuses import FAILURE, PRUNED, SUCCESS
+from mlframework.system.fileio import write_text_atomic
 
 _CONFIG = {"displaylogo": False, "responsive": True}
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from mlframework import envvars
-from mlframework.fileio import temporary_files
+from mlframework.system.fileio import temporary_files
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mlframework.report import require
 from mlframework.report.data import build
-from mlframework.sweep.catalog import Sweep
+from mlframework.sweep.records.catalog import Sweep
 
 log = logging.getLogger(__name__)
 

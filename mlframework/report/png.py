@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mlframework.report.data import Parameter, ReportData, label, metric_value, status_color
-from mlframework.sweep.catalog import FAILURE, PRUNED, SUCCESS
+from mlframework.statuses import FAILURE, PRUNED, SUCCESS
 
 DPI = 100
 

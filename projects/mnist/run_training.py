@@ -6,7 +6,7 @@
 Extra arguments go to `mlframework sweep` (e.g. --results DIR, --metric accuracy).
 """
 
-from mlframework.entry import run_training
+from mlframework.cli.entry import run_training
 
 if __name__ == "__main__":
     run_training(__file__)

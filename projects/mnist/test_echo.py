@@ -6,7 +6,7 @@
 Extra arguments go to `mlframework sweep` (e.g. --results DIR).
 """
 
-from mlframework.entry import test_echo
+from mlframework.cli.entry import test_echo
 
 if __name__ == "__main__":
     test_echo(__file__)

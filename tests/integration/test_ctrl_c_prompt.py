@@ -100,7 +100,7 @@ def _sweep_on_a_terminal(tmp_path: Path, url: str) -> tuple[Terminal, Path]:
 
 def test_ctrl_c_then_yes_cancels_the_trials_on_the_broker_and_resume_finishes(tmp_path, vhost_url):
     from mlframework.cluster.local import LocalWorker
-    from mlframework.sweep.app import BrokerSettings
+    from mlframework.sweep.wire.app import BrokerSettings
 
     project = slow_project(tmp_path / "proj", trials=TRIALS, sleep=2.0)
     with LocalWorker(BrokerSettings(vhost_url), project, 2, tmp_path / "worker.log", node_name="w@%h"):
@@ -134,7 +134,7 @@ def test_ctrl_c_then_yes_cancels_the_trials_on_the_broker_and_resume_finishes(tm
 
 def test_ctrl_c_then_no_leaves_the_trials_running_for_resume(tmp_path, vhost_url):
     from mlframework.cluster.local import LocalWorker
-    from mlframework.sweep.app import BrokerSettings
+    from mlframework.sweep.wire.app import BrokerSettings
 
     project = slow_project(tmp_path / "proj", trials=TRIALS, sleep=1.0)
     with LocalWorker(BrokerSettings(vhost_url), project, 2, tmp_path / "worker.log", node_name="w@%h"):
@@ -160,7 +160,7 @@ def test_ctrl_c_then_no_leaves_the_trials_running_for_resume(tmp_path, vhost_url
 
 def test_without_a_terminal_ctrl_c_asks_nothing_and_leaves_the_trials(tmp_path, vhost_url):
     from mlframework.cluster.local import LocalWorker
-    from mlframework.sweep.app import BrokerSettings
+    from mlframework.sweep.wire.app import BrokerSettings
 
     project = slow_project(tmp_path / "proj", trials=TRIALS, sleep=1.0)
     env = {**os.environ, "COLUMNS": "200", "MLFRAMEWORK_BROKER_URL": vhost_url, "MLFRAMEWORK_LIVE_REPORT": "0"}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from kombu import Connection
 
-import mlframework.sweep.app  # noqa: F401  (registers mlfs://)
+import mlframework.sweep.wire.app  # noqa: F401  (registers mlfs://)
 
 MESSAGES_PER_PRODUCER = 1500
 

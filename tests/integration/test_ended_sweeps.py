@@ -1,4 +1,4 @@
-"""No trial of an ended sweep ever runs (mlframework/sweep/liveness.py), on a real RabbitMQ with real workers.
+"""No trial of an ended sweep ever runs (mlframework/sweep/wire/liveness.py), on a real RabbitMQ with real workers.
 
 Each test gets a vhost of its own, so no test meets another's leftover messages.
 """
@@ -16,8 +16,8 @@ from pathlib import Path
 from scratch_projects import make_project, start_sweep, wait_for_records
 
 from mlframework.cluster.local import LocalWorker
-from mlframework.sweep import liveness
-from mlframework.sweep.app import TRIAL_QUEUE, BrokerSettings, create_app
+from mlframework.sweep.wire import liveness
+from mlframework.sweep.wire.app import TRIAL_QUEUE, BrokerSettings, create_app
 
 COUNTED = """
     @mlf.task

@@ -205,9 +205,9 @@ def test_a_killed_local_sweep_resumes_and_leaves_no_worker_behind(tmp_path):
         found = []
         for proc in Path("/proc").iterdir():
             try:
-                if b"mlframework.sweep.worker" in (proc / "cmdline").read_bytes() and os.readlink(proc / "cwd") == str(
-                    project.resolve()
-                ):
+                if b"mlframework.sweep.trials.worker" in (proc / "cmdline").read_bytes() and os.readlink(
+                    proc / "cwd"
+                ) == str(project.resolve()):
                     found.append(int(proc.name))
             except (OSError, ValueError):
                 continue

@@ -21,7 +21,7 @@ import pytest
 from scratch_projects import make_project, start_sweep
 
 from mlframework.cluster.local import LocalWorker
-from mlframework.sweep.app import LEASE_SETTING, BrokerSettings
+from mlframework.sweep.wire.app import LEASE_SETTING, BrokerSettings
 from testbed.rabbitmq import RabbitMQNode
 
 CONSUMER_TIMEOUT_MS = 3000

@@ -12,7 +12,7 @@ import sys
 from scratch_projects import make_project, start_sweep, wait_for_records
 
 from mlframework.cluster.local import LocalWorker
-from mlframework.sweep.app import BrokerSettings
+from mlframework.sweep.wire.app import BrokerSettings
 
 SLOW = """
     @mlf.task

@@ -13,9 +13,10 @@ import pytest
 from scratch_projects import make_project
 
 from mlframework.cluster.local import LocalWorker
-from mlframework.sweep.app import BrokerSettings
-from mlframework.sweep.driver import SweepObserver, SweepSpec, run_sweep
-from mlframework.sweep.params import load_grid
+from mlframework.sweep.driver.run import run_sweep
+from mlframework.sweep.driver.spec import SweepObserver, SweepSpec
+from mlframework.sweep.params.grid_file import load_grid
+from mlframework.sweep.wire.app import BrokerSettings
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import pytest
 from scratch_projects import CRASH_IN_BATCH, make_project, start_sweep, wait_for_records
 
 from mlframework.cluster.local import LocalWorker
-from mlframework.sweep.app import BrokerSettings
+from mlframework.sweep.wire.app import BrokerSettings
 
 # Fails its first attempt (per value of x), succeeds after: a flaky trial.
 FLAKY = """
@@ -228,7 +228,7 @@ def test_a_broker_restart_mid_sweep_loses_nothing(tmp_path, broker, rabbitmq):
 def test_a_pickled_message_on_the_trial_queue_is_refused_and_never_run(tmp_path, broker, rabbitmq):
     from kombu import Connection, Exchange, Producer, Queue
 
-    from mlframework.sweep.app import TRIAL_QUEUE
+    from mlframework.sweep.wire.app import TRIAL_QUEUE
 
     project = make_project(tmp_path / "proj", "x: [1]\nsleep: [0]\n", extra_tasks=COUNTED)
     with LocalWorker(broker, project, 1, tmp_path / "w.log", node_name="w@%h"):
@@ -257,8 +257,9 @@ def test_a_broker_that_stops_answering_is_noticed_within_two_heartbeats(tmp_path
     import logging
     import threading
 
-    from mlframework.sweep.driver import SweepObserver, SweepSpec, run_sweep
-    from mlframework.sweep.params import load_grid
+    from mlframework.sweep.driver.run import run_sweep
+    from mlframework.sweep.driver.spec import SweepObserver, SweepSpec
+    from mlframework.sweep.params.grid_file import load_grid
 
     project = make_project(tmp_path / "proj", "x: !!python/tuple [0, 6]\nsleep: [0.5]\n", extra_tasks=COUNTED)
     heartbeat = 2.0
@@ -271,7 +272,7 @@ def test_a_broker_that_stops_answering_is_noticed_within_two_heartbeats(tmp_path
                 paused_at.append(time.monotonic())
                 threading.Timer(4 * heartbeat, rabbitmq.resume).start()
 
-    caplog.set_level(logging.WARNING, logger="mlframework.sweep.driver")
+    caplog.set_level(logging.WARNING, logger="mlframework.sweep.driver.run")
     spec = SweepSpec(project, load_grid(project / "parameters.yml"), task="counted", results_root=tmp_path / "res")
     with LocalWorker(broker, project, 2, tmp_path / "w.log", node_name="w@%h"):
         try:

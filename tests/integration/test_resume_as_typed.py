@@ -10,7 +10,7 @@ from pathlib import Path
 from scratch_projects import make_project
 
 from mlframework.cluster.local import LocalWorker
-from mlframework.sweep.app import BrokerSettings
+from mlframework.sweep.wire.app import BrokerSettings
 
 COUNTED = """
     @mlf.task

@@ -14,10 +14,11 @@ from scratch_projects import CRASH_IN_BATCH, make_project, start_sweep, wait_for
 from search_projects import make_search_project, pid_alive
 
 from mlframework.cluster.local import LocalWorker
-from mlframework.sweep.app import BrokerSettings
-from mlframework.sweep.driver import SweepSpec, run_sweep
-from mlframework.sweep.search import JOURNAL, SearchSettings
-from mlframework.sweep.space import load_space
+from mlframework.sweep.driver.run import run_sweep
+from mlframework.sweep.driver.spec import SweepSpec
+from mlframework.sweep.params.space import load_space
+from mlframework.sweep.search.study import JOURNAL, SearchSettings
+from mlframework.sweep.wire.app import BrokerSettings
 
 
 def mlframework(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -12,9 +12,9 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from mlframework.cli import cli
-from mlframework.sweep.catalog import DamagedSweep, find_sweep, list_sweeps, load_sweep
-from mlframework.sweep.results import ResultsStore
+from mlframework.cli.main import cli
+from mlframework.sweep.records.catalog import DamagedSweep, find_sweep, list_sweeps, load_sweep
+from mlframework.sweep.records.results import ResultsStore
 
 
 def record(trial: str, index: int, status: str = "SUCCESS", score: float | None = None, **extra):

@@ -10,7 +10,7 @@ import textwrap
 import pytest
 from click.testing import CliRunner
 
-from mlframework.cli import cli
+from mlframework.cli.main import cli
 from mlframework.cluster.config_file import save_config
 from mlframework.cluster.secrets import ClusterSecrets
 from mlframework.cluster.spec import ClusterSpec

@@ -9,7 +9,7 @@ from mlframework.cluster.channels import is_channel_refusal
 from mlframework.cluster.group import HostOutcome, hosts_failed, on_hosts
 from mlframework.cluster.hosts import Host
 from mlframework.exceptions import HostError, HostsFailed
-from mlframework.sweep import liveness
+from mlframework.sweep.wire import liveness
 
 
 def test_an_unexpected_sdk_error_is_one_line_naming_host_and_step_with_its_traceback_in_a_log(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""Stopping a running trial command on this machine (sweep/control.py) and metrics.should_stop()."""
+"""Stopping a running trial command on this machine (sweep/wire/control.py) and metrics.should_stop()."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from mlframework.sweep.control import registered, stop_local
+from mlframework.sweep.wire.control import registered, stop_local
 
 POLITE = """
 import os, sys, time

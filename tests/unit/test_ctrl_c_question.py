@@ -11,7 +11,7 @@ import signal
 import pytest
 from test_catalog import make_sweep, record
 
-from mlframework.cli_stop import StopSignals, offer_cancel
+from mlframework.cli.stop import StopSignals, offer_cancel
 
 
 class _Terminal(io.StringIO):

@@ -13,11 +13,11 @@ import pytest
 from celery import Celery
 from kombu import Queue
 
-from mlframework.sweep.app import TRIAL_QUEUE
-from mlframework.sweep.dispatch import Dispatcher, GridSource, Pacing, trial_controls
-from mlframework.sweep.params import grid_from_mapping
-from mlframework.sweep.protocol import message_trials
-from mlframework.sweep.protocol import trial_controls as read_controls
+from mlframework.sweep.driver.dispatch import Dispatcher, GridSource, Pacing, trial_controls
+from mlframework.sweep.params.grid_file import grid_from_mapping
+from mlframework.sweep.wire.app import TRIAL_QUEUE
+from mlframework.sweep.wire.protocol import message_trials
+from mlframework.sweep.wire.protocol import trial_controls as read_controls
 
 # -- Pacing: batch size ----------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from mlframework.sweep.events import EventBuffer, OutputStreamer
+from mlframework.sweep.wire.events import EventBuffer, OutputStreamer
 
 
 def test_a_batch_of_short_trials_goes_in_one_message_without_redundant_started_events():

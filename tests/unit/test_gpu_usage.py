@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from mlframework.sweep import gpu_usage
-from mlframework.sweep.tasks import Trial, execute_trial
+from mlframework.sweep.trials import gpu_usage
+from mlframework.sweep.trials.tasks import execute_trial
+from mlframework.sweep.trials.trial import Trial
 
 # Two GPUs; GPU 1's utilization climbs by 10 points per call (a counter file), its memory is fixed.
 FAKE_SMI = """#!/bin/sh

@@ -237,7 +237,7 @@ def test_worker_environment_label_and_command(dockerfile):
     # No ENTRYPOINT: the bootstrapper's command (worker, flower, status) replaces CMD whole.
     assert not _all(dockerfile, "ENTRYPOINT")
     (cmd,) = _all(dockerfile, "CMD")
-    assert cmd.startswith('["celery", "-A", "mlframework.sweep.worker", "worker"')
+    assert cmd.startswith('["celery", "-A", "mlframework.sweep.trials.worker", "worker"')
 
 
 def test_only_classic_builder_syntax(dockerfile):
@@ -277,10 +277,10 @@ RABBITMQ_DEFAULT_CONSUMER_TIMEOUT_MS = 30 * 60 * 1000
 
 
 def test_the_lease_comes_well_before_the_consumer_timeout():
-    from mlframework.sweep.app import LEASE_SETTING, sweep_defaults
+    from mlframework.sweep.wire.app import LEASE_SETTING, sweep_defaults
 
     # acks_late: a trial's message stays unacked until the worker's lease acknowledges it early
-    # (sweep/lease.py); the broker must not cut it first, ours nor one left at RabbitMQ's default.
+    # (sweep/trials/lease.py); the broker must not cut it first, ours nor one left at RabbitMQ's default.
     lease_ms = sweep_defaults()[LEASE_SETTING] * 1000
     assert 0 < 2 * lease_ms <= RABBITMQ_DEFAULT_CONSUMER_TIMEOUT_MS
     assert 2 * lease_ms <= int(_conf()["consumer_timeout"])

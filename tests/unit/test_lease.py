@@ -14,8 +14,8 @@ import pytest
 from celery.worker.state import active_requests
 from kombu.common import QoS
 
-from mlframework.sweep.app import LEASE_SETTING
-from mlframework.sweep.lease import TrialLease
+from mlframework.sweep.trials.lease import TrialLease
+from mlframework.sweep.wire.app import LEASE_SETTING
 
 
 class Recorder:

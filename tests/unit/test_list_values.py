@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlframework.exceptions import GridError
-from mlframework.sweep.arguments import ArgumentStyle, display, format_value, render_options
-from mlframework.sweep.params import grid_from_mapping, parse_grid
-from mlframework.sweep.space import CATEGORICAL, parse_space
+from mlframework.sweep.params.arguments import ArgumentStyle, display, format_value, render_options
+from mlframework.sweep.params.grid_file import grid_from_mapping, parse_grid
+from mlframework.sweep.params.space import CATEGORICAL, parse_space
 
 SPREAD = ArgumentStyle(spread_lists=True)
 
@@ -150,7 +150,7 @@ def test_property_a_list_value_renders_as_its_items_or_one_json_argument(
 
 
 def test_a_task_function_s_style_is_what_train_task_gave_it_else_the_seed_s() -> None:
-    from mlframework.sweep.arguments import SEED_STYLE, STYLE_ATTRIBUTE, style_of
+    from mlframework.sweep.params.arguments import SEED_STYLE, STYLE_ATTRIBUTE, style_of
 
     def plain(trial: object) -> None: ...
 

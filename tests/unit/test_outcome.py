@@ -7,8 +7,8 @@ import sys
 import pytest
 from celery import Celery
 
-from mlframework.sweep import tasks
-from mlframework.sweep.outcome import TrialNotSucceeded, raise_unless_succeeded
+from mlframework.sweep.trials import tasks
+from mlframework.sweep.wire.outcome import TrialNotSucceeded, raise_unless_succeeded
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ import subprocess
 
 import pytest
 
-from mlframework.sweep.arguments import ArgumentStyle, display, json_safe
-from mlframework.sweep.scalars import ScalarReader
-from mlframework.sweep.trial_env import parse_duration, thread_limits
+from mlframework.sweep.params.arguments import ArgumentStyle, display, json_safe
+from mlframework.sweep.trials.scalars import ScalarReader
+from mlframework.sweep.trials.trial_env import parse_duration, thread_limits
 
 
 def test_default_patterns_read_name_colon_value_and_name_equals_value():

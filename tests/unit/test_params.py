@@ -12,16 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlframework.exceptions import GridError, MLFrameworkError
-from mlframework.sweep.params import (
-    Grid,
-    Interval,
-    Parameter,
-    format_value,
-    grid_from_mapping,
-    load_grid,
-    parse_grid,
-    render_options,
-)
+from mlframework.sweep.params.arguments import format_value, render_options
+from mlframework.sweep.params.grid import Grid, Interval, Parameter
+from mlframework.sweep.params.grid_file import grid_from_mapping, load_grid, parse_grid
 
 SEED_GRID = "gpu: -1\nbatchsize: [100, 500]\nepoch: !!python/tuple [5,20,5]\n"
 

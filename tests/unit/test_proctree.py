@@ -6,7 +6,7 @@ import subprocess
 import sys
 import uuid
 
-from mlframework.sweep.runner import run_command
+from mlframework.sweep.trials.runner import run_command
 
 
 def running(mark: str) -> list[str]:

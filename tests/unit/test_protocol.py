@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mlframework.sweep.protocol import (
+from mlframework.sweep.wire.protocol import (
     cancelled_event,
     decode,
     events_batch,

@@ -6,8 +6,8 @@ import hashlib
 import subprocess
 from pathlib import Path
 
-from mlframework.sweep import provenance
-from mlframework.sweep.provenance import (
+from mlframework.sweep.trials import provenance
+from mlframework.sweep.trials.provenance import (
     environment_for,
     packages,
     packages_hash,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlframework.sweep.pruners import Hyperband, Median, Pruner, SuccessiveHalving, make_pruner
+from mlframework.sweep.search.pruners import Hyperband, Median, Pruner, SuccessiveHalving, make_pruner
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 

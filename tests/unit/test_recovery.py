@@ -7,8 +7,7 @@ and test_long_trials.py; these pin each decision down in milliseconds.
 from __future__ import annotations
 
 from mlframework.statuses import FAILURE, SUCCESS
-from mlframework.sweep.protocol import LeasedEvent, StartedEvent, TrialRef
-from mlframework.sweep.recovery import (
+from mlframework.sweep.driver.recovery import (
     LEASE_CHECK_INTERVAL,
     Finish,
     Recovery,
@@ -19,6 +18,7 @@ from mlframework.sweep.recovery import (
     trials_held,
     unaccounted,
 )
+from mlframework.sweep.wire.protocol import LeasedEvent, StartedEvent, TrialRef
 
 
 def started(trial: str = "t0003", attempt: int = 1, pid: int = 100, worker: str = "w1@host") -> StartedEvent:

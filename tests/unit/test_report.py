@@ -10,7 +10,7 @@ from test_catalog import make_sweep, record
 from mlframework.report import data as report_data
 from mlframework.report.importance import parameter_importance
 from mlframework.report.make import write_report
-from mlframework.sweep.catalog import load_sweep
+from mlframework.sweep.records.catalog import load_sweep
 
 
 def sweep_with_every_status(tmp_path):
@@ -70,7 +70,9 @@ def test_the_page_is_self_contained_and_pngs_are_written(tmp_path):
 
 def test_without_the_report_extra_report_says_how_to_install_it(tmp_path):
     sweep_with_every_status(tmp_path)
-    blocked = "import sys; sys.modules['plotly'] = None; sys.modules['mlflow'] = None; from mlframework.cli import main"
+    blocked = (
+        "import sys; sys.modules['plotly'] = None; sys.modules['mlflow'] = None; from mlframework.cli.main import main"
+    )
     for command in (["report", "s"], ["export", "s", "--mlflow", "sqlite:///x.db"]):
         result = subprocess.run(
             [sys.executable, "-c", f"{blocked}; sys.exit(main({[*command, '--results', str(tmp_path)]!r}))"],

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from mlframework.exceptions import SweepError
-from mlframework.sweep.params import load_grid
-from mlframework.sweep.reproduce import find_record, plan_reproduction, provenance_changes
+from mlframework.sweep.driver.reproduce import find_record, plan_reproduction, provenance_changes
+from mlframework.sweep.params.grid_file import load_grid
 
 PARAMS = {"lr": 0.001, "epochs": 3, "label": "two words", "flag": True, "tag": "1.0", "x": 1.0}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
-from mlframework.sweep.results import ResultsStore
+from mlframework.sweep.records.results import ResultsStore
 
 
 def finished(trial: str, index: int, status: str = "SUCCESS", **metrics: float) -> dict:

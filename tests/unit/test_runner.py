@@ -13,7 +13,7 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlframework.sweep.runner import LineSplitter, remove_stale_scratch, run_command, strip_ansi
+from mlframework.sweep.trials.runner import LineSplitter, remove_stale_scratch, run_command, strip_ansi
 
 
 def python(code: str) -> list[str]:
@@ -161,7 +161,7 @@ def test_the_command_dies_with_the_process_that_runs_it(tmp_path):
             "-c",
             textwrap.dedent(f"""
         import sys
-        from mlframework.sweep.runner import run_command
+        from mlframework.sweep.trials.runner import run_command
         run_command([sys.executable, "-c", "import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"])
     """),
         ]

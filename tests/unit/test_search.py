@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from mlframework.exceptions import ConfigError
-from mlframework.sweep.search import PRUNED, SearchSettings, SearchSource, parse_duration
-from mlframework.sweep.space import parse_space
+from mlframework.statuses import PRUNED
+from mlframework.sweep.params.space import parse_space
+from mlframework.sweep.search.study import SearchSettings, SearchSource, parse_duration
 
 
 def _source(tmp_path, text="x: !uniform [0, 1]\n", **settings):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from mlframework.cli import cli
+from mlframework.cli.main import cli
 
 SPACE = """\
 gpu: -1

@@ -108,7 +108,7 @@ def test_gpus_option():
 
 def test_worker_containers_tell_their_trials_how_many_share_the_host_cpus():
     """MLFRAMEWORK_SLOTS is what trial_env.thread_limits divides the CPUs by (OMP_NUM_THREADS per trial)."""
-    from mlframework.sweep.trial_env import ENV_SLOTS, thread_limits
+    from mlframework.sweep.trials.trial_env import ENV_SLOTS, thread_limits
 
     gpu_specs = worker_specs("exp", "img:1", URL, "gpu1", ["0", "1", "2"], cpu_slots=8, code_paths=CODE)
     assert {spec.environment[ENV_SLOTS] for spec in gpu_specs} == {"3"}, "one trial per GPU, three at once"
@@ -121,7 +121,7 @@ def test_worker_containers_tell_their_trials_how_many_share_the_host_cpus():
 
 def test_embedded_gpu_workers_count_every_gpu_s_trials_as_sharing_the_cpus(tmp_path):
     from mlframework.cluster.local import EmbeddedCluster
-    from mlframework.sweep.trial_env import ENV_SLOTS
+    from mlframework.sweep.trials.trial_env import ENV_SLOTS
 
     cluster = EmbeddedCluster(tmp_path, workers=2, run_dir=tmp_path / "run", gpus=["0", "1"])
     assert [w.extra_env[ENV_SLOTS] for w in cluster.local_workers] == ["4", "4"]

@@ -50,14 +50,16 @@ def test_the_names_still_defined_elsewhere_are_the_same_names():
     from mlframework import metrics
     from mlframework.cluster import watchdog
     from mlframework.report import live
-    from mlframework.sweep import app, control, gpu_usage, proctree, provenance, tasks, trial_env
+    from mlframework.sweep.trials import gpu_usage, provenance, trial, trial_env
+    from mlframework.sweep.wire import app, control
+    from mlframework.system import proctree
 
     assert (app.ENV_BROKER_URL, app.ENV_TRANSPORT_OPTIONS, app.ENV_CELERY_CONFIG) == (
         envvars.BROKER_URL,
         envvars.TRANSPORT_OPTIONS,
         envvars.CELERY_CONFIG,
     )
-    assert (tasks.ENV_HOST, tasks.ENV_GPU, tasks.ENV_PROJECT) == (envvars.HOST, envvars.GPU, envvars.PROJECT)
+    assert (trial.ENV_HOST, trial.ENV_GPU, trial.ENV_PROJECT) == (envvars.HOST, envvars.GPU, envvars.PROJECT)
     assert provenance.ENV_IMAGE == envvars.IMAGE and trial_env.ENV_SLOTS == envvars.SLOTS
     assert proctree.TREE_ENV == envvars.TREE and gpu_usage.ENV_INTERVAL == envvars.GPU_SAMPLE_SECONDS
     assert control.ENV_STOP_FILE == metrics.STOP_ENV_VAR == envvars.STOP_FILE
@@ -69,8 +71,11 @@ def test_the_names_still_defined_elsewhere_are_the_same_names():
 
 def test_the_statuses_defined_in_sweep_are_the_shared_ones():
     from mlframework import statuses
-    from mlframework.sweep import catalog, driver, outcome, search, tasks
+    from mlframework.sweep.records import catalog
+    from mlframework.sweep.search import study as search
+    from mlframework.sweep.trials import tasks
+    from mlframework.sweep.wire import outcome
 
     assert (tasks.SUCCESS, tasks.FAILURE, outcome.SUCCESS) == (statuses.SUCCESS, statuses.FAILURE, statuses.SUCCESS)
     assert (catalog.SUCCESS, catalog.FAILURE, catalog.PRUNED) == statuses.ALL
-    assert driver.PRUNED == search.PRUNED == statuses.PRUNED
+    assert search.PRUNED == statuses.PRUNED

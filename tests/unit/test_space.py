@@ -1,4 +1,4 @@
-"""The search-space grammar of parameters.yml (mlframework/sweep/space.py)."""
+"""The search-space grammar of parameters.yml (mlframework/sweep/params/space.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlframework.exceptions import GridError
-from mlframework.sweep.params import parse_grid
-from mlframework.sweep.space import (
+from mlframework.sweep.params.grid_file import parse_grid
+from mlframework.sweep.params.space import (
     CATEGORICAL,
     FIXED,
     INT,

@@ -12,7 +12,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from mlframework.exceptions import SweepError
-from mlframework.sweep.study_storage import DriverJournal, open_study_storage
+from mlframework.sweep.search.storage import DriverJournal, open_study_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -15,12 +15,12 @@ from celery import Celery
 from kombu import Queue
 
 from mlframework.statuses import FAILURE, SUCCESS
-from mlframework.sweep.app import TRIAL_QUEUE
-from mlframework.sweep.loop import SweepRun
-from mlframework.sweep.params import grid_from_mapping
-from mlframework.sweep.protocol import message_trials
-from mlframework.sweep.results import ResultsStore
-from mlframework.sweep.spec import SweepObserver, SweepSpec
+from mlframework.sweep.driver.loop import SweepRun
+from mlframework.sweep.driver.spec import SweepObserver, SweepSpec
+from mlframework.sweep.params.grid_file import grid_from_mapping
+from mlframework.sweep.records.results import ResultsStore
+from mlframework.sweep.wire.app import TRIAL_QUEUE
+from mlframework.sweep.wire.protocol import message_trials
 
 SWEEP = "loop-test"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from mlframework.sweep.driver import SweepOutcome
-from mlframework.ui import DISPLAY_LINES, SweepConsole
+from mlframework.cli.console import DISPLAY_LINES, SweepConsole
+from mlframework.sweep.driver.spec import SweepOutcome
 
 
 def console_on(buffer: io.StringIO, **options) -> SweepConsole:

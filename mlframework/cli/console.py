@@ -1,0 +1,310 @@
+"""What a person sees while a sweep runs: progress, trial lines, live output, summary.
+
+Rendering only; the driver reports through the :class:`SweepObserver` hooks.
+rich draws the progress bar and tables; when stdout is not a terminal (CI
+logs, a pipe) it prints plain lines and no bar.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+from mlframework.statuses import PRUNED, SUCCESS
+from mlframework.sweep.driver.spec import SweepObserver, SweepOutcome, SweepSpec
+from mlframework.sweep.params.arguments import display, format_value, style_of
+from mlframework.sweep.trials import tasks as task_registry
+from mlframework.sweep.wire.ids import trial_id
+
+SUMMARY_ROWS = 10
+FAILED_OUTPUT_LINES = 20
+# --show-output draws at most this many lines per window, in one write: a terminal cannot show more to be
+# read, and drawing every line of a chatty script held the whole sweep back. The logs keep every line.
+DISPLAY_LINES = 40
+DISPLAY_WINDOW = 0.1  # seconds
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+class SweepConsole(SweepObserver):
+    """Draws a sweep on the terminal."""
+
+    def __init__(self, show_output: bool = False, quiet: bool = False, console: Console | None = None) -> None:
+        self.console = console or Console(highlight=False)
+        if not self.console.is_terminal and "COLUMNS" not in os.environ:
+            # Logs and pipes have no width; 80 columns would truncate the summary table.
+            self.console.width = 160
+        self.show_output = show_output
+        self.quiet = quiet
+        self._progress: Progress | None = None
+        self._bar: Any = None
+        self._total = 0
+        self._done = 0
+        self._failed = 0
+        self._pruned = 0
+        self._running: set[str] = set()
+        self._recent: dict[str, collections.deque[str]] = {}
+        self._started = time.monotonic()
+        self.sweep_id: str | None = None
+        self.directory: Path | None = None
+        self.on_sweep_started: Callable[[Path], None] | None = None  # e.g. tell the embedded cluster's watchdog
+        self.resume_command: Callable[[str], str] | None = None  # sweep id -> the command that resumes it
+        self._display: list[tuple[str, str, str, str]] = []  # output lines waiting to be drawn
+        self._display_window = time.monotonic()
+        self._skipped = 0  # output lines not drawn in this window
+
+    def _options(self, params: dict[str, Any]) -> str:
+        """A trial's options on one line, as its script gets them."""
+        return display(self.argument_style.render(params))
+
+    # -- driver hooks -------------------------------------------------------
+
+    def sweep_started(self, sweep_id: str, total: int, directory: Path) -> None:
+        self._total = total
+        self._started = time.monotonic()
+        self.sweep_id, self.directory = sweep_id, directory
+        if self.on_sweep_started is not None:
+            self.on_sweep_started(directory)
+        self.console.print(
+            f"sweep {sweep_id}: {total} trial(s), recording to {directory}", markup=False, soft_wrap=True
+        )
+        if self.quiet or not self.console.is_terminal:
+            return
+        self._progress = Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[counts]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self._bar = self._progress.add_task("sweep", total=total, counts=self._counts())
+        self._progress.start()
+
+    def trial_started(self, event: dict[str, Any]) -> None:
+        self._running.add(str(event.get("trial")))
+        if event.get("redelivered") and not self.quiet:
+            self.console.print(f"{event.get('trial')} redelivered, now on {event.get('host')}", markup=False)
+        self._refresh()
+
+    def trial_output(self, trial: str, host: str, stream: str, line: str) -> None:
+        recent = self._recent.setdefault(trial, collections.deque(maxlen=FAILED_OUTPUT_LINES))
+        recent.append(line)
+        if not self.show_output:
+            return
+        if len(self._display) < DISPLAY_LINES:
+            self._display.append((trial, host, stream, line))
+        else:
+            self._skipped += 1
+        if time.monotonic() - self._display_window >= DISPLAY_WINDOW:
+            self._draw_output()
+
+    def trial_output_lines(self, trial: str, host: str, stream: str, lines: list[str]) -> None:
+        # A chunk at a time, not a Python step per line: a chatty script prints hundreds of thousands.
+        recent = self._recent.setdefault(trial, collections.deque(maxlen=FAILED_OUTPUT_LINES))
+        recent.extend(lines[-FAILED_OUTPUT_LINES:])
+        if not self.show_output:
+            return
+        room = max(0, DISPLAY_LINES - len(self._display))
+        self._display.extend((trial, host, stream, line) for line in lines[:room])
+        self._skipped += max(0, len(lines) - room)
+        if time.monotonic() - self._display_window >= DISPLAY_WINDOW:
+            self._draw_output()
+
+    def _draw_output(self) -> None:
+        """Draw the output lines of this window in one write, and how many were skipped."""
+        self._display_window = time.monotonic()
+        if not self._display and not self._skipped:
+            return
+        text = Text()
+        for number, (trial, host, stream, line) in enumerate(self._display):
+            if number:
+                text.append("\n")
+            text.append(f"[{trial} {host}] ", style="dim" if stream == "stdout" else "red")
+            text.append(line)
+        if self._skipped:
+            where = self.directory / "logs" if self.directory else "the trial logs"
+            text.append(("\n" if self._display else "") + f"[mlframework] {self._skipped} line(s) not shown ", "yellow")
+            text.append(f"(too many to read; every line is in {where})", "yellow")
+        self._display, self._skipped = [], 0
+        self.console.print(text, soft_wrap=True)
+
+    def trial_finished(self, record: dict[str, Any]) -> None:
+        self._draw_output()
+        trial = str(record["trial"])
+        self._running.discard(trial)
+        self._done += 1
+        ok = record.get("status") == SUCCESS
+        pruned = record.get("status") == PRUNED
+        if pruned:
+            self._pruned += 1
+        elif not ok:
+            self._failed += 1
+        recent = self._recent.pop(trial, None)
+        if not self.quiet or not ok:
+            metrics = " ".join(f"{k}={_number(v)}" for k, v in (record.get("metrics") or {}).items())
+            line = Text(f"{trial} ")
+            line.append(record.get("status", "?"), style="green" if ok else "yellow" if pruned else "bold red")
+            line.append(f" {record.get('host')} {_number(record.get('duration_s', 0.0))}s ")
+            line.append(self._options(record.get("params") or {}))
+            if metrics:
+                line.append(f"  {metrics}", style="cyan")
+            if not ok and not pruned and record.get("error"):
+                line.append(f"  ({record['error']})", style="red")
+            self.console.print(line, soft_wrap=True)
+        if not ok and not pruned and not self.show_output:
+            for text in recent or record.get("stderr_tail") or []:
+                self.console.print(Text(f"  [{trial} {record.get('host')}] ", style="red") + Text(text), soft_wrap=True)
+        self._refresh()
+
+    def trial_retried(self, attempt: dict[str, Any], retries: int) -> None:
+        trial = str(attempt.get("trial"))
+        self._running.discard(trial)
+        number = int(attempt.get("attempt") or 1)
+        line = Text(f"{trial} ")
+        line.append("FAILURE", style="yellow")
+        line.append(f" {attempt.get('host')}: {attempt.get('error')}; retry {number} of {retries} sent")
+        self.console.print(line, soft_wrap=True)
+        self._recent.pop(trial, None)
+        self._refresh()
+
+    def trial_metrics(self, trial: str, host: str, history: list[dict[str, Any]]) -> None:
+        if not self.show_output:
+            return
+        for record in history:
+            values = " ".join(f"{k}={_number(v)}" for k, v in (record.get("values") or {}).items())
+            step = "" if record.get("step") is None else f"step {record['step']} "
+            self.console.print(Text(f"[{trial} {host}] ", style="dim") + Text(step + values, style="cyan"))
+
+    def idle(self) -> None:
+        if self._display or self._skipped:
+            self._draw_output()
+        self._refresh()
+
+    def sweep_finished(self, outcome: SweepOutcome) -> None:
+        self._draw_output()
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+        self.print_summary(outcome)
+
+    # -- rendering ----------------------------------------------------------
+
+    def _counts(self) -> str:
+        pruned = f"  pruned {self._pruned}" if self._pruned else ""
+        done = self._done - self._failed - self._pruned
+        return f"done {done}  failed {self._failed}{pruned}  running {len(self._running)}"
+
+    def _refresh(self) -> None:
+        if self._progress is not None:
+            self._progress.update(self._bar, completed=self._done, counts=self._counts())
+
+    def print_summary(self, outcome: SweepOutcome, elapsed: float | None = None) -> None:
+        """The ranked table, the best parameters and where the results are (``elapsed``: the sweep's seconds)."""
+        elapsed = time.monotonic() - self._started if elapsed is None else elapsed
+        ranked = outcome.ranked()
+        if ranked:
+            title = f"best trials by {outcome.metric} ({outcome.mode})" if outcome.metric else "trials"
+            table = Table(title=title, title_justify="left")
+            for column in ("trial", "status", "host", "duration_s"):
+                table.add_column(column)
+            # Parameters that are the same in every trial are noise here (they stay in results.csv).
+            param_names = [
+                name
+                for name in (ranked[0].get("params") or {})
+                if len({json.dumps((r.get("params") or {}).get(name)) for r in ranked}) > 1
+            ]
+            for name in param_names:
+                table.add_column(name)
+            metric_names = [outcome.metric] if outcome.metric else []
+            for name in metric_names:
+                table.add_column(name, style="cyan")
+            for record in ranked[:SUMMARY_ROWS]:
+                params = record.get("params") or {}
+                metrics = record.get("metrics") or {}
+                table.add_row(
+                    str(record["trial"]),
+                    Text(str(record.get("status")), style="green" if record.get("status") == SUCCESS else "red"),
+                    str(record.get("host")),
+                    _number(record.get("duration_s")),
+                    *(format_value(params[name]) if name in params else "" for name in param_names),
+                    *(_number(metrics.get(name, "")) for name in metric_names),
+                )
+            self.console.print(table)
+            best = ranked[0]
+            best_value = (best.get("metrics") or {}).get(outcome.metric) if outcome.metric else None
+            if best.get("status") == SUCCESS and best_value is not None:
+                options = self._options(best.get("params") or {})
+                self.console.print(
+                    f"best: {outcome.metric}={_number(best_value)} in {best['trial']}: {options}",
+                    markup=False,
+                    soft_wrap=True,
+                )
+        self._warn_missing_metric(outcome)
+        state = "interrupted" if outcome.interrupted else "finished"
+        self.console.print(
+            f"sweep {outcome.sweep_id} {state} in {elapsed:.1f}s: {outcome.succeeded} succeeded, "
+            f"{outcome.failed} failed, {f'{outcome.pruned} pruned, ' if outcome.pruned else ''}"
+            f"{max(0, outcome.total - len(outcome.records))} not run; "
+            f"results in {outcome.directory / 'results.csv'}",
+            markup=False,
+            soft_wrap=True,
+        )
+        if outcome.interrupted and self.resume_command is not None and len(outcome.records) < outcome.total:
+            self.console.print(f"resume it: {self.resume_command(outcome.sweep_id)}", markup=False, soft_wrap=True)
+
+    def _warn_missing_metric(self, outcome: SweepOutcome) -> None:
+        """One warning when no trial reported the metric asked for, naming those they did report."""
+        if not outcome.metric or not outcome.records:
+            return
+        reported = sorted({name for record in outcome.records for name in (record.get("metrics") or {})})
+        if outcome.metric in reported:
+            return
+        known = ", ".join(reported) if reported else "none"
+        self.console.print(
+            f"warning: no trial reported the metric {outcome.metric!r}, so none is ranked; "
+            f"the trials reported: {known} (rank by one with --metric NAME)",
+            style="yellow",
+            markup=False,
+            soft_wrap=True,
+        )
+
+    def print_dry_run(self, spec: SweepSpec, limit: int = 1000) -> None:
+        """List the trials a sweep would send, without sending them (a search: its space)."""
+        if spec.search is not None:
+            self.console.print(
+                f"dry run: a {spec.search.sampler} search of {spec.search.trials} trial(s) of task '{spec.task}' "
+                f"over {spec.grid.source}:",
+                markup=False,
+                soft_wrap=True,
+            )
+            for line in spec.grid.describe():  # type: ignore[attr-defined]  # a SearchSpace
+                self.console.print(line, markup=False, soft_wrap=True)
+            return
+        total = spec.grid.count
+        self.argument_style = style_of(task_registry.REGISTERED.get(spec.task))  # tasks.py imported: its style
+        self.console.print(
+            f"dry run: {total} trial(s) of task '{spec.task}' from {spec.grid.source}", markup=False, soft_wrap=True
+        )
+        for index, combination in enumerate(spec.grid):
+            if index >= limit:
+                self.console.print(f"... and {total - limit} more", markup=False, soft_wrap=True)
+                break
+            self.console.print(f"{trial_id(index, total)} {self._options(combination)}", markup=False, soft_wrap=True)

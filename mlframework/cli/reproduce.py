@@ -1,0 +1,96 @@
+"""The ``mlframework reproduce`` command: one recorded trial run again, and what changed since."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mlframework import envvars
+
+
+@click.command("reproduce")
+@click.argument("sweep_id")
+@click.argument("trial")
+@click.option(
+    "--results",
+    "results_root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("results"),
+    show_default=True,
+    help="Directory that holds <sweep-id>/ (the new sweep goes there too).",
+)
+@click.option("--local", is_flag=True, help="Embedded mode: no server, a local worker process.")
+@click.option("--gpus", help="With --local: the GPU(s) to run it on, e.g. 0 (as `sweep --gpus`).")
+@click.option("--broker", "broker_url", envvar=envvars.BROKER_URL, help="Broker URL of a running cluster.")
+@click.option("--sweep-id", "new_id", help="Id of the new sweep  [default: generated]")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or per-trial lines; summary only.")
+def reproduce_command(
+    sweep_id: str,
+    trial: str,
+    results_root: Path,
+    local: bool,
+    gpus: str | None,
+    broker_url: str | None,
+    new_id: str | None,
+    quiet: bool,
+) -> None:
+    """Run TRIAL (t0003, or 3) of SWEEP_ID again, same project, task and parameters, as a new sweep.
+
+    Then says whether the project's commit or local changes, the worker's
+    Python packages, image, GPU or driver differ from the original trial's.
+    Exit status 0 when the trial succeeded, 1 when it failed, 2 for bad input.
+    """
+    from mlframework.cli.console import SweepConsole
+    from mlframework.cli.main import _broker_from_options
+    from mlframework.exceptions import ConfigError
+    from mlframework.sweep.driver.reproduce import new_record, plan_reproduction, provenance_changes
+    from mlframework.sweep.driver.run import run_sweep
+    from mlframework.sweep.driver.spec import SweepSpec
+    from mlframework.sweep.params.grid_file import load_grid
+
+    if local and broker_url:
+        raise ConfigError("--local and --broker exclude each other")
+    if gpus is not None and not local:
+        raise ConfigError("--gpus only applies with --local")
+    meta, original, grid_file, new_id = plan_reproduction(results_root, sweep_id, trial, new_id)
+    project_dir = Path(meta["project"])
+    spec = SweepSpec(
+        project_dir,
+        load_grid(grid_file),
+        meta["task"],
+        results_root,
+        meta.get("requested_metric"),
+        meta.get("requested_mode"),
+        sweep_id=new_id,
+        max_starts=int(meta.get("max_starts") or 3),
+    )
+    click.echo(f"trial {original.get('trial')} of {sweep_id} ({original.get('status')}) runs again as sweep {new_id}")
+    console = SweepConsole(quiet=quiet)
+    outcome: Any
+    if local:
+        from mlframework.cluster.gpus import parse_gpu_option
+        from mlframework.cluster.local import EmbeddedCluster
+
+        with EmbeddedCluster(project_dir, workers=1, gpus=parse_gpu_option(gpus)) as cluster:
+            outcome = run_sweep(spec, cluster.broker, console, health_check=cluster.check)
+    else:
+        broker = _broker_from_options(broker_url)
+        if broker is None:
+            raise ConfigError("no broker: start a cluster (scripts/infrainit.sh), pass --broker URL, or use --local")
+        outcome = run_sweep(spec, broker, console)
+    if not outcome.records:
+        sys.exit(outcome.exit_status)
+    again = new_record(outcome.directory)
+    if not original.get("provenance"):
+        click.echo(f"trial {original.get('trial')} of {sweep_id} has no provenance recorded: nothing to compare")
+    else:
+        changes = provenance_changes(original, again)
+        for what, before, after in changes:
+            click.echo(f"differs: {what}: {before or '(none)'} -> {after or '(none)'}")
+        if not changes:
+            click.echo("same project commit, local changes, packages, image and GPU as the original")
+    click.echo(f"original {original.get('status')}, now {again.get('status')}; metrics now {again.get('metrics')}")
+    sys.exit(outcome.exit_status)

@@ -1,0 +1,1 @@
+"""The sweep driver: start or resume a sweep, send its trials, record them, recover, cancel, reproduce."""

@@ -1,0 +1,256 @@
+"""The sweep driver's entry points: start a sweep, or resume one, and run it to the end.
+
+:func:`run_sweep` records a new sweep (``results/<id>/sweep.json``) and
+:func:`resume_sweep` reopens one; both hand it to the loop of
+:mod:`mlframework.sweep.driver.loop`, which sends the trials a trial source hands out
+(a grid's combinations lazily, at most ``window`` ahead of the ones finished,
+or a search's study: :mod:`mlframework.sweep.driver.dispatch`,
+:mod:`mlframework.sweep.search.source`) and writes each event to the results store
+before it is acknowledged.
+
+Library use (a notebook does the same as the CLI)::
+
+    from mlframework.sweep.driver.run import SweepSpec, run_sweep
+    outcome = run_sweep(SweepSpec(project_dir, load_grid("parameters.yml")), broker)
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import logging
+import os
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mlframework import __version__
+from mlframework.exceptions import ConfigError, SweepError
+from mlframework.sweep.driver import lock as driver_lock
+from mlframework.sweep.driver.loop import SweepRun
+from mlframework.sweep.driver.spec import SweepObserver, SweepOutcome, SweepSpec, sweep_total
+from mlframework.sweep.params.grid import Grid
+from mlframework.sweep.params.grid_file import load_grid
+from mlframework.sweep.records.results import ResultsStore
+from mlframework.sweep.trials.provenance import read_project_revision
+from mlframework.sweep.wire import liveness
+from mlframework.sweep.wire.app import BrokerSettings, create_app
+from mlframework.sweep.wire.connection import DRIVER_HEARTBEAT
+from mlframework.sweep.wire.connection import connect as _connect
+from mlframework.sweep.wire.ids import check_sweep_id, new_sweep_id
+
+__all__ = [
+    "check_task",
+    "resume_sweep",
+    "run_sweep",
+]
+
+log = logging.getLogger(__name__)
+
+
+def check_task(project_dir: Path, task_name: str) -> None:
+    """Fail early when the project's tasks.py defines no task ``task_name``.
+
+    The project's tasks.py is imported here the way a worker imports it; when
+    it needs packages only the workers have, the check is skipped.
+    """
+    from mlframework.sweep.trials import tasks as task_registry
+    from mlframework.sweep.trials.project import import_project_tasks
+
+    try:
+        import_project_tasks(project_dir)
+    except ImportError as exc:
+        log.warning("could not import %s/tasks.py here (%s): task name not checked", project_dir, exc)
+        return
+    except ConfigError:
+        raise
+    except Exception as exc:
+        from mlframework.sweep.driver.preflight import cause_tail
+
+        raise ConfigError(
+            f"{project_dir / 'tasks.py'}: importing it failed: {type(exc).__name__}: {exc}\n{cause_tail(exc)}"
+        ) from None
+    if task_name not in task_registry.REGISTERED:
+        known = ", ".join(sorted(task_registry.REGISTERED)) or "none"
+        raise ConfigError(f"{project_dir / 'tasks.py'}: no task named '{task_name}' (defined: {known})")
+
+
+def _absolute(path: str) -> str:
+    """``path`` made absolute, so that ``--resume`` works from any directory (a grid built in memory as is)."""
+    return str(Path(path).resolve()) if Path(path).exists() else path
+
+
+def _recorded_path(path: str, project: str | None) -> str:
+    """A path from sweep.json: as recorded, else (a relative one, of an earlier version) under the project."""
+    if Path(path).is_absolute() or Path(path).exists() or not project:
+        return path
+    return str(Path(project) / path) if (Path(project) / path).exists() else path
+
+
+def _grid_digest(grid: Grid) -> str | None:
+    try:
+        return hashlib.sha256(Path(grid.source).read_bytes()).hexdigest()
+    except OSError:  # a grid built in memory (notebook)
+        return None
+
+
+def _lock_or_release(connection: Any, sweep_id: str) -> driver_lock.DriverLock | None:
+    """The sweep's driver lock; the connection is released when another driver holds it."""
+    try:
+        return driver_lock.acquire(connection, sweep_id)
+    except BaseException:
+        connection.release()
+        raise
+
+
+def run_sweep(
+    spec: SweepSpec,
+    broker: BrokerSettings,
+    observer: SweepObserver | None = None,
+    *,
+    window: int = 1000,
+    health_check: Callable[[], None] | None = None,
+    connect_timeout: float = 10.0,
+    heartbeat: float = DRIVER_HEARTBEAT,
+) -> SweepOutcome:
+    """Run every combination of ``spec.grid`` as a trial on the workers of ``broker``.
+
+    Blocks until each trial is recorded. ``health_check`` is called while
+    waiting and may raise to abort (e.g. when local workers died).
+    """
+    project_dir = Path(spec.project_dir).resolve()
+    check_task(project_dir, spec.task)
+    sweep_id = check_sweep_id(spec.sweep_id) if spec.sweep_id else new_sweep_id(project_dir.name)
+    if (Path(spec.results_root) / sweep_id).exists():
+        raise SweepError(
+            f"{Path(spec.results_root) / sweep_id}: sweep {sweep_id} exists; --resume it or pick another id"
+        )
+    app = create_app(broker)
+    connection = _connect(app, broker, connect_timeout, heartbeat=heartbeat)
+    lock = _lock_or_release(connection, sweep_id)
+    revision = read_project_revision(project_dir)
+    meta: dict[str, Any] = {
+        "id": sweep_id,
+        "project": str(project_dir),
+        "task": spec.task,
+        "parameters_file": _absolute(spec.grid.source),
+        "parameters_sha256": _grid_digest(spec.grid),
+        "parameters": spec.grid.names,
+        "trials": sweep_total(spec),
+        "search": spec.search.to_meta() if spec.search is not None else None,
+        "retries": spec.retries,
+        "max_starts": spec.max_starts,
+        "max_batch": spec.max_batch,
+        "trial_timeout": spec.trial_timeout,
+        "requested_metric": spec.metric,
+        "requested_mode": spec.mode,
+        "status": "running",
+        "epoch": 0,
+        "created_at": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "driver_host": socket.gethostname(),
+        "driver_pid": os.getpid(),  # with driver_host: whether a "running" sweep's driver still lives
+        "broker": broker.redacted_url(),
+        "mlframework_version": __version__,
+        "python": sys.version.split()[0],
+        "project_revision": revision.as_dict() if revision else None,
+    }
+    try:
+        store = ResultsStore.create(spec.results_root, meta, spec.grid.names)
+        if revision:
+            revision.save_diff(store.directory)
+    except BaseException:
+        connection.release()
+        raise
+    run = SweepRun(app, broker, connection, spec, sweep_id, store, meta, observer or SweepObserver(), heartbeat)
+    run.lock = lock
+    return run.drive(window, health_check)
+
+
+def resume_sweep(
+    results_root: str | os.PathLike[str],
+    sweep_id: str,
+    broker: BrokerSettings,
+    observer: SweepObserver | None = None,
+    *,
+    resend_in_flight: bool = False,
+    window: int = 1000,
+    health_check: Callable[[], None] | None = None,
+    connect_timeout: float = 10.0,
+    heartbeat: float = DRIVER_HEARTBEAT,
+) -> SweepOutcome:
+    """Finish the sweep ``results_root/sweep_id``: trials with a record are never run again.
+
+    Results that workers finished while no driver listened wait in the sweep's
+    event queue and are recorded first. Trials sent before the driver stopped
+    are awaited, not sent again, unless ``resend_in_flight`` (embedded mode,
+    whose broker died with the driver) or the broker holds them nowhere (no
+    trial queued, no worker running them): then they are sent again.
+    """
+    from mlframework.sweep.records.catalog import read_meta  # catalog reads results with this module's ranking
+
+    directory = Path(results_root) / sweep_id
+    meta = read_meta(directory)  # a missing or damaged sweep.json: one line (SweepError)
+    if not isinstance(meta.get("task"), str):
+        raise SweepError(f"{directory / 'sweep.json'}: damaged (no 'task' in it)")
+    search = meta.get("search")
+    parameters_file = _recorded_path(meta["parameters_file"], meta.get("project"))
+    grid: Any = load_grid(parameters_file) if not search else _load_space(parameters_file)
+    recorded_digest = meta.get("parameters_sha256")
+    if recorded_digest and _grid_digest(grid) != recorded_digest:
+        raise SweepError(f"{grid.source}: changed since sweep {sweep_id} started; start a new sweep instead")
+    spec = SweepSpec(
+        Path(meta["project"]),
+        grid,
+        meta["task"],
+        Path(results_root),
+        meta.get("requested_metric"),
+        meta.get("requested_mode"),
+        sweep_id,
+        int(meta.get("retries") or 0),
+        int(meta.get("max_starts") or 3),
+        int(meta.get("max_batch") or 1),
+        meta.get("trial_timeout"),
+        search=_search_settings(search) if search else None,
+    )
+    check_task(spec.project_dir, spec.task)
+    app = create_app(broker)
+    connection = _connect(app, broker, connect_timeout, heartbeat=heartbeat)
+    lock = _lock_or_release(connection, sweep_id)  # before anything is written: a second driver changes nothing
+    epoch = liveness.next_epoch(meta)  # a sweep that ended (cancelled) starts a new epoch: its old messages stay dead
+    new_epoch = epoch != int(meta.get("epoch") or 0)
+    resend_in_flight = resend_in_flight or new_epoch
+    meta.update(
+        status="running",
+        broker=broker.redacted_url(),
+        driver_host=socket.gethostname(),
+        driver_pid=os.getpid(),
+        epoch=epoch,
+    )
+    meta.setdefault("resumed_at", []).append(_dt.datetime.now().astimezone().isoformat(timespec="seconds"))
+    try:
+        store = ResultsStore(directory, grid.names)
+        store.write_sweep(meta)
+    except BaseException:
+        connection.release()
+        raise
+    run = SweepRun(app, broker, connection, spec, sweep_id, store, meta, observer or SweepObserver(), heartbeat)
+    run.lock = lock
+    start = 0 if resend_in_flight else store.dispatched()
+    run.awaiting = set() if resend_in_flight or spec.search else run.unrecorded_below(start)
+    run.drain_first = new_epoch  # results that came in while it was cancelled are recorded, not run again
+    run.resend_in_flight = resend_in_flight
+    return run.drive(window, health_check, start=start)
+
+
+def _load_space(path: str) -> Any:
+    from mlframework.sweep.params.space import load_space
+
+    return load_space(path)
+
+
+def _search_settings(meta: dict[str, Any]) -> Any:
+    from mlframework.sweep.search.study import SearchSettings
+
+    return SearchSettings.from_meta(meta)

@@ -1,0 +1,110 @@
+"""What a sweep is and how it ended: its spec, its outcome, and the observer hooks the driver calls."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlframework.statuses import PRUNED, SUCCESS
+from mlframework.sweep.params.arguments import SEED_STYLE, ArgumentStyle
+from mlframework.sweep.params.grid import Grid
+from mlframework.sweep.records.ranking import rank
+
+
+@dataclass
+class SweepSpec:
+    """What to sweep: a project, its grid, the task to run and where to record."""
+
+    project_dir: Path
+    grid: Grid
+    task: str = "train"
+    results_root: Path = Path("results")
+    metric: str | None = None  # the metric that ranks trials; guessed from the first one reported
+    mode: str | None = None  # "max" or "min"; guessed from the metric's name
+    sweep_id: str | None = None  # generated when None
+    retries: int = 0  # re-runs of a trial that failed, each on another worker when there is one
+    max_starts: int = 3  # a trial started this often without finishing (its worker died) is FAILURE
+    max_batch: int = 200  # most trials one message carries when trials are short (1: one per message)
+    trial_timeout: float | None = None  # seconds a trial's command may run before it is stopped and FAILURE
+    # --- search (mlframework/sweep/search/study.py): ``grid`` is then a SearchSpace sampled by an Optuna study
+    search: Any = None  # a SearchSettings, or None for a grid sweep
+
+
+def sweep_total(spec: SweepSpec) -> int:
+    """Trials a sweep runs: the grid's combinations, or a search's --trials."""
+    return int(spec.search.trials) if spec.search is not None else spec.grid.count
+
+
+@dataclass
+class SweepOutcome:
+    """How a sweep ended."""
+
+    sweep_id: str
+    directory: Path
+    total: int
+    records: list[dict[str, Any]]
+    metric: str | None = None
+    mode: str | None = None
+    interrupted: bool = False
+
+    @property
+    def succeeded(self) -> int:
+        return sum(1 for record in self.records if record.get("status") == SUCCESS)
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for record in self.records if record.get("status") not in (SUCCESS, PRUNED))
+
+    @property
+    def pruned(self) -> int:
+        """Trials a search stopped early (--prune): not failures."""
+        return sum(1 for record in self.records if record.get("status") == PRUNED)
+
+    @property
+    def exit_status(self) -> int:
+        """0 when every trial succeeded (or was pruned by a search), 1 otherwise."""
+        if self.interrupted or self.failed:
+            return 1
+        return 0 if self.succeeded + self.pruned == len(self.records) and self.records else 1
+
+    def ranked(self) -> list[dict[str, Any]]:
+        """Records best first by the sweep's metric; trials without it (or failed) last."""
+        return rank(self.records, self.metric, self.mode)
+
+
+class SweepObserver:
+    """Hooks the driver calls as the sweep goes; the default does nothing."""
+
+    # How the project's script takes its options, for showing a trial's command: set by the driver once it
+    # has imported the project's tasks.py, before sweep_started.
+    argument_style: ArgumentStyle = SEED_STYLE
+
+    def sweep_started(self, sweep_id: str, total: int, directory: Path) -> None:
+        """The sweep is recorded under ``directory`` and about to send ``total`` trials."""
+
+    def trial_started(self, event: dict[str, Any]) -> None:
+        """A worker took a trial (``event`` holds trial, host, gpu, worker, redelivered)."""
+
+    def trial_output(self, trial: str, host: str, stream: str, line: str) -> None:
+        """A trial printed a line."""
+
+    def trial_output_lines(self, trial: str, host: str, stream: str, lines: list[str]) -> None:
+        """A trial printed ``lines`` (one call per chunk that arrived); by default :meth:`trial_output` each."""
+        for line in lines:
+            self.trial_output(trial, host, stream, line)
+
+    def trial_finished(self, record: dict[str, Any]) -> None:
+        """A trial's record was written."""
+
+    def trial_retried(self, attempt: dict[str, Any], retries: int) -> None:
+        """A trial failed (``attempt`` is that attempt's record) and was sent again."""
+
+    def trial_metrics(self, trial: str, host: str, history: list[dict[str, Any]]) -> None:
+        """A running trial reported metrics (``metrics.log`` records, in order)."""
+
+    def idle(self) -> None:
+        """Called a few times a second while the driver waits."""
+
+    def sweep_finished(self, outcome: SweepOutcome) -> None:
+        """Every trial is recorded (or the sweep was interrupted)."""

@@ -1,0 +1,289 @@
+"""Reading sweep directories back: the sweeps of a results directory and what each one recorded.
+
+Everything here reads ``RESULTS/<sweep-id>/`` only (the files :mod:`mlframework.sweep.records.results`
+writes) and never a broker: ``ls``, ``show``, ``report``, ``export`` and ``--resume`` all start
+from :func:`load_sweep`. A damaged or half-written directory raises :class:`DamagedSweep`, one
+line naming the file at fault; a trial line cut short by a crash is skipped, as the store does.
+
+A sweep.json that says ``running`` is checked against its driver: on the host that ran it, a
+driver pid that no longer exists means the sweep was interrupted (the driver was killed before
+it could say so). From another host it cannot be checked, and the status says so.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlframework.exceptions import SweepError
+from mlframework.statuses import FAILURE, PRUNED, SUCCESS
+from mlframework.sweep.records.ranking import pick_metric, rank
+from mlframework.sweep.records.results import ResultsStore
+
+FINAL_STATES = ("finished", "interrupted", "cancelled")
+
+
+class DamagedSweep(SweepError):
+    """A sweep directory that cannot be read (missing or broken sweep.json)."""
+
+
+@dataclass
+class Sweep:
+    """One sweep as recorded: its sweep.json, its trials' records and the attempts that were retried."""
+
+    directory: Path
+    meta: dict[str, Any]
+    records: list[dict[str, Any]] = field(default_factory=list)  # in grid order
+    attempts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    status: str = "running"  # running / finished / interrupted / cancelled, checked against the driver
+    status_note: str = ""  # why the status differs from what sweep.json says, or why it is unverified
+
+    @property
+    def id(self) -> str:
+        return str(self.meta.get("id") or self.directory.name)
+
+    @property
+    def project(self) -> str:
+        return Path(str(self.meta.get("project") or "?")).name
+
+    @property
+    def kind(self) -> str:
+        """``grid`` or ``search`` (an Optuna search says so in sweep.json)."""
+        declared = self.meta.get("kind") or self.meta.get("strategy")
+        if isinstance(declared, str) and declared:
+            return declared
+        return "search" if self.meta.get("search") else "grid"
+
+    @property
+    def total(self) -> int:
+        value = self.meta.get("trials")
+        return value if isinstance(value, int) else len(self.records)
+
+    def count(self, status: str) -> int:
+        """How many trials ended with ``status`` (SUCCESS, FAILURE, PRUNED)."""
+        return sum(1 for record in self.records if record.get("status") == status)
+
+    @property
+    def metric(self) -> str | None:
+        return pick_metric(self.records, self.meta.get("metric") or self.meta.get("requested_metric"), self.mode_)[0]
+
+    @property
+    def mode_(self) -> str | None:
+        mode = self.meta.get("mode") or self.meta.get("requested_mode")
+        return mode if mode in ("min", "max") else None
+
+    @property
+    def mode(self) -> str | None:
+        return pick_metric(self.records, self.metric, self.mode_)[1]
+
+    def ranked(self) -> list[dict[str, Any]]:
+        """Records best first by the sweep's metric (failed and metric-less trials last)."""
+        return rank(self.records, self.metric, self.mode)
+
+    def best(self) -> dict[str, Any] | None:
+        """The best successful trial with the metric, or None."""
+        ranked = self.ranked()
+        metric = self.metric
+        if ranked and metric and ranked[0].get("status") == SUCCESS and metric in (ranked[0].get("metrics") or {}):
+            return ranked[0]
+        return None
+
+    @property
+    def started(self) -> _dt.datetime | None:
+        return _parse_time(self.meta.get("created_at"))
+
+    @property
+    def duration_s(self) -> float | None:
+        """From the start to the end recorded (to the last trial, or now, while it runs)."""
+        start = self.started
+        if start is None:
+            return None
+        end = _parse_time(self.meta.get("finished_at")) if self.status != "running" else None
+        if end is None or end < start:
+            finished = [float(r["finished_at"]) for r in self.records if isinstance(r.get("finished_at"), (int, float))]
+            if self.status == "running":
+                end = _dt.datetime.now().astimezone()
+            elif finished:
+                end = _dt.datetime.fromtimestamp(max(finished)).astimezone()
+            else:
+                return None
+        return max(0.0, (end - start).total_seconds())
+
+    def summary(self) -> dict[str, Any]:
+        """One line of ``ls`` as plain data (``ls --json``)."""
+        best = self.best()
+        metric = self.metric
+        return {
+            "id": self.id,
+            "project": self.project,
+            "kind": self.kind,
+            "status": self.status,
+            "status_note": self.status_note or None,
+            "total": self.total,
+            "done": self.count(SUCCESS),
+            "failed": self.count(FAILURE),
+            "pruned": self.count(PRUNED),
+            "recorded": len(self.records),
+            "metric": metric,
+            "mode": self.mode,
+            "best": (best.get("metrics") or {}).get(metric) if best and metric else None,
+            "best_trial": best.get("trial") if best else None,
+            "started": self.meta.get("created_at"),
+            "duration_s": self.duration_s,
+            "directory": str(self.directory),
+        }
+
+
+def _parse_time(value: Any) -> _dt.datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = _dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.astimezone()
+
+
+def read_meta(directory: Path) -> dict[str, Any]:
+    """``directory/sweep.json`` as a dict; :class:`DamagedSweep` (one line) when it is missing or broken."""
+    path = directory / "sweep.json"
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        if directory.is_dir():
+            raise DamagedSweep(f"{directory}: no sweep.json (not a sweep, or one that never started)") from None
+        raise DamagedSweep(f"{directory}: no sweep {directory.name!r} here (check --results)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DamagedSweep(f"{path}: not readable: {exc}") from None
+    except ValueError as exc:
+        raise DamagedSweep(f"{path}: damaged (not JSON: {exc}); its trials.jsonl may still be complete") from None
+    if not isinstance(meta, dict):
+        raise DamagedSweep(f"{path}: damaged (a JSON {type(meta).__name__}, not a sweep record)")
+    for key, kind in (("project", str), ("parameters_file", str)):
+        if not isinstance(meta.get(key), kind):
+            raise DamagedSweep(f"{path}: damaged (no {key!r} in it)")
+    return meta
+
+
+def driver_alive(pid: int) -> bool:
+    """Whether the driver recorded as ``pid`` on this machine still runs.
+
+    An exited one its parent has not reaped yet (a zombie) does not, nor a pid
+    the system has since given to another program.
+    """
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    try:
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, IndexError):
+        return True
+    return b"python" in cmdline or b"mlframework" in cmdline
+
+
+def driver_status(meta: dict[str, Any]) -> tuple[str, str]:
+    """(status, note): sweep.json's status, with a ``running`` checked against its driver where possible."""
+    status = str(meta.get("status") or "running")
+    if status != "running":
+        return status, ""
+    host, pid = meta.get("driver_host"), meta.get("driver_pid")
+    if host and host != socket.gethostname():
+        return "running", f"driver on {host}, not checked from here"
+    if not isinstance(pid, int):
+        return "running", "driver pid not recorded, not checked"
+    if driver_alive(pid):
+        return "running", ""
+    return "interrupted", f"its driver (pid {pid}) is gone"
+
+
+def load_sweep(directory: str | os.PathLike[str], with_records: bool = True) -> Sweep:
+    """Read one sweep directory; :class:`DamagedSweep` when its sweep.json cannot be read."""
+    path = Path(directory)
+    meta = read_meta(path)
+    status, note = driver_status(meta)
+    sweep = Sweep(path, meta, status=status, status_note=note)
+    if with_records:
+        try:
+            seen: dict[str, dict[str, Any]] = {}
+            for record in ResultsStore._read_jsonl(path / "trials.jsonl"):
+                seen.setdefault(str(record["trial"]), record)
+            for attempt in ResultsStore._read_jsonl(path / "attempts.jsonl"):
+                sweep.attempts.setdefault(str(attempt["trial"]), []).append(attempt)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DamagedSweep(f"{path / 'trials.jsonl'}: not readable: {exc}") from None
+        sweep.records = sorted(seen.values(), key=_grid_order)
+    return sweep
+
+
+def _grid_order(record: dict[str, Any]) -> tuple[int, str]:
+    index = record.get("index")
+    return (index if isinstance(index, int) else 0, str(record.get("trial")))
+
+
+def find_sweep(results_root: str | os.PathLike[str], sweep_id: str) -> Sweep:
+    """The sweep ``results_root/sweep_id`` (an unambiguous prefix of an id will do)."""
+    root = Path(results_root)
+    if "/" in sweep_id or sweep_id in ("", ".", ".."):
+        raise SweepError(f"{sweep_id!r}: not a sweep id")
+    directory = root / sweep_id
+    if not directory.exists() and root.is_dir():
+        matches = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(sweep_id))
+        if len(matches) == 1:
+            directory = matches[0]
+        elif len(matches) > 1:
+            names = ", ".join(p.name for p in matches[:5])
+            raise SweepError(f"{sweep_id!r} matches {len(matches)} sweeps in {root}: {names}")
+    return load_sweep(directory)
+
+
+@dataclass
+class Listing:
+    """A sweep directory of ``ls``: the sweep, or why it cannot be read."""
+
+    directory: Path
+    sweep: Sweep | None
+    error: str | None = None
+
+
+def list_sweeps(results_root: str | os.PathLike[str]) -> list[Listing]:
+    """Every sweep directory under ``results_root``, newest first; damaged ones carry their error."""
+    root = Path(results_root)
+    if not root.is_dir():
+        raise SweepError(f"{root}: no results directory (check --results)")
+    listings = []
+    for directory in _sweep_dirs(root):
+        try:
+            listings.append(Listing(directory, load_sweep(directory)))
+        except DamagedSweep as exc:
+            listings.append(Listing(directory, None, str(exc)))
+
+    def newest_first(listing: Listing) -> tuple[float, str]:
+        started = listing.sweep.started if listing.sweep else None
+        stamp = started.timestamp() if started else _mtime(listing.directory)
+        return (-stamp, listing.directory.name)
+
+    return sorted(listings, key=newest_first)
+
+
+def _sweep_dirs(root: Path) -> Iterator[Path]:
+    for entry in root.iterdir():
+        if entry.is_dir() and not entry.name.startswith("."):
+            yield entry
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0

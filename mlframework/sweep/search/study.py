@@ -1,0 +1,329 @@
+"""The trial source of a search: an Optuna study the driver asks for trials and tells their results to.
+
+The study lives in the sweep's directory (``study.journal``, Optuna's journal
+file storage), so ``--resume`` continues it: trials told before are never run
+again, trials asked but not told are sent again with the same parameters.
+Workers never touch it; the driver alone asks (ahead, one trial per free slot),
+tells (every result, failure and pruning) and decides pruning from the
+intermediate values a trial reports while it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from mlframework.exceptions import ConfigError
+from mlframework.statuses import PRUNED
+from mlframework.sweep.params.space import SearchSpace
+from mlframework.sweep.search.pruners import Pruner, make_pruner, rung_key
+from mlframework.sweep.search.storage import open_study_storage
+
+log = logging.getLogger(__name__)
+
+SAMPLERS = ("random", "tpe", "cmaes", "grid", "qmc")
+PRUNERS = ("median", "hyperband", "asha", "none")
+
+JOURNAL = "study.journal"
+_DUPLICATE_TRIES = 50  # asks in a row that only repeat points already tried: the space is exhausted
+_MAX_RESOURCE = "hyperband_max_resource"  # the study user attribute keeping hyperband's maximum resource
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of ``90``, ``90s``, ``30m``, ``2h`` or ``1d``; ConfigError otherwise."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ConfigError(f"--timeout {text!r}: give a duration such as 90s, 30m, 2h")
+    return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2) or "s"]
+
+
+@dataclass
+class SearchSettings:
+    """How a sweep searches: sampler, budget, pruning (recorded in sweep.json)."""
+
+    sampler: str = "tpe"
+    trials: int = 20
+    seed: int | None = None
+    timeout_s: float | None = None  # no new trial is asked once this long has passed since the sweep began
+    prune: str = "none"
+    prune_metric: str | None = None  # default: the sweep's metric
+    grace_s: float = 10.0  # SIGTERM to SIGKILL of a pruned trial
+    parallel: int | None = None  # trials in flight; None: one per worker slot found
+
+    def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"--search {self.sampler!r}: choose one of {', '.join(SAMPLERS)}")
+        if self.prune not in PRUNERS:
+            raise ConfigError(f"--prune {self.prune!r}: choose one of {', '.join(PRUNERS)}")
+        if self.trials < 1:
+            raise ConfigError("--trials must be at least 1")
+
+    def to_meta(self) -> dict[str, Any]:
+        """The settings as sweep.json keeps them."""
+        return asdict(self)
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> SearchSettings:
+        """The settings sweep.json recorded."""
+        known = {key: meta[key] for key in cls.__dataclass_fields__ if key in meta}
+        return cls(**known)
+
+
+def _sampler(settings: SearchSettings, space: SearchSpace) -> optuna.samplers.BaseSampler:
+    # Optuna warns that constant_liar and QMCSampler are experimental, a note on the stability of its Python API
+    # for whoever calls it; someone who typed --search qmc would only see noise in the sweep's output.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return _new_sampler(settings, space)
+
+
+def _new_sampler(settings: SearchSettings, space: SearchSpace) -> optuna.samplers.BaseSampler:
+    seed = settings.seed
+    if settings.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if settings.sampler == "tpe":
+        # constant_liar: trials in flight count as bad guesses, so W workers get W different points.
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+    if settings.sampler == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    if settings.sampler == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+    return _GridSampler(space.grid_space(), seed=seed)
+
+
+class _GridSampler(optuna.samplers.GridSampler):
+    """Optuna's GridSampler without its ``study.stop()`` once the grid is done.
+
+    That call is only allowed inside ``study.optimize``; told through
+    ask-and-tell it raises and the last result is lost. The source ends the
+    search itself when the study only proposes points already tried.
+    """
+
+    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+        return None
+
+
+def _plain_key(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+class SearchSource:
+    """Asks the study for trials, sends nothing itself; tells results; decides pruning."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        settings: SearchSettings,
+        directory: Path,
+        study_name: str,
+        metric: str,
+        mode: str,
+    ) -> None:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.space = space
+        self.settings = settings
+        self.metric = metric
+        self.prune_metric = settings.prune_metric or metric
+        storage = open_study_storage(directory / JOURNAL)
+        self._journal = storage.journal
+        earlier = sum(
+            len(storage.get_all_trials(study._study_id, deepcopy=False))
+            for study in storage.get_all_studies()
+            if study.study_name == study_name
+        )
+        if earlier and settings.seed is not None:
+            # A resumed search goes on from where it was: the same seed again would propose the same points.
+            settings = SearchSettings(**{**settings.to_meta(), "seed": settings.seed + earlier})
+        maximize = mode == "max"
+        self.study = optuna.create_study(
+            study_name=study_name,
+            storage=storage,
+            sampler=_sampler(settings, space),
+            # The pruning is decided here, not by the study (sweep/search/pruners.py): Optuna's pruners read the whole
+            # study at each decision, O(trials), and would be given a deep copy of the trial at each call. Ours
+            # are fed the reports this source tells anyway and answer in O(log trials); a BasePruner fed that
+            # way would give wrong answers to any other caller (study.optimize), so none is set on the study.
+            pruner=optuna.pruners.NopPruner(),
+            direction="maximize" if maximize else "minimize",
+            load_if_exists=True,
+        )
+        self._storage = self.study._storage
+        self._study_id = self.study._study_id
+        self.started = time.monotonic()
+        self.exhausted_space = False
+        self._ids: dict[int, int] = {}  # trial number -> storage trial id
+        self._params: dict[int, dict[str, Any]] = {}
+        self._seen: set[str] = set()
+        self.pruned: set[int] = set()  # pruning decided (the trial may still be stopping)
+        max_resource = self.study.user_attrs.get(_MAX_RESOURCE)
+        self._max_resource_saved = max_resource is not None
+        self.pruner: Pruner | None = make_pruner(
+            settings.prune, maximize, study_name, max_resource if isinstance(max_resource, int) else None, self._rung
+        )
+        finished_states = (
+            optuna.trial.TrialState.COMPLETE,
+            optuna.trial.TrialState.PRUNED,
+            optuna.trial.TrialState.FAIL,
+        )
+        for frozen in self.study.get_trials(deepcopy=False):  # one pass: what was asked, pruned, and the pruner's state
+            self._ids[frozen.number] = frozen._trial_id
+            params = frozen.user_attrs.get("params")
+            if isinstance(params, dict):
+                self._params[frozen.number] = params
+                self._seen.add(_plain_key(params))
+            if frozen.user_attrs.get("pruned"):
+                self.pruned.add(frozen.number)
+            if self.pruner is not None and isinstance(params, dict):
+                rungs: dict[int, float] = {}
+                while (value := frozen.system_attrs.get(rung_key(len(rungs)))) is not None:
+                    rungs[len(rungs)] = float(value)
+                self.pruner.restore(
+                    frozen.number,
+                    dict(frozen.intermediate_values),
+                    rungs,
+                    frozen.state in finished_states,
+                    frozen.state == optuna.trial.TrialState.COMPLETE,
+                )
+
+    def close(self) -> None:
+        """Close the study's journal file (the source is of no more use)."""
+        self._journal.close()
+
+    def _rung(self, number: int, rung: int, value: float) -> None:
+        """Save a rung value the pruner recorded, under Optuna's own key (what a resumed source rebuilds from)."""
+        self._storage.set_trial_system_attr(self._ids[number], rung_key(rung), value)
+
+    def _save_max_resource(self) -> None:
+        """Hyperband's maximum resource, once found, kept with the study: a resumed search keeps its brackets."""
+        max_resource = getattr(self.pruner, "max_resource", None)
+        if max_resource is not None and not self._max_resource_saved:
+            self._storage.set_study_user_attr(self._study_id, _MAX_RESOURCE, max_resource)
+            self._max_resource_saved = True
+
+    # -- asking ------------------------------------------------------------------
+
+    @property
+    def asked(self) -> int:
+        """Trials sent so far, in every session of the sweep (what --trials counts)."""
+        return len(self._params)
+
+    @property
+    def exhausted(self) -> bool:
+        """No more trial will be asked: budget spent, time up, or every point tried."""
+        if self.asked >= self.settings.trials or self.exhausted_space:
+            return True
+        timeout = self.settings.timeout_s
+        return timeout is not None and time.monotonic() - self.started >= timeout
+
+    def ask(self) -> tuple[int, dict[str, Any]] | None:
+        """A new trial (its number and parameters), never a point asked before; None when exhausted."""
+        for _ in range(_DUPLICATE_TRIES):
+            if self.exhausted:
+                return None
+            trial = self.study.ask()
+            params = self.space.sample(trial)
+            key = _plain_key(params)
+            if key in self._seen:
+                # Optuna samplers may repeat a point of a discrete space (optuna#2039): never run it twice.
+                self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                continue
+            self._seen.add(key)
+            self._ids[trial.number] = trial._trial_id
+            self._storage.set_trial_user_attr(trial._trial_id, "params", params)
+            self._journal.sync()  # on disk before it is sent
+            self._params[trial.number] = params
+            return trial.number, params
+        log.info("the search space seems exhausted: %d asks in a row repeated earlier points", _DUPLICATE_TRIES)
+        self.exhausted_space = True
+        return None
+
+    def params(self, number: int) -> dict[str, Any]:
+        """The parameters of trial ``number`` (for a retry, or a trial sent again)."""
+        return self._params[number]
+
+    def untold(self) -> list[int]:
+        """Trials asked (in an earlier session too) whose result was never told."""
+        running = optuna.trial.TrialState.RUNNING
+        return [t.number for t in self.study.get_trials(deepcopy=False, states=(running,)) if t.number in self._params]
+
+    # -- telling -----------------------------------------------------------------
+
+    def _trial_id(self, number: int) -> int:
+        trial_id = self._ids.get(number)
+        if trial_id is None:
+            trial_id = self._ids[number] = self._storage.get_trial_id_from_study_id_trial_number(self._study_id, number)
+        return trial_id
+
+    def report(self, number: int, history: list[dict[str, Any]]) -> bool:
+        """Tell intermediate values (``metrics.log`` records); True when the trial should be pruned now."""
+        pruner = self.pruner
+        if pruner is None or number in self.pruned or number not in self._params:
+            return False
+        trial_id = self._trial_id(number)
+        running = pruner.running.get(number)
+        known = set(running.values) if running is not None else set()
+        reported = False
+        for record in history:
+            value = (record.get("values") or {}).get(self.prune_metric)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                continue
+            step = record.get("step")
+            step = int(step) if isinstance(step, (int, float)) and not isinstance(step, bool) else None
+            if step is None:
+                step = len(known)
+            if step in known:
+                continue
+            # The storage's own call (what Trial.report ends in), without Trial.report's reading of the trial back.
+            self._storage.set_trial_intermediate_value(trial_id, step, float(value))
+            pruner.reported(number, step, float(value))
+            known.add(step)
+            reported = True
+        if not reported:
+            return False
+        decided = pruner.decide(number)
+        self._save_max_resource()
+        if decided:
+            self.pruned.add(number)
+            self._storage.set_trial_user_attr(trial_id, "pruned", True)
+            self._journal.sync()
+        return decided
+
+    def tell(self, number: int, record: dict[str, Any]) -> str:
+        """Tell a trial's final record; returns the status to record (PRUNED for a pruned trial)."""
+        state = optuna.trial.TrialState
+        trial_id = self._trial_id(number)
+        told = self._storage.get_trial(trial_id).state
+        if told.is_finished():  # told in an earlier session (a resumed sweep replays its records)
+            return PRUNED if told == state.PRUNED else str(record.get("status"))
+        value = (record.get("metrics") or {}).get(self.metric)
+        usable = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if number in self.pruned and not record.get("stopped") and record.get("status") == "SUCCESS" and usable:
+            # Pruning was decided, but the trial ended on its own before the stop reached it: its result is
+            # whole (and its GPU time spent), so it is told and recorded as the success it is.
+            self.pruned.discard(number)
+            self._storage.set_trial_user_attr(trial_id, "pruned", False)
+        complete = False
+        if number in self.pruned:
+            self.study.tell(number, state=state.PRUNED)
+            status = PRUNED
+        else:
+            complete = record.get("status") == "SUCCESS" and usable
+            if complete:
+                self.study.tell(number, float(value))  # type: ignore[arg-type]
+            else:
+                self.study.tell(number, state=state.FAIL)
+            status = str(record.get("status"))
+        self._journal.sync()
+        if self.pruner is not None:
+            self.pruner.finished(number, complete)
+        return status

@@ -87,7 +87,7 @@ class Context:
 
     def broker(self, mode: str) -> Any:
         """Our workers of ``mode`` ("rabbitmq" or "embedded"), started and warm; returns their BrokerSettings."""
-        from mlframework.cluster.local import EmbeddedCluster, LocalWorker
+        from mlframework.cluster.embedded.workers import EmbeddedCluster, LocalWorker
         from mlframework.sweep.wire.app import BrokerSettings
 
         if self._workers is not None and self._workers[0] == mode:

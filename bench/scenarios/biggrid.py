@@ -120,7 +120,7 @@ def _expected_sent(limit: int) -> int:
 def _driver(exponent: int, limit: int, workdir: Path, spawned_at: float) -> dict[str, float]:
     import celery
 
-    from mlframework.cluster.local import EmbeddedCluster
+    from mlframework.cluster.embedded.workers import EmbeddedCluster
     from mlframework.sweep.driver.run import run_sweep
     from mlframework.sweep.driver.spec import SweepObserver, SweepSpec
     from mlframework.sweep.params.grid_file import grid_from_mapping

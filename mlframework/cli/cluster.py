@@ -37,7 +37,7 @@ def _echo(line: str) -> None:
 
 
 def _ssh_options(key: str | None, known_hosts: str | None, accept_new: bool, timeout: float) -> Any:
-    from mlframework.cluster.remote import SSHOptions
+    from mlframework.cluster.ssh.remote import SSHOptions
 
     return SSHOptions(
         key_filename=os.path.expanduser(key) if key else None,

@@ -71,8 +71,8 @@ def reproduce_command(
     console = SweepConsole(quiet=quiet)
     outcome: Any
     if local:
+        from mlframework.cluster.embedded.workers import EmbeddedCluster
         from mlframework.cluster.gpus import parse_gpu_option
-        from mlframework.cluster.local import EmbeddedCluster
 
         with EmbeddedCluster(project_dir, workers=1, gpus=parse_gpu_option(gpus)) as cluster:
             outcome = run_sweep(spec, cluster.broker, console, health_check=cluster.check)

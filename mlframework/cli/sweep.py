@@ -279,9 +279,9 @@ def _duration(text: str | None) -> float | None:
 def _drive_local(
     project_dir: Path, workers: int | None, gpus: str | None, console: Any, drive: Any, search: Any = None
 ) -> Any:
-    """The sweep on an embedded cluster that lives exactly as long as it (see cluster/local.py)."""
+    """The sweep on an embedded cluster that lives exactly as long as it (see cluster/embedded/workers.py)."""
+    from mlframework.cluster.embedded.workers import EmbeddedCluster
     from mlframework.cluster.gpus import parse_gpu_option
-    from mlframework.cluster.local import EmbeddedCluster
     from mlframework.exceptions import ServiceError
     from mlframework.sweep.driver.preflight import check_importable
 

@@ -35,13 +35,13 @@ from mlframework import envvars
 from mlframework.cluster import broker as broker_accounts
 from mlframework.cluster import diagnose, images, services, shipping
 from mlframework.cluster.config_file import save_config
-from mlframework.cluster.group import on_hosts
 from mlframework.cluster.hosts import Host
 from mlframework.cluster.preflight import HostFacts, preflight
 from mlframework.cluster.recorded import broker_endpoint, cluster_broker, flower_url, load_cluster, worker_status
-from mlframework.cluster.remote import HostSession, SSHOptions
 from mlframework.cluster.secrets import DEFAULT_SECRETS_PATH, ClusterSecrets
 from mlframework.cluster.spec import CONFIG_FILE, ClusterSpec
+from mlframework.cluster.ssh.group import on_hosts
+from mlframework.cluster.ssh.remote import HostSession, SSHOptions
 from mlframework.exceptions import ServiceError
 from mlframework.sweep.wire.app import BrokerSettings
 

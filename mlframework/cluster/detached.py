@@ -19,8 +19,8 @@ from mlframework import envvars
 from mlframework.cluster import images, services
 from mlframework.cluster.bootstrap import ClusterPaths
 from mlframework.cluster.recorded import broker_endpoint, load_cluster
-from mlframework.cluster.remote import HostSession, SSHOptions
 from mlframework.cluster.spec import ClusterSpec
+from mlframework.cluster.ssh.remote import HostSession, SSHOptions
 from mlframework.exceptions import ConfigError, SweepError
 from mlframework.sweep.wire.ids import check_sweep_id
 

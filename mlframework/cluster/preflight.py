@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 from mlframework.cluster import services
 from mlframework.cluster.gpus import NVIDIA_SMI_LIST, parse_gpu_list
-from mlframework.cluster.group import on_hosts
 from mlframework.cluster.hosts import Host
-from mlframework.cluster.remote import HostSession
 from mlframework.cluster.spec import ClusterSpec
+from mlframework.cluster.ssh.group import on_hosts
+from mlframework.cluster.ssh.remote import HostSession
 from mlframework.exceptions import HostError
 
 # Ports the master's containers listen on (host networking): AMQP, Flower, and on

@@ -20,8 +20,8 @@ from typing import Any
 from docker.errors import APIError, ImageNotFound
 
 from mlframework.cluster import images
-from mlframework.cluster.group import on_hosts
-from mlframework.cluster.remote import HostSession
+from mlframework.cluster.ssh.group import on_hosts
+from mlframework.cluster.ssh.remote import HostSession
 from mlframework.exceptions import ServiceError
 
 log = logging.getLogger(__name__)

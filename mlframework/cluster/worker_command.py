@@ -2,7 +2,7 @@
 
 One spelling of the Celery app module and of a worker's options, used by the
 worker and Flower containers (:mod:`mlframework.cluster.services`) and by
-embedded mode's local workers (:mod:`mlframework.cluster.local`).
+embedded mode's local workers (:mod:`mlframework.cluster.embedded.workers`).
 """
 
 from __future__ import annotations

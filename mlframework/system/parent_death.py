@@ -40,7 +40,7 @@ def own_session(parent_death_signal: int = signal.SIGKILL) -> Callable[[], None]
     collects. SIGSTOP where a watchdog outlives the parent: the worker is held
     still (no trial starts) while its pool processes, the subreapers of its
     trials' escaped children, stay alive until the watchdog has found and
-    stopped everything below them (see :mod:`mlframework.cluster.watchdog`).
+    stopped everything below them (see :mod:`mlframework.cluster.embedded.watchdog`).
     """
 
     def start() -> None:

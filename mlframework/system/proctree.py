@@ -29,7 +29,7 @@ share with any non-cgroup scheme: a process that is both untagged and handed
 to another parent (``systemd-run``, ``ssh localhost``) is out of reach, and so
 is an untagged one whose subreaper died before it was found (an embedded
 driver's workers are therefore stopped, not killed, when the driver dies: see
-``HELD_FOR_THE_WATCHDOG`` in :mod:`mlframework.cluster.local`).
+``HELD_FOR_THE_WATCHDOG`` in :mod:`mlframework.cluster.embedded.workers`).
 """
 
 from __future__ import annotations

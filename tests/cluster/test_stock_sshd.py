@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from mlframework.cluster.channels import CHANNELS_PER_CONNECTION
 from mlframework.cluster.hosts import Host
-from mlframework.cluster.remote import HostSession, SSHOptions
+from mlframework.cluster.ssh.channels import CHANNELS_PER_CONNECTION
+from mlframework.cluster.ssh.remote import HostSession, SSHOptions
 from mlframework.exceptions import HostError
 
 

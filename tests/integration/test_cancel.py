@@ -58,7 +58,7 @@ def records(sweep_dir: Path) -> list[dict]:
 
 
 def test_cancel_on_rabbitmq_drops_queued_trials_stops_running_ones_and_resumes(tmp_path, vhost_url):
-    from mlframework.cluster.local import LocalWorker
+    from mlframework.cluster.embedded.workers import LocalWorker
     from mlframework.sweep.wire.app import BrokerSettings
 
     project = slow_project(tmp_path / "proj", trials=10, sleep=2.0)

@@ -99,7 +99,7 @@ def _sweep_on_a_terminal(tmp_path: Path, url: str) -> tuple[Terminal, Path]:
 
 
 def test_ctrl_c_then_yes_cancels_the_trials_on_the_broker_and_resume_finishes(tmp_path, vhost_url):
-    from mlframework.cluster.local import LocalWorker
+    from mlframework.cluster.embedded.workers import LocalWorker
     from mlframework.sweep.wire.app import BrokerSettings
 
     project = slow_project(tmp_path / "proj", trials=TRIALS, sleep=2.0)
@@ -133,7 +133,7 @@ def test_ctrl_c_then_yes_cancels_the_trials_on_the_broker_and_resume_finishes(tm
 
 
 def test_ctrl_c_then_no_leaves_the_trials_running_for_resume(tmp_path, vhost_url):
-    from mlframework.cluster.local import LocalWorker
+    from mlframework.cluster.embedded.workers import LocalWorker
     from mlframework.sweep.wire.app import BrokerSettings
 
     project = slow_project(tmp_path / "proj", trials=TRIALS, sleep=1.0)
@@ -159,7 +159,7 @@ def test_ctrl_c_then_no_leaves_the_trials_running_for_resume(tmp_path, vhost_url
 
 
 def test_without_a_terminal_ctrl_c_asks_nothing_and_leaves_the_trials(tmp_path, vhost_url):
-    from mlframework.cluster.local import LocalWorker
+    from mlframework.cluster.embedded.workers import LocalWorker
     from mlframework.sweep.wire.app import BrokerSettings
 
     project = slow_project(tmp_path / "proj", trials=TRIALS, sleep=1.0)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from scratch_projects import make_project, start_sweep, wait_for_records
 
-from mlframework.cluster.local import LocalWorker
+from mlframework.cluster.embedded.workers import LocalWorker
 from mlframework.sweep.wire import liveness
 from mlframework.sweep.wire.app import TRIAL_QUEUE, BrokerSettings, create_app
 

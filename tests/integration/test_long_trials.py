@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from scratch_projects import make_project, start_sweep
 
-from mlframework.cluster.local import LocalWorker
+from mlframework.cluster.embedded.workers import LocalWorker
 from mlframework.sweep.wire.app import LEASE_SETTING, BrokerSettings
 from testbed.rabbitmq import RabbitMQNode
 

@@ -11,7 +11,7 @@ import sys
 
 from scratch_projects import make_project, start_sweep, wait_for_records
 
-from mlframework.cluster.local import LocalWorker
+from mlframework.cluster.embedded.workers import LocalWorker
 from mlframework.sweep.wire.app import BrokerSettings
 
 SLOW = """

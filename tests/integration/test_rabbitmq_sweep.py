@@ -12,7 +12,7 @@ import time
 import pytest
 from scratch_projects import make_project
 
-from mlframework.cluster.local import LocalWorker
+from mlframework.cluster.embedded.workers import LocalWorker
 from mlframework.sweep.driver.run import run_sweep
 from mlframework.sweep.driver.spec import SweepObserver, SweepSpec
 from mlframework.sweep.params.grid_file import load_grid

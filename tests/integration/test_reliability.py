@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from scratch_projects import CRASH_IN_BATCH, make_project, start_sweep, wait_for_records
 
-from mlframework.cluster.local import LocalWorker
+from mlframework.cluster.embedded.workers import LocalWorker
 from mlframework.sweep.wire.app import BrokerSettings
 
 # Fails its first attempt (per value of x), succeeds after: a flaky trial.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from scratch_projects import make_project
 
-from mlframework.cluster.local import LocalWorker
+from mlframework.cluster.embedded.workers import LocalWorker
 from mlframework.sweep.wire.app import BrokerSettings
 
 COUNTED = """

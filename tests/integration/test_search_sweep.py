@@ -13,7 +13,7 @@ import optuna
 from scratch_projects import CRASH_IN_BATCH, make_project, start_sweep, wait_for_records
 from search_projects import make_search_project, pid_alive
 
-from mlframework.cluster.local import LocalWorker
+from mlframework.cluster.embedded.workers import LocalWorker
 from mlframework.sweep.driver.run import run_sweep
 from mlframework.sweep.driver.spec import SweepSpec
 from mlframework.sweep.params.space import load_space

@@ -5,9 +5,9 @@ from __future__ import annotations
 import paramiko
 import pytest
 
-from mlframework.cluster.channels import is_channel_refusal
-from mlframework.cluster.group import HostOutcome, hosts_failed, on_hosts
 from mlframework.cluster.hosts import Host
+from mlframework.cluster.ssh.channels import is_channel_refusal
+from mlframework.cluster.ssh.group import HostOutcome, hosts_failed, on_hosts
 from mlframework.exceptions import HostError, HostsFailed
 from mlframework.sweep.wire import liveness
 

@@ -120,7 +120,7 @@ def test_worker_containers_tell_their_trials_how_many_share_the_host_cpus():
 
 
 def test_embedded_gpu_workers_count_every_gpu_s_trials_as_sharing_the_cpus(tmp_path):
-    from mlframework.cluster.local import EmbeddedCluster
+    from mlframework.cluster.embedded.workers import EmbeddedCluster
     from mlframework.sweep.trials.trial_env import ENV_SLOTS
 
     cluster = EmbeddedCluster(tmp_path, workers=2, run_dir=tmp_path / "run", gpus=["0", "1"])

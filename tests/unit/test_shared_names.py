@@ -48,7 +48,7 @@ def test_no_module_spells_an_environment_variable_name_but_envvars():
 
 def test_the_names_still_defined_elsewhere_are_the_same_names():
     from mlframework import metrics
-    from mlframework.cluster import watchdog
+    from mlframework.cluster.embedded import watchdog
     from mlframework.report import live
     from mlframework.sweep.trials import gpu_usage, provenance, trial, trial_env
     from mlframework.sweep.wire import app, control

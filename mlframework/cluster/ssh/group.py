@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from mlframework.cluster import diagnose
-from mlframework.cluster.channels import channel_refused, is_channel_refusal
 from mlframework.cluster.hosts import Host
+from mlframework.cluster.ssh.channels import channel_refused, is_channel_refusal
 from mlframework.exceptions import HostError, HostsFailed
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,8 @@
 """Docker over a host's checked SSH connection: the docker SDK riding ``docker system dial-stdio``.
 
 The client needs no Docker TCP port and no second trust decision: it uses the
-SSH client :class:`~mlframework.cluster.remote.HostSession` already connected
-with its host-key policy, and at most :data:`~mlframework.cluster.channels.DOCKER_CHANNELS`
+SSH client :class:`~mlframework.cluster.ssh.remote.HostSession` already connected
+with its host-key policy, and at most :data:`~mlframework.cluster.ssh.channels.DOCKER_CHANNELS`
 channels of it (a pool that blocks when all are busy).
 """
 
@@ -15,7 +15,7 @@ import paramiko
 import urllib3
 from docker.transport.sshconn import SSHConnection, SSHConnectionPool, SSHHTTPAdapter
 
-from mlframework.cluster.channels import DOCKER_CHANNEL_WAIT, DOCKER_CHANNELS, channel_refused, is_channel_refusal
+from mlframework.cluster.ssh.channels import DOCKER_CHANNEL_WAIT, DOCKER_CHANNELS, channel_refused, is_channel_refusal
 from mlframework.exceptions import HostError
 
 # The docker API version we speak; Docker 20.10 (Debian bookworm's docker.io) and later support it.

@@ -12,7 +12,7 @@ close sshd has not yet processed:
 * Docker: a connection pool of :data:`DOCKER_CHANNELS` that *blocks* when all
   are busy (the docker SDK's own pool opens a new channel instead, and keeps up
   to 10 idle ones open: that alone exhausted a stock sshd). A log stream holds
-  one Docker channel while it is followed (:mod:`mlframework.cluster.docker_ssh`).
+  one Docker channel while it is followed (:mod:`mlframework.cluster.ssh.docker_ssh`).
 
 Parallelism *across* hosts is unbounded by this; more connections per host
 would meet sshd's ``MaxStartups`` (10:30:100) instead, so there are none.

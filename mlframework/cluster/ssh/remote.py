@@ -13,9 +13,9 @@ connection (``docker system dial-stdio`` on the host), so it needs no Docker
 TCP port and no second trust decision.
 
 One SSH connection per host, with a fixed share of its channels per purpose
-(commands, SFTP, Docker): :mod:`mlframework.cluster.channels`. Docker rides it
-through :mod:`mlframework.cluster.docker_ssh`; steps on many hosts at once go
-through :mod:`mlframework.cluster.group`.
+(commands, SFTP, Docker): :mod:`mlframework.cluster.ssh.channels`. Docker rides it
+through :mod:`mlframework.cluster.ssh.docker_ssh`; steps on many hosts at once go
+through :mod:`mlframework.cluster.ssh.group`.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ import docker
 import paramiko
 from fabric import Connection
 
-from mlframework.cluster.channels import COMMAND_CHANNELS, channel_refused, is_channel_refusal
-from mlframework.cluster.docker_ssh import docker_client
 from mlframework.cluster.hosts import Host
+from mlframework.cluster.ssh.channels import COMMAND_CHANNELS, channel_refused, is_channel_refusal
+from mlframework.cluster.ssh.docker_ssh import docker_client
 from mlframework.exceptions import HostError
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ cluster; what it cannot give is redelivery of a trial whose worker was killed mi
 Nothing outlives the cluster: every process of it (workers, pool processes,
 trials and what they start) carries the cluster's tag in its environment and
 is stopped by :meth:`EmbeddedCluster.stop`, or, when the driver dies without
-stopping it (SIGKILL, a crash), by the watchdog of :mod:`mlframework.cluster.watchdog`.
+stopping it (SIGKILL, a crash), by the watchdog of :mod:`mlframework.cluster.embedded.watchdog`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mlframework import envvars
-from mlframework.cluster import watchdog
+from mlframework.cluster.embedded import watchdog
 from mlframework.cluster.worker_command import worker_command
 from mlframework.exceptions import ServiceError
 from mlframework.sweep.trials import runner
@@ -48,7 +48,7 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 # An embedded worker whose driver died is stopped, not killed: its pool processes stay alive, and with them
 # the subreapers that hold its trials' escaped children (even one that cleared its environment), until the
-# watchdog has found and stopped all of them (cluster/watchdog.py).
+# watchdog has found and stopped all of them (cluster/embedded/watchdog.py).
 HELD_FOR_THE_WATCHDOG = signal.SIGSTOP
 
 
@@ -257,7 +257,7 @@ class EmbeddedCluster:
             [
                 sys.executable,
                 "-m",
-                "mlframework.cluster.watchdog",
+                "mlframework.cluster.embedded.watchdog",
                 self.tag,
                 str(self.run_dir) if self._own_run_dir else "",
             ],

@@ -1,7 +1,7 @@
 """Embedded mode's watchdog: when the driver dies, however it dies, nothing of its sweep is left.
 
-``python -m mlframework.cluster.watchdog TAG RUN_DIR`` is started by
-:class:`~mlframework.cluster.local.EmbeddedCluster` in a session of its own (a
+``python -m mlframework.cluster.embedded.watchdog TAG RUN_DIR`` is started by
+:class:`~mlframework.cluster.embedded.workers.EmbeddedCluster` in a session of its own (a
 closed terminal's SIGHUP and a Ctrl-C do not reach it), with a pipe from the
 driver as its standard input. The driver writes ``sweep PATH`` lines (the
 sweep.json to mark) and ``done`` when it stopped everything itself. End of

@@ -1,0 +1,1 @@
+"""Embedded mode: the sweep's workers on this machine, and the watchdog that stops them when the driver dies."""

@@ -328,6 +328,7 @@ def _resume_command(results_root: Path, local: bool, workers: int | None, gpus: 
 
 def _detach(project_dir: Path, spec: Any, sweep_options: list[str]) -> None:
     from mlframework.cli.cluster import cluster_ssh_options, repo_root
+    from mlframework.cluster.config_file import find_project
     from mlframework.cluster.detached import start_detached
     from mlframework.cluster.recorded import load_cluster
     from mlframework.exceptions import ConfigError
@@ -336,9 +337,9 @@ def _detach(project_dir: Path, spec: Any, sweep_options: list[str]) -> None:
 
     root = repo_root()
     cluster, _ = load_cluster(root)
-    if project_dir.resolve() != cluster.project_dir(root).resolve():
+    if project_dir.resolve() != find_project(cluster, root).resolve():
         raise ConfigError(
-            f"{project_dir}: the cluster serves {cluster.project_dir(root)} (config.sh PROJECT); "
+            f"{project_dir}: the cluster serves {find_project(cluster, root)} (config.sh PROJECT); "
             "detached sweeps run that project"
         )
     check_task(project_dir.resolve(), spec.task)

@@ -6,6 +6,7 @@ The public API a project's ``tasks.py`` and a notebook use::
 
     echo = mlf.echo_task()                   # the seed's `echo` task
     train = mlf.train_task("train_mnist.py") # the seed's `train` task
+    run = mlf.command_task("{python} train.py {args} --out_dir={trial_dir}/out", name="run")
 
     @mlf.task
     def my_task(trial):                      # a task of your own
@@ -28,6 +29,7 @@ _LAZY = {
     "echo_task": "mlframework.sweep.trials.tasks",
     "task": "mlframework.sweep.trials.tasks",
     "train_task": "mlframework.sweep.trials.tasks",
+    "command_task": "mlframework.sweep.trials.tasks",
     "ArgumentStyle": "mlframework.sweep.params.arguments",
     "run_sweep": "mlframework.sweep.driver.run",
     "SweepSpec": "mlframework.sweep.driver.spec",

@@ -22,7 +22,8 @@ from rich.text import Text
 
 from mlframework.statuses import PRUNED, SUCCESS
 from mlframework.sweep.driver.spec import SweepObserver, SweepOutcome, SweepSpec
-from mlframework.sweep.params.arguments import display, format_value, style_of
+from mlframework.sweep.params.arguments import display, false_warning, format_value, style_of
+from mlframework.sweep.params.command import command_line, parameter_values, template_of
 from mlframework.sweep.trials import tasks as task_registry
 from mlframework.sweep.wire.ids import trial_id
 
@@ -297,9 +298,15 @@ class SweepConsole(SweepObserver):
             )
             for line in spec.grid.describe():  # type: ignore[attr-defined]  # a SearchSpace
                 self.console.print(line, markup=False, soft_wrap=True)
+            template = template_of(task_registry.REGISTERED.get(spec.task))
+            if template is not None:
+                self.console.print(f"each trial runs: {display(template.words)}", markup=False, soft_wrap=True)
+            self.argument_style = style_of(task_registry.REGISTERED.get(spec.task))
+            self.warn_dropped_false(spec)
             return
         total = spec.grid.count
-        self.argument_style = style_of(task_registry.REGISTERED.get(spec.task))  # tasks.py imported: its style
+        function = task_registry.REGISTERED.get(spec.task)
+        self.argument_style = style_of(function)  # tasks.py imported: its style
         self.console.print(
             f"dry run: {total} trial(s) of task '{spec.task}' from {spec.grid.source}", markup=False, soft_wrap=True
         )
@@ -307,4 +314,15 @@ class SweepConsole(SweepObserver):
             if index >= limit:
                 self.console.print(f"... and {total - limit} more", markup=False, soft_wrap=True)
                 break
-            self.console.print(f"{trial_id(index, total)} {self._options(combination)}", markup=False, soft_wrap=True)
+            trial = trial_id(index, total)
+            # A command task's whole command; {trial_dir}, {gpu}, ... are known when the trial runs.
+            places = {"trial": trial, **({"sweep": spec.sweep_id} if spec.sweep_id else {})}
+            line = command_line(function, combination, places)
+            self.console.print(f"{trial} {line}", markup=False, soft_wrap=True)
+        self.warn_dropped_false(spec)
+
+    def warn_dropped_false(self, spec: SweepSpec) -> None:
+        """One warning line when a false value leaves an option out (the default argument style)."""
+        warning = false_warning(self.argument_style, parameter_values(spec.grid))
+        if warning:
+            self.console.print(f"warning: {warning}", style="yellow", markup=False, soft_wrap=True)

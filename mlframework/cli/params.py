@@ -5,12 +5,8 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
-
-if TYPE_CHECKING:
-    from mlframework.sweep.params.arguments import ArgumentStyle
 
 
 @click.command("params")
@@ -27,7 +23,8 @@ if TYPE_CHECKING:
     "project_dir",
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     help="Show the options as this project's task renders them (train_task(arguments=...): "
-    "--name value, list values as several arguments, --no-name); imports its tasks.py  "
+    "--name value, --name=False, Hydra's name=value, ...; a command_task's whole command line); "
+    "imports its tasks.py  "
     "[default: the seed's --name=value]",
 )
 @click.option("--task", "task_name", default="train", show_default=True, help="The task of --project.")
@@ -37,9 +34,11 @@ def params_command(parameters_file: Path, as_json: bool, count: bool, project_di
     A search space (a file with !uniform, !loguniform, !int or conditional
     choices) is described instead: each parameter and its distribution.
     """
-    from mlframework.sweep.params.arguments import SEED_STYLE, display, json_safe
+    from mlframework.sweep.params.arguments import SEED_STYLE, display, false_warning, json_safe, style_of
+    from mlframework.sweep.params.command import command_line, parameter_values, template_of
     from mlframework.sweep.params.grid_file import load_grid
     from mlframework.sweep.params.space import is_search_space, load_space
+    from mlframework.sweep.wire.ids import trial_id
 
     if is_search_space(parameters_file):
         space = load_space(parameters_file)
@@ -57,15 +56,24 @@ def params_command(parameters_file: Path, as_json: bool, count: bool, project_di
             out.write(("," if index else "") + "\n  " + json.dumps(json_safe(combination), allow_nan=False))
         out.write("\n]\n" if grid.count else "]\n")
     else:
-        style = _project_style(project_dir, task_name) if project_dir is not None else SEED_STYLE
+        function = _project_task(project_dir, task_name) if project_dir is not None else None
+        style = style_of(function) if function is not None else SEED_STYLE
         if project_dir is None and any(isinstance(value, list) for p in grid.parameters for value in _few(p.values)):
             click.echo(
                 "mlframework: list values are shown as one JSON argument each (the default style); "
                 "with --project DIR they are shown as that project's task passes them",
                 err=True,
             )
-        for combination in grid:
-            click.echo(display(style.render(combination)))
+        if template_of(function) is not None:
+            # A command task: each trial's whole command ({trial_dir}, {gpu}, ... are known when it runs).
+            for index, combination in enumerate(grid):
+                click.echo(command_line(function, combination, {"trial": trial_id(index, grid.count)}))
+        else:
+            for combination in grid:
+                click.echo(display(style.render(combination)))
+        warning = false_warning(style, parameter_values(grid))
+        if warning:
+            click.echo(f"mlframework: warning: {warning}", err=True)
 
 
 def _few(values: object) -> list[object]:
@@ -73,11 +81,10 @@ def _few(values: object) -> list[object]:
     return list(values) if isinstance(values, tuple) else []
 
 
-def _project_style(project_dir: Path, task_name: str) -> ArgumentStyle:
-    """The ArgumentStyle of the project's task (imported as the driver imports it)."""
+def _project_task(project_dir: Path, task_name: str) -> object:
+    """The project's task function (its tasks.py imported as the driver imports it)."""
     from mlframework.exceptions import ConfigError
     from mlframework.sweep.driver.preflight import check_importable
-    from mlframework.sweep.params.arguments import style_of
     from mlframework.sweep.trials import tasks as task_registry
 
     check_importable(project_dir)
@@ -85,4 +92,4 @@ def _project_style(project_dir: Path, task_name: str) -> ArgumentStyle:
     if function is None:
         known = ", ".join(sorted(task_registry.REGISTERED)) or "none"
         raise ConfigError(f"{project_dir / 'tasks.py'}: no task named '{task_name}' (defined: {known})")
-    return style_of(function)
+    return function

@@ -146,7 +146,7 @@ def sweep_command(
     """
     from mlframework.cli.console import SweepConsole
     from mlframework.exceptions import ConfigError
-    from mlframework.sweep.driver.run import check_task, resume_sweep, run_sweep
+    from mlframework.sweep.driver.run import check_parameters, check_task, resume_sweep, run_sweep
     from mlframework.sweep.driver.spec import SweepSpec
     from mlframework.sweep.params.grid_file import load_grid
     from mlframework.sweep.wire.ids import check_sweep_id
@@ -204,6 +204,7 @@ def sweep_command(
             grid.grid_space()  # a continuous parameter cannot be listed: say so before anything starts
         if dry_run:
             check_task(project_dir.resolve(), task_name)  # its trials' commands are shown as its script takes them
+            check_parameters(spec)
             console.print_dry_run(spec)
             return
     if detach:

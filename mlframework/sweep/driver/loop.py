@@ -32,7 +32,8 @@ from mlframework.sweep.driver.recovery import (
     unaccounted,
 )
 from mlframework.sweep.driver.spec import SweepObserver, SweepOutcome, SweepSpec, sweep_total
-from mlframework.sweep.params.arguments import style_of
+from mlframework.sweep.params.arguments import false_warning, style_of
+from mlframework.sweep.params.command import parameter_values
 from mlframework.sweep.records.ranking import pick_metric
 from mlframework.sweep.records.results import ResultsStore
 from mlframework.sweep.trials import tasks as task_registry
@@ -342,6 +343,9 @@ class SweepRun:
             stream = self._stream()
             self._open_source(start, epoch)
             self.observer.argument_style = style_of(task_registry.REGISTERED.get(self.spec.task))
+            dropped = false_warning(self.observer.argument_style, parameter_values(self.spec.grid))
+            if dropped:
+                log.warning("%s", dropped)  # a false that silently drops an option: said once, at the start
             self.observer.sweep_started(self.sweep_id, self.total, store.directory)
             if self.awaiting or self.drain_first:
                 stream.drain(timeout=1.0)  # what finished while the driver was away

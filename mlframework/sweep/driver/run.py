@@ -31,6 +31,7 @@ from mlframework.exceptions import ConfigError, SweepError
 from mlframework.sweep.driver import lock as driver_lock
 from mlframework.sweep.driver.loop import SweepRun
 from mlframework.sweep.driver.spec import SweepObserver, SweepOutcome, SweepSpec, sweep_total
+from mlframework.sweep.params.command import check_values, parameter_values
 from mlframework.sweep.params.grid import Grid
 from mlframework.sweep.params.grid_file import load_grid
 from mlframework.sweep.records.results import ResultsStore
@@ -42,6 +43,7 @@ from mlframework.sweep.wire.connection import connect as _connect
 from mlframework.sweep.wire.ids import check_sweep_id, new_sweep_id
 
 __all__ = [
+    "check_parameters",
     "check_task",
     "resume_sweep",
     "run_sweep",
@@ -75,6 +77,11 @@ def check_task(project_dir: Path, task_name: str) -> None:
     if task_name not in task_registry.REGISTERED:
         known = ", ".join(sorted(task_registry.REGISTERED)) or "none"
         raise ConfigError(f"{project_dir / 'tasks.py'}: no task named '{task_name}' (defined: {known})")
+
+
+def check_parameters(spec: SweepSpec) -> None:
+    """Fail early when a parameter value uses a placeholder that does not exist (``{trail_dir}``)."""
+    check_values(parameter_values(spec.grid), str(spec.grid.source))
 
 
 def _absolute(path: str) -> str:
@@ -122,6 +129,7 @@ def run_sweep(
     """
     project_dir = Path(spec.project_dir).resolve()
     check_task(project_dir, spec.task)
+    check_parameters(spec)
     sweep_id = check_sweep_id(spec.sweep_id) if spec.sweep_id else new_sweep_id(project_dir.name)
     if (Path(spec.results_root) / sweep_id).exists():
         raise SweepError(

@@ -13,6 +13,10 @@ The seed's two tasks come ready-made::
 
     echo = mlf.echo_task()                    # sleeps n seconds (default 2), reporting each second
     train = mlf.train_task("train_mnist.py")  # runs the script with --name=value per parameter
+
+A script that is not written for this framework runs from a command line with placeholders::
+
+    train = mlf.command_task("{python} train.py {args} --out_dir={trial_dir}/out", arguments="booleans")
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ from celery.exceptions import Reject
 
 from mlframework.exceptions import ConfigError
 from mlframework.statuses import FAILURE, SUCCESS
-from mlframework.sweep.params.arguments import SEED_STYLE, ArgumentStyle
+from mlframework.sweep.params.arguments import SEED_STYLE, ArgumentStyle, named_style
+from mlframework.sweep.params.command import CommandTemplate, fill
 from mlframework.sweep.trials import gpu_usage, scalars
 from mlframework.sweep.trials.provenance import environment_for, worker_provenance
 from mlframework.sweep.trials.trial import Trial, TrialFailed
@@ -57,6 +62,7 @@ from mlframework.sweep.wire.protocol import (
 
 __all__ = [
     "REGISTERED",
+    "command_task",
     "echo_task",
     "execute_trial",
     "task",
@@ -339,6 +345,13 @@ def _caller_dir(depth: int = 2) -> Path:
     return Path(filename).resolve().parent if filename else Path.cwd()
 
 
+def _style(arguments: ArgumentStyle | str, where: str, call: str) -> ArgumentStyle:
+    try:
+        return named_style(arguments)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {call}(arguments={arguments!r}): {exc}") from None
+
+
 def train_task(
     script: str | os.PathLike[str],
     *,
@@ -346,7 +359,7 @@ def train_task(
     python: str | None = None,
     args: Sequence[str] = (),
     output_scalars: scalars.Patterns = None,
-    arguments: ArgumentStyle = SEED_STYLE,
+    arguments: ArgumentStyle | str = SEED_STYLE,
     cwd: str = "project",
     merge_output: bool = False,
 ) -> Any:
@@ -361,7 +374,11 @@ def train_task(
     ``output_scalars``: metrics read from what the script prints (see
     :mod:`mlframework.sweep.trials.scalars`; default: ``name: value`` / ``name=value``
     lines when the script does not use metrics.log; ``False``: none).
-    ``arguments``: how parameters become options (:class:`~mlframework.sweep.params.arguments.ArgumentStyle`).
+    ``arguments``: how parameters become options: a preset's name (``"default"``,
+    ``"separate"``, ``"booleans"``, ``"hydra"``, ``"lightning"``) or an
+    :class:`~mlframework.sweep.params.arguments.ArgumentStyle`.
+    ``args`` and string parameter values may hold placeholders such as ``{trial_dir}``
+    (:mod:`mlframework.sweep.params.command`); for a whole command line, see :func:`command_task`.
     ``cwd``: ``"project"`` (the directory of tasks.py) or ``"trial"`` (the trial's own
     :attr:`Trial.workdir`, so that files the script writes do not collide).
     ``merge_output``: stderr and stdout as one stream, in the exact order written (no ``[stderr]`` marks).
@@ -375,16 +392,95 @@ def train_task(
         raise ConfigError(f"{where}: train_task(python={python!r}): no such program")
     if cwd not in ("project", "trial"):
         raise ConfigError(f"{where}: train_task(cwd={cwd!r}): give 'project' or 'trial'")
+    style = _style(arguments, str(where), "train_task")
     scalars.ScalarReader(output_scalars)  # a bad pattern is an error here, not in every trial
+    extra = CommandTemplate.parse(list(args), f"{where}: train_task(args=...)") if args else None
 
     def train(trial: Trial) -> None:
-        trial.arguments, trial.output_scalars = arguments, output_scalars
+        trial.arguments, trial.output_scalars = style, output_scalars
+        places = {**trial.places(), "project_dir": str(project_dir)}
         trial.run(
-            [python or sys.executable, str(script_path), *args, *trial.options()],
+            [
+                python or sys.executable,
+                str(script_path),
+                *(extra.render((), places) if extra is not None else ()),
+                *trial.options(places),
+            ],
             cwd=trial.workdir if cwd == "trial" else project_dir,
             merge_streams=merge_output,
         )
 
     train.__name__ = name
-    train.argument_style = arguments  # type: ignore[attr-defined]  # for `mlframework params --project`
+    train.argument_style = style  # type: ignore[attr-defined]  # for `mlframework params --project`
     return task(train, name=name)
+
+
+def command_task(
+    command: str | Sequence[str],
+    *,
+    name: str = "train",
+    arguments: ArgumentStyle | str = SEED_STYLE,
+    output_scalars: scalars.Patterns = None,
+    cwd: str = "project",
+    env: Mapping[str, str] | None = None,
+    merge_output: bool = False,
+) -> Any:
+    """A task that runs a command line with placeholders, for the scripts people already have::
+
+        train = mlf.command_task(
+            "{python} train.py config/train_shakespeare_char.py {args} --out_dir={trial_dir}/out",
+            arguments="booleans",
+        )
+
+    ``command`` is split like a shell would (:mod:`shlex`; no shell runs it: each
+    argument stays one argv element). Its placeholders, filled for each trial:
+
+    * ``{args}`` (a word of its own): the parameters rendered in the ``arguments`` style
+      (a preset's name, ``"default"``, ``"separate"``, ``"booleans"``, ``"hydra"``,
+      ``"lightning"``, or an :class:`~mlframework.sweep.params.arguments.ArgumentStyle`);
+    * ``{trial_dir}``: the trial's own directory (:attr:`Trial.workdir`), for its outputs;
+    * ``{trial}``, ``{sweep}``: the trial's and the sweep's ids; ``{gpu}``: the GPU(s) of
+      the trial's worker (empty on a CPU worker);
+    * ``{project_dir}``: the directory of tasks.py; ``{python}``: the worker's Python
+      (a bare ``python`` is whichever the worker's PATH finds).
+
+    ``{{name}}`` is a literal ``{name}``. String parameter values may use the same
+    placeholders (``out_dir: "{trial_dir}/out"`` in parameters.yml). An unknown placeholder
+    is an error when tasks.py is imported (here, by the driver, by ``--dry-run``).
+
+    ``cwd``: ``"project"`` (default: the directory of tasks.py, which scripts that read
+    their config and data relative to it need) or ``"trial"`` (``{trial_dir}``).
+    ``env``: variables added to the command's environment (values may use placeholders).
+    ``output_scalars`` and ``merge_output`` as for :func:`train_task`. A non-zero exit
+    marks the trial FAILURE with the tail of its stderr.
+    """
+    project_dir = _caller_dir()
+    where = f"{project_dir / 'tasks.py'}: command_task"
+    template = CommandTemplate.parse(command, where)
+    if cwd not in ("project", "trial"):
+        raise ConfigError(f"{where}(cwd={cwd!r}): give 'project' or 'trial'")
+    style = _style(arguments, str(project_dir / "tasks.py"), "command_task")
+    extra_env = dict(env or {})
+    for key, value in extra_env.items():
+        CommandTemplate.parse([value], f"{where}(env={{{key!r}: ...}})")
+    scalars.ScalarReader(output_scalars)  # a bad pattern is an error here, not in every trial
+    if not template.takes_args:
+        log.warning("%s: the command has no {args}: the parameters reach it only through placeholders", where)
+    program = template.words[0]
+    if "{" not in program and os.sep not in program and shutil.which(program) is None:
+        log.warning("%s: no program %r on this machine's PATH (the worker's Python is {python})", where, program)
+
+    def command_trial(trial: Trial) -> None:
+        trial.arguments, trial.output_scalars = style, output_scalars
+        places = {**trial.places(), "project_dir": str(project_dir)}
+        trial.run(
+            template.render(trial.options(places), places),
+            cwd=trial.workdir if cwd == "trial" else project_dir,
+            env={key: fill(value, places) for key, value in extra_env.items()},
+            merge_streams=merge_output,
+        )
+
+    command_trial.__name__ = name
+    command_trial.argument_style = style  # type: ignore[attr-defined]  # for `params --project`, --dry-run
+    command_trial.command_template = template  # type: ignore[attr-defined]
+    return task(command_trial, name=name)

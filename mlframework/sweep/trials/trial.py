@@ -17,6 +17,7 @@ from typing import Any
 
 from mlframework import envvars
 from mlframework.sweep.params.arguments import SEED_STYLE, ArgumentStyle
+from mlframework.sweep.params.command import fill_params
 from mlframework.sweep.trials import scalars, trial_env
 from mlframework.sweep.trials.runner import CommandResult, run_command
 from mlframework.sweep.wire.events import OutputStreamer
@@ -71,9 +72,24 @@ class Trial:
     _publish: Callable[[Event], None] | None = field(default=None, repr=False)
     commands: list[CommandResult] = field(default_factory=list, repr=False)
 
-    def options(self) -> list[str]:
-        """The parameters rendered as command-line options (``--name=value`` unless the task says otherwise)."""
-        return self.arguments.render(self.params)
+    def options(self, places: Mapping[str, str] | None = None) -> list[str]:
+        """The parameters rendered as command-line options (``--name=value`` unless the task says otherwise).
+
+        Placeholders in string values (``out_dir: "{trial_dir}/out"``) are filled from
+        ``places`` (default: :meth:`places`); see :mod:`mlframework.sweep.params.command`.
+        """
+        return self.arguments.render(fill_params(self.params, self.places() if places is None else places))
+
+    def places(self) -> dict[str, str]:
+        """What placeholders (in a command template, in parameter values) become for this trial."""
+        return {
+            "trial_dir": str(self.workdir),
+            "trial": self.id,
+            "sweep": self.sweep_id,
+            "gpu": self.gpu or "",
+            "project_dir": str(self.project_dir),
+            "python": sys.executable,
+        }
 
     @property
     def workdir(self) -> Path:

@@ -151,3 +151,15 @@ def test_a_task_names_an_argument_style(tmp_path):
     project = _project(tmp_path / "other", "train = mlf.train_task('train.py', arguments='hdyra')\n", "x: [1]\n")
     result = _invoke("sweep", str(project), "--dry-run", "--results", str(tmp_path / "res"))
     assert result.exit_code == 2 and "unknown argument style 'hdyra'" in result.output
+
+
+def test_parameter_values_of_a_grid_and_of_a_search_space():
+    from mlframework.sweep.params.command import parameter_values
+    from mlframework.sweep.params.grid_file import parse_grid
+    from mlframework.sweep.params.space import parse_space
+
+    grid = parse_grid("x: !!python/tuple [0, 1000000]\ncompile: [true, false]\n")
+    assert parameter_values(grid) == {"x": [], "compile": [True, False]}
+    space = parse_space("lr: !loguniform [0.001, 0.1]\nopt:\n  sgd: {nesterov: [true, false]}\n  adam: {}\n")
+    values = parameter_values(space)
+    assert values["lr"] == [] and values["nesterov"] == [True, False]

@@ -63,7 +63,9 @@ import argparse
 parser = argparse.ArgumentParser()
 parser.add_argument("--compile", action="store_true", default=True)
 parser.add_argument("--lr", type=float)
-print(f"compile={parser.parse_args().compile}", flush=True)
+parser.add_argument("--tag")
+args = parser.parse_args()
+print(f"compile={args.compile} tag={args.tag}", flush=True)
 """
 
 TASKS = """
@@ -73,7 +75,7 @@ ckpt = mlf.command_task(
     "{python} train.py cfg.py {args} --out_dir={trial_dir}/out", name="ckpt", arguments="booleans"
 )
 hydra_app = mlf.command_task("{python} app.py {args}", name="hydra_app", arguments=mlf.ArgumentStyle.hydra(new=["c"]))
-plain = mlf.train_task("plain.py", name="plain")
+plain = mlf.train_task("plain.py", name="plain", args=["--tag={trial}"])
 """
 
 
@@ -140,4 +142,4 @@ def test_a_dropped_false_is_said_once_at_the_sweep_s_start(tmp_path):
     output = result.stdout + result.stderr
     assert output.count("false leaves --compile out") == 1, output
     assert 'arguments="booleans" (--compile=False)' in output
-    assert "compile=True" in (sweep_dir / "logs" / "t0000.log").read_text(), "the script kept its default"
+    assert "compile=True tag=t0000" in (sweep_dir / "logs" / "t0000.log").read_text(), "the script kept its default"

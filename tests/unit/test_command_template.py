@@ -163,3 +163,15 @@ def test_parameter_values_of_a_grid_and_of_a_search_space():
     space = parse_space("lr: !loguniform [0.001, 0.1]\nopt:\n  sgd: {nesterov: [true, false]}\n  adam: {}\n")
     values = parameter_values(space)
     assert values["lr"] == [] and values["nesterov"] == [True, False]
+
+
+def test_train_task_args_take_placeholders_too(tmp_path):
+    project = _project(
+        tmp_path, "train = mlf.train_task('train.py', args=['--out={trial_dir}/o', '{{x}}'])\n", "lr: [0.1]\n"
+    )
+    result = _invoke("sweep", str(project), "--dry-run", "--results", str(tmp_path / "res"))
+    assert result.exit_code == 0, result.output
+    (tmp_path / "bad").mkdir()
+    project = _project(tmp_path / "bad", "train = mlf.train_task('train.py', args=['--out={trial_dri}'])\n", "x: [1]\n")
+    result = _invoke("sweep", str(project), "--dry-run", "--results", str(tmp_path / "res"))
+    assert result.exit_code == 2 and "unknown placeholder {trial_dri}" in result.output

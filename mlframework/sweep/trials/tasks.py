@@ -395,6 +395,10 @@ def train_task(
     style = _style(arguments, str(where), "train_task")
     scalars.ScalarReader(output_scalars)  # a bad pattern is an error here, not in every trial
     extra = CommandTemplate.parse(list(args), f"{where}: train_task(args=...)") if args else None
+    if extra is not None and extra.takes_args:
+        raise ConfigError(
+            f"{where}: train_task(args=...): no {{args}} here (the options follow ARGS); see command_task"
+        )
 
     def train(trial: Trial) -> None:
         trial.arguments, trial.output_scalars = style, output_scalars

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlframework.statuses import SUCCESS
+from mlframework.sweep.records.record import AttemptSummary, TrialRecord
 from mlframework.sweep.wire.protocol import LeasedEvent, StartedEvent, TrialRef, message_trials
 
 # How often, at most, the driver asks the workers whether they still run the leased trials.
@@ -177,20 +178,19 @@ def trials_held(listings: Mapping[str, list[dict[str, Any]]] | None, sweep_id: s
     }
 
 
-def attempt_summary(record: Mapping[str, Any]) -> dict[str, Any]:
-    """What a trial's record keeps of each earlier attempt (--retries)."""
-    keys = (
-        "attempt",
-        "status",
-        "host",
-        "gpu",
-        "worker",
-        "exit_code",
-        "error",
-        "stderr_tail",
-        "duration_s",
-        "started_at",
-        "finished_at",
-        "metrics",
+def attempt_summary(record: TrialRecord) -> AttemptSummary:
+    """What a trial's record keeps of each earlier attempt (--retries): these keys, None where it has none."""
+    return AttemptSummary(
+        attempt=record.get("attempt"),
+        status=record.get("status"),
+        host=record.get("host"),
+        gpu=record.get("gpu"),
+        worker=record.get("worker"),
+        exit_code=record.get("exit_code"),
+        error=record.get("error"),
+        stderr_tail=record.get("stderr_tail"),
+        duration_s=record.get("duration_s"),
+        started_at=record.get("started_at"),
+        finished_at=record.get("finished_at"),
+        metrics=record.get("metrics"),
     )
-    return {key: record.get(key) for key in keys}

@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from mlframework.statuses import SUCCESS
 from mlframework.sweep.records.record import AttemptSummary, TrialRecord
@@ -179,18 +179,19 @@ def trials_held(listings: Mapping[str, list[dict[str, Any]]] | None, sweep_id: s
 
 
 def attempt_summary(record: TrialRecord) -> AttemptSummary:
-    """What a trial's record keeps of each earlier attempt (--retries): these keys, None where it has none."""
-    return AttemptSummary(
-        attempt=record.get("attempt"),
-        status=record.get("status"),
-        host=record.get("host"),
-        gpu=record.get("gpu"),
-        worker=record.get("worker"),
-        exit_code=record.get("exit_code"),
-        error=record.get("error"),
-        stderr_tail=record.get("stderr_tail"),
-        duration_s=record.get("duration_s"),
-        started_at=record.get("started_at"),
-        finished_at=record.get("finished_at"),
-        metrics=record.get("metrics"),
+    """What a trial's record keeps of each earlier attempt (--retries): the keys of AttemptSummary, None if absent."""
+    keys = (
+        "attempt",
+        "status",
+        "host",
+        "gpu",
+        "worker",
+        "exit_code",
+        "error",
+        "stderr_tail",
+        "duration_s",
+        "started_at",
+        "finished_at",
+        "metrics",
     )
+    return cast(AttemptSummary, {key: record.get(key) for key in keys})

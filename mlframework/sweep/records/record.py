@@ -1,27 +1,19 @@
 """A trial's record as a typed dict: one line of ``trials.jsonl`` (or ``attempts.jsonl``), as every module passes it.
 
-The worker builds the bulk of it (:class:`~mlframework.sweep.wire.protocol.FinishedEvent`);
+The worker builds the bulk of it (:class:`~mlframework.sweep.wire.protocol.FinishedEvent`,
+whose fields past the trial's identity are :class:`~mlframework.sweep.wire.protocol.TrialOutcome`);
 the driver adds the earlier attempts and the project's revision, a search may
 set the status (PRUNED), and :class:`~mlframework.sweep.records.results.ResultsStore`
-writes it as JSON. Read back, a record holds what its writer put there: a field
-is optional unless every version of mlframework wrote it, so readers use
+writes it as JSON. Read back, a record holds what its writer put there: every
+field but ``trial`` is optional (older versions wrote fewer), so readers use
 ``.get()``. These types describe the JSON; they change nothing on disk.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import TypedDict
 
-from mlframework.sweep.params.grid import Value
-
-# What a trial's own code reports is open-ended: metric names are the script's, and their values
-# are what it logged (numbers, but metrics.log keeps strings, e.g. "nan", and JSON anything).
-Metrics = dict[str, Any]
-# metrics.log records ({"time", "step", "values": Metrics}) or values read from the output, in order.
-History = list[dict[str, Any]]
-# Where the trial ran and from what: packages (hash), hostname, python, gpu_model, gpu_driver,
-# image, and the project's commit and diff_sha256 (sweep/trials/provenance.py).
-Provenance = dict[str, Any]
+from mlframework.sweep.wire.protocol import Metrics, TrialOutcome
 
 
 class AttemptSummary(TypedDict, total=False):
@@ -45,39 +37,15 @@ class _RecordBase(TypedDict):
     trial: str  # the trial id, e.g. t0007: every record has it (a line without it is not read back)
 
 
-class TrialRecord(_RecordBase, total=False):
+class TrialRecord(_RecordBase, TrialOutcome, total=False):
     """One trial's record (see the module docstring); keys as in ``trials.jsonl``."""
 
     index: int  # its grid index (a search: the study's trial number)
     attempt: int  # 1, then 2, 3, ... for --retries
     status: str  # SUCCESS, FAILURE or PRUNED (mlframework.statuses)
-    host: str
-    gpu: str | None
-    worker: str  # the Celery node name
+    worker: str  # the Celery node name of the worker that ran it
     message: str  # the task message's id
-    params: dict[str, Value]  # the trial's parameters, in grid (or search space) order
-    duration_s: float | None
-    started_at: float  # epoch seconds
-    finished_at: float
-    exit_code: int | None
-    command: str | None  # the last command line the trial ran
-    metrics: Metrics  # final values
-    history: History
-    result: Any  # what the task function returned, made JSON-able: the task's own business
-    error: str | None
-    stderr_tail: list[str]
-    redelivered: bool
-    pid: int
-    provenance: Provenance
-    stopped: str  # why the sweep stopped it early: "pruned", "cancelled"
-    stop_latency_s: float | None
     attempts: list[AttemptSummary]  # the earlier attempts, on the final record only
-    # GPU use while it ran (sweep/trials/gpu_usage.py): absent on CPU workers
-    gpu_util_mean: float
-    gpu_util_peak: float
-    gpu_memory_mean_mib: float
-    gpu_memory_peak_mib: float
-    gpu_samples: int
-    # The finished event's "finished" while the driver holds the record as the event it came
-    # from (the observers see it); the store drops it: never on disk.
+    # "finished" while the driver holds the record as the event it came from (observers see it);
+    # the store drops it: never on disk.
     type: str

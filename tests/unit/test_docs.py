@@ -39,7 +39,7 @@ NOT_SHELL = {"python", "py", "yaml", "yml", "json", "toml", "ini", "dockerfile"}
 GENERATED_SCRIPTS = {"./infra_clean.sh": "infra-clean", "infra_clean.sh": "infra-clean"}
 
 _LINK = re.compile(r"!?\[(?:[^\]\\]|\\.)*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
-_INLINE_CODE = re.compile(r"(`+)(.+?)\1")
+_INLINE_CODE = re.compile(r"(`+)([^`]+?)\1")
 _FENCE = re.compile(r"^\s*(```+|~~~+)\s*([\w+-]*)")
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 # A command at the start of a line or span, or after a shell separator: [path/]mlframework or python -m mlframework.
@@ -123,10 +123,24 @@ def _prose_and_code(page: Path) -> tuple[list[tuple[int, str]], list[Snippet]]:
             in_list = False
         previous_blank = not stripped
         prose.append((number, line))
-        for match in _INLINE_CODE.finditer(line):
-            code.append(Snippet(page, number, match.group(2).strip()))
     flush()
+    code += _inline_code(page, prose)
     return prose, code
+
+
+def _inline_code(page: Path, prose: list[tuple[int, str]]) -> Iterator[Snippet]:
+    """Inline code spans of the prose, paragraph by paragraph: a span may go on over a line break."""
+    paragraph: list[tuple[int, str]] = []
+    for number, line in [*prose, (0, "")]:
+        if line.strip() and (not paragraph or paragraph[-1][0] == number - 1):
+            paragraph.append((number, line))
+            continue
+        text = "\n".join(part for _, part in paragraph)
+        starts = [first for first, _ in paragraph]
+        for match in _INLINE_CODE.finditer(text):
+            line_number = starts[text.count("\n", 0, match.start())]
+            yield Snippet(page, line_number, " ".join(match.group(2).split()))
+        paragraph = [(number, line)] if line.strip() else []
 
 
 def _without_inline_code(line: str) -> str:

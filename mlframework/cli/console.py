@@ -24,6 +24,7 @@ from mlframework.statuses import PRUNED, SUCCESS
 from mlframework.sweep.driver.spec import SweepObserver, SweepOutcome, SweepSpec
 from mlframework.sweep.params.arguments import display, false_warning, format_value, style_of
 from mlframework.sweep.params.command import command_line, parameter_values, template_of
+from mlframework.sweep.records.record import TrialRecord
 from mlframework.sweep.trials import tasks as task_registry
 from mlframework.sweep.wire.ids import trial_id
 
@@ -147,7 +148,7 @@ class SweepConsole(SweepObserver):
         self._display, self._skipped = [], 0
         self.console.print(text, soft_wrap=True)
 
-    def trial_finished(self, record: dict[str, Any]) -> None:
+    def trial_finished(self, record: TrialRecord) -> None:
         self._draw_output()
         trial = str(record["trial"])
         self._running.discard(trial)

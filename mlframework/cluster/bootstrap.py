@@ -387,7 +387,7 @@ def update_files(
         changed = sum(on_hosts("update", list(sessions.values()), update))
     if restarted:
         wait_for_workers(cluster_broker(repo_root, secrets_path), restarted, WORKER_START_TIMEOUT, report)
-    return changed
+    return int(changed)
 
 
 __all__ = [

@@ -13,17 +13,17 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from mlframework.statuses import FAILURE, PRUNED, SUCCESS
 from mlframework.sweep.records.catalog import Sweep
+from mlframework.sweep.records.record import GPU_USE_FIELDS, TrialRecord, gpu_use
 
 TABLE_ROWS = 1000  # the table holds the best this many trials (the CSV has all)
 CURVE_POINTS = 100_000  # learning curves are thinned to about this many points in all
-GPU_KEYS = ("gpu_util", "gpu_memory")  # optional per-trial GPU use (mean/peak), when the runner records it
 
 
-def is_number(value: Any) -> bool:
+def is_number(value: Any) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -78,7 +78,7 @@ class ReportData:
     sweep: Sweep
     metric: str | None
     mode: str | None
-    ranked: list[dict[str, Any]]
+    ranked: list[TrialRecord]
     parameters: list[Parameter]
     curves: list[Curve]
     curve_metric: str | None
@@ -87,26 +87,22 @@ class ReportData:
     gpu_keys: list[str]
     without_curve: list[str] = field(default_factory=list)  # "t0003 FAILURE": pruned/failed, no history to draw
 
-    def scored(self) -> list[dict[str, Any]]:
+    def scored(self) -> list[TrialRecord]:
         """Successful trials with a numeric value of the metric."""
         metric = self.metric
         return [r for r in self.ranked if r.get("status") == SUCCESS and metric and is_number(metric_value(r, metric))]
 
 
-def metric_value(record: dict[str, Any], metric: str) -> Any:
+def metric_value(record: TrialRecord, metric: str) -> Any:
     return (record.get("metrics") or {}).get(metric)
 
 
-def gpu_use(record: dict[str, Any], key: str) -> str:
-    """``"mean 71% / peak 98%"`` for a trial's optional GPU field (a number or a mean/peak mapping)."""
-    value = record.get(key)
-    if isinstance(value, dict):
-        parts = [f"{k} {value[k]:.3g}" for k in ("mean", "peak", "max") if is_number(value.get(k))]
-        return " / ".join(parts)
-    return f"{value:.3g}" if is_number(value) else ""
+def gpu_use_text(record: TrialRecord, measure: str) -> str:
+    """``"mean 71.5 / peak 99"`` for one GPU measure of a trial (sweep/records/record.py); empty on a CPU."""
+    return " / ".join(f"{name} {value:.3g}" for name, value in gpu_use(record, measure).items())
 
 
-def _parameters(records: list[dict[str, Any]], names: list[str]) -> list[Parameter]:
+def _parameters(records: list[TrialRecord], names: list[str]) -> list[Parameter]:
     found = []
     for name in names:
         values: list[Any] = [(r.get("params") or {}).get(name) for r in records if name in (r.get("params") or {})]
@@ -121,7 +117,7 @@ def _parameters(records: list[dict[str, Any]], names: list[str]) -> list[Paramet
     return found
 
 
-def _curve_metric(records: list[dict[str, Any]], metric: str | None) -> str | None:
+def _curve_metric(records: list[TrialRecord], metric: str | None) -> str | None:
     """The metric whose history is drawn: the ranking metric when histories hold it, else the first one."""
     first = None
     for record in records:
@@ -134,7 +130,7 @@ def _curve_metric(records: list[dict[str, Any]], metric: str | None) -> str | No
     return first
 
 
-def _curves(records: list[dict[str, Any]], metric: str | None) -> list[Curve]:
+def _curves(records: list[TrialRecord], metric: str | None) -> list[Curve]:
     if metric is None:
         return []
     curves = []
@@ -160,7 +156,7 @@ def _curves(records: list[dict[str, Any]], metric: str | None) -> list[Curve]:
     return curves
 
 
-def _slot_key(record: dict[str, Any]) -> str:
+def _slot_key(record: TrialRecord) -> str:
     host = str(record.get("host") or "?")
     gpu = record.get("gpu")
     if gpu not in (None, ""):
@@ -215,7 +211,7 @@ def build(sweep: Sweep) -> ReportData:
         names += [n for n in record.get("params") or {} if n not in names]
     curve_metric = _curve_metric(sweep.records, metric)
     slots, span = _timeline(sweep)
-    gpu_keys = [key for key in GPU_KEYS if any(key in r for r in sweep.records)]
+    gpu_keys = [measure for measure in GPU_USE_FIELDS if any(gpu_use(r, measure) for r in sweep.records)]
     curves = _curves(sweep.records, curve_metric)
     drawn = {c.trial for c in curves}
     without = [

@@ -17,13 +17,14 @@ from typing import Any
 from mlframework.report.data import (
     TABLE_ROWS,
     ReportData,
-    gpu_use,
+    gpu_use_text,
     is_number,
     label,
     metric_value,
     status_color,
 )
 from mlframework.statuses import FAILURE, PRUNED, SUCCESS
+from mlframework.sweep.records.record import TrialRecord
 from mlframework.system.fileio import write_text_atomic
 
 _CONFIG = {"displaylogo": False, "responsive": True}
@@ -57,7 +58,7 @@ document.querySelectorAll('table.sortable th').forEach(function(th, col){
 """
 
 
-def _hover(record: dict[str, Any], metric: str | None) -> str:
+def _hover(record: TrialRecord, metric: str | None) -> str:
     parts = [f"{record.get('trial')} {record.get('status')}"]
     parts += [f"{k}={label(v)}" for k, v in (record.get("params") or {}).items()]
     if metric and metric in (record.get("metrics") or {}):
@@ -243,7 +244,7 @@ def _table(data: ReportData) -> str:
             sort_key = f' data-v="{value!r}"' if is_number(value) else ""
             cls = f' class="{html.escape(str(value))}"' if value in (SUCCESS, FAILURE, PRUNED) else ""
             cells.append(f"<td{sort_key}{cls}>{html.escape(shown)}</td>")
-        cells += [f"<td>{html.escape(gpu_use(record, key))}</td>" for key in data.gpu_keys]
+        cells += [f"<td>{html.escape(gpu_use_text(record, key))}</td>" for key in data.gpu_keys]
         rows.append("<tr>" + "".join(cells) + "</tr>")
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     more = len(data.ranked) - TABLE_ROWS

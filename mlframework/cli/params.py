@@ -77,7 +77,6 @@ def _project_style(project_dir: Path, task_name: str) -> ArgumentStyle:
     """The ArgumentStyle of the project's task (imported as the driver imports it)."""
     from mlframework.exceptions import ConfigError
     from mlframework.sweep.driver.preflight import check_importable
-    from mlframework.sweep.params.arguments import style_of
     from mlframework.sweep.trials import tasks as task_registry
 
     check_importable(project_dir)
@@ -85,4 +84,4 @@ def _project_style(project_dir: Path, task_name: str) -> ArgumentStyle:
     if function is None:
         known = ", ".join(sorted(task_registry.REGISTERED)) or "none"
         raise ConfigError(f"{project_dir / 'tasks.py'}: no task named '{task_name}' (defined: {known})")
-    return style_of(function)
+    return task_registry.argument_style(task_name)

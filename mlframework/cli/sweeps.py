@@ -103,7 +103,7 @@ def show_command(sweep_id: str, results_root: Path) -> None:
     from mlframework.cli.console import SweepConsole
     from mlframework.statuses import SUCCESS
     from mlframework.sweep.driver.spec import SweepOutcome
-    from mlframework.sweep.records.catalog import find_sweep
+    from mlframework.sweep.records.catalog import FINAL_STATES, find_sweep
 
     sweep = find_sweep(results_root, resolve_sweep(results_root, sweep_id))
     summary = sweep.summary()
@@ -132,6 +132,7 @@ def show_command(sweep_id: str, results_root: Path) -> None:
         sweep.metric,
         sweep.mode,
         interrupted=sweep.status != "finished",
+        status=sweep.status if sweep.status in FINAL_STATES else "",  # as `ls` says it
     )
     view.print_summary(outcome, elapsed=summary["duration_s"] or 0.0)
 

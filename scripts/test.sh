@@ -60,12 +60,14 @@ install_system_packages() {
     fi
 }
 
-# The linter and the type checker (settings in pyproject.toml) run before the tests, on every run.
+# The linter, the type checker and the import-layer contracts (settings in pyproject.toml) run before the
+# tests, on every run: an import that runs back up the layers fails the suite.
 static_checks() {
-    echo "test.sh: ruff check, ruff format --check, mypy" >&2
+    echo "test.sh: ruff check, ruff format --check, mypy, lint-imports" >&2
     "$VENV/bin/python" -m ruff check --quiet . \
         && "$VENV/bin/python" -m ruff format --check --quiet . \
-        && "$VENV/bin/python" -m mypy
+        && "$VENV/bin/python" -m mypy \
+        && "$VENV/bin/lint-imports" --no-cache
 }
 
 install_system_packages

@@ -215,11 +215,12 @@ def run_task_command(name: str, args: tuple[str, ...]) -> None:
 
     ARGS go to the module (for the sample modules: options of `mlframework sweep`).
     """
+    from mlframework.cluster.config_file import find_project
     from mlframework.cluster.recorded import cluster_broker, load_cluster
 
     root = repo_root()
     spec, _ = load_cluster(root)
-    project_dir = spec.project_dir(root)
+    project_dir = find_project(spec, root)
     script = project_dir / f"{name}.py"
     if not script.is_file():
         known = ", ".join(sorted(p.stem for p in project_dir.glob("*.py") if p.stem not in ("tasks",)))

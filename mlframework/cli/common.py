@@ -135,7 +135,7 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
-class Duration(click.ParamType):
+class Duration(click.ParamType[float, Any]):
     """A click type for a duration (``90``, ``90s``, ``1.5m``, ``2h``, ``1d``): its seconds."""
 
     name = "duration"

@@ -23,6 +23,7 @@ from rich.text import Text
 from mlframework.statuses import PRUNED, SUCCESS
 from mlframework.sweep.driver.spec import SweepObserver, SweepOutcome, SweepSpec
 from mlframework.sweep.params.arguments import ArgumentStyle, display, format_value
+from mlframework.sweep.records.record import TrialRecord
 from mlframework.sweep.wire.ids import trial_id
 
 SUMMARY_ROWS = 10
@@ -149,7 +150,7 @@ class SweepConsole(SweepObserver):
         self._display, self._skipped = [], 0
         self.console.print(text, soft_wrap=True)
 
-    def trial_finished(self, record: dict[str, Any]) -> None:
+    def trial_finished(self, record: TrialRecord) -> None:
         self._draw_output()
         trial = str(record["trial"])
         self._running.discard(trial)

@@ -279,6 +279,7 @@ def _remove_if_empty(directory: Path | None) -> None:
 def _detach(spec: SweepSpec) -> None:
     """Start the sweep's driver on the cluster's master, with the options that give this very spec."""
     from mlframework.cli.common import cluster_ssh_options, repo_root
+    from mlframework.cluster.config_file import find_project
     from mlframework.cluster.detached import start_detached
     from mlframework.cluster.recorded import load_cluster
     from mlframework.exceptions import ConfigError
@@ -289,9 +290,9 @@ def _detach(spec: SweepSpec) -> None:
     project_dir = Path(spec.project_dir)
     root = repo_root()
     cluster, _ = load_cluster(root)
-    if project_dir.resolve() != cluster.project_dir(root).resolve():
+    if project_dir.resolve() != find_project(cluster, root).resolve():
         raise ConfigError(
-            f"{project_dir}: the cluster serves {cluster.project_dir(root)} (config.sh PROJECT); "
+            f"{project_dir}: the cluster serves {find_project(cluster, root)} (config.sh PROJECT); "
             "detached sweeps run that project"
         )
     check_task(project_dir.resolve(), spec.task)

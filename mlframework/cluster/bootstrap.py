@@ -34,7 +34,7 @@ from pathlib import Path
 from mlframework import envvars
 from mlframework.cluster import broker as broker_accounts
 from mlframework.cluster import diagnose, images, services, shipping
-from mlframework.cluster.config_file import save_config
+from mlframework.cluster.config_file import find_project, save_config
 from mlframework.cluster.hosts import Host
 from mlframework.cluster.preflight import HostFacts, preflight
 from mlframework.cluster.recorded import broker_endpoint, cluster_broker, flower_url, load_cluster, worker_status
@@ -309,7 +309,7 @@ def infrainit(
 ) -> InitResult:
     """Bring the cluster up (see the module docstring for the steps)."""
     started = time.monotonic()
-    project_dir = spec.project_dir(repo_root)
+    project_dir = find_project(spec, repo_root)
     secrets_file = secrets_path or repo_root / DEFAULT_SECRETS_PATH
     secrets = ClusterSecrets.load_or_create(secrets_file, spec.cluster_name)
     # Written first, so that whatever a failure below leaves behind can be removed.
@@ -358,7 +358,7 @@ def update_files(
 ) -> int:
     """Re-sync code to the hosts; restart the workers where something changed. Returns files changed."""
     spec, _ = load_cluster(repo_root, secrets_path)
-    project_dir = spec.project_dir(repo_root)
+    project_dir = find_project(spec, repo_root)
     tag = images.image_tag(spec.cluster_name, repo_root, project_dir, spec.base_image)
 
     with _open(spec, ssh) as sessions:
@@ -387,7 +387,7 @@ def update_files(
         changed = sum(on_hosts("update", list(sessions.values()), update))
     if restarted:
         wait_for_workers(cluster_broker(repo_root, secrets_path), restarted, WORKER_START_TIMEOUT, report)
-    return changed
+    return int(changed)
 
 
 __all__ = [

@@ -22,7 +22,7 @@ import logging
 import time
 from typing import Any
 
-from kombu import Connection
+from kombu.connection import Connection
 
 from mlframework.cluster import diagnose
 from mlframework.cluster.secrets import ClusterSecrets

@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 from mlframework import envvars
 from mlframework.cluster import images, services
 from mlframework.cluster.bootstrap import ClusterPaths
+from mlframework.cluster.config_file import find_project
 from mlframework.cluster.recorded import broker_endpoint, load_cluster
 from mlframework.cluster.spec import ClusterSpec
 from mlframework.cluster.ssh.remote import HostSession, SSHOptions
@@ -59,7 +60,7 @@ def start_detached(
         session.write_file(f"{results}/{sweep_id}.parameters.yml", grid_file.read_bytes())
         # The driver writes the results as the SSH user, so that they are that user's files on the master.
         uid_gid = session.run('printf \'%s:%s\' "$(id -u)" "$(id -g)"', timeout=30).stdout.strip()
-        project_dir = spec.project_dir(repo_root)
+        project_dir = find_project(spec, repo_root)
         image = images.image_tag(spec.cluster_name, repo_root, project_dir, spec.base_image)
         client = session.docker()
         if not images.has_image(client, image):

@@ -26,7 +26,7 @@ def _this_machine_address(toward: str) -> str:
     """The address of this machine on the route to ``toward`` (what remote workers reach)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.connect((toward, 9))
-        return probe.getsockname()[0]
+        return str(probe.getsockname()[0])
 
 
 def broker_endpoint(spec: ClusterSpec, from_here: bool = False) -> tuple[str, int]:

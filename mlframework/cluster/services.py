@@ -213,7 +213,7 @@ def apply(client: docker.DockerClient, cluster: str, spec: ContainerSpec) -> tup
 def cluster_containers(client: docker.DockerClient, cluster: str, role: str | None = None) -> list[Any]:
     """The containers this cluster started on the host (running or not)."""
     filters = {"label": [f"{LABEL_CLUSTER}={cluster}"] + ([f"{LABEL_ROLE}={role}"] if role else [])}
-    return client.containers.list(all=True, filters=filters)
+    return list(client.containers.list(all=True, filters=filters))
 
 
 def remove_cluster(client: docker.DockerClient, cluster: str) -> list[str]:

@@ -25,7 +25,6 @@ disk and the project directory on this machine are
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -161,12 +160,6 @@ class ClusterSpec:
                 local_address = "127.0.0.1"
             host = local_address
         return host, self.broker_port
-
-    def project_dir(self, repo_root: str | os.PathLike[str], cwd: str | os.PathLike[str] | None = None) -> Path:
-        """The project directory on this machine (:func:`mlframework.cluster.config_file.find_project`)."""
-        from mlframework.cluster.config_file import find_project  # the one look at the file system
-
-        return find_project(self, repo_root, cwd)
 
     # ------------------------------------------------------------------ building and saving
 

@@ -13,17 +13,18 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from mlframework.statuses import FAILURE, PRUNED, SUCCESS
 from mlframework.sweep.records.catalog import Sweep
+from mlframework.sweep.records.record import TrialRecord
 
 TABLE_ROWS = 1000  # the table holds the best this many trials (the CSV has all)
 CURVE_POINTS = 100_000  # learning curves are thinned to about this many points in all
 GPU_KEYS = ("gpu_util", "gpu_memory")  # optional per-trial GPU use (mean/peak), when the runner records it
 
 
-def is_number(value: Any) -> bool:
+def is_number(value: Any) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -78,7 +79,7 @@ class ReportData:
     sweep: Sweep
     metric: str | None
     mode: str | None
-    ranked: list[dict[str, Any]]
+    ranked: list[TrialRecord]
     parameters: list[Parameter]
     curves: list[Curve]
     curve_metric: str | None
@@ -87,17 +88,17 @@ class ReportData:
     gpu_keys: list[str]
     without_curve: list[str] = field(default_factory=list)  # "t0003 FAILURE": pruned/failed, no history to draw
 
-    def scored(self) -> list[dict[str, Any]]:
+    def scored(self) -> list[TrialRecord]:
         """Successful trials with a numeric value of the metric."""
         metric = self.metric
         return [r for r in self.ranked if r.get("status") == SUCCESS and metric and is_number(metric_value(r, metric))]
 
 
-def metric_value(record: dict[str, Any], metric: str) -> Any:
+def metric_value(record: TrialRecord, metric: str) -> Any:
     return (record.get("metrics") or {}).get(metric)
 
 
-def gpu_use(record: dict[str, Any], key: str) -> str:
+def gpu_use(record: TrialRecord, key: str) -> str:
     """``"mean 71% / peak 98%"`` for a trial's optional GPU field (a number or a mean/peak mapping)."""
     value = record.get(key)
     if isinstance(value, dict):
@@ -106,7 +107,7 @@ def gpu_use(record: dict[str, Any], key: str) -> str:
     return f"{value:.3g}" if is_number(value) else ""
 
 
-def _parameters(records: list[dict[str, Any]], names: list[str]) -> list[Parameter]:
+def _parameters(records: list[TrialRecord], names: list[str]) -> list[Parameter]:
     found = []
     for name in names:
         values: list[Any] = [(r.get("params") or {}).get(name) for r in records if name in (r.get("params") or {})]
@@ -121,7 +122,7 @@ def _parameters(records: list[dict[str, Any]], names: list[str]) -> list[Paramet
     return found
 
 
-def _curve_metric(records: list[dict[str, Any]], metric: str | None) -> str | None:
+def _curve_metric(records: list[TrialRecord], metric: str | None) -> str | None:
     """The metric whose history is drawn: the ranking metric when histories hold it, else the first one."""
     first = None
     for record in records:
@@ -134,7 +135,7 @@ def _curve_metric(records: list[dict[str, Any]], metric: str | None) -> str | No
     return first
 
 
-def _curves(records: list[dict[str, Any]], metric: str | None) -> list[Curve]:
+def _curves(records: list[TrialRecord], metric: str | None) -> list[Curve]:
     if metric is None:
         return []
     curves = []
@@ -160,7 +161,7 @@ def _curves(records: list[dict[str, Any]], metric: str | None) -> list[Curve]:
     return curves
 
 
-def _slot_key(record: dict[str, Any]) -> str:
+def _slot_key(record: TrialRecord) -> str:
     host = str(record.get("host") or "?")
     gpu = record.get("gpu")
     if gpu not in (None, ""):

@@ -24,6 +24,7 @@ from mlframework.report.data import (
     status_color,
 )
 from mlframework.statuses import FAILURE, PRUNED, SUCCESS
+from mlframework.sweep.records.record import TrialRecord
 from mlframework.system.fileio import write_text_atomic
 
 _CONFIG = {"displaylogo": False, "responsive": True}
@@ -57,7 +58,7 @@ document.querySelectorAll('table.sortable th').forEach(function(th, col){
 """
 
 
-def _hover(record: dict[str, Any], metric: str | None) -> str:
+def _hover(record: TrialRecord, metric: str | None) -> str:
     parts = [f"{record.get('trial')} {record.get('status')}"]
     parts += [f"{k}={label(v)}" for k, v in (record.get("params") or {}).items()]
     if metric and metric in (record.get("metrics") or {}):

@@ -19,10 +19,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from mlframework import envvars
 from mlframework.sweep.driver.spec import SweepObserver, SweepOutcome
+from mlframework.sweep.records.record import TrialRecord
 from mlframework.system.fileio import temporary_files
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,7 @@ class LiveReportObserver(SweepObserver):
     def sweep_started(self, sweep_id: str, total: int, directory: Path) -> None:
         self.report = LiveReport(directory, self.min_interval, self.share)
 
-    def trial_finished(self, record: dict[str, Any]) -> None:
+    def trial_finished(self, record: TrialRecord) -> None:
         self.recorded += 1
 
     def idle(self) -> None:

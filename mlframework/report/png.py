@@ -14,6 +14,7 @@ from typing import Any
 
 from mlframework.report.data import Parameter, ReportData, label, metric_value, status_color
 from mlframework.statuses import FAILURE, PRUNED, SUCCESS
+from mlframework.sweep.records.record import TrialRecord
 
 DPI = 100
 
@@ -33,7 +34,7 @@ def _save(figure: Any, path: Path) -> Path:
     return path
 
 
-def _axis_values(data: ReportData, records: list[dict[str, Any]], index: int) -> list[float]:
+def _axis_values(data: ReportData, records: list[TrialRecord], index: int) -> list[float]:
     parameter = data.parameters[index]
     values: list[Any] = [(r.get("params") or {}).get(parameter.name) for r in records]
     if parameter.numeric:

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlframework.cluster.config_file import load_config, save_config
+from mlframework.cluster.config_file import find_project, load_config, save_config
 from mlframework.cluster.envfile import format_config, parse_config, quote_value
 from mlframework.cluster.hosts import Host, parse_host_list, parse_host_refs
 from mlframework.cluster.secrets import ClusterSecrets
@@ -175,19 +175,19 @@ def test_project_dir(tmp_path: Path) -> None:
     def spec(project: str) -> ClusterSpec:
         return ClusterSpec.from_options(**options(project=project))
 
-    assert spec("mnist").project_dir(tmp_path) == (tmp_path / "projects" / "mnist").resolve()
-    assert spec(str(tmp_path / "elsewhere")).project_dir("/nonexistent") == (tmp_path / "elsewhere").resolve()
-    assert spec("./elsewhere").project_dir("/nonexistent", cwd=tmp_path) == (tmp_path / "elsewhere").resolve()
+    assert find_project(spec("mnist"), tmp_path) == (tmp_path / "projects" / "mnist").resolve()
+    assert find_project(spec(str(tmp_path / "elsewhere")), "/nonexistent") == (tmp_path / "elsewhere").resolve()
+    assert find_project(spec("./elsewhere"), "/nonexistent", cwd=tmp_path) == (tmp_path / "elsewhere").resolve()
     with pytest.raises(ConfigError, match=r"^-d mnst: no project directory .*\(projects: mnist\)$"):
-        spec("mnst").project_dir(tmp_path)
+        find_project(spec("mnst"), tmp_path)
     with pytest.raises(ConfigError, match=r"^-d empty: .* has no tasks.py"):
-        spec("empty").project_dir(tmp_path)
+        find_project(spec("empty"), tmp_path)
 
 
 def test_repo_sample_projects_resolve() -> None:
     root = Path(__file__).resolve().parents[2]
     for name in ("mnist", "sklearn_digits"):
-        assert ClusterSpec.from_options(**options(project=name)).project_dir(root).name == name
+        assert find_project(ClusterSpec.from_options(**options(project=name)), root).name == name
 
 
 # --------------------------------------------------------------------------- config.sh

@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import json
 
+from mlframework.sweep.records.record import TrialRecord
 from mlframework.sweep.records.results import ResultsStore
+from mlframework.sweep.trials.tasks import execute_trial
+from mlframework.sweep.trials.trial import Trial
 
 
 def finished(trial: str, index: int, status: str = "SUCCESS", **metrics: float) -> dict:
@@ -73,3 +76,11 @@ def test_output_lines_go_to_the_trial_log(tmp_path):
     store.close()
     assert store.log_path("t0000").read_text() == "epoch 1\n[stderr] warning: x\nepoch 2\n"
     assert json.loads((store.directory / "sweep.json").read_text()) == {"id": "s1"}
+
+
+def test_every_field_a_worker_writes_in_a_trial_record_is_declared_in_its_type() -> None:
+    declared = TrialRecord.__required_keys__ | TrialRecord.__optional_keys__
+    trial = Trial(sweep_id="s", id="t0", index=0, params={"lr": 0.1}, host="h")
+    record = execute_trial(lambda t: {"accuracy": 0.9}, trial, lambda event: None)
+    assert set(record) - declared == set()
+    assert record["metrics"] == {"accuracy": 0.9}

@@ -27,7 +27,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mlframework import envvars
-from mlframework.cluster.embedded import watchdog
 from mlframework.cluster.worker_command import worker_command
 from mlframework.exceptions import ServiceError
 from mlframework.sweep.trials import runner
@@ -191,7 +190,7 @@ class EmbeddedCluster:
         self._watchdog: subprocess.Popen[bytes] | None = None
         # Whatever the workers and their trials put in TMPDIR (billiard's pymp-*, metrics scratch files,
         # a script's temporary files) lives in the run directory, removed with it even after a SIGKILL.
-        tagged = {watchdog.CLUSTER_ENV: self.tag, "TMPDIR": str(self.run_dir / "tmp")}
+        tagged = {envvars.CLUSTER: self.tag, "TMPDIR": str(self.run_dir / "tmp")}
         # Worker heartbeats are events for Flower, which embedded mode does not run.
         if not self.gpus:
             self.local_workers = [
@@ -292,10 +291,10 @@ class EmbeddedCluster:
         """
         # Workers and trials are held still (SIGSTOP) first, so that no trial starts or escapes while they go;
         # the held workers are then killed (a cold shutdown would not reach them, and has nothing to save here).
-        held = proctree.freeze(watchdog.CLUSTER_ENV, self.tag, whole=True)
+        held = proctree.freeze(envvars.CLUSTER, self.tag, whole=True)
         for worker in self.local_workers:
             worker.kill()
-        left = proctree.kill_tagged(watchdog.CLUSTER_ENV, self.tag, grace, also=held.untagged)
+        left = proctree.kill_tagged(envvars.CLUSTER, self.tag, grace, also=held.untagged)
         if left:
             log.info("stopped %d process(es) the local workers left behind", left)
         runner.remove_stale_scratch()  # the metrics scratch directories of the killed pool processes

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol, cast
 
 from mlframework.sweep.params.grid import Grid
+from mlframework.sweep.records.record import TrialRecord
 from mlframework.sweep.wire import liveness
 from mlframework.sweep.wire.app import TRIAL_QUEUE
 from mlframework.sweep.wire.ids import task_id, trial_id
@@ -48,7 +49,7 @@ class TrialSource(Protocol):
     def report(self, trial: str, index: int, history: list[dict[str, Any]]) -> None:
         """Metrics a running trial reported (a search may prune it)."""
 
-    def tell(self, index: int, record: dict[str, Any]) -> str:
+    def tell(self, index: int, record: TrialRecord) -> str:
         """A trial's final record; returns the status to record."""
 
     def close(self) -> None:
@@ -95,7 +96,7 @@ class GridSource:
     def report(self, trial: str, index: int, history: list[dict[str, Any]]) -> None:
         """A grid stops no trial early."""
 
-    def tell(self, index: int, record: dict[str, Any]) -> str:
+    def tell(self, index: int, record: TrialRecord) -> str:
         return str(record.get("status"))
 
     def close(self) -> None:

@@ -34,6 +34,7 @@ from mlframework.sweep.driver.recovery import (
 from mlframework.sweep.driver.spec import SweepObserver, SweepOutcome, SweepSpec, sweep_total
 from mlframework.sweep.records.catalog import cancel_recorded
 from mlframework.sweep.records.ranking import pick_metric
+from mlframework.sweep.records.record import TrialRecord
 from mlframework.sweep.records.results import ResultsStore
 from mlframework.sweep.trials import tasks as task_registry
 from mlframework.sweep.trials.provenance import save_environment, with_project
@@ -223,7 +224,7 @@ class SweepRun:
             self.dispatcher.resend(event["index"], attempt + 1, avoid=event.get("worker"))
             self.observer.trial_retried(dict(event), self.spec.retries)
             return
-        record: dict[str, Any] = {**event, "attempts": [attempt_summary(a) for a in earlier]}
+        record: TrialRecord = {**event, "attempts": [attempt_summary(a) for a in earlier]}
         assert self.source is not None
         record["status"] = self.source.tell(event["index"], record)
         record = with_project(record, self.meta.get("project_revision"))

@@ -18,9 +18,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from mlframework.statuses import SUCCESS
+from mlframework.sweep.records.record import AttemptSummary, TrialRecord
 from mlframework.sweep.wire.protocol import LeasedEvent, StartedEvent, TrialRef, message_trials
 
 # How often, at most, the driver asks the workers whether they still run the leased trials.
@@ -177,8 +178,8 @@ def trials_held(listings: Mapping[str, list[dict[str, Any]]] | None, sweep_id: s
     }
 
 
-def attempt_summary(record: Mapping[str, Any]) -> dict[str, Any]:
-    """What a trial's record keeps of each earlier attempt (--retries)."""
+def attempt_summary(record: TrialRecord) -> AttemptSummary:
+    """What a trial's record keeps of each earlier attempt (--retries): the keys of AttemptSummary, None if absent."""
     keys = (
         "attempt",
         "status",
@@ -193,4 +194,4 @@ def attempt_summary(record: Mapping[str, Any]) -> dict[str, Any]:
         "finished_at",
         "metrics",
     )
-    return {key: record.get(key) for key in keys}
+    return cast(AttemptSummary, {key: record.get(key) for key in keys})

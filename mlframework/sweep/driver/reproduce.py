@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from mlframework.exceptions import SweepError
 from mlframework.sweep.params.grid_file import load_grid
+from mlframework.sweep.records.record import TrialRecord
 from mlframework.sweep.wire.ids import check_sweep_id, new_sweep_id, trial_id
 
 REPRODUCTIONS_DIR = "reproductions"
@@ -43,7 +44,7 @@ def _read_sweep(directory: Path, sweep_id: str) -> dict[str, Any]:
     return meta
 
 
-def find_record(directory: Path, trial: str) -> dict[str, Any]:
+def find_record(directory: Path, trial: str) -> TrialRecord:
     """The record of ``trial`` (``t0003``, or its index ``3``) in ``directory/trials.jsonl``."""
     wanted_index = int(trial) if trial.isdigit() else None
     try:
@@ -58,7 +59,7 @@ def find_record(directory: Path, trial: str) -> dict[str, Any]:
         if isinstance(record, dict) and (
             record.get("trial") == trial or (wanted_index is not None and record.get("index") == wanted_index)
         ):
-            return record
+            return cast(TrialRecord, record)
     raise SweepError(f"{directory / 'trials.jsonl'}: no record of trial {trial!r}")
 
 
@@ -69,7 +70,7 @@ def _grid_text(params: Mapping[str, Any]) -> str:
 
 def plan_reproduction(
     results_root: Path, sweep_id: str, trial: str, new_id: str | None = None
-) -> tuple[dict[str, Any], dict[str, Any], Path, str]:
+) -> tuple[dict[str, Any], TrialRecord, Path, str]:
     """``(sweep meta, trial record, one-combination grid file, new sweep id)`` for running ``trial`` again."""
     directory = Path(results_root) / check_sweep_id(sweep_id)
     meta = _read_sweep(directory, sweep_id)
@@ -92,12 +93,12 @@ def plan_reproduction(
     return meta, record, grid_file, new_id
 
 
-def provenance_changes(original: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+def provenance_changes(original: TrialRecord, new: TrialRecord) -> list[tuple[str, Any, Any]]:
     """``(what, original value, new value)`` for each compared provenance field that differs."""
     before, after = original.get("provenance") or {}, new.get("provenance") or {}
     return [(label, before.get(key), after.get(key)) for key, label in COMPARED if before.get(key) != after.get(key)]
 
 
-def new_record(directory: Path) -> dict[str, Any]:
+def new_record(directory: Path) -> TrialRecord:
     """The one trial's record of a reproduction sweep."""
     return find_record(directory, trial_id(0, 1))

@@ -11,6 +11,7 @@ from mlframework.statuses import PRUNED, SUCCESS
 from mlframework.sweep.params.arguments import SEED_STYLE, ArgumentStyle
 from mlframework.sweep.params.grid import Grid
 from mlframework.sweep.records.ranking import rank
+from mlframework.sweep.records.record import TrialRecord
 from mlframework.sweep.search.plan import SearchPlan
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ class SweepOutcome:
     sweep_id: str
     directory: Path
     total: int
-    records: list[dict[str, Any]]
+    records: list[TrialRecord]
     metric: str | None = None
     mode: str | None = None
     interrupted: bool = False  # not every trial ran: Ctrl-C, a stop signal, or a cancel
@@ -100,7 +101,7 @@ class SweepOutcome:
             return 1
         return 0 if self.succeeded + self.pruned == len(self.records) and self.records else 1
 
-    def ranked(self) -> list[dict[str, Any]]:
+    def ranked(self) -> list[TrialRecord]:
         """Records best first by the sweep's metric; trials without it (or failed) last."""
         return rank(self.records, self.metric, self.mode)
 
@@ -126,7 +127,7 @@ class SweepObserver:
         for line in lines:
             self.trial_output(trial, host, stream, line)
 
-    def trial_finished(self, record: dict[str, Any]) -> None:
+    def trial_finished(self, record: TrialRecord) -> None:
         """A trial's record was written."""
 
     def trial_retried(self, attempt: dict[str, Any], retries: int) -> None:
@@ -187,7 +188,7 @@ class Observers(SweepObserver):
             if observer.watches_output:
                 observer.trial_output_lines(trial, host, stream, lines)
 
-    def trial_finished(self, record: dict[str, Any]) -> None:
+    def trial_finished(self, record: TrialRecord) -> None:
         for observer in self.observers:
             observer.trial_finished(record)
 

@@ -43,7 +43,7 @@ def grid_error(source: str, line: int, name: str | None, problem: str) -> GridEr
 
 
 @dataclass(frozen=True, repr=False)
-class Interval(Sequence):
+class Interval(Sequence[int | float]):
     """The values ``start, start+step, ...`` below ``end`` (above it for a negative step).
 
     Exact and lazy: ``len()``, ``[i]`` and iteration compute each value from its
@@ -147,7 +147,7 @@ def interval_bounds(bounds: Sequence[Decimal]) -> tuple[Decimal, Decimal, Decima
 def _scaled(number: Decimal, exp: int) -> int:
     """``number * 10**-exp`` as an exact int (``exp`` <= the number's exponent)."""
     sign, digits, exponent = number.as_tuple()
-    n = int("".join(map(str, digits)) or "0") * 10 ** (exponent - exp)  # type: ignore[operator]
+    n: int = int("".join(map(str, digits)) or "0") * 10 ** (exponent - exp)  # type: ignore[operator]
     return -n if sign else n
 
 

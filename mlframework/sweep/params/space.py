@@ -40,29 +40,28 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from mlframework.exceptions import GridError
 from mlframework.sweep.params.arguments import format_value
-from mlframework.sweep.params.grid import Interval
-from mlframework.sweep.params.grid_file import (
-    _FLOAT,
-    _INT,
-    _MAP,
-    _NULL,
-    _STR,
+from mlframework.sweep.params.grid import Interval, grid_error
+from mlframework.sweep.params.grid_file import node_values
+from mlframework.sweep.params.yaml_layer import (
     SEARCH_TAGS,
-    _check_tag,
-    _error,
-    _kind,
-    _name,
-    _Problem,
-    _scalar,
-    _values,
+    TAG_FLOAT,
+    TAG_INT,
+    TAG_MAP,
+    TAG_NULL,
+    TAG_STR,
+    NodeProblem,
+    check_tag,
     compose_root,
+    describe_node,
+    load_file,
+    parameter_entries,
+    scalar,
 )
 
 UNIFORM, LOGUNIFORM, INT, CATEGORICAL, INTERVAL, FIXED = (
@@ -154,7 +153,7 @@ class Dimension:
         if self.kind == CATEGORICAL and not self.conditional:
             return list(range(len(self.choices))) if self.indexed else list(self.choices)
         what = "a conditional choice" if self.kind == CATEGORICAL else f"!{self.kind}"
-        raise _Problem(None, f"--search grid cannot list {what}; use another --search or list its values")
+        raise NodeProblem(None, f"--search grid cannot list {what}; use another --search or list its values")
 
 
 @dataclass(frozen=True)
@@ -208,11 +207,11 @@ class SearchSpace:
                 continue
             try:
                 values = dimension.grid_values()
-            except _Problem as problem:
-                raise _error(self.source, dimension.line, dimension.name, problem.text) from None
+            except NodeProblem as problem:
+                raise grid_error(self.source, dimension.line, dimension.name, problem.text) from None
             space[dimension.name + ("#" if dimension.indexed else "")] = values
         if math.prod(len(v) for v in space.values()) > _MAX_GRID_POINTS:
-            raise _error(self.source, 0, None, f"--search grid: more than {_MAX_GRID_POINTS} points")
+            raise grid_error(self.source, 0, None, f"--search grid: more than {_MAX_GRID_POINTS} points")
         return space
 
     def describe(self) -> list[str]:
@@ -248,16 +247,7 @@ def _same(a: Any, b: Any) -> bool:
 
 def load_space(path: str | os.PathLike[str]) -> SearchSpace:
     """Read a parameters.yml as a search space; ``source`` in errors is ``path`` as given."""
-    source = os.fspath(path)
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise _error(source, 0, None, "file not found") from None
-    except IsADirectoryError:
-        raise _error(source, 0, None, "is a directory, not a parameters file") from None
-    except OSError as exc:
-        raise _error(source, 0, None, f"cannot read: {exc.strerror or exc}") from None
-    return parse_space(data, source)
+    return load_file(path, parse_space)
 
 
 def is_search_space(path: str | os.PathLike[str]) -> bool:
@@ -281,46 +271,37 @@ _MAX_DEPTH = 20
 
 def _dimensions(node: MappingNode, source: str, seen: dict[str, int], depth: int) -> tuple[Dimension, ...]:
     if depth > _MAX_DEPTH:
-        raise _error(source, node.start_mark.line + 1, None, f"conditional parameters nested deeper than {_MAX_DEPTH}")
-    dimensions = []
-    for key, value in node.value:
-        line = key.start_mark.line + 1
-        try:
-            name = _name(key)
-        except _Problem as problem:
-            raise _error(source, problem.line, None, problem.text) from None
-        if name in seen:
-            raise _error(source, line, name, f"given more than once (first on line {seen[name]})")
-        seen[name] = line
-        try:
-            dimension = _dimension(name, value, line, source, seen, depth)
-        except _Problem as problem:
-            raise _error(source, problem.line or line, name, problem.text) from None
-        dimensions.append(dimension)
-    return tuple(dimensions)
+        raise grid_error(
+            source, node.start_mark.line + 1, None, f"conditional parameters nested deeper than {_MAX_DEPTH}"
+        )
+
+    def build(name: str, value: Node, line: int) -> Dimension:
+        return _dimension(name, value, line, source, seen, depth)
+
+    return tuple(parameter_entries(node, source, build, seen))
 
 
 def _dimension(name: str, node: Node, line: int, source: str, seen: dict[str, int], depth: int) -> Dimension:
-    _check_tag(node)
+    check_tag(node)
     if node.tag in (SEARCH_TAGS[0], SEARCH_TAGS[1]):
         low, high = _float_bounds(node)
         kind = UNIFORM if node.tag == SEARCH_TAGS[0] else LOGUNIFORM
         if kind == LOGUNIFORM and low <= 0:
-            raise _Problem(node, f"!loguniform needs low > 0, found {format_value(low)}")
+            raise NodeProblem(node, f"!loguniform needs low > 0, found {format_value(low)}")
         return Dimension(name, kind, line, low=low, high=high)
     if node.tag == SEARCH_TAGS[2]:
         return _int_dimension(name, node, line)
-    if isinstance(node, MappingNode) and node.tag == _MAP:
+    if isinstance(node, MappingNode) and node.tag == TAG_MAP:
         return _conditional(name, node, line, source, seen, depth)
     if isinstance(node, MappingNode):
-        raise _Problem(node, f"unsupported tag {node.tag}")
-    values = _values(node)
+        raise NodeProblem(node, f"unsupported tag {node.tag}")
+    values = node_values(node)
     if isinstance(values, Interval):
         return Dimension(name, INTERVAL, line, interval=values)
     if len(values) == 1 and not isinstance(node, SequenceNode):
         return Dimension(name, FIXED, line, choices=tuple(values))
     if len(set(map(_key, values))) != len(values):
-        raise _Problem(node, "a choice is listed more than once")
+        raise NodeProblem(node, "a choice is listed more than once")
     return Dimension(name, CATEGORICAL, line, choices=tuple(values))
 
 
@@ -330,14 +311,14 @@ def _key(value: Any) -> tuple[str, Any]:
 
 def _numbers(node: Node, tag: str, count: tuple[int, ...]) -> list[ScalarNode]:
     if not isinstance(node, SequenceNode):
-        raise _Problem(node, f"{tag} takes a list, e.g. {tag} [1, 10]")
+        raise NodeProblem(node, f"{tag} takes a list, e.g. {tag} [1, 10]")
     if len(node.value) not in count:
         forms = "[low, high]" if count == (2,) else "[low, high], [low, high, step] or [low, high, log]"
-        raise _Problem(node, f"{tag} is {forms}, found {len(node.value)} value(s)")
+        raise NodeProblem(node, f"{tag} is {forms}, found {len(node.value)} value(s)")
     for item in node.value:
-        _check_tag(item)
+        check_tag(item)
         if not isinstance(item, ScalarNode):
-            raise _Problem(item, f"{tag} bounds must be numbers, found {_kind(item)}")
+            raise NodeProblem(item, f"{tag} bounds must be numbers, found {describe_node(item)}")
     return list(node.value)
 
 
@@ -345,18 +326,18 @@ def _float_bounds(node: Node) -> tuple[float, float]:
     tag = node.tag
     bounds = []
     for item in _numbers(node, tag, (2,)):
-        if item.tag == _STR and item.style is None and _EXPONENT_ONLY.fullmatch(item.value):
+        if item.tag == TAG_STR and item.style is None and _EXPONENT_ONLY.fullmatch(item.value):
             value = float(item.value)  # 1e-5: a string to YAML 1.1 (no dot); as a bound it can only be the number
-        elif item.tag not in (_INT, _FLOAT):
-            raise _Problem(item, f"{tag} bounds must be numbers, found {_kind(item)}")
+        elif item.tag not in (TAG_INT, TAG_FLOAT):
+            raise NodeProblem(item, f"{tag} bounds must be numbers, found {describe_node(item)}")
         else:
-            value = float(_scalar(item))
+            value = float(scalar(item))
         if not math.isfinite(value):
-            raise _Problem(item, f"{tag} bounds must be finite, found {item.value!r}")
+            raise NodeProblem(item, f"{tag} bounds must be finite, found {item.value!r}")
         bounds.append(value)
     low, high = bounds
     if not low < high:
-        raise _Problem(node, f"{tag} needs low < high, found [{format_value(low)}, {format_value(high)}]")
+        raise NodeProblem(node, f"{tag} needs low < high, found [{format_value(low)}, {format_value(high)}]")
     return low, high
 
 
@@ -364,27 +345,27 @@ def _int_dimension(name: str, node: Node, line: int) -> Dimension:
     items = _numbers(node, "!int", (2, 3))
     bounds = []
     for item in items[:2]:
-        if item.tag != _INT:
-            raise _Problem(item, f"!int bounds must be integers, found {_kind(item)}")
-        bounds.append(int(_scalar(item)))
+        if item.tag != TAG_INT:
+            raise NodeProblem(item, f"!int bounds must be integers, found {describe_node(item)}")
+        bounds.append(int(scalar(item)))
     low, high = bounds
     if not low <= high:
-        raise _Problem(node, f"!int needs low <= high, found [{low}, {high}]")
+        raise NodeProblem(node, f"!int needs low <= high, found [{low}, {high}]")
     step, log = 1, False
     if len(items) == 3:
         third = items[2]
-        if third.tag == _INT:
-            step = int(_scalar(third))
+        if third.tag == TAG_INT:
+            step = int(scalar(third))
             if step < 1:
-                raise _Problem(third, f"!int step must be at least 1, found {step}")
+                raise NodeProblem(third, f"!int step must be at least 1, found {step}")
             if (high - low) % step:
-                raise _Problem(node, f"!int [{low}, {high}, {step}]: high - low is not a multiple of the step")
-        elif third.tag != _NULL and third.value == "log":
+                raise NodeProblem(node, f"!int [{low}, {high}, {step}]: high - low is not a multiple of the step")
+        elif third.tag != TAG_NULL and third.value == "log":
             log = True
             if low < 1:
-                raise _Problem(node, f"!int [low, high, log] needs low >= 1, found {low}")
+                raise NodeProblem(node, f"!int [low, high, log] needs low >= 1, found {low}")
         else:
-            raise _Problem(third, f"the third value of !int is a step (an integer) or log, found {third.value!r}")
+            raise NodeProblem(third, f"the third value of !int is a step (an integer) or log, found {third.value!r}")
     return Dimension(name, INT, line, low=low, high=high, step=step, log=log)
 
 
@@ -392,24 +373,26 @@ def _conditional(name: str, node: MappingNode, line: int, source: str, seen: dic
     choices: list[Any] = []
     branches: list[tuple[Any, tuple[Dimension, ...]]] = []
     for key, value in node.value:
-        _check_tag(key)
+        check_tag(key)
         if not isinstance(key, ScalarNode):
-            raise _Problem(key, f"choices of a conditional parameter must be single values, found {_kind(key)}")
-        choice = _scalar(key)
+            raise NodeProblem(
+                key, f"choices of a conditional parameter must be single values, found {describe_node(key)}"
+            )
+        choice = scalar(key)
         if _key(choice) in {_key(c) for c in choices}:
-            raise _Problem(key, f"choice {format_value(choice)} given more than once")
+            raise NodeProblem(key, f"choice {format_value(choice)} given more than once")
         choices.append(choice)
-        _check_tag(value)
-        if value.tag == _NULL and isinstance(value, ScalarNode) and value.value in ("", "~", "null", "Null", "NULL"):
+        check_tag(value)
+        if value.tag == TAG_NULL and isinstance(value, ScalarNode) and value.value in ("", "~", "null", "Null", "NULL"):
             branches.append((choice, ()))
             continue
-        if not isinstance(value, MappingNode) or value.tag != _MAP:
-            raise _Problem(
+        if not isinstance(value, MappingNode) or value.tag != TAG_MAP:
+            raise NodeProblem(
                 value,
                 f"choice {format_value(choice)}: give the parameters it brings as a mapping, or {{}} for none "
-                f"(found {_kind(value)})",
+                f"(found {describe_node(value)})",
             )
         branches.append((choice, _dimensions(value, source, seen, depth + 1)))
     if not choices:
-        raise _Problem(node, "empty mapping; give at least one choice")
+        raise NodeProblem(node, "empty mapping; give at least one choice")
     return Dimension(name, CATEGORICAL, line, choices=tuple(choices), branches=tuple(branches))

@@ -24,6 +24,7 @@ from typing import Any
 from mlframework.exceptions import SweepError
 from mlframework.statuses import FAILURE, PRUNED, SUCCESS
 from mlframework.sweep.records.ranking import pick_metric, rank
+from mlframework.sweep.records.record import TrialRecord
 from mlframework.sweep.records.results import ResultsStore
 
 FINAL_STATES = ("finished", "interrupted", "cancelled")
@@ -47,8 +48,8 @@ class Sweep:
 
     directory: Path
     meta: dict[str, Any]
-    records: list[dict[str, Any]] = field(default_factory=list)  # in grid order
-    attempts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    records: list[TrialRecord] = field(default_factory=list)  # in grid order
+    attempts: dict[str, list[TrialRecord]] = field(default_factory=dict)  # the failed attempts retried, per trial
     status: str = "running"  # running / finished / interrupted / cancelled, checked against the driver
     status_note: str = ""  # why the status differs from what sweep.json says, or why it is unverified
 
@@ -90,11 +91,11 @@ class Sweep:
     def mode(self) -> str | None:
         return pick_metric(self.records, self.metric, self.mode_)[1]
 
-    def ranked(self) -> list[dict[str, Any]]:
+    def ranked(self) -> list[TrialRecord]:
         """Records best first by the sweep's metric (failed and metric-less trials last)."""
         return rank(self.records, self.metric, self.mode)
 
-    def best(self) -> dict[str, Any] | None:
+    def best(self) -> TrialRecord | None:
         """The best successful trial with the metric, or None."""
         ranked = self.ranked()
         metric = self.metric
@@ -231,10 +232,10 @@ def load_sweep(directory: str | os.PathLike[str], with_records: bool = True) -> 
     sweep = Sweep(path, meta, status=status, status_note=note)
     if with_records:
         try:
-            seen: dict[str, dict[str, Any]] = {}
-            for record in ResultsStore._read_jsonl(path / "trials.jsonl"):
+            seen: dict[str, TrialRecord] = {}
+            for record in ResultsStore.read_jsonl(path / "trials.jsonl"):
                 seen.setdefault(str(record["trial"]), record)
-            for attempt in ResultsStore._read_jsonl(path / "attempts.jsonl"):
+            for attempt in ResultsStore.read_jsonl(path / "attempts.jsonl"):
                 sweep.attempts.setdefault(str(attempt["trial"]), []).append(attempt)
         except (OSError, UnicodeDecodeError) as exc:
             raise DamagedSweep(f"{path / 'trials.jsonl'}: not readable: {exc}") from None
@@ -242,7 +243,7 @@ def load_sweep(directory: str | os.PathLike[str], with_records: bool = True) -> 
     return sweep
 
 
-def _grid_order(record: dict[str, Any]) -> tuple[int, str]:
+def _grid_order(record: TrialRecord) -> tuple[int, str]:
     index = record.get("index")
     return (index if isinstance(index, int) else 0, str(record.get("trial")))
 

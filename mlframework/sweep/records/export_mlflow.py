@@ -18,11 +18,12 @@ import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from mlframework.exceptions import ConfigError, SweepError
 from mlframework.statuses import FAILURE, PRUNED, SUCCESS
 from mlframework.sweep.records.catalog import Sweep
+from mlframework.sweep.records.record import TrialRecord
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def _millis(seconds: Any) -> int | None:
     return int(seconds * 1000) if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) else None
 
 
-def _number(value: Any) -> bool:
+def _number(value: Any) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -97,7 +98,7 @@ def sweep_tags(sweep: Sweep) -> dict[str, str]:
     return tags
 
 
-def trial_tags(sweep: Sweep, record: dict[str, Any], parent: str) -> dict[str, str]:
+def trial_tags(sweep: Sweep, record: TrialRecord, parent: str) -> dict[str, str]:
     """A trial run's tags: host, GPU, status and every other scalar of its record, plus the sweep's provenance."""
     trial = str(record.get("trial"))
     tags = {
@@ -120,7 +121,7 @@ def trial_tags(sweep: Sweep, record: dict[str, Any], parent: str) -> dict[str, s
     return tags
 
 
-def trial_metrics(record: dict[str, Any]) -> list[Any]:
+def trial_metrics(record: TrialRecord) -> list[Any]:
     """Every step of the trial's history as MLflow Metric entities (finals no step reported: once)."""
     from mlflow.entities import Metric
 
@@ -143,8 +144,9 @@ def trial_metrics(record: dict[str, Any]) -> list[Any]:
         use: Any = record.get(key)
         pairs = use.items() if isinstance(use, dict) else ([("mean", use)] if _number(use) else [])
         metrics += [Metric(f"{key}_{k}", float(v), finished, 0) for k, v in pairs if _number(v)]
-    if _number(record.get("duration_s")):
-        metrics.append(Metric("duration_s", float(record["duration_s"]), finished, 0))
+    duration = record.get("duration_s")
+    if _number(duration):
+        metrics.append(Metric("duration_s", float(duration), finished, 0))
     return metrics
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 from mlframework.statuses import SUCCESS
+from mlframework.sweep.records.record import TrialRecord
 
 _LOWER_IS_BETTER = ("loss", "error", "err", "mse", "rmse", "mae", "perplexity", "time")
 
@@ -15,7 +16,7 @@ def guess_mode(metric: str) -> str:
     return "min" if any(word in lowered for word in _LOWER_IS_BETTER) else "max"
 
 
-def pick_metric(records: list[dict[str, Any]], metric: str | None, mode: str | None) -> tuple[str | None, str | None]:
+def pick_metric(records: Sequence[TrialRecord], metric: str | None, mode: str | None) -> tuple[str | None, str | None]:
     """The metric and mode to rank by: as given, else the first metric any trial reported."""
     if metric is None:
         for record in sorted(records, key=lambda r: r.get("index", 0)):
@@ -29,10 +30,10 @@ def pick_metric(records: list[dict[str, Any]], metric: str | None, mode: str | N
     return metric, mode
 
 
-def rank(records: list[dict[str, Any]], metric: str | None, mode: str | None) -> list[dict[str, Any]]:
+def rank(records: Sequence[TrialRecord], metric: str | None, mode: str | None) -> list[TrialRecord]:
     """Sort records best first by ``metric``; successful trials with the metric come first."""
 
-    def key(record: dict[str, Any]) -> tuple[int, float, int]:
+    def key(record: TrialRecord) -> tuple[int, float, int]:
         value = (record.get("metrics") or {}).get(metric) if metric else None
         usable = record.get("status") == SUCCESS and isinstance(value, (int, float)) and value == value
         if not usable:

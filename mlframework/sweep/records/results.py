@@ -23,8 +23,10 @@ import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
+from mlframework.sweep.records.record import TrialRecord
+from mlframework.sweep.wire.protocol import FinishedEvent
 from mlframework.system.fileio import atomic_open
 from mlframework.system.fileio import write_text_atomic as _atomic_write
 
@@ -41,14 +43,19 @@ def _cell(value: Any) -> str:
     return json.dumps(value)
 
 
+def _without_type(record: Mapping[str, Any]) -> TrialRecord:
+    """The record as written: without the ``type`` of the event it came from."""
+    return cast(TrialRecord, {key: value for key, value in record.items() if key != "type"})
+
+
 class ResultsStore:
     """Writes one sweep's directory as events arrive; reopened to resume a sweep."""
 
     def __init__(self, directory: Path, parameter_names: Sequence[str], csv_interval: float = 1.0) -> None:
         self.directory = directory
         self.parameter_names = list(parameter_names)
-        self.records: dict[str, dict[str, Any]] = {}
-        self.attempts: dict[str, list[dict[str, Any]]] = {}  # failed attempts that were retried, per trial
+        self.records: dict[str, TrialRecord] = {}
+        self.attempts: dict[str, list[TrialRecord]] = {}  # failed attempts that were retried, per trial
         self._metric_names: list[str] = []
         self._logs: dict[str, IO[str]] = {}
         self._csv_interval = csv_interval
@@ -85,7 +92,8 @@ class ResultsStore:
         return self.directory / "logs" / f"{trial}.log"
 
     @staticmethod
-    def _read_jsonl(path: Path) -> Iterable[dict[str, Any]]:
+    def read_jsonl(path: Path) -> Iterable[TrialRecord]:
+        """The records of a ``trials.jsonl`` or ``attempts.jsonl`` (none when it is missing), in file order."""
         if not path.exists():
             return
         with open(path, encoding="utf-8") as handle:
@@ -95,15 +103,15 @@ class ResultsStore:
                 except ValueError:  # a line cut short by a crash: that trial is simply not recorded
                     continue
                 if isinstance(record, dict) and "trial" in record:
-                    yield record
+                    yield cast(TrialRecord, record)
 
     def _load_existing(self) -> None:
-        for record in self._read_jsonl(self.trials_path):
+        for record in self.read_jsonl(self.trials_path):
             self._remember(record)
-        for attempt in self._read_jsonl(self.directory / "attempts.jsonl"):
+        for attempt in self.read_jsonl(self.directory / "attempts.jsonl"):
             self.attempts.setdefault(str(attempt["trial"]), []).append(attempt)
 
-    def _remember(self, record: dict[str, Any]) -> None:
+    def _remember(self, record: TrialRecord) -> None:
         self.records.setdefault(record["trial"], record)
         for name in record.get("metrics") or {}:
             if name not in self._metric_names and name not in self.parameter_names and name not in FIXED_COLUMNS:
@@ -127,12 +135,12 @@ class ResultsStore:
         handle.write("".join(parts))
         handle.flush()
 
-    def record(self, record: Mapping[str, Any]) -> bool:
+    def record(self, record: TrialRecord) -> bool:
         """Record a finished trial; False (and nothing written) when it was recorded already."""
         trial = str(record["trial"])
         if trial in self.records:
             return False
-        record = {key: value for key, value in record.items() if key != "type"}
+        record = _without_type(record)
         self._trials_file.write(json.dumps(record, default=str) + "\n")
         self._trials_file.flush()
         self._unsynced = True
@@ -176,15 +184,15 @@ class ResultsStore:
             os.fsync(self._attempts_file.fileno())
             self._attempts_unsynced = False
 
-    def record_attempt(self, record: Mapping[str, Any]) -> None:
-        """Keep a failed attempt that is being retried (``attempts.jsonl``; durable after :meth:`sync`)."""
-        record = {key: value for key, value in record.items() if key != "type"}
+    def record_attempt(self, record: FinishedEvent) -> None:
+        """Keep a failed attempt (its finished event) being retried (``attempts.jsonl``; durable after :meth:`sync`)."""
+        attempt = _without_type(record)
         if self._attempts_file is None:
             self._attempts_file = open(self.directory / "attempts.jsonl", "a", encoding="utf-8")  # noqa: SIM115
-        self._attempts_file.write(json.dumps(record, default=str) + "\n")
+        self._attempts_file.write(json.dumps(attempt, default=str) + "\n")
         self._attempts_file.flush()
         self._attempts_unsynced = True
-        self.attempts.setdefault(str(record["trial"]), []).append(record)
+        self.attempts.setdefault(str(attempt["trial"]), []).append(attempt)
 
     def write_csv(self) -> None:
         """Rewrite ``results.csv`` from every record so far, in trial order."""
@@ -196,7 +204,7 @@ class ResultsStore:
             for record in sorted(self.records.values(), key=lambda r: (r.get("index", 0), r["trial"])):
                 params = record.get("params") or {}
                 metrics = record.get("metrics") or {}
-                row = [record["trial"], record.get("status"), record.get("host"), record.get("duration_s")]
+                row: list[Any] = [record["trial"], record.get("status"), record.get("host"), record.get("duration_s")]
                 row += [params.get(name) for name in self.parameter_names]
                 row += [metrics.get(name) for name in self._metric_names]
                 writer.writerow([_cell(value) for value in row])

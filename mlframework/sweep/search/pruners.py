@@ -151,8 +151,8 @@ class SuccessiveHalving(Pruner):
         # Optuna's rule: the value must rank within the top len // rf (the best one while fewer than rf).
         index = max(len(values) // self.reduction_factor - 1, 0)
         if self.maximize:
-            return value >= values[len(values) - 1 - index]
-        return value <= values[index]
+            return bool(value >= values[len(values) - 1 - index])
+        return bool(value <= values[index])
 
     def restore(
         self, number: int, values: dict[int, float], rungs: dict[int, float], finished: bool, complete: bool
@@ -285,7 +285,7 @@ def _median(values: SortedList) -> float:
     low = math.floor(position)
     a, b = values[low], values[min(low + 1, len(values) - 1)]
     t = position - low
-    return b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t
+    return float(b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t)
 
 
 def make_pruner(

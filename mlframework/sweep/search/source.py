@@ -16,6 +16,7 @@ from typing import Any
 
 from mlframework.exceptions import ConfigError
 from mlframework.sweep.records.ranking import guess_mode
+from mlframework.sweep.records.record import TrialRecord
 from mlframework.sweep.records.results import ResultsStore
 from mlframework.sweep.search.plan import SearchPlan
 from mlframework.sweep.search.study import SearchSource
@@ -101,7 +102,7 @@ class SearchTrials:
         self.store.append_output(trial, [["stdout", "[mlframework] pruned: stopping the trial"]])
         stop_trials(self.app, self.sweep_id, [trial], "pruned", self.source.settings.grace_s)
 
-    def tell(self, index: int, record: dict[str, Any]) -> str:
+    def tell(self, index: int, record: TrialRecord) -> str:
         """Tell the study a trial's final record; the status to record."""
         status = self.source.tell(index, record)
         if status == "PRUNED":
@@ -111,7 +112,7 @@ class SearchTrials:
     def close(self) -> None:
         self.source.close()
 
-    def untold(self, records: Mapping[str, Any]) -> list[int]:
+    def untold(self, records: Mapping[str, TrialRecord]) -> list[int]:
         """Trials asked before whose result the study never heard: told now when recorded.
 
         Returns the others: still queued or running somewhere, or lost.

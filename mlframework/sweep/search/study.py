@@ -22,6 +22,7 @@ import optuna
 
 from mlframework.statuses import PRUNED
 from mlframework.sweep.params.space import SearchSpace
+from mlframework.sweep.records.record import TrialRecord
 from mlframework.sweep.search.plan import SearchSettings
 from mlframework.sweep.search.pruners import Pruner, make_pruner, rung_key
 from mlframework.sweep.search.storage import open_study_storage
@@ -252,7 +253,7 @@ class SearchSource:
             self._journal.sync()
         return decided
 
-    def tell(self, number: int, record: dict[str, Any]) -> str:
+    def tell(self, number: int, record: TrialRecord) -> str:
         """Tell a trial's final record; returns the status to record (PRUNED for a pruned trial)."""
         state = optuna.trial.TrialState
         trial_id = self._trial_id(number)

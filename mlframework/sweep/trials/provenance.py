@@ -29,7 +29,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from mlframework import envvars
 from mlframework.sweep.trials.gpu_usage import gpu_model
@@ -156,9 +156,12 @@ def read_project_revision(project_dir: Path) -> ProjectRevision | None:
     return ProjectRevision(commit.stdout.strip(), bool(status.stdout.strip()), diff.stdout)
 
 
-def with_project(record: dict[str, Any], revision: Mapping[str, Any] | None) -> dict[str, Any]:
+_Record = TypeVar("_Record", bound=Mapping[str, Any])  # a trial's record (sweep/records/record.py)
+
+
+def with_project(record: _Record, revision: Mapping[str, Any] | None) -> _Record:
     """``record`` with the project's commit (and diff hash) added to its ``provenance``."""
     if not revision:
         return record
     project = {key: revision[key] for key in ("commit", "diff_sha256") if key in revision}
-    return {**record, "provenance": {**(record.get("provenance") or {}), **project}}
+    return cast(_Record, {**record, "provenance": {**(record.get("provenance") or {}), **project}})

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from mlframework import metrics
+from mlframework import envvars, metrics
 from mlframework.system import proctree
 from mlframework.system.parent_death import die_with_parent, pdeathsig_launcher
 
@@ -298,7 +298,7 @@ def run_command(
     try:
         child_env = dict(os.environ)
         child_env.update(env or {})
-        child_env[metrics.ENV_VAR] = str(metrics_path)
+        child_env[envvars.METRICS_FILE] = str(metrics_path)
         child_env.setdefault("PYTHONUNBUFFERED", "1")
         tag = child_env[proctree.TREE_ENV] = proctree.new_tag()
         proctree.become_subreaper()

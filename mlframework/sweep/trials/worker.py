@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 
+from celery import Celery
+
 import mlframework.sweep.wire.control  # noqa: F401  (registers the worker's stop-trials command)
 from mlframework.exceptions import ConfigError
 from mlframework.sweep.trials.lease import TrialLease
@@ -20,7 +22,7 @@ from mlframework.sweep.trials.trial import ENV_PROJECT
 from mlframework.sweep.wire.app import ENV_BROKER_URL, BrokerSettings, create_app
 
 
-def _build_app():  # type: ignore[no-untyped-def]
+def _build_app() -> Celery:
     broker = BrokerSettings.from_env()
     if broker is None:
         raise ConfigError(f"{ENV_BROKER_URL} is not set: the worker does not know its broker")

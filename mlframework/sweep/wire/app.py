@@ -83,7 +83,7 @@ class BrokerSettings:
         """The URL with its password hidden, for messages and logs."""
         from kombu.utils.url import maybe_sanitize_url
 
-        return maybe_sanitize_url(self.url)
+        return str(maybe_sanitize_url(self.url))
 
 
 def _json_env(environ: Mapping[str, str], name: str) -> dict[str, Any]:

@@ -136,7 +136,7 @@ def stop_local(
     return stopped
 
 
-@control_command(
+@control_command(  # type: ignore[untyped-decorator]  # celery ships no type information
     name=COMMAND,
     args=[("sweep_id", str), ("trials", list), ("reason", str), ("grace", float), ("decided_at", float)],
     signature="<sweep_id> [trials] [reason] [grace] [decided_at]",

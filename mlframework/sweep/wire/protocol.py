@@ -25,6 +25,12 @@ from typing import Any, Literal, TypedDict, cast
 
 log = logging.getLogger(__name__)
 
+# What a trial's own code reports is open-ended: metric names are the script's, and their values
+# are what it logged (numbers, but metrics.log keeps strings such as "nan", and a task may return any JSON).
+Metrics = dict[str, Any]
+# metrics.log records ({"time", "step", "values": Metrics}) or values read from the output, in order.
+History = list[dict[str, Any]]
+
 
 # -- task messages (driver -> worker) ---------------------------------------------------------
 
@@ -120,7 +126,7 @@ class MetricsEvent(_Sender):
     index: int
     attempt: int
     host: str
-    history: list[dict[str, Any]]
+    history: History
 
 
 class _FinishedBase(TypedDict):
@@ -131,27 +137,42 @@ class _FinishedBase(TypedDict):
     status: str  # SUCCESS or FAILURE (a search's driver may record PRUNED)
 
 
-class FinishedEvent(_FinishedBase, _Sender, total=False):
-    """A trial's full record: written as it is to the results store."""
+class TrialOutcome(TypedDict, total=False):
+    """What a finished trial reports beyond who it is: the fields a trial's record shares with its event.
+
+    The driver's record of the trial is :class:`mlframework.sweep.records.record.TrialRecord`.
+    """
 
     host: str
     gpu: str | None
-    params: dict[str, Any]
+    params: dict[str, Any]  # the trial's parameters, in grid (or search space) order
     duration_s: float | None
-    started_at: float
+    started_at: float  # epoch seconds
     finished_at: float
     exit_code: int | None
-    command: str | None
-    metrics: dict[str, Any]
-    history: list[dict[str, Any]]
-    result: Any
+    command: str | None  # the last command line the trial ran
+    metrics: Metrics  # final values
+    history: History
+    result: Any  # what the task function returned, made JSON-able: the task's own business
     error: str | None
     stderr_tail: list[str]
     redelivered: bool
     pid: int
+    # Where the trial ran and from what: packages (hash), hostname, python, gpu_model, gpu_driver,
+    # image (sweep/trials/provenance.py); the driver adds the project's commit and diff_sha256.
     provenance: dict[str, Any]
     stopped: str  # why the sweep stopped it early: "pruned", "cancelled"
     stop_latency_s: float | None
+    # GPU use while it ran (sweep/trials/gpu_usage.py): absent on CPU workers
+    gpu_util_mean: float
+    gpu_util_peak: float
+    gpu_memory_mean_mib: float
+    gpu_memory_peak_mib: float
+    gpu_samples: int
+
+
+class FinishedEvent(_FinishedBase, _Sender, TrialOutcome, total=False):
+    """A trial finished: its full record, as the driver writes it to the results store (less ``type``)."""
 
 
 class LeasedEvent(TypedDict):
@@ -235,7 +256,7 @@ def output_event(trial: str, host: str, chunks: list[list[str]]) -> OutputEvent:
     return OutputEvent(type="output", trial=trial, host=host, chunks=chunks)
 
 
-def metrics_event(trial: str, index: int, attempt: int, host: str, history: list[dict[str, Any]]) -> MetricsEvent:
+def metrics_event(trial: str, index: int, attempt: int, host: str, history: History) -> MetricsEvent:
     """``metrics.log`` records of a running trial."""
     return MetricsEvent(type="metrics", trial=trial, index=index, attempt=attempt, host=host, history=history)
 

@@ -17,11 +17,10 @@ from typing import Any, TypeGuard
 
 from mlframework.statuses import FAILURE, PRUNED, SUCCESS
 from mlframework.sweep.records.catalog import Sweep
-from mlframework.sweep.records.record import TrialRecord
+from mlframework.sweep.records.record import GPU_USE_FIELDS, TrialRecord, gpu_use
 
 TABLE_ROWS = 1000  # the table holds the best this many trials (the CSV has all)
 CURVE_POINTS = 100_000  # learning curves are thinned to about this many points in all
-GPU_KEYS = ("gpu_util", "gpu_memory")  # optional per-trial GPU use (mean/peak), when the runner records it
 
 
 def is_number(value: Any) -> TypeGuard[float]:
@@ -98,13 +97,9 @@ def metric_value(record: TrialRecord, metric: str) -> Any:
     return (record.get("metrics") or {}).get(metric)
 
 
-def gpu_use(record: TrialRecord, key: str) -> str:
-    """``"mean 71% / peak 98%"`` for a trial's optional GPU field (a number or a mean/peak mapping)."""
-    value = record.get(key)
-    if isinstance(value, dict):
-        parts = [f"{k} {value[k]:.3g}" for k in ("mean", "peak", "max") if is_number(value.get(k))]
-        return " / ".join(parts)
-    return f"{value:.3g}" if is_number(value) else ""
+def gpu_use_text(record: TrialRecord, measure: str) -> str:
+    """``"mean 71.5 / peak 99"`` for one GPU measure of a trial (sweep/records/record.py); empty on a CPU."""
+    return " / ".join(f"{name} {value:.3g}" for name, value in gpu_use(record, measure).items())
 
 
 def _parameters(records: list[TrialRecord], names: list[str]) -> list[Parameter]:
@@ -216,7 +211,7 @@ def build(sweep: Sweep) -> ReportData:
         names += [n for n in record.get("params") or {} if n not in names]
     curve_metric = _curve_metric(sweep.records, metric)
     slots, span = _timeline(sweep)
-    gpu_keys = [key for key in GPU_KEYS if any(key in r for r in sweep.records)]
+    gpu_keys = [measure for measure in GPU_USE_FIELDS if any(gpu_use(r, measure) for r in sweep.records)]
     curves = _curves(sweep.records, curve_metric)
     drawn = {c.trial for c in curves}
     without = [

@@ -17,7 +17,7 @@ from typing import Any
 from mlframework.report.data import (
     TABLE_ROWS,
     ReportData,
-    gpu_use,
+    gpu_use_text,
     is_number,
     label,
     metric_value,
@@ -244,7 +244,7 @@ def _table(data: ReportData) -> str:
             sort_key = f' data-v="{value!r}"' if is_number(value) else ""
             cls = f' class="{html.escape(str(value))}"' if value in (SUCCESS, FAILURE, PRUNED) else ""
             cells.append(f"<td{sort_key}{cls}>{html.escape(shown)}</td>")
-        cells += [f"<td>{html.escape(gpu_use(record, key))}</td>" for key in data.gpu_keys]
+        cells += [f"<td>{html.escape(gpu_use_text(record, key))}</td>" for key in data.gpu_keys]
         rows.append("<tr>" + "".join(cells) + "</tr>")
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     more = len(data.ranked) - TABLE_ROWS

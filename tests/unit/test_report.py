@@ -20,7 +20,7 @@ def sweep_with_every_status(tmp_path):
     for number, each in enumerate(records):  # one after another, except that t1 overlaps t0
         each["started_at"], each["finished_at"] = 100.0 + 10 * number, 110.0 + 10 * number
     records[1]["started_at"], records[1]["finished_at"] = 105.0, 120.0  # overlaps t0: a second lane
-    records[2].update(gpu="0", gpu_util={"mean": 71.5, "peak": 99.0})
+    records[2].update(gpu="0", gpu_util_mean=71.5, gpu_util_peak=99.0)  # as gpu_usage.py records it
     return load_sweep(make_sweep(tmp_path, "s", records))
 
 
@@ -31,7 +31,7 @@ def test_curves_mark_pruned_trials_and_list_those_without_history(tmp_path):
     assert built.without_curve == ["t9 FAILURE"]
     assert [p.name for p in built.parameters] == ["x", "opt"]
     assert built.gpu_keys == ["gpu_util"]
-    assert report_data.gpu_use(built.sweep.records[2], "gpu_util") == "mean 71.5 / peak 99"
+    assert report_data.gpu_use_text(built.sweep.records[2], "gpu_util") == "mean 71.5 / peak 99"
 
 
 def test_overlapping_trials_of_one_worker_go_to_separate_lanes(tmp_path):
@@ -83,3 +83,12 @@ def test_without_the_report_extra_report_says_how_to_install_it(tmp_path):
         assert result.returncode == 2, result.stderr
         (line,) = result.stderr.strip().splitlines()
         assert "pip install 'mlframework[" in line
+
+
+def test_the_mlflow_export_carries_gpu_use_as_the_worker_records_it():
+    from mlframework.sweep.records.export_mlflow import trial_metrics
+
+    record = {"trial": "t0001", "finished_at": 120.0, "gpu_util_mean": 71.5, "gpu_util_peak": 99.0}
+    record["history"] = [{"time": 110.0, "step": 3, "values": {"loss": 0.5}}]
+    logged = {(m.key, m.value, m.step) for m in trial_metrics(record)}
+    assert {("gpu_util_mean", 71.5, 0), ("gpu_util_peak", 99.0, 0), ("loss", 0.5, 3)} <= logged

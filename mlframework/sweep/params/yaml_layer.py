@@ -173,14 +173,14 @@ def parameter_name(key: Node) -> str:
             f"parameter name {key.value!r} is not a valid option name "
             "(letters, digits, _ . -, not starting with a digit, . or -)",
         )
-    return key.value
+    return str(key.value)
 
 
 def scalar(node: Node) -> Scalar:
     """A plain scalar value: str (a timestamp stays the text written), int, float or bool; null is a problem."""
     if not isinstance(node, ScalarNode):
         raise NodeProblem(node, f"unsupported tag {short_tag(node.tag)}")
-    tag, text = node.tag, node.value
+    tag, text = node.tag, str(node.value)
     if tag == TAG_NULL:
         raise NodeProblem(node, "has no value (null); give a value, or true/false for a flag")
     if tag in (TAG_STR, TAG_TIMESTAMP):  # a date stays the text written

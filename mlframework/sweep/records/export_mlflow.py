@@ -23,7 +23,7 @@ from typing import Any, TypeGuard
 from mlframework.exceptions import ConfigError, SweepError
 from mlframework.statuses import FAILURE, PRUNED, SUCCESS
 from mlframework.sweep.records.catalog import Sweep
-from mlframework.sweep.records.record import TrialRecord
+from mlframework.sweep.records.record import GPU_USE_FIELDS, TrialRecord
 
 log = logging.getLogger(__name__)
 
@@ -140,10 +140,8 @@ def trial_metrics(record: TrialRecord) -> list[Any]:
     for key, value in (record.get("metrics") or {}).items():
         if key not in logged and _number(value):
             metrics.append(Metric(str(key), float(value), finished, 0))
-    for key in ("gpu_util", "gpu_memory"):  # GPU use (mean/peak), where the runner recorded it
-        use: Any = record.get(key)
-        pairs = use.items() if isinstance(use, dict) else ([("mean", use)] if _number(use) else [])
-        metrics += [Metric(f"{key}_{k}", float(v), finished, 0) for k, v in pairs if _number(v)]
+    for keys in GPU_USE_FIELDS.values():  # GPU use (mean/peak), where the worker recorded it
+        metrics += [Metric(key, float(value), finished, 0) for key in keys if _number(value := record.get(key))]
     duration = record.get("duration_s")
     if _number(duration):
         metrics.append(Metric("duration_s", float(duration), finished, 0))

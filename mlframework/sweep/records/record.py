@@ -33,6 +33,13 @@ class AttemptSummary(TypedDict, total=False):
     metrics: Metrics | None
 
 
+#: GPU use as the worker records it (sweep/trials/gpu_usage.py), by what it measures: (mean key, peak key).
+GPU_USE_FIELDS = {
+    "gpu_util": ("gpu_util_mean", "gpu_util_peak"),  # percent
+    "gpu_memory_mib": ("gpu_memory_mean_mib", "gpu_memory_peak_mib"),
+}
+
+
 class _RecordBase(TypedDict):
     trial: str  # the trial id, e.g. t0007: every record has it (a line without it is not read back)
 
@@ -49,3 +56,13 @@ class TrialRecord(_RecordBase, TrialOutcome, total=False):
     # "finished" while the driver holds the record as the event it came from (observers see it);
     # the store drops it: never on disk.
     type: str
+
+
+def gpu_use(record: TrialRecord, measure: str) -> dict[str, float]:
+    """``{"mean": ..., "peak": ...}`` of one :data:`GPU_USE_FIELDS` measure; empty for a CPU trial."""
+    found: dict[str, float] = {}
+    for name, key in zip(("mean", "peak"), GPU_USE_FIELDS[measure]):
+        value = record.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            found[name] = float(value)
+    return found

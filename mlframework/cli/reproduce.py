@@ -37,9 +37,10 @@ def reproduce_command(
     Exit status 0 when the trial succeeded, 1 when it failed, 2 for bad input.
     """
     from mlframework.cli.console import SweepConsole
+    from mlframework.report.live import LiveReportObserver
     from mlframework.sweep.driver.reproduce import new_record, plan_reproduction, provenance_changes
     from mlframework.sweep.driver.run import run_sweep
-    from mlframework.sweep.driver.spec import SweepSpec
+    from mlframework.sweep.driver.spec import Observers, SweepSpec
     from mlframework.sweep.params.grid_file import load_grid
 
     check_local_options(local, broker_url, None, gpus)
@@ -57,7 +58,7 @@ def reproduce_command(
         max_starts=int(meta.get("max_starts") or 3),
     )
     click.echo(f"trial {original.get('trial')} of {sweep_id} ({original.get('status')}) runs again as sweep {new_id}")
-    console = SweepConsole(quiet=quiet)
+    console = Observers([SweepConsole(quiet=quiet), LiveReportObserver()])  # report.html as for any sweep
     outcome: Any
     if local:
         from mlframework.cluster.embedded.workers import EmbeddedCluster

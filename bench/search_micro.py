@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from mlframework.sweep.params.space import parse_space
-from mlframework.sweep.search.study import SearchSettings, SearchSource
+from mlframework.sweep.search.plan import SearchSettings
+from mlframework.sweep.search.study import SearchSource
 
 EPOCHS = 52
 SPACE = Path(__file__).resolve().parent / "projects" / "lcbench" / "search.yml"

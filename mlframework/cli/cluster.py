@@ -12,60 +12,25 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import click
 
-from mlframework import envvars
+from mlframework.cli.common import (
+    RESULTS_HELP_RECEIVES,
+    broker_option,
+    cluster_ssh_options,
+    known_hosts_option,
+    make_ssh_options,
+    repo_root,
+    resolve_sweep,
+    results_option,
+    ssh_options,
+)
 from mlframework.exceptions import ConfigError
-
-
-def repo_root() -> Path:
-    """The checkout that holds ``config.sh``, ``infra/`` and ``projects/``.
-
-    The current directory when it is one (the scripts run from there), else
-    the checkout this package was installed from.
-    """
-    cwd = Path.cwd()
-    if (cwd / "infra").is_dir() and (cwd / "mlframework").is_dir():
-        return cwd
-    return Path(__file__).resolve().parents[1]
 
 
 def _echo(line: str) -> None:
     click.echo(f"[{time.strftime('%H:%M:%S')}] {line}")
-
-
-def _ssh_options(key: str | None, known_hosts: str | None, accept_new: bool, timeout: float) -> Any:
-    from mlframework.cluster.ssh.remote import SSHOptions
-
-    return SSHOptions(
-        key_filename=os.path.expanduser(key) if key else None,
-        known_hosts=os.path.abspath(os.path.expanduser(known_hosts)) if known_hosts else None,
-        accept_new_host_keys=accept_new,
-        connect_timeout=timeout,
-    )
-
-
-def cluster_ssh_options(spec: Any, known_hosts: str | None = None, connect_timeout: float = 10.0) -> Any:
-    """How to reach the recorded cluster's hosts: its key, and known_hosts (MLFRAMEWORK_KNOWN_HOSTS)."""
-    return _ssh_options(
-        spec.ssh_key,
-        known_hosts or os.environ.get(envvars.KNOWN_HOSTS),
-        spec.accept_new_host_keys,
-        connect_timeout,
-    )
-
-
-_known_hosts_option = click.option(
-    "--known-hosts",
-    envvar=envvars.KNOWN_HOSTS,
-    type=click.Path(dir_okay=False),
-    help="known_hosts file that host keys are checked against  [default: ~/.ssh/known_hosts]",
-)
-_timeout_option = click.option(
-    "--connect-timeout", type=click.FloatRange(min=1), default=10, show_default=True, help="SSH connect timeout (s)."
-)
 
 
 @click.command("infrainit")
@@ -85,8 +50,7 @@ _timeout_option = click.option(
 @click.option("--cpu-slots", help="Worker processes on hosts without GPUs  [default: one per CPU]")
 @click.option("--accept-new-host-keys", is_flag=True, default=None, help="Trust (and record) unknown host keys.")
 @click.option("--cluster-name", help="Name in container names and labels  [default: from the project]")
-@_known_hosts_option
-@_timeout_option
+@ssh_options
 def infrainit_command(
     hosts: str | None,
     from_config: bool,
@@ -140,7 +104,7 @@ def infrainit_command(
         spec = ClusterSpec.from_config(load_config(config_path), str(config_path), overrides=given)
     else:
         spec = ClusterSpec.from_options(**given)  # type: ignore[arg-type]  # click gave each option its type
-    ssh = _ssh_options(spec.ssh_key, known_hosts, spec.accept_new_host_keys, connect_timeout)
+    ssh = make_ssh_options(spec.ssh_key, known_hosts, spec.accept_new_host_keys, connect_timeout)
     result = infrainit(spec, root, ssh=ssh, save_options=not from_config, report=_echo)
     _echo(f"cluster {spec.cluster_name!r} is up in {result.seconds:.1f}s: {result.workers} worker container(s)")
     _echo(f"broker: {result.broker_url_redacted}")
@@ -155,8 +119,7 @@ def infrainit_command(
 @click.option("-i", "ssh_key", help="SSH private key.")
 @click.option("--volumes", is_flag=True, help="Also remove the broker's data volume (its queues and users).")
 @click.option("--yes", is_flag=True, help="Do not ask before removing the broker's data (--volumes).")
-@_known_hosts_option
-@_timeout_option
+@ssh_options
 def infra_clean_command(
     cluster_name: str,
     hosts: str,
@@ -184,14 +147,13 @@ def infra_clean_command(
         if not sys.stdin.isatty():
             raise ConfigError(f"{lost}; add --yes to confirm (stdin is not a terminal to ask)")
         click.confirm(f"{lost}. Remove it?", abort=True)
-    ssh = _ssh_options(ssh_key, known_hosts, False, connect_timeout)
+    ssh = make_ssh_options(ssh_key, known_hosts, False, connect_timeout)
     removed = clean(cluster_name, parsed, ssh, report=_echo, volumes=volumes)
     _echo(f"removed {sum(len(v) for v in removed.values())} container(s) of cluster {cluster_name!r}")
 
 
 @click.command("update-files")
-@_known_hosts_option
-@_timeout_option
+@ssh_options
 def update_files_command(known_hosts: str | None, connect_timeout: float) -> None:
     """Re-sync framework and project files to the hosts (only what changed); restart workers that changed."""
     from mlframework.cluster.bootstrap import update_files
@@ -199,13 +161,13 @@ def update_files_command(known_hosts: str | None, connect_timeout: float) -> Non
 
     root = repo_root()
     spec, _ = load_cluster(root)
-    ssh = _ssh_options(spec.ssh_key, known_hosts, spec.accept_new_host_keys, connect_timeout)
+    ssh = make_ssh_options(spec.ssh_key, known_hosts, spec.accept_new_host_keys, connect_timeout)
     changed = update_files(root, ssh=ssh, report=_echo)
     _echo(f"{changed} file(s) changed in all")
 
 
 @click.command("status")
-@click.option("--broker", "broker_url", envvar=envvars.BROKER_URL, help="Broker URL  [default: the cluster's]")
+@broker_option("Broker URL  [default: the cluster's]")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=3.0, show_default=True, help="Seconds to wait.")
 def status_command(broker_url: str | None, timeout: float) -> None:
     """One line per live worker node (as `celery status`); exit 1 when none answers."""
@@ -272,7 +234,7 @@ def run_task_command(name: str, args: tuple[str, ...]) -> None:
 
 @click.command("follow")
 @click.argument("sweep_id")
-@_known_hosts_option
+@known_hosts_option
 def follow_command(sweep_id: str, known_hosts: str | None) -> None:
     """Print the output of a detached sweep until it ends; exit with its status."""
     from mlframework.cluster.detached import follow
@@ -280,20 +242,14 @@ def follow_command(sweep_id: str, known_hosts: str | None) -> None:
 
     root = repo_root()
     spec, _ = load_cluster(root)
+    sweep_id = resolve_sweep(Path("results"), sweep_id, missing_ok=True)  # a prefix of one fetched already
     sys.exit(follow(root, cluster_ssh_options(spec, known_hosts), sweep_id, click.echo))
 
 
 @click.command("fetch")
 @click.argument("sweep_id")
-@click.option(
-    "--results",
-    "results_root",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("results"),
-    show_default=True,
-    help="Directory that receives <sweep-id>/.",
-)
-@_known_hosts_option
+@results_option(RESULTS_HELP_RECEIVES)
+@known_hosts_option
 def fetch_command(sweep_id: str, results_root: Path, known_hosts: str | None) -> None:
     """Copy a detached sweep's results (so far) from the master into RESULTS/<sweep-id>/."""
     from mlframework.cluster.detached import fetch
@@ -301,6 +257,7 @@ def fetch_command(sweep_id: str, results_root: Path, known_hosts: str | None) ->
 
     root = repo_root()
     spec, _ = load_cluster(root)
+    sweep_id = resolve_sweep(results_root, sweep_id, missing_ok=True)  # a prefix of one fetched before
     target = fetch(root, cluster_ssh_options(spec, known_hosts), sweep_id, results_root)
     click.echo(f"results of sweep {sweep_id} in {target}")
 

@@ -25,7 +25,6 @@ from mlframework.sweep.driver.spec import SweepObserver, SweepOutcome, SweepSpec
 from mlframework.sweep.params.arguments import display, false_warning, format_value, style_of
 from mlframework.sweep.params.command import command_line, parameter_values, template_of
 from mlframework.sweep.records.record import TrialRecord
-from mlframework.sweep.trials import tasks as task_registry
 from mlframework.sweep.wire.ids import trial_id
 
 SUMMARY_ROWS = 10
@@ -45,7 +44,14 @@ def _number(value: Any) -> str:
 class SweepConsole(SweepObserver):
     """Draws a sweep on the terminal."""
 
-    def __init__(self, show_output: bool = False, quiet: bool = False, console: Console | None = None) -> None:
+    def __init__(
+        self,
+        show_output: bool = False,
+        quiet: bool = False,
+        console: Console | None = None,
+        resume_command: Callable[[str], str] | None = None,
+    ) -> None:
+        """``resume_command``: sweep id -> the command that resumes it, printed under an unfinished sweep's summary."""
         self.console = console or Console(highlight=False)
         if not self.console.is_terminal and "COLUMNS" not in os.environ:
             # Logs and pipes have no width; 80 columns would truncate the summary table.
@@ -63,8 +69,7 @@ class SweepConsole(SweepObserver):
         self._started = time.monotonic()
         self.sweep_id: str | None = None
         self.directory: Path | None = None
-        self.on_sweep_started: Callable[[Path], None] | None = None  # e.g. tell the embedded cluster's watchdog
-        self.resume_command: Callable[[str], str] | None = None  # sweep id -> the command that resumes it
+        self.resume_command = resume_command
         self._display: list[tuple[str, str, str, str]] = []  # output lines waiting to be drawn
         self._display_window = time.monotonic()
         self._skipped = 0  # output lines not drawn in this window
@@ -79,8 +84,6 @@ class SweepConsole(SweepObserver):
         self._total = total
         self._started = time.monotonic()
         self.sweep_id, self.directory = sweep_id, directory
-        if self.on_sweep_started is not None:
-            self.on_sweep_started(directory)
         self.console.print(
             f"sweep {sweep_id}: {total} trial(s), recording to {directory}", markup=False, soft_wrap=True
         )
@@ -260,16 +263,16 @@ class SweepConsole(SweepObserver):
                     soft_wrap=True,
                 )
         self._warn_missing_metric(outcome)
-        state = "interrupted" if outcome.interrupted else "finished"
         self.console.print(
-            f"sweep {outcome.sweep_id} {state} in {elapsed:.1f}s: {outcome.succeeded} succeeded, "
+            f"sweep {outcome.sweep_id} {outcome.ended} in {elapsed:.1f}s: {outcome.succeeded} succeeded, "
             f"{outcome.failed} failed, {f'{outcome.pruned} pruned, ' if outcome.pruned else ''}"
             f"{max(0, outcome.total - len(outcome.records))} not run; "
             f"results in {outcome.directory / 'results.csv'}",
             markup=False,
             soft_wrap=True,
         )
-        if outcome.interrupted and self.resume_command is not None and len(outcome.records) < outcome.total:
+        unfinished = outcome.ended != "finished" and len(outcome.records) < outcome.total
+        if unfinished and self.resume_command is not None:
             self.console.print(f"resume it: {self.resume_command(outcome.sweep_id)}", markup=False, soft_wrap=True)
 
     def _warn_missing_metric(self, outcome: SweepOutcome) -> None:
@@ -288,42 +291,46 @@ class SweepConsole(SweepObserver):
             soft_wrap=True,
         )
 
-    def print_dry_run(self, spec: SweepSpec, limit: int = 1000) -> None:
-        """List the trials a sweep would send, without sending them (a search: its space)."""
-        if spec.search is not None:
+    def print_dry_run(self, spec: SweepSpec, task_function: object = None, limit: int = 1000) -> None:
+        """List the trials a sweep would send, without sending them (a search: its space).
+
+        ``task_function``: the project's task (tasks.py imported), whose argument style or command
+        line shows each trial as its script gets it (the seed's ``--name=value`` when not given).
+        """
+        self.argument_style = style_of(task_function)
+        search = spec.search
+        if search is not None:
             self.console.print(
-                f"dry run: a {spec.search.sampler} search of {spec.search.trials} trial(s) of task '{spec.task}' "
-                f"over {spec.grid.source}:",
+                f"dry run: a {search.settings.sampler} search of {search.settings.trials} trial(s) of task "
+                f"'{spec.task}' over {search.space.source}:",
                 markup=False,
                 soft_wrap=True,
             )
-            for line in spec.grid.describe():  # type: ignore[attr-defined]  # a SearchSpace
+            for line in search.space.describe():
                 self.console.print(line, markup=False, soft_wrap=True)
-            template = template_of(task_registry.REGISTERED.get(spec.task))
+            template = template_of(task_function)
             if template is not None:
                 self.console.print(f"each trial runs: {display(template.words)}", markup=False, soft_wrap=True)
-            self.argument_style = style_of(task_registry.REGISTERED.get(spec.task))
             self.warn_dropped_false(spec)
             return
-        total = spec.grid.count
-        function = task_registry.REGISTERED.get(spec.task)
-        self.argument_style = style_of(function)  # tasks.py imported: its style
+        grid = spec.grid
+        total = grid.count
         self.console.print(
-            f"dry run: {total} trial(s) of task '{spec.task}' from {spec.grid.source}", markup=False, soft_wrap=True
+            f"dry run: {total} trial(s) of task '{spec.task}' from {grid.source}", markup=False, soft_wrap=True
         )
-        for index, combination in enumerate(spec.grid):
+        for index, combination in enumerate(grid):
             if index >= limit:
                 self.console.print(f"... and {total - limit} more", markup=False, soft_wrap=True)
                 break
             trial = trial_id(index, total)
             # A command task's whole command; {trial_dir}, {gpu}, ... are known when the trial runs.
             places = {"trial": trial, **({"sweep": spec.sweep_id} if spec.sweep_id else {})}
-            line = command_line(function, combination, places)
+            line = command_line(task_function, combination, places)
             self.console.print(f"{trial} {line}", markup=False, soft_wrap=True)
         self.warn_dropped_false(spec)
 
     def warn_dropped_false(self, spec: SweepSpec) -> None:
         """One warning line when a false value leaves an option out (the default argument style)."""
-        warning = false_warning(self.argument_style, parameter_values(spec.grid))
+        warning = false_warning(self.argument_style, parameter_values(spec.parameters))
         if warning:
             self.console.print(f"warning: {warning}", style="yellow", markup=False, soft_wrap=True)

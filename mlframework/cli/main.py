@@ -16,21 +16,8 @@ from typing import Any
 import click
 
 from mlframework import __version__
+from mlframework.cli.common import fail
 from mlframework.exceptions import MLFrameworkError
-
-EXIT_USAGE = 2
-
-
-CAUSE_LINES = 15  # of an error's cause (a worker's log, a traceback), shown under its first line
-
-
-def _fail(message: str) -> None:
-    """The error's first line, then the last lines of its cause (if it carries one) indented; exit 2."""
-    first, *cause = message.splitlines() or [""]
-    click.echo(f"mlframework: error: {first}", err=True)
-    for line in cause[-CAUSE_LINES:]:
-        click.echo(f"  | {line}", err=True)
-    sys.exit(EXIT_USAGE)
 
 
 class _Group(click.Group):
@@ -40,7 +27,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except MLFrameworkError as exc:
-            _fail(str(exc) or type(exc).__name__)
+            fail(str(exc) or type(exc).__name__)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -50,23 +37,6 @@ def cli(verbose: int) -> None:
     """Hyperparameter sweeps across the machines you can reach over SSH."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-
-
-def _broker_from_options(broker_url: str | None) -> Any:
-    """--broker / MLFRAMEWORK_BROKER_URL, else the cluster infrainit recorded, else None."""
-    from mlframework.cli.cluster import repo_root
-    from mlframework.cluster.config_file import load_config
-    from mlframework.cluster.recorded import cluster_broker
-    from mlframework.cluster.spec import CONFIG_FILE
-    from mlframework.sweep.wire.app import BrokerSettings
-
-    if broker_url:
-        return BrokerSettings(url=broker_url)
-    root = repo_root()
-    config = root / CONFIG_FILE
-    if config.exists() and any(load_config(config).get(key) for key in ("MASTER", "BROKER")):
-        return cluster_broker(root)
-    return None
 
 
 def _register_cluster_commands() -> None:

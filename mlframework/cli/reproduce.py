@@ -8,23 +8,16 @@ from typing import Any
 
 import click
 
-from mlframework import envvars
+from mlframework.cli.common import broker_option, check_local_options, require_broker, resolve_sweep, results_option
 
 
 @click.command("reproduce")
 @click.argument("sweep_id")
 @click.argument("trial")
-@click.option(
-    "--results",
-    "results_root",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("results"),
-    show_default=True,
-    help="Directory that holds <sweep-id>/ (the new sweep goes there too).",
-)
+@results_option("Directory that holds <sweep-id>/ (the new sweep goes there too).")
 @click.option("--local", is_flag=True, help="Embedded mode: no server, a local worker process.")
 @click.option("--gpus", help="With --local: the GPU(s) to run it on, e.g. 0 (as `sweep --gpus`).")
-@click.option("--broker", "broker_url", envvar=envvars.BROKER_URL, help="Broker URL of a running cluster.")
+@broker_option()
 @click.option("--sweep-id", "new_id", help="Id of the new sweep  [default: generated]")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or per-trial lines; summary only.")
 def reproduce_command(
@@ -44,17 +37,14 @@ def reproduce_command(
     Exit status 0 when the trial succeeded, 1 when it failed, 2 for bad input.
     """
     from mlframework.cli.console import SweepConsole
-    from mlframework.cli.main import _broker_from_options
-    from mlframework.exceptions import ConfigError
+    from mlframework.report.live import LiveReportObserver
     from mlframework.sweep.driver.reproduce import new_record, plan_reproduction, provenance_changes
     from mlframework.sweep.driver.run import run_sweep
-    from mlframework.sweep.driver.spec import SweepSpec
+    from mlframework.sweep.driver.spec import Observers, SweepSpec
     from mlframework.sweep.params.grid_file import load_grid
 
-    if local and broker_url:
-        raise ConfigError("--local and --broker exclude each other")
-    if gpus is not None and not local:
-        raise ConfigError("--gpus only applies with --local")
+    check_local_options(local, broker_url, None, gpus)
+    sweep_id = resolve_sweep(results_root, sweep_id)
     meta, original, grid_file, new_id = plan_reproduction(results_root, sweep_id, trial, new_id)
     project_dir = Path(meta["project"])
     spec = SweepSpec(
@@ -68,7 +58,7 @@ def reproduce_command(
         max_starts=int(meta.get("max_starts") or 3),
     )
     click.echo(f"trial {original.get('trial')} of {sweep_id} ({original.get('status')}) runs again as sweep {new_id}")
-    console = SweepConsole(quiet=quiet)
+    console = Observers([SweepConsole(quiet=quiet), LiveReportObserver()])  # report.html as for any sweep
     outcome: Any
     if local:
         from mlframework.cluster.embedded.workers import EmbeddedCluster
@@ -77,10 +67,7 @@ def reproduce_command(
         with EmbeddedCluster(project_dir, workers=1, gpus=parse_gpu_option(gpus)) as cluster:
             outcome = run_sweep(spec, cluster.broker, console, health_check=cluster.check)
     else:
-        broker = _broker_from_options(broker_url)
-        if broker is None:
-            raise ConfigError("no broker: start a cluster (scripts/infrainit.sh), pass --broker URL, or use --local")
-        outcome = run_sweep(spec, broker, console)
+        outcome = run_sweep(spec, require_broker(broker_url), console)
     if not outcome.records:
         sys.exit(outcome.exit_status)
     again = new_record(outcome.directory)

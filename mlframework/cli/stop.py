@@ -91,8 +91,11 @@ def offer_cancel(stop: StopSignals, results_root: Path, sweep_id: str | None, br
         click.echo("", err=True)
     finally:
         signal.signal(signal.SIGINT, previous)
+    from mlframework.cli.common import resume_command
+
+    resume = resume_command(sweep_id, results_root)
     if not answer:
-        click.echo(f"mlframework: sweep {sweep_id} left running on the cluster", err=True)
+        click.echo(f"mlframework: sweep {sweep_id} left running on the cluster; collect it: {resume}", err=True)
         return
     click.echo(f"mlframework: cancelling sweep {sweep_id} on the cluster, a few seconds...", err=True)
     try:
@@ -103,5 +106,5 @@ def offer_cancel(stop: StopSignals, results_root: Path, sweep_id: str | None, br
     stopped = sum(len(trials) for trials in done.stopped.values())
     click.echo(
         f"cancelled sweep {sweep_id}: {stopped} running trial(s) stopped, its queued ones dropped; "
-        f"records kept (mlframework sweep --resume {sweep_id} carries on)"
+        f"records kept ({resume} carries on)"
     )

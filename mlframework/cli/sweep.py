@@ -8,13 +8,30 @@ embedded cluster, ``--detach`` starts the driver on the cluster's master.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from click.core import ParameterSource
 
-from mlframework import envvars
+from mlframework.cli.common import (
+    DURATION,
+    RESULTS_HELP_RECEIVES,
+    broker_option,
+    require_broker,
+    resolve_sweep,
+    results_option,
+    resume_command,
+)
+from mlframework.cli.sweep_options import SweepOptions, check_combination, spec_from_options, spec_options
+from mlframework.sweep.driver.spec import SweepObserver
+
+if TYPE_CHECKING:
+    from mlframework.cli.console import SweepConsole
+    from mlframework.cluster.embedded.workers import EmbeddedCluster
+    from mlframework.sweep.driver.spec import SweepOutcome, SweepSpec
+    from mlframework.sweep.wire.app import BrokerSettings
 
 
 @click.command("sweep")
@@ -27,14 +44,7 @@ from mlframework import envvars
     help="Grid to sweep  [default: PROJECT_DIR/parameters.yml]",
 )
 @click.option("--task", "task_name", default="train", show_default=True, help="Task of the project's tasks.py to run.")
-@click.option(
-    "--results",
-    "results_root",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("results"),
-    show_default=True,
-    help="Directory that receives <sweep-id>/.",
-)
+@results_option(RESULTS_HELP_RECEIVES)
 @click.option("--metric", help="Metric that ranks trials  [default: the first one reported, accuracy preferred]")
 @click.option("--mode", type=click.Choice(["max", "min"]), help="Whether a larger or smaller metric is better.")
 @click.option(
@@ -49,7 +59,7 @@ from mlframework import envvars
     help="With --local: one worker per GPU, e.g. 0,1 or all (trials see their GPU as device 0); "
     "--workers is then trials at a time per GPU  [default: 1]",
 )
-@click.option("--broker", "broker_url", envvar=envvars.BROKER_URL, help="Broker URL of a running cluster.")
+@broker_option()
 @click.option(
     "--retries",
     type=click.IntRange(min=0),
@@ -73,6 +83,7 @@ from mlframework import envvars
 )
 @click.option(
     "--trial-timeout",
+    type=DURATION,
     metavar="DURATION",
     help="Stop a trial's command after DURATION (90, 90s, 30m, 2h): recorded FAILURE, retried with --retries.",
 )
@@ -97,7 +108,13 @@ from mlframework import envvars
 )
 @click.option("--trials", type=click.IntRange(min=1), help="With --search: trials to run, pruned ones included.")
 @click.option("--seed", type=int, help="With --search: seed of the sampler, for a repeatable search.")
-@click.option("--timeout", "search_timeout", help="With --search: ask no new trial after DURATION (90s, 30m, 2h).")
+@click.option(
+    "--timeout",
+    "search_timeout",
+    type=DURATION,
+    metavar="DURATION",
+    help="With --search: ask no new trial after DURATION (90s, 30m, 2h).",
+)
 @click.option(
     "--prune",
     type=click.Choice(["median", "hyperband", "asha", "none"]),
@@ -109,34 +126,7 @@ from mlframework import envvars
 @click.option("--sweep-id", help="Id of the new sweep  [default: generated, e.g. 20261125-101500-mnist-3f2a]")
 @click.option("--show-output", is_flag=True, help="Print every trial's output live, prefixed by trial and host.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or per-trial lines; summary only.")
-def sweep_command(
-    project_dir: Path,
-    parameters_file: Path | None,
-    task_name: str,
-    results_root: Path,
-    metric: str | None,
-    mode: str | None,
-    dry_run: bool,
-    local: bool,
-    workers: int | None,
-    gpus: str | None,
-    broker_url: str | None,
-    retries: int,
-    max_starts: int,
-    max_batch: int,
-    trial_timeout: str | None,
-    resume_id: str | None,
-    detach: bool,
-    search_name: str | None,
-    trials: int | None,
-    seed: int | None,
-    search_timeout: str | None,
-    prune: str,
-    prune_metric: str | None,
-    sweep_id: str | None,
-    show_output: bool,
-    quiet: bool,
-) -> None:
+def sweep_command(**given: Any) -> None:
     """Run one trial per combination of the grid on the workers, and record them all.
 
     Results go to RESULTS/<sweep-id>/: results.csv, trials.jsonl, logs/. Exit
@@ -145,155 +135,131 @@ def sweep_command(
     trials there or leave them running for --resume (exit status 130).
     """
     from mlframework.cli.console import SweepConsole
-    from mlframework.exceptions import ConfigError
-    from mlframework.sweep.driver.run import check_parameters, check_task, resume_sweep, run_sweep
-    from mlframework.sweep.driver.spec import SweepSpec
-    from mlframework.sweep.params.grid_file import load_grid
-    from mlframework.sweep.wire.ids import check_sweep_id
 
-    console = SweepConsole(show_output=show_output, quiet=quiet)
-    if local and broker_url:
-        raise ConfigError("--local and --broker exclude each other")
-    if (workers is not None or gpus is not None) and not local:
-        raise ConfigError("--workers and --gpus only apply with --local")
-    if resume_id:
-        if dry_run or (project_dir is None and parameters_file is not None):
-            raise ConfigError(
-                "--resume takes the grid of the sweep it resumes: no --dry-run, no -p without PROJECT_DIR"
-            )
-        if project_dir is not None:  # the original command with --resume added: it must match the record
-            from mlframework.sweep.driver.resume_match import check_matches
+    options = SweepOptions(**given)
+    check_combination(options)
+    spec: SweepSpec | None = None
+    if options.resume_id:
+        options = _resumed(options)
+    else:
+        spec = spec_from_options(options)
+    console = SweepConsole(
+        show_output=options.show_output,
+        quiet=options.quiet,
+        resume_command=lambda sweep_id: resume_command(
+            sweep_id, options.results_root, options.local, options.workers, options.gpus
+        ),
+    )
+    if spec is not None and options.dry_run:
+        from mlframework.sweep.driver.run import check_parameters, check_task
+        from mlframework.sweep.trials.tasks import REGISTERED
 
-            given = {"task": task_name, "retries": retries, "max_starts": max_starts, "max_batch": max_batch}
-            check_matches(
-                results_root,
-                resume_id,
-                project_dir,
-                parameters_file,
-                {**given, "requested_metric": metric, "requested_mode": mode},
-            )
-        project_dir = _resumed_project(results_root, resume_id)
-    elif project_dir is None:
-        raise ConfigError("give a PROJECT_DIR (or --resume SWEEP_ID)")
-    if not project_dir.is_dir():
-        raise ConfigError(f"{project_dir}: project directory not found")
-    search = _search_settings(search_name, trials, seed, search_timeout, prune, prune_metric, metric, resume_id)
-    if not resume_id:
-        grid: Any = (
-            load_grid(parameters_file or project_dir / "parameters.yml")
-            if search is None
-            else _load_space(parameters_file or project_dir / "parameters.yml")
-        )
-        if sweep_id is not None:
-            check_sweep_id(sweep_id)
-        spec = SweepSpec(
-            project_dir,
-            grid,
-            task_name,
-            results_root,
-            metric,
-            mode,
-            sweep_id=sweep_id,
-            retries=retries,
-            max_starts=max_starts,
-            max_batch=max_batch,
-            trial_timeout=_duration(trial_timeout),
-            search=search,
-        )
-        if search is not None and search.sampler == "grid":
-            grid.grid_space()  # a continuous parameter cannot be listed: say so before anything starts
-        if dry_run:
-            check_task(project_dir.resolve(), task_name)  # its trials' commands are shown as its script takes them
-            check_parameters(spec)
-            console.print_dry_run(spec)
-            return
-    if detach:
-        given_broker = click.get_current_context().get_parameter_source("broker_url") == ParameterSource.COMMANDLINE
-        if local or given_broker or resume_id:
-            raise ConfigError("--detach runs on the cluster of config.sh: not with --local, --broker or --resume")
-        options = [
-            "--task",
-            task_name,
-            "--retries",
-            str(retries),
-            "--max-starts",
-            str(max_starts),
-            "--max-batch",
-            str(max_batch),
-        ]
-        options += ["--trial-timeout", trial_timeout] if trial_timeout else []
-        options += ["--metric", metric] if metric else []
-        options += ["--mode", mode] if mode else []
-        if search is not None:
-            options += ["--search", search.sampler, "--trials", str(search.trials), "--prune", search.prune]
-            options += ["--seed", str(seed)] if seed is not None else []
-            options += ["--timeout", search_timeout] if search_timeout else []
-            options += ["--prune-metric", prune_metric] if prune_metric else []
-        _detach(project_dir, spec, options)
+        check_task(Path(spec.project_dir).resolve(), spec.task)  # its trials' commands as its script takes them
+        check_parameters(spec)
+        console.print_dry_run(spec, REGISTERED.get(spec.task))
         return
+    if options.detach:
+        given_broker = click.get_current_context().get_parameter_source("broker_url") == ParameterSource.COMMANDLINE
+        if options.local or given_broker or spec is None:
+            from mlframework.exceptions import ConfigError
 
-    def drive(broker: Any, local_mode: bool, health_check: Any = None) -> Any:
-        if resume_id:
-            return resume_sweep(
-                results_root, resume_id, broker, console, resend_in_flight=local_mode, health_check=health_check
-            )
-        return run_sweep(spec, broker, console, health_check=health_check)
+            raise ConfigError("--detach runs on the cluster of config.sh: not with --local, --broker or --resume")
+        _detach(spec)
+        return
+    sys.exit(_run(options, spec, console))
 
+
+def _resumed(options: SweepOptions) -> SweepOptions:
+    """--resume: the sweep's id resolved, what the command also gives checked against its record, its project."""
+    from dataclasses import replace
+
+    from mlframework.sweep.records.catalog import read_meta
+
+    assert options.resume_id is not None
+    sweep_id = resolve_sweep(options.results_root, options.resume_id)
+    if options.project_dir is not None:  # the original command with --resume added: it must match the record
+        from mlframework.sweep.driver.resume_match import check_matches
+
+        given = {"task": options.task_name, "retries": options.retries, "max_starts": options.max_starts}
+        given |= {"max_batch": options.max_batch, "requested_metric": options.metric, "requested_mode": options.mode}
+        check_matches(options.results_root, sweep_id, options.project_dir, options.parameters_file, given)
+    project = Path(read_meta(options.results_root / sweep_id)["project"])  # a damaged one: one line, exit 2
+    if not project.is_dir():
+        from mlframework.exceptions import ConfigError
+
+        raise ConfigError(f"{project}: project directory not found")
+    return replace(options, resume_id=sweep_id, project_dir=project)
+
+
+class _NoteSweep(SweepObserver):
+    """Tells the embedded cluster's watchdog which sweep.json to mark should the driver die."""
+
+    def __init__(self, cluster: EmbeddedCluster) -> None:
+        self.cluster = cluster
+
+    def sweep_started(self, sweep_id: str, total: int, directory: Path) -> None:
+        self.cluster.note_sweep(directory / "sweep.json")
+
+
+def _run(options: SweepOptions, spec: SweepSpec | None, console: SweepConsole) -> int:
+    """Run (or resume) the sweep on an embedded cluster or the broker's; its exit status."""
     from mlframework.cli.stop import StopSignals, offer_cancel
+    from mlframework.report.live import LiveReportObserver
+    from mlframework.sweep.driver.run import resume_sweep, run_sweep
+    from mlframework.sweep.driver.spec import Observers
 
-    console.resume_command = _resume_command(results_root, local, workers, gpus)
-    broker: Any = None
+    def drive(broker: BrokerSettings, local_mode: bool, *extra: SweepObserver, health_check: Any = None) -> Any:
+        observer = Observers([console, LiveReportObserver(), *extra])
+        if spec is None:
+            assert options.resume_id is not None
+            return resume_sweep(
+                options.results_root,
+                options.resume_id,
+                broker,
+                observer,
+                resend_in_flight=local_mode,
+                health_check=health_check,
+            )
+        return run_sweep(spec, broker, observer, health_check=health_check)
+
+    broker: BrokerSettings | None = None
     with StopSignals() as stop:
         try:
-            if local:
-                outcome = _drive_local(project_dir, workers, gpus, console, drive, search)
+            if options.local:
+                assert options.project_dir is not None
+                outcome = _drive_local(options, spec, console, drive)
             else:
-                from mlframework.cli.main import _broker_from_options
-
-                broker = _broker_from_options(broker_url)
-                if broker is None:
-                    raise ConfigError(
-                        "no broker: start a cluster (scripts/infrainit.sh), pass --broker URL, or use --local"
-                    )
+                broker = require_broker(options.broker_url)
                 outcome = drive(broker, False)
         except KeyboardInterrupt:
             if console.sweep_id is None:
                 click.echo("mlframework: interrupted before the sweep started; nothing was recorded", err=True)
-            elif not local:  # Ctrl-C in a terminal: cancel the trials on the cluster, or leave them for --resume
-                offer_cancel(stop, results_root, console.sweep_id, broker)
-            sys.exit(stop.exit_status)
-    sys.exit(outcome.exit_status)
-
-
-def _duration(text: str | None) -> float | None:
-    from mlframework.exceptions import ConfigError
-    from mlframework.sweep.trials.trial_env import parse_duration
-
-    if text is None:
-        return None
-    try:
-        return parse_duration(text)
-    except ValueError:
-        raise ConfigError(f"--trial-timeout {text}: give a duration such as 90, 90s, 30m or 2h") from None
+            elif (
+                not options.local
+            ):  # Ctrl-C in a terminal: cancel the trials on the cluster, or leave them for --resume
+                offer_cancel(stop, options.results_root, console.sweep_id, broker)
+            return stop.exit_status
+    return int(outcome.exit_status)
 
 
 def _drive_local(
-    project_dir: Path, workers: int | None, gpus: str | None, console: Any, drive: Any, search: Any = None
-) -> Any:
+    options: SweepOptions, spec: SweepSpec | None, console: SweepConsole, drive: Callable[..., SweepOutcome]
+) -> SweepOutcome:
     """The sweep on an embedded cluster that lives exactly as long as it (see cluster/embedded/workers.py)."""
     from mlframework.cluster.embedded.workers import EmbeddedCluster
     from mlframework.cluster.gpus import parse_gpu_option
     from mlframework.exceptions import ServiceError
     from mlframework.sweep.driver.preflight import check_importable
 
+    assert options.project_dir is not None
     # Its workers run this very Python: a tasks.py that does not import here fails there too.
-    check_importable(project_dir)
-    with EmbeddedCluster(project_dir, workers=workers, gpus=parse_gpu_option(gpus)) as cluster:
-        console.on_sweep_started = lambda directory: cluster.note_sweep(directory / "sweep.json")
+    check_importable(options.project_dir)
+    with EmbeddedCluster(options.project_dir, workers=options.workers, gpus=parse_gpu_option(options.gpus)) as cluster:
+        search = spec.search if spec is not None else None
         if search is not None:  # embedded mode knows its slots: a search keeps each one busy
-            search.parallel = sum(worker.concurrency for worker in cluster.local_workers)
+            search.settings.parallel = sum(worker.concurrency for worker in cluster.local_workers)
         try:
-            return drive(cluster.broker, True, cluster.check)
+            return drive(cluster.broker, True, _NoteSweep(cluster), health_check=cluster.check)
         except ServiceError:
             # The workers never came up: a sweep directory with nothing in it would only mislead.
             _remove_if_empty(console.directory)
@@ -311,31 +277,18 @@ def _remove_if_empty(directory: Path | None) -> None:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _resume_command(results_root: Path, local: bool, workers: int | None, gpus: str | None) -> Any:
-    """How to resume a sweep of this command, from any directory: ``sweep_id -> command line``."""
-    from shlex import join
-
-    options = ["--results", str(results_root.resolve())]
-    if local:
-        options.append("--local")
-        options += ["--workers", str(workers)] if workers is not None else []
-        options += ["--gpus", gpus] if gpus is not None else []
-
-    def command(sweep_id: str) -> str:
-        return join(["mlframework", "sweep", "--resume", sweep_id, *options])
-
-    return command
-
-
-def _detach(project_dir: Path, spec: Any, sweep_options: list[str]) -> None:
-    from mlframework.cli.cluster import cluster_ssh_options, repo_root
+def _detach(spec: SweepSpec) -> None:
+    """Start the sweep's driver on the cluster's master, with the options that give this very spec."""
+    from mlframework.cli.common import cluster_ssh_options, repo_root
     from mlframework.cluster.config_file import find_project
     from mlframework.cluster.detached import start_detached
     from mlframework.cluster.recorded import load_cluster
     from mlframework.exceptions import ConfigError
     from mlframework.sweep.driver.run import check_task
+    from mlframework.sweep.driver.spec import sweep_total
     from mlframework.sweep.wire.ids import new_sweep_id
 
+    project_dir = Path(spec.project_dir)
     root = repo_root()
     cluster, _ = load_cluster(root)
     if project_dir.resolve() != find_project(cluster, root).resolve():
@@ -345,60 +298,8 @@ def _detach(project_dir: Path, spec: Any, sweep_options: list[str]) -> None:
         )
     check_task(project_dir.resolve(), spec.task)
     sweep_id = spec.sweep_id or new_sweep_id(project_dir.resolve().name)
-    master = start_detached(root, cluster_ssh_options(cluster), sweep_id, Path(spec.grid.source), sweep_options)
-    from mlframework.sweep.driver.spec import sweep_total
-
+    source = Path(spec.parameters.source)
+    master = start_detached(root, cluster_ssh_options(cluster), sweep_id, source, spec_options(spec))
     click.echo(f"sweep {sweep_id}: {sweep_total(spec)} trial(s), driver running on {master}")
     click.echo(f"follow it:   mlframework follow {sweep_id}")
     click.echo(f"its results: mlframework fetch {sweep_id}   (into ./results/{sweep_id})")
-
-
-def _search_settings(
-    search_name: str | None,
-    trials: int | None,
-    seed: int | None,
-    timeout: str | None,
-    prune: str,
-    prune_metric: str | None,
-    metric: str | None,
-    resume_id: str | None,
-) -> Any:
-    """The SearchSettings of --search and its options, or None for a grid sweep."""
-    from mlframework.exceptions import ConfigError
-
-    if search_name is None:
-        given = [name for name, value in (("--trials", trials), ("--seed", seed), ("--timeout", timeout)) if value]
-        given += ["--prune"] if prune != "none" else []
-        given += ["--prune-metric"] if prune_metric else []
-        if given and not resume_id:
-            raise ConfigError(f"{', '.join(given)} only apply with --search")
-        return None
-    if resume_id:
-        raise ConfigError("--resume continues the search it resumes: give no --search")
-    if not metric:
-        raise ConfigError("--search needs --metric NAME: the metric the search optimises (e.g. --metric accuracy)")
-    if trials is None:
-        raise ConfigError("--search needs --trials N: how many trials to run")
-    from mlframework.sweep.search.study import SearchSettings, parse_duration
-
-    return SearchSettings(
-        search_name,
-        trials,
-        seed,
-        parse_duration(timeout) if timeout else None,
-        prune,
-        prune_metric,
-    )
-
-
-def _load_space(path: Path) -> Any:
-    from mlframework.sweep.params.space import load_space
-
-    return load_space(path)
-
-
-def _resumed_project(results_root: Path, sweep_id: str) -> Path:
-    """The project directory recorded in RESULTS/SWEEP_ID/sweep.json (a damaged one: one line, exit 2)."""
-    from mlframework.sweep.records.catalog import read_meta
-
-    return Path(read_meta(results_root / sweep_id)["project"])

@@ -15,15 +15,12 @@ from typing import Any
 
 import click
 
-from mlframework import envvars
-
-_RESULTS_OPTION = click.option(
-    "--results",
-    "results_root",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("results"),
-    show_default=True,
-    help="Directory that holds the sweeps (<sweep-id>/ each).",
+from mlframework.cli.common import (
+    broker_from_options,
+    broker_option,
+    recorded_resume_command,
+    resolve_sweep,
+    results_option,
 )
 
 
@@ -52,7 +49,7 @@ def _best(summary: dict[str, Any]) -> str:
 
 
 @click.command("ls")
-@_RESULTS_OPTION
+@results_option()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array, one object per sweep.")
 def ls_command(results_root: Path, as_json: bool) -> None:
     """List the sweeps of RESULTS, newest first: status, trials done/failed/pruned, best metric."""
@@ -98,7 +95,7 @@ def ls_command(results_root: Path, as_json: bool) -> None:
 
 @click.command("show")
 @click.argument("sweep_id")
-@_RESULTS_OPTION
+@results_option()
 def show_command(sweep_id: str, results_root: Path) -> None:
     """The summary of sweep SWEEP_ID again: the ranked table, the best parameters, the failures."""
     from rich.text import Text
@@ -106,9 +103,9 @@ def show_command(sweep_id: str, results_root: Path) -> None:
     from mlframework.cli.console import SweepConsole
     from mlframework.statuses import SUCCESS
     from mlframework.sweep.driver.spec import SweepOutcome
-    from mlframework.sweep.records.catalog import find_sweep
+    from mlframework.sweep.records.catalog import FINAL_STATES, find_sweep
 
-    sweep = find_sweep(results_root, sweep_id)
+    sweep = find_sweep(results_root, resolve_sweep(results_root, sweep_id))
     summary = sweep.summary()
     view = SweepConsole(quiet=True)
     note = f" ({sweep.status_note})" if sweep.status_note else ""
@@ -135,13 +132,14 @@ def show_command(sweep_id: str, results_root: Path) -> None:
         sweep.metric,
         sweep.mode,
         interrupted=sweep.status != "finished",
+        status=sweep.status if sweep.status in FINAL_STATES else "",  # as `ls` says it
     )
     view.print_summary(outcome, elapsed=summary["duration_s"] or 0.0)
 
 
 @click.command("report")
 @click.argument("sweep_id")
-@_RESULTS_OPTION
+@results_option()
 @click.option(
     "-o",
     "--output",
@@ -165,7 +163,7 @@ def report_command(
     from mlframework.report.make import write_report
     from mlframework.sweep.records.catalog import find_sweep
 
-    written = write_report(find_sweep(results_root, sweep_id), output, png_dir)
+    written = write_report(find_sweep(results_root, resolve_sweep(results_root, sweep_id)), output, png_dir)
     if written.html is not None:
         click.echo(f"report: {written.html} ({written.seconds:.1f}s)")
     for path in written.pngs:
@@ -176,7 +174,7 @@ def report_command(
 
 @click.command("export")
 @click.argument("sweep_id")
-@_RESULTS_OPTION
+@results_option()
 @click.option(
     "--mlflow",
     "tracking_uri",
@@ -190,7 +188,7 @@ def export_command(sweep_id: str, results_root: Path, tracking_uri: str, experim
     from mlframework.sweep.records.catalog import find_sweep
     from mlframework.sweep.records.export_mlflow import export_sweep
 
-    sweep = find_sweep(results_root, sweep_id)
+    sweep = find_sweep(results_root, resolve_sweep(results_root, sweep_id))
     done = export_sweep(sweep, tracking_uri, experiment)
     click.echo(
         f"exported sweep {sweep.id} to {tracking_uri} (experiment {done.experiment!r}, parent run {done.parent_run}): "
@@ -200,8 +198,8 @@ def export_command(sweep_id: str, results_root: Path, tracking_uri: str, experim
 
 @click.command("cancel")
 @click.argument("sweep_id")
-@_RESULTS_OPTION
-@click.option("--broker", "broker_url", envvar=envvars.BROKER_URL, help="Broker URL of the cluster's sweep.")
+@results_option()
+@broker_option("Broker URL of the cluster's sweep.")
 @click.option(
     "--grace",
     type=click.FloatRange(min=0),
@@ -214,19 +212,19 @@ def cancel_command(sweep_id: str, results_root: Path, broker_url: str | None, gr
 
     The sweep is marked cancelled and can be resumed (mlframework sweep --resume SWEEP_ID).
     """
-    from mlframework.cli.main import _broker_from_options
     from mlframework.sweep.driver.cancel import cancel_sweep, is_embedded
     from mlframework.sweep.records.catalog import read_meta
 
+    sweep_id = resolve_sweep(results_root, sweep_id, missing_ok=True)  # not here: a detached sweep, by --broker
     directory = results_root / sweep_id
     meta = read_meta(directory) if directory.exists() else None
-    broker = None if is_embedded(meta) else _broker_from_options(broker_url)
+    broker = None if is_embedded(meta) else broker_from_options(broker_url)
     done = cancel_sweep(results_root, sweep_id, broker, grace=grace)
     stopped = sum(len(trials) for trials in done.stopped.values())
     click.echo(f"cancelled sweep {sweep_id}: {done.driver}")
     if broker is not None:
         click.echo(f"queued trials are dropped by the workers; {stopped} running trial(s) stopped")
-    click.echo(f"resume it: mlframework sweep --resume {sweep_id} --results {results_root}")
+    click.echo(f"resume it: {recorded_resume_command(results_root, sweep_id)}")
 
 
 COMMANDS = [ls_command, show_command, report_command, export_command, cancel_command]

@@ -1,6 +1,7 @@
 """Keeps ``results/<id>/report.html`` current while a sweep runs (a browser refresh shows progress).
 
-The driver calls :meth:`LiveReport.tick` from its loop; a render is ``mlframework report`` in a
+:class:`LiveReportObserver` watches a sweep as the console does (the CLI gives both to the driver) and
+calls :meth:`LiveReport.tick` while the driver waits; a render is ``mlframework report`` in a
 child process at low priority, never in the driver: the driver's loop stays as fast as without it,
 and a render that fails (a missing plotting library, a bug) only logs. A render starts at most
 every :attr:`LiveReport.min_interval` seconds, only when trials were recorded since the last one,
@@ -20,12 +21,15 @@ import time
 from pathlib import Path
 
 from mlframework import envvars
+from mlframework.sweep.driver.spec import SweepObserver, SweepOutcome
+from mlframework.sweep.records.record import TrialRecord
 from mlframework.system.fileio import temporary_files
 
 log = logging.getLogger(__name__)
 
 ENV_SWITCH = envvars.LIVE_REPORT
 EXIT_USAGE = 2  # the report command's status for a missing library: no point in trying again
+STOP_WAIT = 0.5  # seconds a render stopped by an interrupt gets to exit on SIGTERM before SIGKILL
 
 
 class LiveReport:
@@ -94,20 +98,66 @@ class LiveReport:
             log.warning("live report off after an error", exc_info=True)
             self.enabled = False
 
+    def _stop_child(self, wait: float) -> None:
+        """Stop a render that still runs (SIGTERM, SIGKILL after ``wait`` s) and remove its partial file."""
+        child, self._child = self._child, None
+        if child is None or child.poll() is not None:
+            return
+        child.terminate()
+        try:
+            child.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        for partial in temporary_files(self.directory / "report.html", child.pid):
+            partial.unlink(missing_ok=True)
+
     def finish(self) -> None:
         """The sweep ended: one last render of the final state (a stale one still running is stopped)."""
         if not self.enabled:
             return
         try:
-            stale = self._child
-            if stale is not None and stale.poll() is None:
-                stale.terminate()
-                try:
-                    stale.wait(timeout=2)
-                except subprocess.TimeoutExpired:
-                    stale.kill()
-                for partial in temporary_files(self.directory / "report.html", stale.pid):
-                    partial.unlink(missing_ok=True)
+            self._stop_child(wait=2)
             self._start(-2)
         except Exception:
             log.warning("the final report could not be started", exc_info=True)
+
+    def stop(self) -> None:
+        """The command is being stopped (Ctrl-C): stop a running render and start none (``mlframework report`` can)."""
+        try:
+            self._stop_child(wait=STOP_WAIT)
+        except Exception:
+            log.warning("the live report's render could not be stopped", exc_info=True)
+
+
+class LiveReportObserver(SweepObserver):
+    """The live report as an observer of the sweep: renders now and then as trials are recorded, once at the end.
+
+    On a normal end (every trial recorded, or a cancel the driver heard of) the final state is rendered;
+    when the driver itself is stopped (Ctrl-C, SIGTERM) a render in progress is stopped and none started.
+    """
+
+    def __init__(self, min_interval: float = 5.0, share: float = 0.25) -> None:
+        self.min_interval = min_interval
+        self.share = share
+        self.report: LiveReport | None = None
+        self.recorded = 0  # trials recorded in this session
+
+    def sweep_started(self, sweep_id: str, total: int, directory: Path) -> None:
+        self.report = LiveReport(directory, self.min_interval, self.share)
+
+    def trial_finished(self, record: TrialRecord) -> None:
+        self.recorded += 1
+
+    def idle(self) -> None:
+        if self.report is not None:
+            self.report.tick(self.recorded)
+
+    def sweep_finished(self, outcome: SweepOutcome) -> None:
+        report, self.report = self.report, None
+        if report is None:
+            return
+        if outcome.signalled:
+            report.stop()
+        else:
+            report.finish()

@@ -76,6 +76,7 @@ def test_cancel_on_rabbitmq_drops_queued_trials_stops_running_ones_and_resumes(t
             if driver.poll() is None:
                 driver.kill()
         assert driver.returncode != 0, output
+        assert f"sweep {sweep_dir.name} cancelled in" in output, output
         meta = json.loads((sweep_dir / "sweep.json").read_text())
         assert meta["status"] == "cancelled", meta
         kept = records(sweep_dir)
@@ -104,8 +105,11 @@ def test_cancel_of_an_embedded_sweep_running_in_another_terminal(tmp_path):
         cancel = mlframework(tmp_path, "cancel", sweep_dir.name, "--results", "res")
         assert cancel.returncode == 0, cancel.stdout + cancel.stderr
         assert "stopped" in cancel.stdout, cancel.stdout
-        driver.communicate(timeout=30)
+        hint = cancel.stdout.splitlines()[-1]
+        assert hint.startswith("resume it: mlframework sweep --resume") and "--local" in hint, "it resumes as it ran"
+        output, _ = driver.communicate(timeout=30)
         assert time.monotonic() - began < 25
+        assert f"sweep {sweep_dir.name} cancelled in" in output, "the driver's last words say what ls says"
     finally:
         if driver.poll() is None:
             driver.kill()
@@ -118,6 +122,7 @@ def test_cancel_of_an_embedded_sweep_running_in_another_terminal(tmp_path):
     again = mlframework(tmp_path, "cancel", sweep_dir.name, "--results", "res")
     assert again.returncode == 2 and "cancelled: nothing to cancel" in again.stderr, again.stderr
 
-    resumed = mlframework(tmp_path, "sweep", "--resume", sweep_dir.name, "--results", "res", "--local", timeout=240)
+    prefix = sweep_dir.name[:-3]  # an id's unique prefix will do, as for show and report
+    resumed = mlframework(tmp_path, "sweep", "--resume", prefix, "--results", "res", "--local", timeout=240)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert sorted(r["trial"] for r in records(sweep_dir)) == [f"t{i:04d}" for i in range(8)]

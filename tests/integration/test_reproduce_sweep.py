@@ -67,5 +67,5 @@ def test_a_trial_runs_again_with_its_parameters_and_a_changed_commit_is_said(tmp
 def test_an_unknown_trial_is_one_line_and_exit_status_2(tmp_path):
     (tmp_path / "res").mkdir()
     result = mlframework("reproduce", "nosuch", "t0000", "--local", "--results", "res", cwd=tmp_path)
-    assert result.returncode == 2 and "no sweep 'nosuch' here" in result.stderr
+    assert result.returncode == 2 and "no sweep 'nosuch' in res (check --results" in result.stderr
     assert "Traceback" not in result.stderr

@@ -17,7 +17,8 @@ from mlframework.cluster.embedded.workers import LocalWorker
 from mlframework.sweep.driver.run import run_sweep
 from mlframework.sweep.driver.spec import SweepSpec
 from mlframework.sweep.params.space import load_space
-from mlframework.sweep.search.study import JOURNAL, SearchSettings
+from mlframework.sweep.search.plan import SearchPlan, SearchSettings
+from mlframework.sweep.search.study import JOURNAL
 from mlframework.sweep.wire.app import BrokerSettings
 
 
@@ -195,10 +196,11 @@ def test_a_pruned_search_on_rabbitmq_with_two_workers(tmp_path, rabbitmq):
     project = make_search_project(tmp_path / "proj")
     spec = SweepSpec(
         project,
-        load_space(project / "search.yml"),
+        SearchPlan(
+            load_space(project / "search.yml"), SearchSettings("random", 10, seed=1, prune="median", grace_s=5.0)
+        ),
         results_root=tmp_path / "res",
         metric="score",
-        search=SearchSettings("random", 10, seed=1, prune="median", grace_s=5.0),
     )
     with (
         LocalWorker(broker, project, 1, tmp_path / "a.log", node_name="a@%h"),

@@ -9,7 +9,7 @@ import pytest
 
 from mlframework.sweep.params.arguments import ArgumentStyle, display, json_safe
 from mlframework.sweep.trials.scalars import ScalarReader
-from mlframework.sweep.trials.trial_env import parse_duration, thread_limits
+from mlframework.sweep.trials.trial_env import thread_limits
 
 
 def test_default_patterns_read_name_colon_value_and_name_equals_value():
@@ -52,13 +52,6 @@ def test_a_value_with_a_newline_is_shown_on_one_line_and_reads_back_the_same():
 def test_json_safe_is_strict_json():
     text = json.dumps(json_safe({"a": float("inf"), "b": [float("-inf"), float("nan")], "c": 1.5}), allow_nan=False)
     assert json.loads(text) == {"a": "inf", "b": ["-inf", "nan"], "c": 1.5}
-
-
-def test_durations():
-    assert [parse_duration(t) for t in ("90", "90s", "1.5m", "2h", "1d")] == [90, 90, 90, 7200, 86400]
-    for bad in ("", "0", "-5s", "soon", "inf"):
-        with pytest.raises(ValueError):
-            parse_duration(bad)
 
 
 def test_thread_limits_share_the_cpus_and_keep_what_the_user_set(monkeypatch):

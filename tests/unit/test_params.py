@@ -55,7 +55,14 @@ def test_load_grid_accepts_a_str_path_and_keeps_it_as_source(tmp_path: Path) -> 
 def test_the_sample_projects_grids_load() -> None:
     root = Path(__file__).resolve().parents[2] / "projects"
     grids = {p.parent.name: load_grid(p) for p in root.glob("*/parameters.yml")}
-    assert {name: grid.count for name, grid in grids.items()} == {"mnist": 12, "sklearn_digits": 6}
+    assert {name: grid.count for name, grid in grids.items()} == {
+        "mnist": 12,
+        "sklearn_digits": 6,
+        "byo_argparse": 8,
+        "byo_configurator": 3,
+        "byo_hydra": 4,
+        "byo_tensorboard": 4,
+    }
 
 
 def test_a_grid_without_parameters_has_one_empty_combination() -> None:

@@ -39,7 +39,6 @@ def test_a_metric_no_trial_reports_is_named_with_those_they_do():
 
 def test_an_interrupted_sweep_ends_with_the_command_that_resumes_it():
     buffer = io.StringIO()
-    ui = console_on(buffer)
-    ui.resume_command = lambda sweep_id: f"mlframework sweep --resume {sweep_id} --local"
+    ui = console_on(buffer, resume_command=lambda sweep_id: f"mlframework sweep --resume {sweep_id} --local")
     ui.print_summary(SweepOutcome("s1", Path("/r/s1"), 3, [], interrupted=True))
     assert buffer.getvalue().splitlines()[-1] == "resume it: mlframework sweep --resume s1 --local"

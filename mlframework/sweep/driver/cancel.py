@@ -11,10 +11,11 @@
    ``--detach`` container on the master), gets a ``cancelled`` event on the sweep's event queue
    and stops, writing ``cancelled`` itself; an embedded-mode driver (whose broker is a directory
    nobody else reaches) is sent SIGTERM, which ends it, its workers and its trials as Ctrl-C
-   does; this waits for a driver on this host to exit;
-4. records ``status: cancelled`` in sweep.json. Every record already written stays, and
-   ``mlframework sweep --resume SWEEP_ID`` continues the sweep in a new epoch (its old queued
-   copies stay dead, see :mod:`mlframework.sweep.wire.liveness`).
+   does (it finds ``status: cancelled`` recorded already and ends with that word); this waits for
+   a driver on this host to exit;
+4. records ``status: cancelled`` in sweep.json (again: the driver's own end is overwritten). Every
+   record already written stays, and ``mlframework sweep --resume SWEEP_ID`` continues the sweep
+   in a new epoch (its old queued copies stay dead, see :mod:`mlframework.sweep.wire.liveness`).
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ def cancel_sweep(
                 "run cancel from the checkout that started the cluster, or give --broker URL"
             )
         outcome.stopped = _cancel_on_broker(broker, sweep_id, meta, grace)
+    if meta is not None:  # first: a driver ended by SIGTERM reads it, and says "cancelled" as `ls` will
+        _record_cancelled(directory)
     outcome.driver = _end_driver(meta, wait)
     if meta is not None:
         _record_cancelled(directory)

@@ -32,8 +32,9 @@ from mlframework.sweep.driver.recovery import (
     unaccounted,
 )
 from mlframework.sweep.driver.spec import SweepObserver, SweepOutcome, SweepSpec, sweep_total
-from mlframework.sweep.params.arguments import false_warning, style_of
+from mlframework.sweep.params.arguments import false_warning
 from mlframework.sweep.params.command import parameter_values
+from mlframework.sweep.records.catalog import cancel_recorded
 from mlframework.sweep.records.ranking import pick_metric
 from mlframework.sweep.records.record import TrialRecord
 from mlframework.sweep.records.results import ResultsStore
@@ -79,10 +80,7 @@ class SweepRun:
         self.store = store
         self.meta = meta
         self.observer = observer
-        self.watches_output = (
-            type(observer).trial_output is not SweepObserver.trial_output
-            or type(observer).trial_output_lines is not SweepObserver.trial_output_lines
-        )
+        self.watches_output = observer.watches_output
         self.total = sweep_total(spec)
         self.resend_in_flight = False
         self.seen: set[str] = set()  # trials with any event in this session
@@ -312,13 +310,14 @@ class SweepRun:
         """The sweep's trial source and its dispatcher; a search also picks up the trials it left untold."""
         spec = self.spec
         controls = trial_controls(Path(spec.results_root) / self.sweep_id, spec.trial_timeout)
-        if spec.search is None:
+        plan = spec.search
+        if plan is None:
             self.source = GridSource(spec.grid, self.total, start=start, skip=self.store.records.keys())
             self.dispatcher = Dispatcher(self.app, spec.task, self.sweep_id, self.source, controls, epoch)
             return
         from mlframework.sweep.search.source import open_search
 
-        search = open_search(self.app, spec, self.sweep_id, self.store, self.total)
+        search = open_search(self.app, plan, spec.metric, spec.mode, self.sweep_id, self.store, self.total)
         self.source = search
         self.dispatcher = Dispatcher(self.app, spec.task, self.sweep_id, search, controls, epoch)
         for number in search.untold(self.store.records):
@@ -333,18 +332,13 @@ class SweepRun:
         """Run the session until every trial is recorded, the sweep is cancelled, or an interrupt."""
         store, meta = self.store, self.meta
         interrupted = False
-        # -- live report (issue 15): results/<id>/report.html rendered now and then by a child process
-        from mlframework.report.live import LiveReport
-
-        live = LiveReport(store.directory)
-        # -- end live report
         try:
             epoch = int(meta.get("epoch") or 0)
             liveness.mark_live(self.connection, self.sweep_id, epoch)
             stream = self._stream()
             self._open_source(start, epoch)
-            self.observer.argument_style = style_of(task_registry.REGISTERED.get(self.spec.task))
-            dropped = false_warning(self.observer.argument_style, parameter_values(self.spec.grid))
+            self.observer.argument_style = task_registry.argument_style(self.spec.task)
+            dropped = false_warning(self.observer.argument_style, parameter_values(self.spec.parameters))
             if dropped:
                 log.warning("%s", dropped)  # a false that silently drops an option: said once, at the start
             self.observer.sweep_started(self.sweep_id, self.total, store.directory)
@@ -368,7 +362,6 @@ class SweepRun:
                 if health_check is not None:
                     health_check()
                 self.observer.idle()
-                live.tick(len(store.records))  # live report: a clock check, now and then a child started
             stream.cancel()
             if not self.cancelled:  # a cancelled sweep keeps its event queue: --resume collects what is in it
                 stream.delete_queue()
@@ -377,6 +370,8 @@ class SweepRun:
                 self.lock.release(delete=not self.cancelled)
         except KeyboardInterrupt:
             interrupted = True
+            # `mlframework cancel` of an embedded sweep ends its driver with SIGTERM, after recording the cancel
+            self.cancelled = self.cancelled or cancel_recorded(store.directory)
             raise
         finally:
             store.close()
@@ -384,13 +379,22 @@ class SweepRun:
                 self.source.close()
             records = list(store.records.values())
             metric, mode = pick_metric(records, self.spec.metric, self.spec.mode)
-            outcome = SweepOutcome(
-                self.sweep_id, store.directory, self.total, records, metric, mode, interrupted or self.cancelled
-            )
             searched = self.spec.search is not None and self.source is not None
             unfinished = not self._done() if searched else len(records) < self.total
+            status = "cancelled" if self.cancelled else "interrupted" if interrupted or unfinished else "finished"
+            outcome = SweepOutcome(
+                self.sweep_id,
+                store.directory,
+                self.total,
+                records,
+                metric,
+                mode,
+                interrupted or self.cancelled,
+                status=status,
+                signalled=interrupted,
+            )
             meta.update(
-                status="cancelled" if self.cancelled else "interrupted" if interrupted or unfinished else "finished",
+                status=status,
                 finished_at=_dt.datetime.now().astimezone().isoformat(timespec="seconds"),
                 succeeded=outcome.succeeded,
                 failed=outcome.failed,
@@ -399,7 +403,6 @@ class SweepRun:
                 mode=mode,
             )
             store.write_sweep(meta)
-            live.finish()  # live report: the final state
             self.connection.release()
             if interrupted:  # the summary of what was recorded, before the interrupt goes on up
                 self.observer.sweep_finished(outcome)

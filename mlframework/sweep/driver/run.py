@@ -34,7 +34,9 @@ from mlframework.sweep.driver.spec import SweepObserver, SweepOutcome, SweepSpec
 from mlframework.sweep.params.command import check_values, parameter_values
 from mlframework.sweep.params.grid import Grid
 from mlframework.sweep.params.grid_file import load_grid
+from mlframework.sweep.params.space import SearchSpace, load_space
 from mlframework.sweep.records.results import ResultsStore
+from mlframework.sweep.search.plan import SearchPlan, SearchSettings
 from mlframework.sweep.trials.provenance import read_project_revision
 from mlframework.sweep.wire import liveness
 from mlframework.sweep.wire.app import BrokerSettings, create_app
@@ -81,7 +83,7 @@ def check_task(project_dir: Path, task_name: str) -> None:
 
 def check_parameters(spec: SweepSpec) -> None:
     """Fail early when a parameter value uses a placeholder that does not exist (``{trail_dir}``)."""
-    check_values(parameter_values(spec.grid), str(spec.grid.source))
+    check_values(parameter_values(spec.parameters), str(spec.parameters.source))
 
 
 def _absolute(path: str) -> str:
@@ -96,9 +98,10 @@ def _recorded_path(path: str, project: str | None) -> str:
     return str(Path(project) / path) if (Path(project) / path).exists() else path
 
 
-def _grid_digest(grid: Grid) -> str | None:
+def _grid_digest(parameters: Grid | SearchSpace) -> str | None:
+    """The sha256 of the parameters file the grid or space was read from."""
     try:
-        return hashlib.sha256(Path(grid.source).read_bytes()).hexdigest()
+        return hashlib.sha256(Path(parameters.source).read_bytes()).hexdigest()
     except OSError:  # a grid built in memory (notebook)
         return None
 
@@ -122,7 +125,7 @@ def run_sweep(
     connect_timeout: float = 10.0,
     heartbeat: float = DRIVER_HEARTBEAT,
 ) -> SweepOutcome:
-    """Run every combination of ``spec.grid`` as a trial on the workers of ``broker``.
+    """Run every combination of ``spec.grid`` (or the trials of ``spec.search``) on the workers of ``broker``.
 
     Blocks until each trial is recorded. ``health_check`` is called while
     waiting and may raise to abort (e.g. when local workers died).
@@ -143,11 +146,11 @@ def run_sweep(
         "id": sweep_id,
         "project": str(project_dir),
         "task": spec.task,
-        "parameters_file": _absolute(spec.grid.source),
-        "parameters_sha256": _grid_digest(spec.grid),
-        "parameters": spec.grid.names,
+        "parameters_file": _absolute(spec.parameters.source),
+        "parameters_sha256": _grid_digest(spec.parameters),
+        "parameters": spec.parameters.names,
         "trials": sweep_total(spec),
-        "search": spec.search.to_meta() if spec.search is not None else None,
+        "search": spec.search.settings.to_meta() if spec.search is not None else None,
         "retries": spec.retries,
         "max_starts": spec.max_starts,
         "max_batch": spec.max_batch,
@@ -165,7 +168,7 @@ def run_sweep(
         "project_revision": revision.as_dict() if revision else None,
     }
     try:
-        store = ResultsStore.create(spec.results_root, meta, spec.grid.names)
+        store = ResultsStore.create(spec.results_root, meta, spec.parameters.names)
         if revision:
             revision.save_diff(store.directory)
     except BaseException:
@@ -204,13 +207,16 @@ def resume_sweep(
         raise SweepError(f"{directory / 'sweep.json'}: damaged (no 'task' in it)")
     search = meta.get("search")
     parameters_file = _recorded_path(meta["parameters_file"], meta.get("project"))
-    grid: Any = load_grid(parameters_file) if not search else _load_space(parameters_file)
+    plan: Grid | SearchPlan = (
+        SearchPlan(load_space(parameters_file), _search_settings(search)) if search else load_grid(parameters_file)
+    )
+    parameters = plan.space if isinstance(plan, SearchPlan) else plan
     recorded_digest = meta.get("parameters_sha256")
-    if recorded_digest and _grid_digest(grid) != recorded_digest:
-        raise SweepError(f"{grid.source}: changed since sweep {sweep_id} started; start a new sweep instead")
+    if recorded_digest and _grid_digest(parameters) != recorded_digest:
+        raise SweepError(f"{parameters.source}: changed since sweep {sweep_id} started; start a new sweep instead")
     spec = SweepSpec(
         Path(meta["project"]),
-        grid,
+        plan,
         meta["task"],
         Path(results_root),
         meta.get("requested_metric"),
@@ -220,7 +226,6 @@ def resume_sweep(
         int(meta.get("max_starts") or 3),
         int(meta.get("max_batch") or 1),
         meta.get("trial_timeout"),
-        search=_search_settings(search) if search else None,
     )
     check_task(spec.project_dir, spec.task)
     app = create_app(broker)
@@ -238,7 +243,7 @@ def resume_sweep(
     )
     meta.setdefault("resumed_at", []).append(_dt.datetime.now().astimezone().isoformat(timespec="seconds"))
     try:
-        store = ResultsStore(directory, grid.names)
+        store = ResultsStore(directory, parameters.names)
         store.write_sweep(meta)
     except BaseException:
         connection.release()
@@ -252,13 +257,5 @@ def resume_sweep(
     return run.drive(window, health_check, start=start)
 
 
-def _load_space(path: str) -> Any:
-    from mlframework.sweep.params.space import load_space
-
-    return load_space(path)
-
-
-def _search_settings(meta: dict[str, Any]) -> Any:
-    from mlframework.sweep.search.study import SearchSettings
-
+def _search_settings(meta: dict[str, Any]) -> SearchSettings:
     return SearchSettings.from_meta(meta)

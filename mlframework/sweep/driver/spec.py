@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlframework.statuses import PRUNED, SUCCESS
 from mlframework.sweep.params.arguments import SEED_STYLE, ArgumentStyle
 from mlframework.sweep.params.grid import Grid
 from mlframework.sweep.records.ranking import rank
 from mlframework.sweep.records.record import TrialRecord
+from mlframework.sweep.search.plan import SearchPlan
+
+if TYPE_CHECKING:
+    from mlframework.sweep.params.space import SearchSpace
 
 
 @dataclass
 class SweepSpec:
-    """What to sweep: a project, its grid, the task to run and where to record."""
+    """What to sweep: a project, its grid (or a search), the task to run and where to record.
+
+    A grid sweep is ``SweepSpec(project_dir, load_grid(path))``; a search is
+    ``SweepSpec(project_dir, SearchPlan(load_space(path), SearchSettings(...)))``.
+    """
 
     project_dir: Path
-    grid: Grid
+    plan: Grid | SearchPlan
     task: str = "train"
     results_root: Path = Path("results")
     metric: str | None = None  # the metric that ranks trials; guessed from the first one reported
@@ -28,13 +37,29 @@ class SweepSpec:
     max_starts: int = 3  # a trial started this often without finishing (its worker died) is FAILURE
     max_batch: int = 200  # most trials one message carries when trials are short (1: one per message)
     trial_timeout: float | None = None  # seconds a trial's command may run before it is stopped and FAILURE
-    # --- search (mlframework/sweep/search/study.py): ``grid`` is then a SearchSpace sampled by an Optuna study
-    search: Any = None  # a SearchSettings, or None for a grid sweep
+
+    @property
+    def search(self) -> SearchPlan | None:
+        """The search, or None for a grid sweep."""
+        return self.plan if isinstance(self.plan, SearchPlan) else None
+
+    @property
+    def grid(self) -> Grid:
+        """The grid of a grid sweep (a search has none: TypeError)."""
+        if isinstance(self.plan, SearchPlan):
+            raise TypeError("a search sweep has no grid: use spec.search.space")
+        return self.plan
+
+    @property
+    def parameters(self) -> Grid | SearchSpace:
+        """What the parameters file holds: the grid, or the search's space (both have source and names)."""
+        return self.plan.space if isinstance(self.plan, SearchPlan) else self.plan
 
 
 def sweep_total(spec: SweepSpec) -> int:
     """Trials a sweep runs: the grid's combinations, or a search's --trials."""
-    return int(spec.search.trials) if spec.search is not None else spec.grid.count
+    search = spec.search
+    return search.settings.trials if search is not None else spec.grid.count
 
 
 @dataclass
@@ -47,7 +72,14 @@ class SweepOutcome:
     records: list[TrialRecord]
     metric: str | None = None
     mode: str | None = None
-    interrupted: bool = False
+    interrupted: bool = False  # not every trial ran: Ctrl-C, a stop signal, or a cancel
+    status: str = ""  # how sweep.json records the end (finished, interrupted, cancelled); "": from ``interrupted``
+    signalled: bool = False  # the driver itself was stopped (Ctrl-C, SIGTERM): start nothing new on the way out
+
+    @property
+    def ended(self) -> str:
+        """How the sweep ended, in the words of sweep.json and ``mlframework ls``."""
+        return self.status or ("interrupted" if self.interrupted else "finished")
 
     @property
     def succeeded(self) -> int:
@@ -109,3 +141,69 @@ class SweepObserver:
 
     def sweep_finished(self, outcome: SweepOutcome) -> None:
         """Every trial is recorded (or the sweep was interrupted)."""
+
+    @property
+    def watches_output(self) -> bool:
+        """Whether this observer takes trial output (the driver skips splitting it into lines otherwise)."""
+        kind = type(self)
+        return (
+            kind.trial_output is not SweepObserver.trial_output
+            or kind.trial_output_lines is not SweepObserver.trial_output_lines
+        )
+
+
+class Observers(SweepObserver):
+    """Several observers as one: every hook is forwarded to each, in the order given (e.g. console, live report)."""
+
+    def __init__(self, observers: Sequence[SweepObserver]) -> None:
+        self.observers = list(observers)
+
+    @property
+    def argument_style(self) -> ArgumentStyle:
+        return self.observers[0].argument_style if self.observers else SEED_STYLE
+
+    @argument_style.setter
+    def argument_style(self, style: ArgumentStyle) -> None:
+        for observer in self.observers:
+            observer.argument_style = style
+
+    @property
+    def watches_output(self) -> bool:
+        return any(observer.watches_output for observer in self.observers)
+
+    def sweep_started(self, sweep_id: str, total: int, directory: Path) -> None:
+        for observer in self.observers:
+            observer.sweep_started(sweep_id, total, directory)
+
+    def trial_started(self, event: dict[str, Any]) -> None:
+        for observer in self.observers:
+            observer.trial_started(event)
+
+    def trial_output(self, trial: str, host: str, stream: str, line: str) -> None:
+        for observer in self.observers:
+            observer.trial_output(trial, host, stream, line)
+
+    def trial_output_lines(self, trial: str, host: str, stream: str, lines: list[str]) -> None:
+        for observer in self.observers:
+            if observer.watches_output:
+                observer.trial_output_lines(trial, host, stream, lines)
+
+    def trial_finished(self, record: TrialRecord) -> None:
+        for observer in self.observers:
+            observer.trial_finished(record)
+
+    def trial_retried(self, attempt: dict[str, Any], retries: int) -> None:
+        for observer in self.observers:
+            observer.trial_retried(attempt, retries)
+
+    def trial_metrics(self, trial: str, host: str, history: list[dict[str, Any]]) -> None:
+        for observer in self.observers:
+            observer.trial_metrics(trial, host, history)
+
+    def idle(self) -> None:
+        for observer in self.observers:
+            observer.idle()
+
+    def sweep_finished(self, outcome: SweepOutcome) -> None:
+        for observer in self.observers:
+            observer.sweep_finished(outcome)

@@ -34,6 +34,14 @@ class DamagedSweep(SweepError):
     """A sweep directory that cannot be read (missing or broken sweep.json)."""
 
 
+class UnknownSweep(SweepError):
+    """A SWEEP_ID that names no sweep of the results directory, or several (``candidates``)."""
+
+    def __init__(self, message: str, candidates: list[str]) -> None:
+        super().__init__(message)
+        self.candidates = candidates
+
+
 @dataclass
 class Sweep:
     """One sweep as recorded: its sweep.json, its trials' records and the attempts that were retried."""
@@ -172,6 +180,14 @@ def read_meta(directory: Path) -> dict[str, Any]:
     return meta
 
 
+def cancel_recorded(directory: Path) -> bool:
+    """Whether ``directory/sweep.json`` says the sweep was cancelled (``mlframework cancel`` writes it first)."""
+    try:
+        return bool(json.loads((directory / "sweep.json").read_text(encoding="utf-8")).get("status") == "cancelled")
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def driver_alive(pid: int) -> bool:
     """Whether the driver recorded as ``pid`` on this machine still runs.
 
@@ -232,20 +248,29 @@ def _grid_order(record: TrialRecord) -> tuple[int, str]:
     return (index if isinstance(index, int) else 0, str(record.get("trial")))
 
 
+def resolve_sweep_id(results_root: str | os.PathLike[str], text: str) -> str:
+    """The id of the sweep of ``results_root`` that ``text`` names: the exact id, else a unique prefix of one.
+
+    :class:`UnknownSweep` (one line) when none matches (naming the results directory) or several do
+    (listing them; ``candidates`` holds them all).
+    """
+    root = Path(results_root)
+    if "/" in text or text in ("", ".", ".."):
+        raise UnknownSweep(f"{text!r}: not a sweep id", [])
+    if (root / text).is_dir():
+        return text
+    matches = sorted(p.name for p in _sweep_dirs(root) if p.name.startswith(text)) if root.is_dir() else []
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        shown = ", ".join(matches[:10]) + (f", ... ({len(matches) - 10} more)" if len(matches) > 10 else "")
+        raise UnknownSweep(f"{text!r} matches {len(matches)} sweeps in {root}: {shown}", matches)
+    raise UnknownSweep(f"no sweep {text!r} in {root} (check --results; `mlframework ls` lists them)", [])
+
+
 def find_sweep(results_root: str | os.PathLike[str], sweep_id: str) -> Sweep:
     """The sweep ``results_root/sweep_id`` (an unambiguous prefix of an id will do)."""
-    root = Path(results_root)
-    if "/" in sweep_id or sweep_id in ("", ".", ".."):
-        raise SweepError(f"{sweep_id!r}: not a sweep id")
-    directory = root / sweep_id
-    if not directory.exists() and root.is_dir():
-        matches = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(sweep_id))
-        if len(matches) == 1:
-            directory = matches[0]
-        elif len(matches) > 1:
-            names = ", ".join(p.name for p in matches[:5])
-            raise SweepError(f"{sweep_id!r} matches {len(matches)} sweeps in {root}: {names}")
-    return load_sweep(directory)
+    return load_sweep(Path(results_root) / resolve_sweep_id(results_root, sweep_id))
 
 
 @dataclass

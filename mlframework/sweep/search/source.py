@@ -18,6 +18,7 @@ from mlframework.exceptions import ConfigError
 from mlframework.sweep.records.ranking import guess_mode
 from mlframework.sweep.records.record import TrialRecord
 from mlframework.sweep.records.results import ResultsStore
+from mlframework.sweep.search.plan import SearchPlan
 from mlframework.sweep.search.study import SearchSource
 from mlframework.sweep.wire.ids import trial_id
 
@@ -126,10 +127,12 @@ class SearchTrials:
         return pending
 
 
-def open_search(app: Any, spec: Any, sweep_id: str, store: ResultsStore, total: int) -> SearchTrials:
-    """Open (or reopen) the sweep's study in its directory: the search's trial source."""
-    if not spec.metric:
+def open_search(
+    app: Any, plan: SearchPlan, metric: str | None, mode: str | None, sweep_id: str, store: ResultsStore, total: int
+) -> SearchTrials:
+    """Open (or reopen) the study of ``plan`` in the sweep's directory (``store``): the search's trial source."""
+    if not metric:
         raise ConfigError("a --search needs --metric NAME: the metric it optimises")
-    mode = spec.mode or guess_mode(spec.metric)
-    source = SearchSource(spec.grid, spec.search, store.directory, sweep_id, spec.metric, mode)
+    mode = mode or guess_mode(metric)
+    source = SearchSource(plan.space, plan.settings, store.directory, sweep_id, metric, mode)
     return SearchTrials(app, sweep_id, store, source, total)

@@ -13,71 +13,25 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import time
 import warnings
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
 
-from mlframework.exceptions import ConfigError
 from mlframework.statuses import PRUNED
 from mlframework.sweep.params.space import SearchSpace
 from mlframework.sweep.records.record import TrialRecord
+from mlframework.sweep.search.plan import SearchSettings
 from mlframework.sweep.search.pruners import Pruner, make_pruner, rung_key
 from mlframework.sweep.search.storage import open_study_storage
 
 log = logging.getLogger(__name__)
 
-SAMPLERS = ("random", "tpe", "cmaes", "grid", "qmc")
-PRUNERS = ("median", "hyperband", "asha", "none")
-
 JOURNAL = "study.journal"
 _DUPLICATE_TRIES = 50  # asks in a row that only repeat points already tried: the space is exhausted
 _MAX_RESOURCE = "hyperband_max_resource"  # the study user attribute keeping hyperband's maximum resource
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
-
-
-def parse_duration(text: str) -> float:
-    """Seconds of ``90``, ``90s``, ``30m``, ``2h`` or ``1d``; ConfigError otherwise."""
-    match = _DURATION.match(text)
-    if not match:
-        raise ConfigError(f"--timeout {text!r}: give a duration such as 90s, 30m, 2h")
-    return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2) or "s"]
-
-
-@dataclass
-class SearchSettings:
-    """How a sweep searches: sampler, budget, pruning (recorded in sweep.json)."""
-
-    sampler: str = "tpe"
-    trials: int = 20
-    seed: int | None = None
-    timeout_s: float | None = None  # no new trial is asked once this long has passed since the sweep began
-    prune: str = "none"
-    prune_metric: str | None = None  # default: the sweep's metric
-    grace_s: float = 10.0  # SIGTERM to SIGKILL of a pruned trial
-    parallel: int | None = None  # trials in flight; None: one per worker slot found
-
-    def __post_init__(self) -> None:
-        if self.sampler not in SAMPLERS:
-            raise ConfigError(f"--search {self.sampler!r}: choose one of {', '.join(SAMPLERS)}")
-        if self.prune not in PRUNERS:
-            raise ConfigError(f"--prune {self.prune!r}: choose one of {', '.join(PRUNERS)}")
-        if self.trials < 1:
-            raise ConfigError("--trials must be at least 1")
-
-    def to_meta(self) -> dict[str, Any]:
-        """The settings as sweep.json keeps them."""
-        return asdict(self)
-
-    @classmethod
-    def from_meta(cls, meta: dict[str, Any]) -> SearchSettings:
-        """The settings sweep.json recorded."""
-        known = {key: meta[key] for key in cls.__dataclass_fields__ if key in meta}
-        return cls(**known)
 
 
 def _sampler(settings: SearchSettings, space: SearchSpace) -> optuna.samplers.BaseSampler:

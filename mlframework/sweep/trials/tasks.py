@@ -39,7 +39,7 @@ from celery.exceptions import Reject
 
 from mlframework.exceptions import ConfigError
 from mlframework.statuses import FAILURE, SUCCESS
-from mlframework.sweep.params.arguments import SEED_STYLE, ArgumentStyle, named_style
+from mlframework.sweep.params.arguments import SEED_STYLE, ArgumentStyle, named_style, style_of
 from mlframework.sweep.params.command import CommandTemplate, fill
 from mlframework.sweep.trials import gpu_usage, scalars
 from mlframework.sweep.trials.provenance import environment_for, worker_provenance
@@ -62,6 +62,7 @@ from mlframework.sweep.wire.protocol import (
 
 __all__ = [
     "REGISTERED",
+    "argument_style",
     "command_task",
     "echo_task",
     "execute_trial",
@@ -79,6 +80,11 @@ TaskFunction = Callable[[Trial], Mapping[str, Any] | None]
 REGISTERED: dict[str, TaskFunction] = {}
 
 _publishers: dict[int, EventPublisher] = {}
+
+
+def argument_style(task_name: str) -> ArgumentStyle:
+    """How the registered task ``task_name`` passes a trial's parameters to its script (the seed's when unknown)."""
+    return style_of(REGISTERED.get(task_name))
 
 
 def _publisher(app: Any) -> EventPublisher:

@@ -45,17 +45,3 @@ def thread_limits(environ: Mapping[str, str]) -> dict[str, str]:
         return {}
     share = max(1, (os.cpu_count() or 1) // max(1, slots))
     return {name: str(share) for name in THREAD_VARIABLES if name not in environ}
-
-
-_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in ``90``, ``90s``, ``1.5m``, ``2h`` or ``1d``; ValueError for anything else (or not > 0)."""
-    value = text.strip().lower()
-    unit = value[-1:] if value[-1:] in "smhd" else ""
-    number = float(value[: len(value) - len(unit)])
-    seconds = number * _UNITS[unit]
-    if not seconds > 0 or seconds == float("inf"):
-        raise ValueError(f"{text!r}: not a positive duration")
-    return seconds

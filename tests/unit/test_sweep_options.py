@@ -1,0 +1,65 @@
+"""The sweep command's options -> SweepSpec -> the options again (what --detach runs on the master) -> the same spec."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlframework.cli.sweep import sweep_command
+from mlframework.cli.sweep_options import SweepOptions, spec_arguments, spec_from_options, spec_options
+from mlframework.sweep.driver.spec import SweepSpec
+from mlframework.sweep.params.grid import Grid
+from mlframework.sweep.search.plan import SearchPlan
+
+
+def parse(arguments: list[str]) -> SweepSpec:
+    """A command line of `mlframework sweep` as click parses it, turned into its spec."""
+    context = sweep_command.make_context("sweep", list(arguments))
+    return spec_from_options(SweepOptions(**context.params))
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "parameters.yml").write_text("lr: [0.1, 0.01]\nbatch: [16, 32]\n")
+    (tmp_path / "search.yml").write_text("lr: !loguniform [1.0e-4, 0.1]\nbatch: [16, 32]\n")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        [],
+        ["--task", "echo", "--retries", "2", "--max-starts", "5", "--max-batch", "1", "--trial-timeout", "1.5m"],
+        ["--metric", "loss", "--mode", "min", "--sweep-id", "my-sweep", "--results", "elsewhere"],
+        ["-p", "search.yml", "--search", "tpe", "--trials", "9", "--metric", "acc"],
+        ["-p", "search.yml", "--search", "random", "--trials", "4", "--metric", "acc", "--seed", "7",
+         "--timeout", "2h", "--prune", "asha", "--prune-metric", "val"],
+    ],
+)  # fmt: skip
+def test_a_spec_turned_back_into_options_parses_to_the_same_spec(project, options, monkeypatch):
+    monkeypatch.chdir(project)
+    spec = parse([str(project), *options])
+    again = parse(spec_arguments(spec))
+    assert again == spec
+    assert isinstance(spec.plan, SearchPlan if "--search" in options else Grid)
+
+
+def test_detach_passes_on_the_options_of_the_spec(project):
+    spec = parse([str(project), "--retries", "1", "--trial-timeout", "90s", "--metric", "acc"])
+    assert spec_options(spec) == [
+        "--task", "train", "--retries", "1", "--max-starts", "3", "--max-batch", "200", "--trial-timeout", "90",
+        "--metric", "acc",
+    ]  # fmt: skip
+
+
+def test_a_grid_sweep_has_no_search_and_a_search_no_grid(project):
+    grid = parse([str(project)])
+    assert grid.search is None and grid.grid.count == 4 and grid.parameters is grid.grid
+    search = parse(
+        [str(project), "-p", str(project / "search.yml"), "--search", "qmc", "--trials", "3", "--metric", "a"]
+    )
+    assert search.search is not None and search.search.settings.trials == 3
+    assert search.parameters is search.search.space
+    with pytest.raises(TypeError, match="no grid"):
+        search.grid  # noqa: B018

@@ -309,7 +309,8 @@ class SweepRun:
     def _open_source(self, start: int, epoch: int) -> None:
         """The sweep's trial source and its dispatcher; a search also picks up the trials it left untold."""
         spec = self.spec
-        controls = trial_controls(Path(spec.results_root) / self.sweep_id, spec.trial_timeout)
+        asked = (spec.metric, getattr(spec.search, "prune_metric", None))  # read from output in any spelling
+        controls = trial_controls(Path(spec.results_root) / self.sweep_id, spec.trial_timeout, asked)
         if spec.search is None:
             self.source = GridSource(spec.grid, self.total, start=start, skip=self.store.records.keys())
             self.dispatcher = Dispatcher(self.app, spec.task, self.sweep_id, self.source, controls, epoch)

@@ -188,6 +188,7 @@ def attempt_summary(record: Mapping[str, Any]) -> dict[str, Any]:
         "exit_code",
         "error",
         "stderr_tail",
+        "stdout_tail",
         "duration_s",
         "started_at",
         "finished_at",

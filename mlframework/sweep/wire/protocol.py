@@ -43,6 +43,7 @@ class TrialRef(_TrialRefBase, total=False):
     sweep_dir: str  # the sweep's results directory on the driver's machine
     timeout: float  # --trial-timeout, seconds
     avoid: str  # a retry: the worker where the last attempt failed
+    metrics: list[str]  # the metrics the sweep asked for (--metric, --prune-metric): read from output in any spelling
 
 
 class TrialEntry(TypedDict):
@@ -69,12 +70,20 @@ def message_trials(kwargs: Any) -> list[TrialRef]:
 
 
 def trial_controls(trial: Mapping[str, Any]) -> dict[str, Any]:
-    """How a message says to run its trial beyond the parameters: ``timeout``, ``sweep_dir`` (None if absent)."""
+    """How a message says to run its trial beyond the parameters: ``timeout``, ``sweep_dir`` (None if absent).
+
+    And ``metric_names`` when the message names the metrics the sweep asked for
+    (older drivers' messages do not).
+    """
     timeout = trial.get("timeout")
-    return {
+    controls: dict[str, Any] = {
         "timeout": float(timeout) if isinstance(timeout, (int, float)) and timeout > 0 else None,
         "sweep_dir": str(trial["sweep_dir"]) if trial.get("sweep_dir") else None,
     }
+    names = trial.get("metrics")
+    if isinstance(names, list) and names:
+        controls["metric_names"] = tuple(str(name) for name in names if isinstance(name, str) and name)
+    return controls
 
 
 # -- trial events (worker -> driver) -----------------------------------------------------------
@@ -146,7 +155,8 @@ class FinishedEvent(_FinishedBase, _Sender, total=False):
     history: list[dict[str, Any]]
     result: Any
     error: str | None
-    stderr_tail: list[str]
+    stderr_tail: list[str]  # a failure's last stderr lines (its traceback)
+    stdout_tail: list[str]  # a failure's last stdout lines, shown after stderr_tail
     redelivered: bool
     pid: int
     provenance: dict[str, Any]

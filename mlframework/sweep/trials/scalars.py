@@ -40,12 +40,13 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from mlframework.sweep.trials.metric_names import (
     METRIC_WORDS,
     STEP_KEYS,
+    is_step,
     looks_like_metric,
     metric_key,
     name_pattern,
@@ -54,39 +55,45 @@ from mlframework.sweep.trials.metric_names import (
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 # The value is a whole number: not ``1.2`` of ``1.2.3``, ``12`` of ``12:30`` or ``12,288``, ``2`` of ``2ms``.
 _END = r"(?![\w.]|[:/-]\d|,\d)"
-_QUALIFIER = (
-    r"(?:train|training|val|valid|validation|eval|evaluation|test|dev|avg|average|mean|running|smoothed|total|"
-    r"batch|best|final|top-?\d+)"
+# Words that qualify the metric name after them: ``train loss``, ``Average loss``, ``best val acc``.
+_QUALIFIERS = (
+    r"train|training|val|valid|validation|eval|evaluation|test|dev|avg|average|mean|running|smoothed|total|"
+    r"batch|best|final|top-?\d+"
 )
-_METRIC_TOKEN = rf"(?:[A-Za-z0-9]+[_-])*(?:{METRIC_WORDS})(?:@?\d+)?(?:[_-][A-Za-z0-9]+)*"
-_STEP_WORD = "|".join(sorted(STEP_KEYS, key=len, reverse=True))
+_QUALIFIED = re.compile(rf"(?:(?<![\w.-])(?:{_QUALIFIERS})[ \t]+){{1,2}}$", re.IGNORECASE)
+# A name whose value follows after a space (no ``:``/``=``) must end with one of these words.
+_SPACED_ENDS = sorted({*METRIC_WORDS.split("|"), *STEP_KEYS}, key=len, reverse=True)
+# One pass over the output, in C. The name is matched whole (a lookahead and a back-reference: an atomic
+# group, which Python 3.10 lacks), and the space-separated form is tried only before a digit: the cost per
+# word of plain output stays what a simple ``name: value`` pattern costs.
+_DEFAULT = (
+    r"(?<![\w.-])['\"]?(?=(?P<n>[a-z_][\w./-]*))(?P=n)"
+    r"(?:['\"]?[ \t]*(?P<sep>[:=])[ \t]*|(?=[ \t]+[-+.\d])(?:"
+    + "|".join(f"(?<={word})" for word in _SPACED_ENDS)
+    + rf")[ \t]+)(?P<value>{_NUMBER})(?P<of>[ \t]*/[ \t]*\d+)?{_END}"
+)
+_DEFAULT_LOWER = re.compile(_DEFAULT)  # on output lower-cased (ASCII), faster than IGNORECASE
+_DEFAULT_ANY_CASE = re.compile(_DEFAULT, re.IGNORECASE)
 MAX_HISTORY = 2_000  # records kept per command; the final value of each metric is always kept
 # Once the history is full only the last lines of each group are read (for the final values): a script
 # printing hundreds of thousands of lines costs no more than that.
 TAIL_LINES = 20
 # A progress bar not at its end yet: ``3/12 [===>`` (Keras), ``3/12 [00:01<00:03`` (tqdm).
+_NAME_CHAR = re.compile(r"[\w.-]")  # what may not precede a name asked for
 _PROGRESS = re.compile(r"(?<![\w.])(\d+)/(\d+)[ \t]*\[")
 
 Patterns = None | bool | str | Sequence[str] | Mapping[str, str]
 
 
-def builtin_pattern(wanted: Sequence[str] = (), defaults: bool = True) -> re.Pattern[str]:
-    """The built-in forms as one expression (one pass over the output), for the names in ``wanted`` too.
+def wanted_pattern(names: Sequence[str]) -> re.Pattern[str]:
+    """``names`` in any spelling (``val loss``, ``val_loss``, ``Val-Loss``, ``eval_loss``) followed by a value.
 
-    Its groups: ``stepword`` (a step key), ``wanted`` (one of ``wanted``, any spelling),
-    ``spaced`` (a metric-like name, the value after a space or ``:``/``=``), ``name``
-    (any name, the value after ``:`` or ``=``) and ``value``. Without ``defaults``
-    only the step keys and ``wanted`` are read.
+    Groups ``wanted`` and ``value``. It starts with the names themselves (no look-behind)
+    so that the search skips quickly to them; the caller checks what precedes a match.
     """
-    wanted_alternatives = "|".join(name_pattern(name) for name in wanted) or "(?!)"
-    spaced = rf"(?:{_QUALIFIER}[ \t]+){{0,2}}{_METRIC_TOKEN}" if defaults else "(?!)"
-    name = r"[A-Za-z_][\w./-]*" if defaults else "(?!)"
+    alternatives = "|".join(name_pattern(name) for name in names) or "(?!)"
     return re.compile(
-        rf"(?<![\w.-])['\"]?"
-        rf"(?:(?P<stepword>{_STEP_WORD})|(?P<wanted>{wanted_alternatives})|(?P<spaced>{spaced})|(?P<name>{name}))"
-        rf"['\"]?(?:[ \t]*[:=][ \t]*|(?(name)(?!)|[ \t]+))"
-        rf"(?P<value>{_NUMBER})(?(stepword)(?:[ \t]*/[ \t]*\d+)?){_END}",
-        re.IGNORECASE,
+        rf"(?P<wanted>{alternatives})['\"]?(?:[ \t]*[:=][ \t]*|[ \t]+)(?P<value>{_NUMBER}){_END}", re.IGNORECASE
     )
 
 
@@ -116,18 +123,20 @@ class ScalarReader:
         self._wanted = {metric_key(name): name for name in wanted if metric_key(name)}
         self._named: list[tuple[str, re.Pattern[str]]] = []  # (metric, regex whose group 1 is its value)
         self._grouped: list[re.Pattern[str]] = []  # named groups are metrics; or name/value pairs
-        self._builtin: re.Pattern[str] | None = None
+        self._builtin = False  # the built-in forms (_DEFAULT)
+        self._wanted_regex: re.Pattern[str] | None = None  # names asked for that the built-in forms may miss
         if patterns is False:
             pass
         elif self.default:
-            self._builtin = builtin_pattern(list(self._wanted.values()))
+            self._builtin = True
+            missed = [name for name in self._wanted.values() if not looks_like_metric(name)]
+            self._wanted_regex = wanted_pattern(missed) if missed else None
         elif patterns is not True and patterns is not None:
             if isinstance(patterns, Mapping):
                 self._named = [(str(name), re.compile(regex)) for name, regex in patterns.items()]
             else:
                 self._grouped = [re.compile(regex) for regex in ([patterns] if isinstance(patterns, str) else patterns)]
-            if self._wanted:
-                self._builtin = builtin_pattern(list(self._wanted.values()), defaults=False)
+            self._wanted_regex = wanted_pattern(list(self._wanted.values())) if self._wanted else None
         self._excluded = {metric_key(name) for name in exclude}
         self.final: dict[str, float | int] = {}
         self._closed: list[dict[str, Any]] = []
@@ -139,7 +148,7 @@ class ScalarReader:
 
     @property
     def active(self) -> bool:
-        return bool(self._named or self._grouped or self._builtin)
+        return bool(self._named or self._grouped or self._builtin or self._wanted_regex)
 
     @property
     def history(self) -> list[dict[str, Any]]:
@@ -165,37 +174,57 @@ class ScalarReader:
             lines = lines[-TAIL_LINES:]
         text = "\n".join(lines)
         found: dict[int, _Line] = {}
-        for metric, regex in [(None, self._builtin)] + list(self._named) + [(None, r) for r in self._grouped]:
-            if regex is None:
-                continue
+
+        def line_of(regex: re.Pattern[str], subject: str) -> Iterator[tuple[_Line, re.Match[str]]]:
             line, position = 0, 0
-            for match in regex.finditer(text):
+            for match in regex.finditer(subject):
                 line += text.count("\n", position, match.start())
                 position = match.start()
                 into = found.get(line)
                 if into is None:
                     into = found[line] = _Line()
-                if regex is self._builtin:
-                    value = match["value"]
-                    if match["stepword"]:
-                        self._put(into, "step", value)
-                    elif match["wanted"]:
-                        self._put(into, match["wanted"], value, wanted=True)
-                    else:
-                        self._put(into, match["spaced"] or match["name"], value)
-                elif metric is not None:
-                    self._put(into, metric, match.group(1) if regex.groups else match.group(0))
+                yield into, match
+
+        if self._builtin:
+            ascii_text = text.isascii()  # then lower-casing keeps every position
+            subject, regex = (text.lower(), _DEFAULT_LOWER) if ascii_text else (text, _DEFAULT_ANY_CASE)
+            for into, match in line_of(regex, subject):
+                self._put_default(into, text, match)
+        if self._wanted_regex is not None:
+            for into, match in line_of(self._wanted_regex, text):
+                if match.start() == 0 or not _NAME_CHAR.match(text, match.start() - 1):
+                    self._put(into, match["wanted"], match["value"])
+        for metric, regex in self._named:
+            for into, match in line_of(regex, text):
+                self._put(into, metric, match.group(1) if regex.groups else match.group(0))
+        for regex in self._grouped:
+            for into, match in line_of(regex, text):
+                groups = match.groupdict()
+                if "name" in groups and "value" in groups:
+                    self._put(into, groups["name"], groups["value"])
                 else:
-                    groups = match.groupdict()
-                    if "name" in groups and "value" in groups:
-                        self._put(into, groups["name"], groups["value"])
-                    else:
-                        for name, value in groups.items():
-                            self._put(into, name, value)
+                    for name, value in groups.items():
+                        self._put(into, name, value)
         for number in sorted(found):
             self._add(found[number], lines[number] if number < len(lines) else "")
 
-    def _put(self, into: _Line, name: str | None, value: str | None, wanted: bool = False) -> None:
+    def _put_default(self, into: _Line, text: str, match: re.Match[str]) -> None:
+        """A match of the built-in forms: the name as printed, with the qualifiers before it (``val loss``)."""
+        start, end = match.span("n")
+        name = text[start:end]
+        if is_step(name):
+            self._put(into, name, match["value"])
+            return
+        if match["of"] or (match["sep"] is None and not looks_like_metric(name)):
+            return  # ``93/100`` is no value; ``gloss 5`` no metric
+        line_start = text.rfind("\n", 0, start) + 1
+        before = text[line_start:start].rstrip("'\"")
+        qualified = _QUALIFIED.search(before) if before.endswith((" ", "\t")) else None
+        if qualified is not None:
+            name = before[qualified.start() :] + name
+        self._put(into, name, match["value"])
+
+    def _put(self, into: _Line, name: str | None, value: str | None) -> None:
         if not name or value is None:
             return
         number = _number(value)

@@ -38,15 +38,20 @@ DISPLAY_LINES = 40
 DISPLAY_WINDOW = 0.1  # seconds
 
 
-def failure_tail(record: dict[str, Any], recent: Iterable[str] = ()) -> list[tuple[str, str]]:
+def failure_tail(
+    record: dict[str, Any],
+    recent: Iterable[str] = (),
+    stderr_lines: int = FAILURE_STDERR_LINES,
+    stdout_lines: int = FAILURE_STDOUT_LINES,
+) -> list[tuple[str, str]]:
     """``(stream, line)`` to show under a failed trial: stderr's last lines first, then stdout's.
 
     From the record's ``stderr_tail``/``stdout_tail`` (each stream's own tail, so a
     traceback is never pushed out by what the script printed on stdout meanwhile);
     ``recent`` (its last output lines as they arrived) when the record has neither.
     """
-    stderr = list(record.get("stderr_tail") or [])[-FAILURE_STDERR_LINES:]
-    stdout = list(record.get("stdout_tail") or [])[-FAILURE_STDOUT_LINES:]
+    stderr = list(record.get("stderr_tail") or [])[-stderr_lines:]
+    stdout = list(record.get("stdout_tail") or [])[-stdout_lines:]
     if not stderr and not stdout:
         return [("stdout", line) for line in recent]
     return [("stderr", line) for line in stderr] + [("stdout", line) for line in stdout]

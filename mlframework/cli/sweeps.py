@@ -125,7 +125,8 @@ def show_command(sweep_id: str, results_root: Path) -> None:
         line.append(str(record.get("status")), style="bold red")
         line.append(f" {record.get('host')}: {record.get('error') or 'no reason recorded'}", style="red")
         view.console.print(line, soft_wrap=True)
-        for stream, text in failure_tail(record):  # the traceback first, then the last stdout lines
+        # The traceback's end first, then the last stdout lines: fewer than live, there may be many failures.
+        for stream, text in failure_tail(record, stderr_lines=8, stdout_lines=3):
             view.console.print(Text(f"  {text}", style="red" if stream == "stderr" else "dim"), soft_wrap=True)
     outcome = SweepOutcome(
         sweep.id,

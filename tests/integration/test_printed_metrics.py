@@ -100,3 +100,13 @@ def test_without_metric_the_guess_is_not_a_config_echo_and_a_failure_shows_its_t
     ).stdout
     assert "ValueError: Unknown config key: lr=-1.0" in shown
     assert shown.index("ValueError") < shown.index("config echo line 29")
+
+
+def test_the_worker_learns_the_metric_asked_for_and_reads_a_name_no_default_form_reads(tmp_path):
+    project = gpt_like_project(tmp_path / "proj", "lr: [0.01, 0.02]\n")
+    result = sweep(tmp_path, project, "--workers", "2", "--metric", "MFU", "--mode", "max")
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = records(tmp_path)["t0000"]
+    assert found["metrics"]["MFU"] == 1.23 and "mfu" not in found["metrics"]
+    assert [h["step"] for h in found["history"] if "MFU" in h["values"]] == [0, 50, 100]
+    assert "best trials by MFU (max)" in result.stdout

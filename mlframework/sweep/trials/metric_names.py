@@ -11,6 +11,7 @@ script and a script printing ``val loss 2.15`` rank the same way.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -28,6 +29,7 @@ _METRIC_WORD = re.compile(rf"(?:^|[\s_./-])(?:{METRIC_WORDS})(?:@?\d+)?(?=$|[\s_
 _WORDS = re.compile(r"[\s_-]+")
 
 
+@functools.lru_cache(maxsize=4096)  # called for every value read from output: the same few names
 def metric_key(name: str) -> str:
     """The normal form of a metric name: ``"Val loss"``, ``val_loss``, ``val-loss``, ``eval_loss`` -> ``val_loss``."""
     words = [word for word in _WORDS.split(name.strip().lower()) if word]
@@ -55,6 +57,7 @@ def is_step(name: str) -> bool:
     return metric_key(name) in STEP_KEYS
 
 
+@functools.lru_cache(maxsize=4096)
 def looks_like_metric(name: str) -> bool:
     """Whether ``name`` has a word that metrics have (loss, acc, f1, perplexity, ...)."""
     return _METRIC_WORD.search(name) is not None

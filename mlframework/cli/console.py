@@ -286,7 +286,7 @@ class SweepConsole(SweepObserver):
                 self.console.print(
                     f"ranked by {outcome.metric} ({outcome.mode}); "
                     + (f"other metrics seen: {', '.join(others)}" if others else "no other metric seen")
-                    + " (choose with --metric NAME)",
+                    + " (--metric NAME ranks by another)",
                     markup=False,
                     soft_wrap=True,
                 )

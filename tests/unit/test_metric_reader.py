@@ -72,6 +72,7 @@ def steps(reader: ScalarReader) -> list[tuple]:
         "VAL-LOSS = 2.15",
         "val loss: 2.15",
         "{'eval_loss': 2.15, 'epoch': 1.0}",
+        "{'eval_loss': '2.15', 'epoch': '1.0'}",
         "'eval_loss': 2.15",
         "12/12 [==============================] - 1s 5ms/step - loss: 0.4100 - val_loss: 2.15",
     ],
@@ -219,3 +220,8 @@ def test_a_script_that_fails_before_its_first_step_left_only_config_not_metrics(
     reader.feed(["batch_size = 64", "n_layer = 6"])
     reader.close(completed=False)
     assert reader.final == {} and reader.history == []
+
+
+def test_global_step_is_a_step_and_a_step_like_setting_is_not():
+    reader = read(["max_step 100", "global_step=10 loss=0.5", "global_step 20 loss 0.4"])
+    assert steps(reader) == [(10, {"loss": 0.5}), (20, {"loss": 0.4})] and "max_step" not in reader.final

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 #: Printed keys that say where in training a line is: the record's step, never a metric.
-STEP_KEYS = frozenset({"step", "epoch", "iter", "iteration"})
+STEP_KEYS = frozenset({"step", "epoch", "iter", "iteration", "global_step"})
 _HELD_OUT = ("val", "test", "dev")  # first words of a metric measured on data not trained on
 _VAL_ALIASES = frozenset({"eval", "evaluation", "valid", "validation"})
 #: Words that make a name read as a metric (each a whole word of the name, digits or ``@k`` may follow).
@@ -53,7 +53,7 @@ def name_pattern(name: str) -> str:
 
 
 def is_step(name: str) -> bool:
-    """Whether a printed key is a step (``step``, ``epoch``, ``iter``, ``iteration``), not a metric."""
+    """Whether a printed key is a step (``step``, ``epoch``, ``iter``, ``iteration``, ``global_step``), not a metric."""
     return metric_key(name) in STEP_KEYS
 
 

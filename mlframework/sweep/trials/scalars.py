@@ -68,7 +68,7 @@ _SPACED_ENDS = sorted({*METRIC_WORDS.split("|"), *STEP_KEYS}, key=len, reverse=T
 # word of plain output stays what a simple ``name: value`` pattern costs.
 _DEFAULT = (
     r"(?<![\w.-])['\"]?(?=(?P<n>[a-z_][\w./-]*))(?P=n)"
-    r"(?:['\"]?[ \t]*(?P<sep>[:=])[ \t]*|(?=[ \t]+[-+.\d])(?:"
+    r"(?:['\"]?[ \t]*(?P<sep>[:=])[ \t]*['\"]?|(?=[ \t]+[-+.\d])(?:"
     + "|".join(f"(?<={word})" for word in _SPACED_ENDS)
     + rf")[ \t]+)(?P<value>{_NUMBER})(?P<of>[ \t]*/[ \t]*\d+)?{_END}"
 )

@@ -11,7 +11,7 @@ import collections
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +24,38 @@ from mlframework.statuses import PRUNED, SUCCESS
 from mlframework.sweep.driver.spec import SweepObserver, SweepOutcome, SweepSpec
 from mlframework.sweep.params.arguments import display, false_warning, format_value, style_of
 from mlframework.sweep.params.command import command_line, parameter_values, template_of
+from mlframework.sweep.records.ranking import metrics_seen
 from mlframework.sweep.records.record import TrialRecord
 from mlframework.sweep.wire.ids import trial_id
 
 SUMMARY_ROWS = 10
 FAILED_OUTPUT_LINES = 20
+# A failed trial's tail: its last stderr lines (the traceback) first, then its last stdout lines.
+FAILURE_STDERR_LINES = 15
+FAILURE_STDOUT_LINES = 5
 # --show-output draws at most this many lines per window, in one write: a terminal cannot show more to be
 # read, and drawing every line of a chatty script held the whole sweep back. The logs keep every line.
 DISPLAY_LINES = 40
 DISPLAY_WINDOW = 0.1  # seconds
+
+
+def failure_tail(
+    record: TrialRecord,
+    recent: Iterable[str] = (),
+    stderr_lines: int = FAILURE_STDERR_LINES,
+    stdout_lines: int = FAILURE_STDOUT_LINES,
+) -> list[tuple[str, str]]:
+    """``(stream, line)`` to show under a failed trial: stderr's last lines first, then stdout's.
+
+    From the record's ``stderr_tail``/``stdout_tail`` (each stream's own tail, so a
+    traceback is never pushed out by what the script printed on stdout meanwhile);
+    ``recent`` (its last output lines as they arrived) when the record has neither.
+    """
+    stderr = list(record.get("stderr_tail") or [])[-stderr_lines:]
+    stdout = list(record.get("stdout_tail") or [])[-stdout_lines:]
+    if not stderr and not stdout:
+        return [("stdout", line) for line in recent]
+    return [("stderr", line) for line in stderr] + [("stdout", line) for line in stdout]
 
 
 def _number(value: Any) -> str:
@@ -175,8 +198,9 @@ class SweepConsole(SweepObserver):
                 line.append(f"  ({record['error']})", style="red")
             self.console.print(line, soft_wrap=True)
         if not ok and not pruned and not self.show_output:
-            for text in recent or record.get("stderr_tail") or []:
-                self.console.print(Text(f"  [{trial} {record.get('host')}] ", style="red") + Text(text), soft_wrap=True)
+            for stream, text in failure_tail(record, recent or ()):
+                where = Text(f"  [{trial} {record.get('host')}] ", style="red" if stream == "stderr" else "dim")
+                self.console.print(where + Text(text), soft_wrap=True)
         self._refresh()
 
     def trial_retried(self, attempt: dict[str, Any], retries: int) -> None:
@@ -259,6 +283,15 @@ class SweepConsole(SweepObserver):
                 options = self._options(best.get("params") or {})
                 self.console.print(
                     f"best: {outcome.metric}={_number(best_value)} in {best['trial']}: {options}",
+                    markup=False,
+                    soft_wrap=True,
+                )
+            if outcome.metric:
+                others = [name for name in metrics_seen(outcome.records) if name != outcome.metric]
+                self.console.print(
+                    f"ranked by {outcome.metric} ({outcome.mode}); "
+                    + (f"other metrics seen: {', '.join(others)}" if others else "no other metric seen")
+                    + " (--metric NAME ranks by another)",
                     markup=False,
                     soft_wrap=True,
                 )

@@ -100,7 +100,7 @@ def show_command(sweep_id: str, results_root: Path) -> None:
     """The summary of sweep SWEEP_ID again: the ranked table, the best parameters, the failures."""
     from rich.text import Text
 
-    from mlframework.cli.console import SweepConsole
+    from mlframework.cli.console import SweepConsole, failure_tail
     from mlframework.statuses import SUCCESS
     from mlframework.sweep.driver.spec import SweepOutcome
     from mlframework.sweep.records.catalog import FINAL_STATES, find_sweep
@@ -122,8 +122,9 @@ def show_command(sweep_id: str, results_root: Path) -> None:
         line.append(str(record.get("status")), style="bold red")
         line.append(f" {record.get('host')}: {record.get('error') or 'no reason recorded'}", style="red")
         view.console.print(line, soft_wrap=True)
-        for text in (record.get("stderr_tail") or [])[-5:]:
-            view.console.print(Text(f"  {text}", style="dim"), soft_wrap=True)
+        # The traceback's end first, then the last stdout lines: fewer than live, there may be many failures.
+        for stream, text in failure_tail(record, stderr_lines=8, stdout_lines=3):
+            view.console.print(Text(f"  {text}", style="red" if stream == "stderr" else "dim"), soft_wrap=True)
     outcome = SweepOutcome(
         sweep.id,
         sweep.directory,

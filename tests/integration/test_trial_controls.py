@@ -18,9 +18,9 @@ parser.add_argument("--sleep", type=float, default=0)
 args = parser.parse_args()
 import time; time.sleep(args.sleep)
 open("model.pt", "w").write(str(args.x))
-print(f"threads={os.environ.get('OMP_NUM_THREADS')}")
 for step in range(3):
     print(f"step {step} train_loss={1 / (args.x + step):.4f}")
+print(f"threads={os.environ.get('OMP_NUM_THREADS')}")  # after the steps: a value, not a config echo
 print(f"val accuracy: {args.x / 10}")
 """
 
@@ -66,7 +66,7 @@ def test_default_patterns_need_no_declaration_and_a_missing_metric_is_named(tmp_
     project = printing_project(tmp_path / "proj", "x: [1, 2]\n")
     result = sweep(tmp_path, project, "--workers", "2", "--metric", "acc")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert set(records(tmp_path)[0]["metrics"]) >= {"train_loss", "accuracy", "threads"}
+    assert set(records(tmp_path)[0]["metrics"]) >= {"train_loss", "val accuracy", "threads"}
     assert "no trial reported the metric 'acc'" in result.stdout and "accuracy" in result.stdout
 
 

@@ -150,3 +150,12 @@ def test_a_retry_goes_alone_with_its_attempt_and_the_worker_to_avoid(app, tmp_pa
     assert kwargs["params"] == {"x": 7}
     assert (kwargs["trial"]["attempt"], kwargs["trial"]["avoid"]) == (2, "w1@host")
     assert dispatcher.sent == 0, "a retry is not a new trial"
+
+
+def test_each_trial_message_names_the_metrics_the_sweep_asked_for(app, tmp_path: Path):
+    controls = trial_controls(tmp_path, None, ("val loss", None, "val loss"))
+    dispatcher = Dispatcher(app, "train", "sw", GridSource(grid(2), 2), controls)
+    dispatcher.send(2)
+    trials = [trial for _, kwargs in sent_messages(app) for trial in message_trials(kwargs)]
+    assert [read_controls(t)["metric_names"] for t in trials] == [("val loss",), ("val loss",)]
+    assert "metrics" not in trial_controls(tmp_path, None, (None, None)), "none asked: the message as before"

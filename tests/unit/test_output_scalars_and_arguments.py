@@ -16,13 +16,16 @@ def test_default_patterns_read_name_colon_value_and_name_equals_value():
     reader = ScalarReader(None, exclude={"lr"})
     reader.feed(["Epoch 1/3 - loss: 0.52 - accuracy: 0.81", "step 2 lr=0.1 val_loss=4e-1", "version 1.2.3 at 12:30"])
     assert reader.final == {"loss": 0.52, "accuracy": 0.81, "val_loss": 0.4}
-    assert reader.history == [{"loss": 0.52, "accuracy": 0.81}, {"val_loss": 0.4}]
+    assert [(h["step"], h["values"]) for h in reader.history] == [
+        (1, {"loss": 0.52, "accuracy": 0.81}),
+        (2, {"val_loss": 0.4}),
+    ], "Epoch/step are the records' steps, lr (a parameter) is left out"
 
 
 def test_declared_patterns_named_groups_and_a_mapping():
     grouped = ScalarReader([r"step (?P<step>\d+).*loss=(?P<loss>[0-9.e-]+)"])
     grouped.feed(["step 10 of 20 loss=0.25", "nothing here"])
-    assert grouped.history == [{"step": 10, "loss": 0.25}]
+    assert [(h["step"], h["values"]) for h in grouped.history] == [(10, {"loss": 0.25})], "a group step: the step"
     named = ScalarReader({"acc": r"val acc ([0-9.]+)%"})
     named.feed(["val acc 93.5%"])
     assert named.final == {"acc": 93.5}

@@ -70,3 +70,8 @@ def test_trial_controls_take_a_positive_timeout_and_a_sweep_directory():
     assert trial_controls({"timeout": 30, "sweep_dir": "/r/s"}) == {"timeout": 30.0, "sweep_dir": "/r/s"}
     assert trial_controls({"timeout": 0}) == {"timeout": None, "sweep_dir": None}
     assert trial_controls({"timeout": "10"}) == {"timeout": None, "sweep_dir": None}
+
+
+def test_trial_controls_carry_the_metrics_the_sweep_asked_for_when_the_message_names_them():
+    assert trial_controls({"metrics": ["val loss", "acc"]})["metric_names"] == ("val loss", "acc")
+    assert "metric_names" not in trial_controls({}), "an older driver's message: nothing asked"

@@ -250,3 +250,24 @@ def test_the_runner_s_own_helpers_are_not_taken_for_a_command_s_daemons():
     finally:
         helper.kill()
         helper.wait()
+
+
+def test_each_stream_keeps_its_own_tail_so_a_traceback_is_not_pushed_out_by_stdout():
+    result = run_command(
+        python(
+            """
+            import sys
+            print("config line 0", flush=True)
+            try:
+                raise ValueError("Unknown config key: lrr")
+            except ValueError:
+                import traceback; traceback.print_exc(); sys.stderr.flush()
+            for i in range(1, 60):
+                print(f"config line {i}")
+            sys.exit(1)
+            """
+        ),
+        stdout_tail_lines=3,
+    )
+    assert result.stderr_tail[-1] == "ValueError: Unknown config key: lrr"
+    assert result.stdout_tail == ["config line 57", "config line 58", "config line 59"]

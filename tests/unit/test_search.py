@@ -92,3 +92,18 @@ def test_settings_are_checked():
     with pytest.raises(ConfigError, match="--search"):
         SearchSettings(sampler="bayes")
     assert SearchSettings.from_meta(SearchSettings("qmc", 7, 3).to_meta()) == SearchSettings("qmc", 7, 3)
+
+
+def test_a_metric_asked_in_one_spelling_is_found_in_another_to_prune_and_to_tell(tmp_path):
+    space = parse_space("x: !uniform [0, 1]\n")
+    source = SearchSource(
+        space, SearchSettings(sampler="random", seed=0, prune="median"), tmp_path, "s1", "Val Loss", "min"
+    )
+    for loss in (1.0, 2.0, 3.0):
+        number, _ = source.ask()
+        source.report(number, [{"step": s, "values": {"val_loss": loss / (s + 1)}} for s in range(4)])
+        source.tell(number, {"status": "SUCCESS", "metrics": {"val_loss": loss / 4}})
+    assert [t.value for t in source.study.trials[:3]] == [0.25, 0.5, 0.75]
+    poor, _ = source.ask()
+    source.report(poor, [{"step": 0, "values": {"val loss": 9.0}}])
+    assert source.report(poor, [{"step": s, "values": {"val loss": 9.0}} for s in (1, 2)]), "printed as 'val loss'"

@@ -42,3 +42,33 @@ def test_an_interrupted_sweep_ends_with_the_command_that_resumes_it():
     ui = console_on(buffer, resume_command=lambda sweep_id: f"mlframework sweep --resume {sweep_id} --local")
     ui.print_summary(SweepOutcome("s1", Path("/r/s1"), 3, [], interrupted=True))
     assert buffer.getvalue().splitlines()[-1] == "resume it: mlframework sweep --resume s1 --local"
+
+
+def test_a_failure_shows_its_traceback_first_then_its_last_output():
+    buffer = io.StringIO()
+    ui = console_on(buffer, quiet=True)
+    ui.sweep_started("s1", 1, Path("/r/s1"))
+    ui.trial_output_lines("t0000", "h", "stderr", ["Traceback (most recent call last):", "ValueError: bad key"])
+    ui.trial_output_lines("t0000", "h", "stdout", [f"config {i}" for i in range(30)])
+    ui.trial_finished(
+        {
+            "trial": "t0000",
+            "status": "FAILURE",
+            "host": "h",
+            "error": "exit code 1",
+            "stderr_tail": ["Traceback (most recent call last):", "ValueError: bad key"],
+            "stdout_tail": [f"config {i}" for i in range(10, 30)],
+        }
+    )
+    shown = [line.strip() for line in buffer.getvalue().splitlines()[2:]]
+    assert shown[:2] == ["[t0000 h] Traceback (most recent call last):", "[t0000 h] ValueError: bad key"]
+    assert shown[2:] == [f"[t0000 h] config {i}" for i in range(25, 30)]
+
+
+def test_the_summary_says_which_metric_it_ranked_by_and_lists_the_others():
+    buffer = io.StringIO()
+    ui = console_on(buffer)
+    metrics = {"train loss": 2.1, "val loss": 2.2, "loss": 2.0}
+    records = [{"trial": "t0000", "status": "SUCCESS", "index": 0, "params": {}, "metrics": metrics}]
+    ui.print_summary(SweepOutcome("s1", Path("/r/s1"), 1, records, metric="val loss", mode="min"))
+    assert "ranked by val loss (min); other metrics seen: train loss, loss" in buffer.getvalue()

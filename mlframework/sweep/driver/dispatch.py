@@ -153,11 +153,20 @@ class Pacing:
         return room if room >= min(size, window) else 0
 
 
-def trial_controls(sweep_dir: Path, trial_timeout: float | None) -> dict[str, Any]:
-    """What every trial message carries besides its id and parameters (read by protocol.trial_controls)."""
+def trial_controls(
+    sweep_dir: Path, trial_timeout: float | None, metrics: Collection[str | None] = ()
+) -> dict[str, Any]:
+    """What every trial message carries besides its id and parameters (read by protocol.trial_controls).
+
+    ``metrics``: the names the sweep asked for (``--metric``, ``--prune-metric``), which
+    the worker reads from the trial's output in any spelling.
+    """
     controls: dict[str, Any] = {"sweep_dir": str(sweep_dir.resolve())}
     if trial_timeout:
         controls["timeout"] = trial_timeout
+    names = list(dict.fromkeys(name for name in metrics if name))
+    if names:
+        controls["metrics"] = names
     return controls
 
 
@@ -180,7 +189,7 @@ class Dispatcher:
             "id": trial_id(index, self.source.total),
             "index": index,
             "attempt": attempt,
-            **self.controls,  # sweep_dir, timeout
+            **self.controls,  # sweep_dir, timeout, metrics
         }
         return cast(TrialRef, liveness.stamp(trial, self.epoch))
 

@@ -309,8 +309,9 @@ class SweepRun:
     def _open_source(self, start: int, epoch: int) -> None:
         """The sweep's trial source and its dispatcher; a search also picks up the trials it left untold."""
         spec = self.spec
-        controls = trial_controls(Path(spec.results_root) / self.sweep_id, spec.trial_timeout)
         plan = spec.search
+        asked = (spec.metric, plan.settings.prune_metric if plan else None)  # read from output in any spelling
+        controls = trial_controls(Path(spec.results_root) / self.sweep_id, spec.trial_timeout, asked)
         if plan is None:
             self.source = GridSource(spec.grid, self.total, start=start, skip=self.store.records.keys())
             self.dispatcher = Dispatcher(self.app, spec.task, self.sweep_id, self.source, controls, epoch)

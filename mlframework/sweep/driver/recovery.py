@@ -189,6 +189,7 @@ def attempt_summary(record: TrialRecord) -> AttemptSummary:
         "exit_code",
         "error",
         "stderr_tail",
+        "stdout_tail",
         "duration_s",
         "started_at",
         "finished_at",

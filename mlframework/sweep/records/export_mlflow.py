@@ -36,7 +36,8 @@ TAG_SWEEP, TAG_TRIAL, TAG_KIND, TAG_DONE = (
 )
 RUN_STATUS = {SUCCESS: "FINISHED", FAILURE: "FAILED", PRUNED: "KILLED"}
 # Record fields that are not tags: logged otherwise, or too big for a tag (the log and CSV keep them).
-_NOT_TAGS = {"params", "metrics", "history", "result", "stderr_tail", "attempts", "type", "trial", "index"}
+_NOT_TAGS = {"params", "metrics", "history", "result", "attempts", "type", "trial", "index"}
+_NOT_TAGS |= {"stderr_tail", "stdout_tail"}  # a failure's tails: tags of their own below
 _TAG_LIMIT = 5000  # MLflow keeps tag values up to 8000 characters; longer ones are cut
 
 
@@ -116,6 +117,8 @@ def trial_tags(sweep: Sweep, record: TrialRecord, parent: str) -> dict[str, str]
         tags.update({k: v for k, v in _flat("mlframework.project_revision", revision).items() if k not in tags})
     if record.get("stderr_tail") and record.get("status") != SUCCESS:
         tags["mlframework.stderr_tail"] = _text("\n".join(str(line) for line in record["stderr_tail"]))
+    if record.get("stdout_tail") and record.get("status") != SUCCESS:
+        tags["mlframework.stdout_tail"] = _text("\n".join(str(line) for line in record["stdout_tail"]))
     if isinstance(revision, dict) and revision.get("commit"):
         tags.setdefault("mlflow.source.git.commit", str(revision["commit"]))
     return tags

@@ -26,6 +26,7 @@ from mlframework.sweep.records.record import TrialRecord
 from mlframework.sweep.search.plan import SearchSettings
 from mlframework.sweep.search.pruners import Pruner, make_pruner, rung_key
 from mlframework.sweep.search.storage import open_study_storage
+from mlframework.sweep.trials.metric_names import metric_value
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +230,7 @@ class SearchSource:
         known = set(running.values) if running is not None else set()
         reported = False
         for record in history:
-            value = (record.get("values") or {}).get(self.prune_metric)
+            value = metric_value(record.get("values"), self.prune_metric)  # any spelling (metric_names.py)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
                 continue
             step = record.get("step")
@@ -260,7 +261,7 @@ class SearchSource:
         told = self._storage.get_trial(trial_id).state
         if told.is_finished():  # told in an earlier session (a resumed sweep replays its records)
             return PRUNED if told == state.PRUNED else str(record.get("status"))
-        value = (record.get("metrics") or {}).get(self.metric)
+        value = metric_value(record.get("metrics"), self.metric)
         usable = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         if number in self.pruned and not record.get("stopped") and record.get("status") == "SUCCESS" and usable:
             # Pruning was decided, but the trial ended on its own before the stop reached it: its result is
@@ -274,7 +275,7 @@ class SearchSource:
         else:
             complete = record.get("status") == "SUCCESS" and usable
             if complete:
-                self.study.tell(number, float(value))  # type: ignore[arg-type]
+                self.study.tell(number, float(value))
             else:
                 self.study.tell(number, state=state.FAIL)
             status = str(record.get("status"))

@@ -4,8 +4,8 @@ The seed's ``sync_exec`` + ``report``, done without a shell: the command is an
 argv list, so a parameter value with spaces or quotes stays one argument.
 Both output streams are read as they come, a chunk at a time, and split into
 lines (ANSI control codes stripped, each carriage-return redraw of a progress
-bar a line of its own) that are handed to a callback in groups; the tail of
-stderr is kept to explain a failure; the metrics the script logged through
+bar a line of its own) that are handed to a callback in groups; the tails of
+stderr and of stdout are kept to explain a failure; the metrics the script logged through
 :mod:`mlframework.metrics` are read back at the end.
 """
 
@@ -58,10 +58,11 @@ class CommandResult:
     argv: list[str]  # the command as run
     exit_code: int  # negative: killed by that signal
     duration_s: float
-    stderr_tail: list[str]  # last lines of stderr, to explain a failure
+    stderr_tail: list[str]  # last lines of stderr, to explain a failure (a traceback)
     metrics: dict[str, Any] = field(default_factory=dict)  # last value of each logged metric
     history: list[dict[str, Any]] = field(default_factory=list)  # every metrics.log() record
     timed_out: bool = False  # stopped after its time limit (``timeout`` of :func:`run_command`)
+    stdout_tail: list[str] = field(default_factory=list)  # last lines of stdout, shown after stderr's on a failure
 
     @property
     def ok(self) -> bool:
@@ -256,6 +257,7 @@ def run_command(
     on_line: LineCallback | None = None,
     on_lines: LinesCallback | None = None,
     tail_lines: int = 40,
+    stdout_tail_lines: int = 20,
     timeout: float | None = None,
     grace: float = 5.0,
     on_start: Callable[[int], None] | None = None,
@@ -281,7 +283,9 @@ def run_command(
     order within each stream, and between them only as closely as the reads
     allow. ``merge_streams`` gives the command one pipe for both (as ``2>&1``):
     the exact order it wrote them, all lines reported as ``stdout`` and the
-    tail kept for a failure taken from both.
+    tail kept for a failure taken from both. Apart, each stream has its own tail
+    (``stderr_tail``, ``stdout_tail``): a traceback is not pushed out of it by
+    whatever the script printed on stdout meanwhile.
     """
     if on_lines is not None:
         callback: LinesCallback = on_lines
@@ -294,6 +298,7 @@ def run_command(
     else:
         callback = lambda stream, lines: None  # noqa: E731
     tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
+    stdout_tail: collections.deque[str] = collections.deque(maxlen=stdout_tail_lines)
     metrics_path = _metrics_file()
     try:
         child_env = dict(os.environ)
@@ -326,7 +331,7 @@ def run_command(
         exited = threading.Event()  # no more gathering: read what is left at once
         readers = [
             threading.Thread(
-                target=_pump, args=(process.stdout, "stdout", callback, tail if merge_streams else None, exited)
+                target=_pump, args=(process.stdout, "stdout", callback, tail if merge_streams else stdout_tail, exited)
             )
         ]
         if not merge_streams:
@@ -370,4 +375,4 @@ def run_command(
     finally:
         metrics_path.unlink(missing_ok=True)
     log.debug("%s exited with %s after %.2fs", argv, exit_code, duration)
-    return CommandResult(list(argv), exit_code, duration, list(tail), final, history, timed_out)
+    return CommandResult(list(argv), exit_code, duration, list(tail), final, history, timed_out, list(stdout_tail))

@@ -138,6 +138,7 @@ def execute_trial(function: TaskFunction, trial: Trial, publish: Callable[[Event
     trial._publish = publish
     trial._output = OutputStreamer(lambda chunks: publish(output_event(trial.id, trial.host, chunks)))
     status, error, exit_code, stderr_tail, result = SUCCESS, None, None, [], {}
+    stdout_tail: list[str] = []
     clock = time.monotonic()
     gpu_sampler = gpu_usage.start(trial.gpu)  # GPU use per trial (sweep/trials/gpu_usage.py)
     try:
@@ -147,6 +148,7 @@ def execute_trial(function: TaskFunction, trial: Trial, publish: Callable[[Event
         result = _plain(returned or {})
     except TrialFailed as exc:
         status, error, exit_code, stderr_tail = FAILURE, str(exc), exc.exit_code, exc.stderr_tail
+        stdout_tail = exc.stdout_tail
     except Exception as exc:  # a bug in the task: record it, keep the worker alive
         status, error = FAILURE, f"{type(exc).__name__}: {exc}"
         stderr_tail = traceback.format_exc().splitlines()[-20:]
@@ -195,6 +197,8 @@ def execute_trial(function: TaskFunction, trial: Trial, publish: Callable[[Event
         pid=os.getpid(),
         provenance=worker_provenance(trial.gpu),
     )
+    if stdout_tail and status != SUCCESS:
+        record["stdout_tail"] = stdout_tail  # shown after stderr_tail (the traceback) on a failure
     record.update(gpu_use)  # type: ignore[typeddict-item]  # gpu_* fields (sweep/trials/gpu_usage.py)
 
     if trial.stopped:

@@ -31,10 +31,17 @@ ENV_PROJECT = envvars.PROJECT  # the project directory a worker serves
 class TrialFailed(Exception):
     """Raised by a task to mark its trial FAILURE with a reason (not a crash)."""
 
-    def __init__(self, message: str, exit_code: int | None = None, stderr_tail: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        message: str,
+        exit_code: int | None = None,
+        stderr_tail: Sequence[str] = (),
+        stdout_tail: Sequence[str] = (),
+    ) -> None:
         super().__init__(message)
         self.exit_code = exit_code
         self.stderr_tail = list(stderr_tail)
+        self.stdout_tail = list(stdout_tail)
 
 
 def worker_host() -> str:
@@ -65,6 +72,7 @@ class Trial:
     sweep_dir: str | None = None  # the sweep's results directory on the driver's machine
     arguments: ArgumentStyle = SEED_STYLE  # how options() renders the parameters
     output_scalars: scalars.Patterns = None  # metrics read from the output (sweep/trials/scalars.py)
+    metric_names: tuple[str, ...] = ()  # the metrics the sweep asked for (--metric, --prune-metric), any spelling
     worker: str = ""  # the worker node running it (its registry of stoppable trials: sweep/wire/control.py)
     stopped: str | None = None  # why the sweep stopped it early ("pruned"), when it did
     stop_latency_s: float | None = None  # seconds from the sweep's decision to stop it to the signal
@@ -132,11 +140,12 @@ class Trial:
         """Run a command (no shell), streaming its output; its metrics become the trial's.
 
         With ``check`` a non-zero exit raises :class:`TrialFailed` carrying the
-        exit code and the tail of stderr. ``timeout`` (default: the sweep's
+        exit code and the tails of stderr and stdout. ``timeout`` (default: the sweep's
         ``--trial-timeout``) stops the command and fails the trial. The command
         gets ``MLFRAMEWORK_TRIAL_DIR`` (:attr:`workdir`) and, unless set, the
         slot's share of the CPUs as ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``;
-        metrics it prints are read with :attr:`output_scalars` (sweep/trials/scalars.py).
+        metrics it prints are read with :attr:`output_scalars` (sweep/trials/scalars.py), and
+        those of :attr:`metric_names` in any spelling.
         ``merge_streams``: stderr into stdout, so the log keeps their exact order (see run_command).
         """
         child_env = {
@@ -146,7 +155,7 @@ class Trial:
             **trial_env.thread_limits(os.environ),
             **(env or {}),
         }
-        reader = scalars.ScalarReader(self.output_scalars, exclude=self.params)
+        reader = scalars.ScalarReader(self.output_scalars, exclude=self.params, wanted=self.metric_names)
 
         def on_lines(stream: str, lines: list[str]) -> None:
             self._print_lines(stream, lines)
@@ -170,6 +179,7 @@ class Trial:
             request = registration.stop_request
             if request is not None and self.stopped is None:
                 self.stopped, self.stop_latency_s = str(request.get("reason") or "stopped"), request.get("latency_s")
+        reader.close(completed=result.ok)
         if reader.final and not (reader.default and (result.metrics or result.history)):
             # Printed metrics, unless (for the default patterns) the script logged its own with metrics.log.
             result.metrics = {**reader.final, **result.metrics}
@@ -177,9 +187,10 @@ class Trial:
         self.commands.append(result)
         trial_env.remove_if_empty(self.workdir)
         if result.timed_out:
-            raise TrialFailed(f"timed out after {limit:g}s (--trial-timeout)", result.exit_code, result.stderr_tail)
+            reason = f"timed out after {limit:g}s (--trial-timeout)"
+            raise TrialFailed(reason, result.exit_code, result.stderr_tail, result.stdout_tail)
         if check and not result.ok:
-            raise TrialFailed(_exit_reason(result.exit_code), result.exit_code, result.stderr_tail)
+            raise TrialFailed(_exit_reason(result.exit_code), result.exit_code, result.stderr_tail, result.stdout_tail)
         return result
 
 

@@ -49,6 +49,7 @@ class TrialRef(_TrialRefBase, total=False):
     sweep_dir: str  # the sweep's results directory on the driver's machine
     timeout: float  # --trial-timeout, seconds
     avoid: str  # a retry: the worker where the last attempt failed
+    metrics: list[str]  # the metrics the sweep asked for (--metric, --prune-metric): read from output in any spelling
 
 
 class TrialEntry(TypedDict):
@@ -75,12 +76,20 @@ def message_trials(kwargs: Any) -> list[TrialRef]:
 
 
 def trial_controls(trial: Mapping[str, Any]) -> dict[str, Any]:
-    """How a message says to run its trial beyond the parameters: ``timeout``, ``sweep_dir`` (None if absent)."""
+    """How a message says to run its trial beyond the parameters: ``timeout``, ``sweep_dir`` (None if absent).
+
+    And ``metric_names`` when the message names the metrics the sweep asked for
+    (older drivers' messages do not).
+    """
     timeout = trial.get("timeout")
-    return {
+    controls: dict[str, Any] = {
         "timeout": float(timeout) if isinstance(timeout, (int, float)) and timeout > 0 else None,
         "sweep_dir": str(trial["sweep_dir"]) if trial.get("sweep_dir") else None,
     }
+    names = trial.get("metrics")
+    if isinstance(names, list) and names:
+        controls["metric_names"] = tuple(str(name) for name in names if isinstance(name, str) and name)
+    return controls
 
 
 # -- trial events (worker -> driver) -----------------------------------------------------------
@@ -155,7 +164,8 @@ class TrialOutcome(TypedDict, total=False):
     history: History
     result: Any  # what the task function returned, made JSON-able: the task's own business
     error: str | None
-    stderr_tail: list[str]
+    stderr_tail: list[str]  # a failure's last stderr lines (its traceback)
+    stdout_tail: list[str]  # a failure's last stdout lines, shown after stderr_tail
     redelivered: bool
     pid: int
     # Where the trial ran and from what: packages (hash), hostname, python, gpu_model, gpu_driver,

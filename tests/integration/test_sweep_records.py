@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from report_probe import chromium, probe_page
 from scratch_projects import make_project
 
 GRID = "x: [-1, 0.5, 1, 2, 3]\nlabel: [a, b]\nsleep: [0.2]\n"  # x=-1 fails (exit 3): 8 succeed, 2 fail
@@ -142,53 +143,13 @@ def test_export_to_mlflow_is_read_back_and_idempotent(swept, tmp_path):
     assert "diverged" in failed.data.tags["mlframework.stderr_tail"]
 
 
-def _probe(page: Path) -> Path:
-    """A copy of the page whose first script records errors and, once loaded, each figure's box."""
-    script = """<script>
-    window.__errors = [];
-    window.addEventListener('error', function(e){ window.__errors.push(String(e.message)); });
-    var original = console.error;
-    console.error = function(){ window.__errors.push(Array.from(arguments).join(' ')); original.apply(console, arguments); };
-    window.addEventListener('load', function(){ setTimeout(function(){
-      var boxes = {};
-      document.querySelectorAll('[data-figure]').forEach(function(el){
-        var r = el.getBoundingClientRect();
-        boxes[el.dataset.figure] = {x: r.x, y: r.y + window.scrollY, w: r.width, h: r.height,
-          svg: el.querySelectorAll('svg.main-svg').length, canvas: el.querySelectorAll('canvas').length,
-          marks: el.querySelectorAll('path.point, path.js-line, path.js-fill, g.trace, rect').length};
-      });
-      var out = document.createElement('pre'); out.id = 'probe';
-      out.textContent = JSON.stringify({errors: window.__errors, boxes: boxes, height: document.body.scrollHeight,
-        rows: document.querySelectorAll('#best-trials tbody tr').length});
-      document.body.appendChild(out);
-    }, 1500); });
-    </script>"""
-    probed = page.with_name("probed.html")
-    probed.write_text(page.read_text().replace("<head>", "<head>" + script, 1))
-    return probed
-
-
-def _chromium(page: Path, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    browser = shutil.which("chromium")
-    if browser is None:
-        pytest.fail("Debian's chromium is not installed (scripts/test.sh installs it)")
-    flags = ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
-    flags += ["--disable-component-update", "--disable-sync", f"--user-data-dir={profile}"]
-    return subprocess.run(
-        [browser, *flags, "--virtual-time-budget=15000", *args, page.as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def test_report_renders_every_figure_in_headless_chromium(swept, tmp_path):
+def test_report_renders_every_figure_in_headlesschromium(swept, tmp_path):
     from PIL import Image
 
     cwd, _ = swept
     assert mlframework("report", "demo", "-o", str(tmp_path / "report.html"), cwd=cwd).returncode == 0
-    probed = _probe(tmp_path / "report.html")
-    dom = _chromium(probed, tmp_path / "profile1", "--window-size=1280,1000", "--dump-dom")
+    probed = probe_page(tmp_path / "report.html")
+    dom = chromium(probed, tmp_path / "profile1", "--window-size=1280,1000", "--dump-dom")
     assert '<pre id="probe">' in dom.stdout, dom.stderr[-2000:]
     probe = json.loads(dom.stdout.split('<pre id="probe">', 1)[1].split("</pre>", 1)[0].replace("&quot;", '"'))
     assert probe["errors"] == []
@@ -200,7 +161,7 @@ def test_report_renders_every_figure_in_headless_chromium(swept, tmp_path):
 
     height = int(probe["height"]) + 50
     shot = tmp_path / "report.png"
-    _chromium(probed, tmp_path / "profile2", f"--window-size=1280,{height}", f"--screenshot={shot}")
+    chromium(probed, tmp_path / "profile2", f"--window-size=1280,{height}", f"--screenshot={shot}")
     image = Image.open(shot).convert("RGB")
     keep = os.environ.get("MLFRAMEWORK_KEEP_SCREENSHOT")
     if keep:

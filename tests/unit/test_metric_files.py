@@ -10,7 +10,7 @@ from mlframework.sweep.trials.metric_files import MetricFiles
 def test_tensorboard_scalars_are_records_by_step_read_on_as_the_file_grows(tmp_path):
     tensorboard = pytest.importorskip("torch.utils.tensorboard")
     writer = tensorboard.SummaryWriter(log_dir=str(tmp_path / "runs" / "exp1"))
-    files = MetricFiles(tmp_path)
+    files = MetricFiles(tmp_path, look_every=0)
     assert files.poll() == []
 
     for step in range(3):
@@ -34,7 +34,7 @@ def test_a_lightning_csv_log_rewritten_with_new_columns_hands_on_only_new_rows(t
     version.mkdir(parents=True)
     log = version / "metrics.csv"
     log.write_text("epoch,step,train_loss\n0,9,0.91\n0,19,0.72\n")
-    files = MetricFiles(tmp_path)
+    files = MetricFiles(tmp_path, look_every=0)
 
     assert [(r["step"], r["values"]) for r in files.poll()] == [(9, {"train_loss": 0.91}), (19, {"train_loss": 0.72})]
     # Lightning writes the file again, whole, when a new metric appears: the header grows, old rows stay.
@@ -46,7 +46,7 @@ def test_a_lightning_csv_log_rewritten_with_new_columns_hands_on_only_new_rows(t
 def test_a_csv_row_being_written_waits_for_the_next_poll(tmp_path):
     log = tmp_path / "metrics.csv"
     log.write_text("epoch,acc\n0,0.5\n1,0.")
-    files = MetricFiles(tmp_path)
+    files = MetricFiles(tmp_path, look_every=0)
     assert files.poll() == []
     log.write_text("epoch,acc\n0,0.5\n1,0.75\n")
     assert [(r["step"], r["values"]) for r in files.poll()] == [(0, {"acc": 0.5}), (1, {"acc": 0.75})]

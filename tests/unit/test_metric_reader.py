@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from mlframework.sweep.records.ranking import guess_metric, pick_metric, rank
+from mlframework.sweep.trials import scalars
 from mlframework.sweep.trials.metric_names import find_metric, metric_key, metric_value
 from mlframework.sweep.trials.runner import split_output
 from mlframework.sweep.trials.scalars import ScalarReader
@@ -225,3 +228,46 @@ def test_a_script_that_fails_before_its_first_step_left_only_config_not_metrics(
 def test_global_step_is_a_step_and_a_step_like_setting_is_not():
     reader = read(["max_step 100", "global_step=10 loss=0.5", "global_step 20 loss 0.4"])
     assert steps(reader) == [(10, {"loss": 0.5}), (20, {"loss": 0.4})] and "max_step" not in reader.final
+
+
+def test_records_are_handed_on_live_once_each_the_latest_when_it_has_settled(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    reader = ScalarReader(None, wanted=["val loss"])
+    reader.live = True
+    reader.feed(["step 0: train loss 2.5, val loss 2.6"])
+    assert reader.take_settled(quiet=0.25) == [], "the latest record may still grow: not yet"
+    clock[0] += 0.3
+    (first,) = reader.take_settled(quiet=0.25)
+    assert first["step"] == 0 and first["values"] == {"train loss": 2.5, "val loss": 2.6}
+    assert reader.take_settled(quiet=0.25) == [], "handed on once"
+    reader.feed(["step 10: train loss 2.1, val loss 2.2", "step 20: train loss 1.9, val loss 2.0"])
+    assert [r["step"] for r in reader.take_settled(quiet=0.25)] == [10], "closed at once, the latest waits"
+    clock[0] += 0.3
+    assert [r["step"] for r in reader.take_settled(quiet=0.25)] == [20]
+    assert [r["step"] for r in reader.history] == [0, 10, 20], "the history keeps every record"
+
+
+def test_an_unfinished_progress_bar_is_not_handed_on(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    reader = ScalarReader(None)
+    reader.live = True
+    reader.feed(["Epoch 1/3", "\r3/10 [=====>....] - loss: 0.9000"])
+    clock[0] += 1.0
+    assert reader.take_settled(quiet=0.25) == []
+    reader.feed(["\r10/10 [==========] - 1s - loss: 0.5000 - val_loss: 0.4500"])
+    clock[0] += 1.0
+    (record,) = reader.take_settled(quiet=0.25)
+    assert record["values"] == {"loss": 0.5, "val_loss": 0.45}
+
+
+def test_past_the_history_bound_records_still_reach_a_live_taker(monkeypatch):
+    monkeypatch.setattr(scalars, "MAX_HISTORY", 3)
+    reader = ScalarReader(None)
+    reader.live = True
+    for step in range(6):
+        reader.feed([f"step {step}: loss {1 / (step + 1):.3f}"])
+    taken = reader.take_settled(quiet=0.0)
+    assert [r["step"] for r in taken] == [0, 1, 2, 3, 4, 5], "a pruner's later rungs still arrive"
+    assert len(reader.history) <= 4, "while the record's history stays bounded"

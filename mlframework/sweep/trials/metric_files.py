@@ -40,14 +40,32 @@ MetricRecord = dict[str, Any]  # {"time": float, "step": int | None, "values": {
 class MetricFiles:
     """The TensorBoard event files and CSV logs under ``directory``, each read on from where the last poll stopped."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, look_every: float = 1.0) -> None:
         self.directory = directory
+        self.look_every = look_every  # seconds between looks for new files (the known ones are read every poll)
+        self._next_look = 0.0
         self._event_files: dict[Path, _EventFile] = {}
         self._csv_files: dict[Path, _CsvLog] = {}
         self._warned_no_tensorboard = False
 
-    def poll(self) -> list[MetricRecord]:
-        """The records written since the last poll, oldest first within each file."""
+    def poll(self, look: bool = False) -> list[MetricRecord]:
+        """The records written since the last poll, oldest first within each file.
+
+        New files are looked for at most every :attr:`look_every` seconds (a walk of the
+        directory), or now with ``look``; the files already found are read every time.
+        """
+        now = time.monotonic()
+        if look or now >= self._next_look:
+            self._next_look = now + self.look_every
+            self._find_files()
+        records: list[MetricRecord] = []
+        for event_file in self._event_files.values():
+            records.extend(event_file.read_new())
+        for csv_log in self._csv_files.values():
+            records.extend(csv_log.read_new())
+        return records
+
+    def _find_files(self) -> None:
         for path in _log_files(self.directory):
             if path.name.startswith(EVENT_FILE_PREFIX):
                 if path not in self._event_files:
@@ -58,12 +76,6 @@ class MetricFiles:
                     self._event_files[path] = reader
             elif path not in self._csv_files:
                 self._csv_files[path] = _CsvLog(path)
-        records: list[MetricRecord] = []
-        for event_file in self._event_files.values():
-            records.extend(event_file.read_new())
-        for csv_log in self._csv_files.values():
-            records.extend(csv_log.read_new())
-        return records
 
     def _say_no_tensorboard(self, path: Path) -> None:
         if not self._warned_no_tensorboard:

@@ -163,12 +163,18 @@ def _pump(
     pipe.close()
 
 
-class MetricsTail(threading.Thread):
-    """Hands on the records a running command appends to its metrics file, every ``interval`` seconds.
+# The records a source has not handed on yet, told whether the command has written metrics.log records so far.
+MetricSource = Callable[[bool], list[dict[str, Any]]]
 
-    One call per interval with everything new (not one per ``metrics.log``): this
-    is how a search's pruner hears a trial's progress while it runs. It stops
-    when the command exits; the final read of the file stays the record's history.
+
+class MetricsTail(threading.Thread):
+    """Hands on a running command's new metric records, every ``interval`` seconds.
+
+    The records it appends to its metrics file first, then those of ``sources``
+    (what it prints, the log files it writes): one call per interval with
+    everything new, not one per record. This is how a search's pruner hears a
+    trial's progress while it runs, whichever way the script reports it. It stops
+    when the command exits; the final read of each source stays the record's history.
     """
 
     def __init__(
@@ -177,20 +183,37 @@ class MetricsTail(threading.Thread):
         on_metrics: Callable[[list[dict[str, Any]]], None],
         exited: threading.Event,
         interval: float = 0.2,
+        sources: Sequence[MetricSource] = (),
     ) -> None:
         super().__init__(name="mlframework-metrics", daemon=True)
         self._path, self._on_metrics, self._exited, self._interval = path, on_metrics, exited, interval
+        self._sources = list(sources)
         self._offset = 0
         self._pending = b""
+        self.logged = False  # the command wrote metrics.log records (printed default forms then step back)
         self.start()
 
     def _read(self) -> None:
+        records = self._read_file()
+        self.logged = self.logged or bool(records)
+        for source in self._sources:
+            try:
+                records += source(self.logged)
+            except Exception:  # live metrics are best effort; the trial goes on
+                log.exception("could not read a trial's metrics")
+        if records:
+            try:
+                self._on_metrics(records)
+            except Exception:  # live metrics are best effort; the trial goes on
+                log.exception("could not pass on %d metrics record(s)", len(records))
+
+    def _read_file(self) -> list[dict[str, Any]]:
         try:
             with open(self._path, "rb") as handle:
                 handle.seek(self._offset)
                 data = handle.read()
         except FileNotFoundError:
-            return
+            return []
         self._offset += len(data)
         complete, _, self._pending = (self._pending + data).rpartition(b"\n")
         records = []
@@ -201,11 +224,7 @@ class MetricsTail(threading.Thread):
                 continue
             if isinstance(record, dict) and isinstance(record.get("values"), dict):
                 records.append(record)
-        if records:
-            try:
-                self._on_metrics(records)
-            except Exception:  # live metrics are best effort; the trial goes on
-                log.exception("could not pass on %d metrics record(s)", len(records))
+        return records
 
     def run(self) -> None:
         while not self._exited.wait(self._interval):
@@ -262,6 +281,7 @@ def run_command(
     grace: float = 5.0,
     on_start: Callable[[int], None] | None = None,
     on_metrics: Callable[[list[dict[str, Any]]], None] | None = None,
+    metric_sources: Sequence[MetricSource] = (),
     merge_streams: bool = False,
 ) -> CommandResult:
     """Run ``argv`` (no shell), streaming each output line to ``on_line`` (or in groups to ``on_lines``).
@@ -277,7 +297,8 @@ def run_command(
     left running is stopped with :func:`~mlframework.system.proctree.stop_group`
     (SIGTERM, SIGKILL after ``grace``). ``duration_s`` is the command's own.
     ``on_start(pid)`` learns the command's process id; ``on_metrics(records)``
-    gets its ``metrics.log`` records while it runs (see :class:`MetricsTail`).
+    gets its ``metrics.log`` records, then those of ``metric_sources``, while it
+    runs (see :class:`MetricsTail`).
 
     stdout and stderr are two pipes read as they come: their lines keep their
     order within each stream, and between them only as closely as the reads
@@ -343,7 +364,9 @@ def run_command(
         timed_out = False
         if on_start is not None:
             on_start(process.pid)
-        tailer = MetricsTail(metrics_path, on_metrics, exited) if on_metrics is not None else None
+        tailer = (
+            MetricsTail(metrics_path, on_metrics, exited, sources=metric_sources) if on_metrics is not None else None
+        )
         try:
             try:
                 exit_code = process.wait(timeout=timeout)

@@ -39,6 +39,7 @@ What every form shares:
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -145,6 +146,12 @@ class ScalarReader:
         self._step: float | int | None = None  # the step the last step-bearing line named
         self._stepped = False  # a step-bearing line was seen: configuration echoes are over
         self._held: dict[str, float | int] = {}  # values printed before the first step that look like configuration
+        # Handing records on while the command runs (take_settled), from another thread than feed's.
+        self._lock = threading.Lock()
+        self.live = False  # someone takes the records as they come: keep those past MAX_HISTORY until taken
+        self._handed = 0  # the closed records already handed on
+        self._handed_open: dict[str, Any] | None = None  # the latest record, handed on once it had settled
+        self._unkept: list[dict[str, Any]] = []  # records past MAX_HISTORY, kept only until handed on
 
     @property
     def active(self) -> bool:
@@ -164,12 +171,36 @@ class ScalarReader:
             self.final.update({name: value for name, value in self._held.items() if name not in self.final})
         self._held = {}
 
+    def take_settled(self, quiet: float = 0.1) -> list[dict[str, Any]]:
+        """The records not handed on yet, each once: every closed one, and the latest once ``quiet`` s passed.
+
+        The latest record still takes the lines printed at its step (and a progress
+        bar's next state), so it goes only when nothing has changed it for ``quiet``
+        seconds (an epoch's last line is followed by the next epoch's work) and is
+        not an unfinished progress bar. Later changes to it reach the record's
+        history, not the live stream. Copies: the caller may hold them while the
+        reader goes on.
+        """
+        with self._lock:
+            fresh = [r for r in [*self._closed[self._handed :], *self._unkept] if r is not self._handed_open]
+            self._handed, self._unkept = len(self._closed), []
+            latest = self._open
+            settled = latest is not None and time.time() - latest["time"] >= quiet and not self._open_progress
+            if latest is not None and settled and latest is not self._handed_open:
+                fresh.append(latest)
+                self._handed_open = latest
+            return [{**record, "values": dict(record["values"])} for record in fresh]
+
     def feed(self, lines: Sequence[str]) -> None:
         """Look for metrics in ``lines`` (at most one record per line; lines at one step share one).
 
         Each pattern runs once over the lines joined (in C, not a Python step
         per line: a chatty script prints hundreds of thousands).
         """
+        with self._lock:
+            self._feed(lines)
+
+    def _feed(self, lines: Sequence[str]) -> None:
         if len(self._closed) >= MAX_HISTORY:
             lines = lines[-TAIL_LINES:]
         text = "\n".join(lines)
@@ -265,9 +296,12 @@ class ScalarReader:
             self._open_progress = unfinished
             return
         if latest is not None:
-            self._closed.append(latest)
+            if len(self._closed) < MAX_HISTORY:
+                self._closed.append(latest)
+            elif self.live and latest is not self._handed_open:
+                self._unkept.append(latest)  # past the history's bound: still handed on (a pruner's later rungs)
             self._open = None
-        if len(self._closed) >= MAX_HISTORY:
+        if len(self._closed) >= MAX_HISTORY and not self.live:
             return
         self._open = {"time": time.time(), "step": step if step is not None else len(self._closed), "values": values}
         self._open_progress = unfinished

@@ -19,6 +19,7 @@ from mlframework import envvars
 from mlframework.sweep.params.arguments import SEED_STYLE, ArgumentStyle
 from mlframework.sweep.params.command import fill_params
 from mlframework.sweep.trials import scalars, trial_env
+from mlframework.sweep.trials.metric_files import MetricFiles
 from mlframework.sweep.trials.runner import CommandResult, run_command
 from mlframework.sweep.wire.events import OutputStreamer
 from mlframework.sweep.wire.protocol import Event, metrics_event
@@ -156,11 +157,25 @@ class Trial:
             **(env or {}),
         }
         reader = scalars.ScalarReader(self.output_scalars, exclude=self.params, wanted=self.metric_names)
+        log_files = MetricFiles(self.workdir)
+        from_files: list[dict[str, Any]] = []
+        live = self._publish is not None
+        reader.live = live
 
         def on_lines(stream: str, lines: list[str]) -> None:
             self._print_lines(stream, lines)
             if reader.active:
                 reader.feed(lines)
+
+        def printed(logged: bool) -> list[dict[str, Any]]:
+            # The default forms step back for a script that logs with metrics.log (as in its final record).
+            taken = reader.take_settled()
+            return [] if reader.default and logged else taken
+
+        def written(logged: bool) -> list[dict[str, Any]]:
+            new = log_files.poll()
+            from_files.extend(new)
+            return new
 
         from mlframework.sweep.wire.control import registered
 
@@ -173,7 +188,8 @@ class Trial:
                 on_lines=on_lines,
                 timeout=limit,
                 on_start=registration.started,
-                on_metrics=self._report_metrics if self._publish is not None else None,
+                on_metrics=self._report_metrics if live else None,
+                metric_sources=(printed, written) if reader.active else (written,),
                 merge_streams=merge_streams,
             )
             request = registration.stop_request
@@ -184,6 +200,12 @@ class Trial:
             # Printed metrics, unless (for the default patterns) the script logged its own with metrics.log.
             result.metrics = {**reader.final, **result.metrics}
             result.history = reader.history + result.history
+        from_files.extend(log_files.poll(look=True))
+        if from_files:
+            # TensorBoard and CSV logs: their last values, unless metrics.log or the output gave the same name.
+            written_final = {name: value for record in from_files for name, value in record["values"].items()}
+            result.metrics = {**written_final, **result.metrics}
+            result.history = result.history + from_files
         self.commands.append(result)
         trial_env.remove_if_empty(self.workdir)
         if result.timed_out:

@@ -57,3 +57,9 @@ def test_other_files_and_hidden_folders_are_not_read(tmp_path):
     (tmp_path / ".cache" / "metrics.csv").write_text("step,loss\n1,0.5\n")
     (tmp_path / "data.csv").write_text("step,loss\n1,0.5\n")
     assert MetricFiles(tmp_path).poll() == []
+
+
+def test_csv_rows_without_a_step_column_are_numbered_in_file_order(tmp_path):
+    (tmp_path / "metrics.csv").write_text("fit_time,test_score,fold\n0.01,0.91,1\n0.02,0.93,2\n")
+    records = MetricFiles(tmp_path).poll()
+    assert [(r["step"], r["values"]["test_score"]) for r in records] == [(0, 0.91), (1, 0.93)]

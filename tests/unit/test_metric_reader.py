@@ -271,3 +271,17 @@ def test_past_the_history_bound_records_still_reach_a_live_taker(monkeypatch):
     taken = reader.take_settled(quiet=0.0)
     assert [r["step"] for r in taken] == [0, 1, 2, 3, 4, 5], "a pruner's later rungs still arrive"
     assert len(reader.history) <= 4, "while the record's history stays bounded"
+
+
+def test_python_warnings_and_tracebacks_are_not_metrics():
+    reader = ScalarReader(None)
+    reader.feed(
+        [
+            "/home/me/project/cli.py:9: UserWarning: The version_base parameter is not specified.",
+            "Please specify a compatability version level, or None. Will assume defaults for version 1.1",
+            '  File "/home/me/project/train.py", line 12, in <module>',
+            "epoch 1: val_loss=0.52",
+        ]
+    )
+    reader.close()
+    assert reader.final == {"val_loss": 0.52}

@@ -11,7 +11,8 @@ of the same shape ``mlframework.metrics.log`` writes (``{"time", "step", "values
   without it the files are named once in the log and skipped). Scalars only; a tag
   (``val/loss``) is the metric's name.
 * CSV: files named ``metrics.csv`` (Lightning's ``CSVLogger``): one row a record,
-  ``step`` (else ``epoch``) the record's step, every other non-empty number a metric.
+  ``step`` (else ``epoch``, else the row's place) the record's step, every other non-empty
+  number a metric.
   Lightning rewrites the whole file as columns appear, so it is read again whole and
   only the rows not yet seen are handed on.
 """
@@ -179,10 +180,11 @@ class _CsvLog:
             return []  # being written: the next poll reads it whole
         self._stamp = stamp
         rows = list(csv.DictReader(text.splitlines()))
-        new, self._seen_rows = rows[self._seen_rows :], max(self._seen_rows, len(rows))
+        first = self._seen_rows
+        new, self._seen_rows = rows[first:], max(first, len(rows))
         now = time.time()
         records = []
-        for row in new:
+        for position, row in enumerate(new, start=first):
             step = next((_number(row[c]) for c in STEP_COLUMNS if row.get(c) not in (None, "")), None)
             values = {
                 name: number
@@ -192,7 +194,8 @@ class _CsvLog:
                 if number is not None
             }
             if values:
-                records.append({"time": now, "step": int(step) if step is not None else None, "values": values})
+                # Without a step column a row's step is its place in the file, as for printed metrics.
+                records.append({"time": now, "step": int(step) if step is not None else position, "values": values})
         return records
 
 

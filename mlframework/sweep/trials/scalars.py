@@ -106,6 +106,12 @@ def _number(text: str) -> float | int | None:
     return int(number) if number.is_integer() and re.fullmatch(r"[-+]?\d+", text.strip()) else number
 
 
+_DIAGNOSTIC = re.compile(
+    r"^[ \t]*(?:Traceback \(most recent call last\)|File \"[^\"\n]*\", line \d+|\S+\.pyx?:\d+: \w*(?:Warning|Error)\b)",
+    re.M,
+)
+
+
 class _Line:
     """What one line held: its step (if it names one) and its values."""
 
@@ -219,8 +225,12 @@ class ScalarReader:
         if self._builtin:
             ascii_text = text.isascii()  # then lower-casing keeps every position
             subject, regex = (text.lower(), _DEFAULT_LOWER) if ascii_text else (text, _DEFAULT_ANY_CASE)
+            # Python's warnings and tracebacks name files and lines (`cli.py:9: UserWarning: ... version_base=1.3`):
+            # no metric there.
+            diagnostics = {text.count("\n", 0, m.start()) for m in _DIAGNOSTIC.finditer(text)}
             for into, match in line_of(regex, subject):
-                self._put_default(into, text, match)
+                if not diagnostics or text.count("\n", 0, match.start()) not in diagnostics:
+                    self._put_default(into, text, match)
         if self._wanted_regex is not None:
             for into, match in line_of(self._wanted_regex, text):
                 if match.start() == 0 or not _NAME_CHAR.match(text, match.start() - 1):

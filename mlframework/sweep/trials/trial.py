@@ -168,9 +168,9 @@ class Trial:
                 reader.feed(lines)
 
         def printed(logged: bool) -> list[dict[str, Any]]:
-            # The default forms step back for a script that logs with metrics.log (as in its final record).
+            # The default forms step back for a script that logs its own metrics (as in its final record).
             taken = reader.take_settled()
-            return [] if reader.default and logged else taken
+            return [] if reader.default and (logged or from_files) else taken
 
         def written(logged: bool) -> list[dict[str, Any]]:
             new = log_files.poll()
@@ -189,18 +189,19 @@ class Trial:
                 timeout=limit,
                 on_start=registration.started,
                 on_metrics=self._report_metrics if live else None,
-                metric_sources=(printed, written) if reader.active else (written,),
+                metric_sources=(written, printed) if reader.active else (written,),
                 merge_streams=merge_streams,
             )
             request = registration.stop_request
             if request is not None and self.stopped is None:
                 self.stopped, self.stop_latency_s = str(request.get("reason") or "stopped"), request.get("latency_s")
         reader.close(completed=result.ok)
-        if reader.final and not (reader.default and (result.metrics or result.history)):
-            # Printed metrics, unless (for the default patterns) the script logged its own with metrics.log.
+        from_files.extend(log_files.poll(look=True))
+        logged = bool(result.metrics or result.history or from_files)
+        if reader.final and not (reader.default and logged):
+            # Printed metrics, unless (for the default forms) the script logged its own: metrics.log, TensorBoard, CSV.
             result.metrics = {**reader.final, **result.metrics}
             result.history = reader.history + result.history
-        from_files.extend(log_files.poll(look=True))
         if from_files:
             # TensorBoard and CSV logs: their last values, unless metrics.log or the output gave the same name.
             written_final = {name: value for record in from_files for name, value in record["values"].items()}

@@ -8,6 +8,7 @@ from bench.scenarios import (
     bringup,
     lifecycle,
     output,
+    printed,
     pruning,
     report,
     search,
@@ -26,4 +27,5 @@ SCENARIOS = {
     "report": report,  # issue 15
     "search": search,  # issue 14: LCBench (only with --only search)
     "pruning": pruning,  # issue 14: pruning latency on a cluster worker (test hosts, root)
+    "printed": printed,  # metrics a script prints: pruning latency against metrics.log
 }

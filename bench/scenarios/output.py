@@ -49,4 +49,14 @@ def run(ctx: Context) -> tuple[list[Figure], list[Target]]:
                 )
             )
         targets.append(Target(f"output.{mode}.stdout", f"output.{mode}.devnull", "<=", 1.10, "< 1.10x unstreamed"))
+    # The cost of reading metrics from the output: 2 trials of 200,000 lines, read for metrics or not.
+    many = 20_000 if ctx.options.quick else 200_000
+    for task, key, label in (("train", "extract", "metrics read from output"), ("train_plain", "plain", "not read")):
+        figure = Figure(
+            "output", f"embedded.{key}", f"ours, embedded, {label}", "s/trial", note=f"2 trials of {many:,} lines"
+        )
+        if ctx.wanted(figure.key):
+            grid = {"lines": many, "sink": "stdout", "trial": range(2)}
+            figures.append(measure(figure, ctx, lambda task=task, grid=grid: ctx.sweep("embedded", task, grid) / 2))
+    targets.append(Target("output.embedded.extract", "output.embedded.plain", "<=", 1.10, "<= 1.10x not read"))
     return figures, targets

@@ -4,7 +4,8 @@
 * ``sleep``   sleeps ``seconds`` (scenario 3, scheduling balance)
 * ``spawn``   runs ``python -c 'print(1)'`` as a training script is run (scenario 2)
 * ``train``   ``mlf.train_task('print_lines.py')``: prints ``--lines`` lines to stdout,
-  or to /dev/null with ``--sink=devnull`` (scenario 6, live-output cost)
+  or to /dev/null with ``--sink=devnull`` (scenario 6, live-output cost); its metrics read from them
+* ``train_plain`` the same with ``output_scalars=False``: no metrics read (scenario 6, the reading's cost)
 """
 
 import sys
@@ -13,6 +14,7 @@ import time
 import mlframework as mlf
 
 train = mlf.train_task("print_lines.py")
+train_plain = mlf.train_task("print_lines.py", name="train_plain", output_scalars=False)  # no metrics read
 
 
 @mlf.task

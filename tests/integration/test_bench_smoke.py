@@ -40,13 +40,21 @@ def test_quick_bench_of_the_serverless_rows(tmp_path):
     expected = [row for row in ROWS if not row.startswith("output.")] + [
         "output.embedded.stdout",
         "output.embedded.devnull",
+        "output.embedded.extract",
+        "output.embedded.plain",
     ]
     assert sorted(figures) == sorted(expected)
     for key, figure in figures.items():
         assert figure["unavailable"] is None, f"{key}: {figure['unavailable']}\n{done.stderr[-3000:]}"
         assert len(figure["values"]) == 1 and figure["values"][0] > 0, (key, figure["values"])
     verdicts = {target["numerator"]: target["met"] for target in report["targets"]}
-    assert {"throughput.embedded", "balance.embedded", "biggrid.memory-1e6", "output.embedded.stdout"} <= set(verdicts)
+    assert {
+        "throughput.embedded",
+        "balance.embedded",
+        "biggrid.memory-1e6",
+        "output.embedded.stdout",
+        "output.embedded.extract",
+    } <= set(verdicts)
     assert all(isinstance(met, bool) for key, met in verdicts.items() if key != "throughput.embedded"), verdicts
     table = (tmp_path / "latest.md").read_text()
     assert table == done.stdout.strip() + "\n" or table.strip() in done.stdout

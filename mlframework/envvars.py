@@ -36,4 +36,5 @@ CLUSTER = "MLFRAMEWORK_CLUSTER"  # tag of every process of one embedded cluster 
 LIVE_REPORT = "MLFRAMEWORK_LIVE_REPORT"  # 0: the driver does not keep report.html current
 KNOWN_HOSTS = "MLFRAMEWORK_KNOWN_HOSTS"  # known_hosts file for the cluster commands (--known-hosts)
 ERROR_LOG = "MLFRAMEWORK_ERROR_LOG"  # where tracebacks of unexpected host errors go
+OWNER = "MLFRAMEWORK_OWNER"  # user@machine a sweep's driver is shown as (--detach: who started it)
 VENV = "MLFRAMEWORK_VENV"  # the virtual environment scripts/ and infra_clean.sh run in

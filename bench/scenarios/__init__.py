@@ -12,6 +12,7 @@ from bench.scenarios import (
     pruning,
     report,
     search,
+    sharing,
     subprocess_trials,
     throughput,
 )
@@ -28,4 +29,5 @@ SCENARIOS = {
     "search": search,  # issue 14: LCBench (only with --only search)
     "pruning": pruning,  # issue 14: pruning latency on a cluster worker (test hosts, root)
     "printed": printed,  # metrics a script prints: pruning latency against metrics.log
+    "sharing": sharing,  # two sweeps on one cluster: a second sweep's first trial, the shares held
 }

@@ -8,6 +8,7 @@ prints what it reports; the scripts in ``scripts/`` run these commands.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -169,16 +170,25 @@ def update_files_command(known_hosts: str | None, connect_timeout: float) -> Non
 @click.command("status")
 @broker_option("Broker URL  [default: the cluster's]")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=3.0, show_default=True, help="Seconds to wait.")
-def status_command(broker_url: str | None, timeout: float) -> None:
-    """One line per live worker node (as `celery status`); exit 1 when none answers."""
-    from mlframework.cluster.recorded import cluster_broker, worker_status
+@click.option("--json", "as_json", is_flag=True, help="Print the nodes and the live sweeps as JSON, for scripts.")
+def status_command(broker_url: str | None, timeout: float, as_json: bool) -> None:
+    """One line per live worker node (as `celery status`), then the live sweeps; exit 1 when no node answers."""
+    from mlframework.cluster.recorded import cluster_broker, live_sweeps, worker_status
     from mlframework.sweep.wire.app import BrokerSettings
 
     broker = BrokerSettings(broker_url) if broker_url else cluster_broker(repo_root())
     nodes = worker_status(broker, timeout)
+    sweeps = live_sweeps(broker, timeout)
+    if as_json:
+        click.echo(json.dumps({"nodes": nodes, "sweeps": sweeps}, indent=2))
+        sys.exit(0 if nodes else 1)
     for node in nodes:
         click.echo(f"->  {node}: OK")
     click.echo(f"\n{len(nodes)} node(s) online.")
+    if sweeps:
+        from mlframework.cli.console import print_live_sweeps
+
+        print_live_sweeps(sweeps)
     sys.exit(0 if nodes else 1)
 
 

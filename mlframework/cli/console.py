@@ -367,3 +367,52 @@ class SweepConsole(SweepObserver):
         warning = false_warning(self.argument_style, parameter_values(spec.parameters))
         if warning:
             self.console.print(f"warning: {warning}", style="yellow", markup=False, soft_wrap=True)
+
+
+def _eta(seconds: Any) -> str:
+    if not isinstance(seconds, (int, float)):
+        return "-"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def print_live_sweeps(sweeps: list[Any], console: Console | None = None) -> None:
+    """The live sweeps of a cluster (``mlframework status``): who runs what, with which share, and what runs where."""
+    console = console or Console(highlight=False)
+    table = Table(title="live sweeps", title_justify="left")
+    for column in ("sweep", "project", "owner", "share", "priority", "queued", "running", "done", "ETA"):
+        table.add_column(column, justify="right" if column in ("share", "priority", "queued", "running") else "left")
+    running: list[tuple[str, str, str, str, str, str]] = []
+    for sweep in sweeps:
+        table.add_row(
+            str(sweep.get("sweep")),
+            str(sweep.get("project")),
+            str(sweep.get("owner")),
+            f"{float(sweep.get('share') or 1):g}",
+            str(sweep.get("priority") or 0),
+            str(sweep.get("queued")),
+            str(sweep.get("running")),
+            f"{sweep.get('done')}/{sweep.get('total')}",
+            _eta(sweep.get("eta_s")),
+        )
+        for trial in sweep.get("running_trials") or []:
+            gpu = trial.get("gpu")
+            running.append(
+                (
+                    str(trial.get("host")),
+                    "-" if gpu in (None, "") else str(gpu),
+                    str(sweep.get("project")),
+                    str(sweep.get("sweep")),
+                    str(trial.get("trial")),
+                    str(trial.get("since")),
+                )
+            )
+    console.print(table)
+    if running:
+        where = Table(title="running now", title_justify="left")
+        for column in ("host", "GPU", "project", "sweep", "trial", "since (UTC)"):
+            where.add_column(column)
+        for row in sorted(running):
+            where.add_row(*row)
+        console.print(where)

@@ -88,6 +88,21 @@ if TYPE_CHECKING:
     help="Stop a trial's command after DURATION (90, 90s, 30m, 2h): recorded FAILURE, retried with --retries.",
 )
 @click.option(
+    "--share",
+    type=click.FloatRange(min=0.01, max=1000),
+    default=1.0,
+    show_default=True,
+    help="Weight of this sweep among the live sweeps of the cluster: --share 3 holds three times the slots "
+    "of a sweep of share 1 while both have trials to run.",
+)
+@click.option(
+    "--priority",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Live sweeps of a higher priority get the free slots first (running trials are never stopped).",
+)
+@click.option(
     "--resume",
     "resume_id",
     metavar="SWEEP_ID",
@@ -159,14 +174,18 @@ def sweep_command(**given: Any) -> None:
         console.print_dry_run(spec, REGISTERED.get(spec.task))
         return
     if options.detach:
-        given_broker = click.get_current_context().get_parameter_source("broker_url") == ParameterSource.COMMANDLINE
-        if options.local or given_broker or spec is None:
+        if options.local or _given("broker_url") or spec is None:
             from mlframework.exceptions import ConfigError
 
             raise ConfigError("--detach runs on the cluster of config.sh: not with --local, --broker or --resume")
         _detach(spec)
         return
     sys.exit(_run(options, spec, console))
+
+
+def _given(name: str) -> bool:
+    """Whether the option ``name`` (click's parameter name) was typed on the command line."""
+    return click.get_current_context().get_parameter_source(name) == ParameterSource.COMMANDLINE
 
 
 def _resumed(options: SweepOptions) -> SweepOptions:
@@ -219,6 +238,8 @@ def _run(options: SweepOptions, spec: SweepSpec | None, console: SweepConsole) -
                 observer,
                 resend_in_flight=local_mode,
                 health_check=health_check,
+                share=options.share if _given("share") else None,
+                priority=options.priority if _given("priority") else None,
             )
         return run_sweep(spec, broker, observer, health_check=health_check)
 

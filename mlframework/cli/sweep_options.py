@@ -36,6 +36,8 @@ class SweepOptions:
     max_starts: int = 3
     max_batch: int = 200
     trial_timeout: float | None = None  # seconds
+    share: float = 1.0
+    priority: int = 0
     resume_id: str | None = None
     detach: bool = False
     search_name: str | None = None
@@ -131,6 +133,8 @@ def spec_from_options(options: SweepOptions) -> SweepSpec:
         max_starts=options.max_starts,
         max_batch=options.max_batch,
         trial_timeout=options.trial_timeout,
+        share=options.share,
+        priority=options.priority,
     )
 
 
@@ -143,6 +147,8 @@ def spec_options(spec: SweepSpec) -> list[str]:
     options = ["--task", spec.task, "--retries", str(spec.retries)]
     options += ["--max-starts", str(spec.max_starts), "--max-batch", str(spec.max_batch)]
     options += ["--trial-timeout", format_duration(spec.trial_timeout)] if spec.trial_timeout is not None else []
+    options += ["--share", f"{spec.share:g}"] if spec.share != 1.0 else []
+    options += ["--priority", str(spec.priority)] if spec.priority else []
     options += ["--metric", spec.metric] if spec.metric else []
     options += ["--mode", spec.mode] if spec.mode else []
     search = spec.search

@@ -23,6 +23,7 @@ from mlframework.cluster.recorded import broker_endpoint, load_cluster
 from mlframework.cluster.spec import ClusterSpec
 from mlframework.cluster.ssh.remote import HostSession, SSHOptions
 from mlframework.exceptions import ConfigError, SweepError
+from mlframework.sweep.wire import lab
 from mlframework.sweep.wire.ids import check_sweep_id
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ def start_detached(
             command=command,
             environment={
                 envvars.BROKER_URL: secrets.broker_url(host, port),
+                envvars.OWNER: lab.owner(),  # the lab sees who started it, not the master's container user
                 "PYTHONPATH": services.CONTAINER_SOURCE,
                 "HOME": "/tmp",
                 "COLUMNS": "160",

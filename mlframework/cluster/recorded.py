@@ -18,8 +18,11 @@ from mlframework.cluster import services
 from mlframework.cluster.config_file import load_config
 from mlframework.cluster.secrets import DEFAULT_SECRETS_PATH, ClusterSecrets
 from mlframework.cluster.spec import CONFIG_FILE, ClusterSpec
-from mlframework.exceptions import ConfigError, ServiceError
+from mlframework.exceptions import ConfigError, ServiceError, SweepError
+from mlframework.sweep.wire import lab
 from mlframework.sweep.wire.app import BrokerSettings, create_app
+from mlframework.sweep.wire.connection import connect
+from mlframework.sweep.wire.lab import SweepState
 
 
 def _this_machine_address(toward: str) -> str:
@@ -101,3 +104,20 @@ def worker_status(broker: BrokerSettings, timeout: float = 3.0) -> list[str]:
     finally:
         app.close()
     return sorted(name for reply in replies for name in reply)
+
+
+def live_sweeps(broker: BrokerSettings, timeout: float = 3.0) -> list[SweepState]:
+    """The live sweeps of the broker, as their drivers announce them (``sweep/wire/lab.py``); [] in embedded mode."""
+    app = create_app(broker)
+    try:
+        connection = connect(app, broker, timeout=timeout)
+        try:
+            return lab.live_sweeps(connection) if lab.supported(connection) else []
+        finally:
+            connection.release()
+    except SweepError as exc:  # connect()'s one line
+        raise ServiceError(str(exc)) from None
+    except (OperationalError, OSError) as exc:
+        raise ServiceError(f"cannot reach the broker at {broker.redacted_url()}: {exc}") from None
+    finally:
+        app.close()

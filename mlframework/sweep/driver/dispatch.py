@@ -181,6 +181,8 @@ class Dispatcher:
     controls: dict[str, Any] = field(default_factory=dict)  # trial_controls()
     epoch: int = 0  # the sweep's live epoch its messages carry (sweep/wire/liveness.py)
     sent: int = 0  # trials sent this session (resent lost ones counted by the caller)
+    priority: int | None = None  # the message priority of what is sent now (None: the broker's default)
+    last_sent: list[str] = field(default_factory=list)  # ids of the trials the last send() sent
 
     def _trial(self, index: int, attempt: int) -> TrialRef:
         # A dict literal: this runs once per trial sent, a million times for a big grid.
@@ -206,6 +208,7 @@ class Dispatcher:
             task_id=task_id(self.sweep_id, trial["id"], attempt),
             queue=TRIAL_QUEUE,
             producer=producer,
+            priority=self.priority,
         )
 
     def _send_batch(self, producer: Any, entries: list[tuple[int, dict[str, Any]]]) -> None:
@@ -222,6 +225,7 @@ class Dispatcher:
             task_id=f"{self.sweep_id}.{first}+{len(batch)}",
             queue=TRIAL_QUEUE,
             producer=producer,
+            priority=self.priority,
         )
 
     def send(self, how_many: int, batch_size: Callable[[int], int] = lambda unsent: 1) -> int:
@@ -232,6 +236,7 @@ class Dispatcher:
         """
         source = self.source
         count = 0
+        self.last_sent = []
         pending: list[tuple[int, dict[str, Any]]] = []
         size = batch_size(source.total - source.next_index)
         with self.app.producer_or_acquire() as producer:
@@ -240,6 +245,7 @@ class Dispatcher:
                 if taken is None:
                     break
                 pending.append(taken)
+                self.last_sent.append(trial_id(taken[0], source.total))
                 count += 1
                 if len(pending) >= size:
                     self._send_batch(producer, pending)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,7 @@ from kombu.exceptions import OperationalError
 from mlframework.statuses import FAILURE
 from mlframework.sweep.driver import lock as driver_lock
 from mlframework.sweep.driver.dispatch import Dispatcher, GridSource, Pacing, TrialSource, trial_controls
+from mlframework.sweep.driver.fairshare import BACKLOG, URGENT, Allowance, Claim, SlotGauge, allowance
 from mlframework.sweep.driver.recovery import (
     LOST_CHECK_INTERVAL,
     Finish,
@@ -40,7 +42,7 @@ from mlframework.sweep.records.record import TrialRecord
 from mlframework.sweep.records.results import ResultsStore
 from mlframework.sweep.trials import tasks as task_registry
 from mlframework.sweep.trials.provenance import save_environment, with_project
-from mlframework.sweep.wire import liveness
+from mlframework.sweep.wire import lab, liveness
 from mlframework.sweep.wire.app import TRIAL_QUEUE, BrokerSettings
 from mlframework.sweep.wire.connection import DRIVER_HEARTBEAT, RECONNECT_SECONDS, connect
 from mlframework.sweep.wire.events import EventStream
@@ -92,32 +94,180 @@ class SweepRun:
         self.pacing = Pacing(spec.max_batch)
         self.source: TrialSource | None = None
         self.dispatcher: Dispatcher | None = None
+        # Fair share with the other live sweeps of the broker (sweep/driver/fairshare.py, sweep/wire/lab.py)
+        self.registry: lab.LabRegistry | None = None
+        self.gauge = SlotGauge()
+        self.running: dict[str, lab.RunningTrial] = {}  # trials started and not finished, this session
+        self.urgent: set[str] = set()  # trials sent first in line that no worker took yet
+        self.next_lab_poll = 0.0
+        self.next_announce = 0.0
+        self.worker_slots: int | None = None  # the pools' sizes, as the workers say (lab.worker_slots)
+        self.next_slot_count = 0.0
+        self.started_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         for record in list(store.records.values())[-20:]:
             self.pacing.observe(record.get("duration_s"))
 
+    def _outstanding(self) -> int:
+        """Trials sent (this session or before) and not recorded yet."""
+        assert self.dispatcher is not None
+        return self.dispatcher.sent + len(self.awaiting) - len(self.store.records) + self.store.recorded_before
+
+    def _allowance(self) -> Allowance:
+        """What fair share with the other live sweeps allows (alone: the backlog, as ever)."""
+        registry, source = self.registry, self.source
+        assert source is not None
+        if registry is None:
+            return Allowance(urgent=0, backlog=True)
+        others = registry.others()
+        claims = [
+            Claim(
+                str(other.get("sweep")),
+                float(other.get("share") or 1.0),
+                int(other.get("priority") or 0),
+                int(other.get("running") or 0),
+                bool(other.get("wants")),
+            )
+            for other in others
+        ]
+        me = Claim(self.sweep_id, self.spec.share, self.spec.priority, len(self.running), not source.exhausted)
+        return allowance(me, claims, self._slots())
+
+    def _slots(self) -> int:
+        """The cluster's trial slots: what the workers say, else the most this driver and the others saw busy."""
+        if self.worker_slots:
+            return self.worker_slots
+        others = self.registry.others() if self.registry is not None else []
+        return max([self.gauge.slots, *(int(other.get("slots") or 0) for other in others)])
+
+    def _lookahead(self, unsent: int) -> int:
+        """Trials a driver on a shared broker keeps queued beyond its running ones: about a message for half the slots.
+
+        Little enough that a sweep starting later finds its first trial run on one of the next few free slots;
+        enough that a slot that frees finds a trial waiting while the driver sends the next.
+        """
+        return max(1, math.ceil(self._slots() / 2)) * max(1, self.pacing.batch_size(unsent))
+
     def _room(self, window: int) -> int:
-        """How many trials may be sent now."""
+        """How many trials may be sent now to the backlog (0 while other sweeps share the cluster)."""
         dispatcher, source = self.dispatcher, self.source
         assert dispatcher is not None and source is not None
-        if source.exhausted:
+        if source.exhausted or not self._allowance().backlog:
             return 0
-        outstanding = dispatcher.sent + len(self.awaiting) - len(self.store.records) + self.store.recorded_before
+        outstanding, unsent = self._outstanding(), self.total - source.next_index
         room = source.room(outstanding)
         if room is not None:
             return room
-        return self.pacing.room(window, outstanding, self.total - source.next_index, len(self.seen), dispatcher.sent)
+        if self.registry is not None:
+            window = min(window, len(self.running) + self._lookahead(unsent))
+        return self.pacing.room(window, outstanding, unsent, len(self.seen), dispatcher.sent)
+
+    def _urgent_room(self) -> int:
+        """How many trials to send first in line now: this sweep's missing share, while others share the cluster."""
+        source = self.source
+        assert source is not None
+        if self.registry is None or source.exhausted:
+            return 0
+        share = self._allowance()
+        if share.backlog:
+            return 0
+        room = share.urgent - len(self.urgent)
+        limit = source.room(self._outstanding())
+        return max(0, room if limit is None else min(room, limit))
 
     def _done(self) -> bool:
         assert self.source is not None
         return self.source.done(len(self.store.records))
 
     def _dispatch(self, window: int) -> None:
-        room = self._room(window)
         assert self.dispatcher is not None and self.source is not None
+        urgent = self._urgent_room()
+        if urgent > 0:  # one trial a message: a worker that takes it is one slot for this sweep
+            self.dispatcher.priority = URGENT
+            if self.dispatcher.send(urgent):
+                self.urgent.update(self.dispatcher.last_sent)
+                self.store.note_dispatched(self.source.next_index)
+            return
+        room = self._room(window)
         pacing = self.pacing
         batch_size = (lambda unsent: max(1, pacing.batch_size(unsent))) if self.source.batched else (lambda _: 1)
+        self.dispatcher.priority = None if self.registry is None else BACKLOG
         if room > 0 and self.dispatcher.send(room, batch_size):
             self.store.note_dispatched(self.source.next_index)
+
+    # -- the lab: the other live sweeps of the broker --------------------------------
+
+    def _state(self) -> lab.SweepState:
+        """What this driver announces to the other sweeps and to `mlframework status`."""
+        assert self.source is not None
+        done, running = len(self.store.records), len(self.running)
+        seconds = self.pacing.trial_seconds
+        return {
+            "sweep": self.sweep_id,
+            "project": Path(self.spec.project_dir).name,
+            "owner": str(self.meta.get("owner") or lab.owner()),
+            "share": self.spec.share,
+            "priority": self.spec.priority,
+            "total": self.total,
+            "done": done,
+            "running": running,
+            "queued": max(0, self._outstanding() - running),
+            "wants": not self.source.exhausted,
+            "eta_s": (self.total - done) * seconds / running if seconds is not None and running else None,
+            "started_at": self.started_at,
+            "slots": self._slots(),
+            "running_trials": list(self.running.values())[:256],
+        }
+
+    def _join_lab(self) -> None:
+        """Meet the other live sweeps of the broker before sending anything (RabbitMQ only)."""
+        if not lab.supported(self.connection):
+            return
+        self.registry = lab.LabRegistry(self.connection, self.sweep_id)
+        self._count_slots()
+        self.registry.announce(self._state())  # the others stop growing their backlogs now
+        self.registry.hello()
+        deadline = time.monotonic() + lab.HELLO_SECONDS
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            self.registry.poll()
+        self.next_announce = time.monotonic() + lab.ANNOUNCE_SECONDS
+
+    def _lab_tick(self) -> None:
+        """Read what the other sweeps announced; announce this one once a period (or at once to a newcomer)."""
+        registry = self.registry
+        if registry is None:
+            return
+        now = time.monotonic()
+        if now >= self.next_lab_poll:
+            registry.poll()
+            self.next_lab_poll = now + 0.25
+            others = registry.others()
+            self.gauge.observe(len(self.running) + sum(int(other.get("running") or 0) for other in others), now)
+        if now >= self.next_slot_count:
+            self._count_slots()
+        if registry.hello_received or now >= self.next_announce:
+            registry.hello_received = False
+            registry.announce(self._state())
+            self.next_announce = now + lab.ANNOUNCE_SECONDS
+
+    def _count_slots(self) -> None:
+        """Ask the workers how many trials they run at once (again a minute later: workers come and go)."""
+        try:
+            self.worker_slots = lab.worker_slots(self.app, self.connection) or self.worker_slots
+        except self._connection_errors():
+            log.debug("counting the workers' slots failed", exc_info=True)
+        self.next_slot_count = time.monotonic() + 60.0
+
+    def _leave_lab(self) -> None:
+        """Tell the others this sweep no longer claims slots (its driver ends)."""
+        registry, self.registry = self.registry, None
+        if registry is None:
+            return
+        try:
+            registry.goodbye()
+        except Exception:  # the broker may be gone: the others then forget this sweep after EXPIRE_SECONDS
+            log.debug("saying goodbye to the lab failed", exc_info=True)
+        registry.close()
 
     def unrecorded_below(self, end: int) -> set[str]:
         """Trials of grid index < ``end`` with no record."""
@@ -146,6 +296,7 @@ class SweepRun:
             return
         trial = event["trial"]
         self.seen.add(trial)
+        self.urgent.discard(trial)
         if event["type"] == "started":
             self._started(event)
         elif event["type"] == "output":
@@ -188,6 +339,13 @@ class SweepRun:
             }
             self._finished(given_up, final=True)  # type: ignore[arg-type]  # a started event made a record
             return
+        self.running[trial] = {
+            "trial": trial,
+            "host": str(event.get("host") or ""),
+            "worker": str(event.get("worker") or ""),
+            "gpu": event.get("gpu"),
+            "since": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
         self.observer.trial_started(dict(event))
 
     def _returned(self, event: ReturnedEvent) -> None:
@@ -203,6 +361,7 @@ class SweepRun:
 
     def _finished(self, event: FinishedEvent, final: bool = False) -> None:
         trial, attempt = event["trial"], event["attempt"]
+        self.running.pop(trial, None)
         if event.get("stopped") == "cancelled":  # stopped by `mlframework cancel`: no record, --resume runs it
             log.info("trial %s was stopped by a cancel: not recorded", trial)
             return
@@ -300,6 +459,8 @@ class SweepRun:
         )
         if self.lock is not None:
             self.lock = driver_lock.acquire(self.connection, self.sweep_id)  # refused if another took over meanwhile
+        if self.registry is not None:
+            self.registry = lab.LabRegistry(self.connection, self.sweep_id)
         stream = self._stream()
         log.warning("reconnected to the broker; the sweep goes on")
         return stream
@@ -338,6 +499,7 @@ class SweepRun:
             liveness.mark_live(self.connection, self.sweep_id, epoch)
             stream = self._stream()
             self._open_source(start, epoch)
+            self._join_lab()
             self.observer.argument_style = task_registry.argument_style(self.spec.task)
             dropped = false_warning(self.observer.argument_style, parameter_values(self.spec.parameters))
             if dropped:
@@ -352,8 +514,12 @@ class SweepRun:
             while not self._done() and not self.cancelled:
                 try:
                     self._dispatch(window)
-                    stream.drain(timeout=0.1, until=lambda: self._room(window) > 0 or self._done())
+                    stream.drain(
+                        timeout=0.1,
+                        until=lambda: self._urgent_room() > 0 or self._room(window) > 0 or self._done(),
+                    )
                     self.connection.heartbeat_check()
+                    self._lab_tick()
                     if self.awaiting and time.monotonic() >= next_lost_check:
                         self.resend_lost()
                         next_lost_check = time.monotonic() + LOST_CHECK_INTERVAL
@@ -375,6 +541,7 @@ class SweepRun:
             self.cancelled = self.cancelled or cancel_recorded(store.directory)
             raise
         finally:
+            self._leave_lab()
             store.close()
             if self.source is not None:
                 self.source.close()

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mlframework import __version__
+from mlframework import __version__, envvars
 from mlframework.exceptions import ConfigError, SweepError
 from mlframework.sweep.driver import lock as driver_lock
 from mlframework.sweep.driver.loop import SweepRun
@@ -38,7 +38,7 @@ from mlframework.sweep.params.space import SearchSpace, load_space
 from mlframework.sweep.records.results import ResultsStore
 from mlframework.sweep.search.plan import SearchPlan, SearchSettings
 from mlframework.sweep.trials.provenance import read_project_revision
-from mlframework.sweep.wire import liveness
+from mlframework.sweep.wire import lab, liveness
 from mlframework.sweep.wire.app import BrokerSettings, create_app
 from mlframework.sweep.wire.connection import DRIVER_HEARTBEAT
 from mlframework.sweep.wire.connection import connect as _connect
@@ -155,12 +155,15 @@ def run_sweep(
         "max_starts": spec.max_starts,
         "max_batch": spec.max_batch,
         "trial_timeout": spec.trial_timeout,
+        "share": spec.share,
+        "priority": spec.priority,
         "requested_metric": spec.metric,
         "requested_mode": spec.mode,
         "status": "running",
         "epoch": 0,
         "created_at": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "driver_host": socket.gethostname(),
+        "owner": os.environ.get(envvars.OWNER) or lab.owner(),
         "driver_pid": os.getpid(),  # with driver_host: whether a "running" sweep's driver still lives
         "broker": broker.redacted_url(),
         "mlframework_version": __version__,
@@ -190,6 +193,8 @@ def resume_sweep(
     health_check: Callable[[], None] | None = None,
     connect_timeout: float = 10.0,
     heartbeat: float = DRIVER_HEARTBEAT,
+    share: float | None = None,
+    priority: int | None = None,
 ) -> SweepOutcome:
     """Finish the sweep ``results_root/sweep_id``: trials with a record are never run again.
 
@@ -198,6 +203,7 @@ def resume_sweep(
     are awaited, not sent again, unless ``resend_in_flight`` (embedded mode,
     whose broker died with the driver) or the broker holds them nowhere (no
     trial queued, no worker running them): then they are sent again.
+    ``share`` and ``priority`` replace the recorded ones when given.
     """
     from mlframework.sweep.records.catalog import read_meta  # catalog reads results with this module's ranking
 
@@ -226,6 +232,8 @@ def resume_sweep(
         int(meta.get("max_starts") or 3),
         int(meta.get("max_batch") or 1),
         meta.get("trial_timeout"),
+        share=float(meta.get("share") or 1.0) if share is None else share,
+        priority=int(meta.get("priority") or 0) if priority is None else priority,
     )
     check_task(spec.project_dir, spec.task)
     app = create_app(broker)
@@ -240,6 +248,8 @@ def resume_sweep(
         driver_host=socket.gethostname(),
         driver_pid=os.getpid(),
         epoch=epoch,
+        share=spec.share,
+        priority=spec.priority,
     )
     meta.setdefault("resumed_at", []).append(_dt.datetime.now().astimezone().isoformat(timespec="seconds"))
     try:

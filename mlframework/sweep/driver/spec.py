@@ -37,6 +37,8 @@ class SweepSpec:
     max_starts: int = 3  # a trial started this often without finishing (its worker died) is FAILURE
     max_batch: int = 200  # most trials one message carries when trials are short (1: one per message)
     trial_timeout: float | None = None  # seconds a trial's command may run before it is stopped and FAILURE
+    share: float = 1.0  # its weight among the live sweeps of a cluster (sweep/driver/fairshare.py)
+    priority: int = 0  # live sweeps of a higher priority get free slots first
 
     @property
     def search(self) -> SearchPlan | None:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from celery import Celery
+from kombu.entity import Exchange, Queue
 
 from mlframework import envvars
 from mlframework.exceptions import ConfigError
@@ -46,7 +47,21 @@ LEASE_SETTING = "mlframework_lease_seconds"
 
 #: The queue trials wait in. Named so that it never mixes with another Celery
 #: application's default ``celery`` queue on a shared broker.
-TRIAL_QUEUE = "mlframework.trials"
+TRIAL_QUEUE = "mlframework.trials.fair"
+#: Its message priorities: 0 for a sweep's backlog, 1 for the trials fair share puts first in line
+#: (sweep/driver/fairshare.py). A queue's priorities are fixed when it is declared, hence the queue's new
+#: name: an older broker's ``mlframework.trials``, declared without them, is left alone.
+TRIAL_QUEUE_MAX_PRIORITY = 1
+
+
+def trial_queue() -> Queue:
+    """The trial queue as every app declares it (drivers and workers alike)."""
+    return Queue(
+        TRIAL_QUEUE,
+        Exchange(TRIAL_QUEUE, "direct"),
+        routing_key=TRIAL_QUEUE,
+        queue_arguments={"x-max-priority": TRIAL_QUEUE_MAX_PRIORITY},
+    )
 
 
 @dataclass(frozen=True)
@@ -119,6 +134,7 @@ def sweep_defaults() -> dict[str, Any]:
         LEASE_SETTING: 600.0,
         "task_ignore_result": True,
         "task_default_queue": TRIAL_QUEUE,
+        "task_queues": (trial_queue(),),
         "broker_connection_retry_on_startup": True,
         "broker_connection_retry": True,
         "broker_connection_max_retries": None,

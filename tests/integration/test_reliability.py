@@ -226,9 +226,9 @@ def test_a_broker_restart_mid_sweep_loses_nothing(tmp_path, broker, rabbitmq):
 
 
 def test_a_pickled_message_on_the_trial_queue_is_refused_and_never_run(tmp_path, broker, rabbitmq):
-    from kombu import Connection, Exchange, Producer, Queue
+    from kombu import Connection, Producer
 
-    from mlframework.sweep.wire.app import TRIAL_QUEUE
+    from mlframework.sweep.wire.app import TRIAL_QUEUE, trial_queue
 
     project = make_project(tmp_path / "proj", "x: [1]\nsleep: [0]\n", extra_tasks=COUNTED)
     with LocalWorker(broker, project, 1, tmp_path / "w.log", node_name="w@%h"):
@@ -239,7 +239,7 @@ def test_a_pickled_message_on_the_trial_queue_is_refused_and_never_run(tmp_path,
                 serializer="pickle",
                 exchange=TRIAL_QUEUE,
                 routing_key=TRIAL_QUEUE,
-                declare=[Queue(TRIAL_QUEUE, Exchange(TRIAL_QUEUE, "direct"), routing_key=TRIAL_QUEUE)],
+                declare=[trial_queue()],
                 headers={"lang": "py", "task": "counted", "id": "evil.t0000", "argsrepr": "", "kwargsrepr": ""},
             )
         time.sleep(3)

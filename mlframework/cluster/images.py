@@ -47,7 +47,10 @@ PULL_ADVICE = (
     "check the name and tag, that the host reaches the registry (docker login there for a private one), "
     "or put the image there with --image-source ship"
 )
-LOAD_ADVICE = "check the free disk space of the host's Docker (docker system df) and run infrainit again"
+LOAD_ADVICE = (
+    "run infrainit again (the image is shipped anew); if it fails again, check the free disk space of the host's "
+    "Docker (docker system df)"
+)
 
 
 def run_advice(image: str) -> str:

@@ -43,8 +43,14 @@ def _echo(line: str) -> None:
 @click.option("-m", "master", help="Where RabbitMQ, the master and Flower run: local or a host number.")
 @click.option("-w", "workers", help="Where workers run: local and/or host numbers, comma-separated.")
 @click.option("-b", "broker", help="host[:port] of a running broker, when no master is started (-m).")
-@click.option("--base-image", help="Base image of the worker image  [default: python:3.11-slim]")
-@click.option("--broker-image", help="RabbitMQ image  [default: rabbitmq:3-management]")
+@click.option(
+    "--base-image",
+    help="Base image of the worker image: name[:tag], registry[:port]/name:tag or name@sha256:...  "
+    "[default: python:3.11-slim]",
+)
+@click.option(
+    "--broker-image", help="RabbitMQ image, named as --base-image (no tag: :latest)  [default: rabbitmq:3-management]"
+)
 @click.option(
     "--image-source", type=click.Choice(["build", "ship"]), help="build on each host, or build here and ship."
 )

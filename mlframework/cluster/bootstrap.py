@@ -209,7 +209,10 @@ def start_workers(
         for stale in services.cluster_containers(client, spec.cluster_name, role="worker"):
             if stale.name not in wanted:  # e.g. a GPU that is gone
                 stale.remove(force=True)
-        created = [services.apply(client, spec.cluster_name, container_spec)[1] for container_spec in specs]
+        with images.docker_errors(
+            str(session.host), f"starting workers from image {worker_image}", images.run_advice(worker_image)
+        ):
+            created = [services.apply(client, spec.cluster_name, container_spec)[1] for container_spec in specs]
         kind = (
             f"{len(info.gpus)} GPU worker(s)" if info.gpus else f"1 CPU worker x {spec.cpu_slots or info.cpus} slot(s)"
         )
@@ -323,7 +326,9 @@ def infrainit(
         report(f"files in ~/{spec.remote_path} on every host ({changed} changed)")
         tag = provide_images(spec, sessions, repo_root, project_dir, report)
         if spec.master is not None:
-            start_master(spec, sessions[spec.master], secrets, tag, report)
+            doing = f"starting RabbitMQ from image {spec.broker_image} (Flower from {tag})"
+            with images.docker_errors(str(spec.master), doing, images.run_advice(spec.broker_image)):
+                start_master(spec, sessions[spec.master], secrets, tag, report)
         nodes = start_workers(spec, sessions, facts, secrets, tag, report)
         host, port = broker_endpoint(spec, from_here=True)
         settings = BrokerSettings(secrets.broker_url(host, port))
@@ -340,7 +345,8 @@ def clean(
     """
 
     def remove(session: HostSession) -> list[str]:
-        with session:
+        advice = "check that host's Docker (docker info), then run infra_clean.sh again"
+        with session, images.docker_errors(str(session.host), f"removing the containers of {cluster}", advice):
             client = session.docker()
             names = services.remove_cluster(client, cluster)
             gone = services.remove_volumes(client, cluster) if volumes else []
@@ -376,7 +382,8 @@ def update_files(
                 }
                 if current and current != {tag}:
                     report(f"{session.host}: requirements changed; run infrainit -f to rebuild the worker image")
-                names = services.restart_workers(client, spec.cluster_name)
+                with images.docker_errors(str(session.host), f"restarting the workers ({tag})", images.run_advice(tag)):
+                    names = services.restart_workers(client, spec.cluster_name)
                 restarted.update({node: str(session.host) for node in services.worker_nodes(client, spec.cluster_name)})
                 report(f"{session.host}: {changed} file(s) changed, restarted {len(names)} worker(s)")
             else:

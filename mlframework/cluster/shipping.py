@@ -7,6 +7,9 @@ this machine's. Each image is saved here once (``docker save``) and loaded on
 the hosts that lack it in parallel (``docker load`` over each host's SSH
 connection); a host that has it is skipped. An image this machine lacks is
 left alone where every host has it (by name), else pulled here first, or named in the error.
+Names are read as Docker reads them: ``mylab/rabbitmq`` is shipped as
+``mylab/rabbitmq:latest`` (:mod:`~mlframework.cluster.image_names`); a Docker
+error names the host and the image in one line.
 """
 
 from __future__ import annotations
@@ -17,43 +20,44 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from docker.errors import APIError, ImageNotFound
+from docker.errors import DockerException, ImageNotFound
 
 from mlframework.cluster import images
 from mlframework.cluster.ssh.group import on_hosts
 from mlframework.cluster.ssh.remote import HostSession
 from mlframework.exceptions import ServiceError
 
+_DAEMON_ADVICE = "check that host's Docker (docker info)"
+
 log = logging.getLogger(__name__)
 
 
 def _local_id(local: Any, name: str) -> str:
-    try:
-        return str(local.images.get(name).id)
-    except ImageNotFound:
-        pass
+    with images.docker_errors(images.HERE, f"looking for image {name}", "check this machine's Docker (docker info)"):
+        try:
+            return str(local.images.get(name).id)
+        except ImageNotFound:
+            pass
     try:
         return str(local.images.pull(name).id)
-    except APIError as exc:
+    except DockerException as exc:
         raise ServiceError(
             f"--image-source ship: image {name} is not in this machine's Docker and cannot be pulled "
-            f"({exc.explanation or exc}); load it here with docker load"
+            f"({images.said_by_docker(exc)}); check its name and tag, or load it here with docker load"
         ) from None
 
 
 def _has_local(local: Any, name: str) -> bool:
-    try:
-        local.images.get(name)
-        return True
-    except ImageNotFound:
-        return False
+    with images.docker_errors(images.HERE, f"looking for image {name}", "check this machine's Docker (docker info)"):
+        return images.has_image(local, name)
 
 
 def _host_id(session: HostSession, name: str) -> str | None:
-    try:
-        return str(session.docker().images.get(name).id)
-    except ImageNotFound:
-        return None
+    with images.docker_errors(str(session.host), f"looking for image {name}", _DAEMON_ADVICE):
+        try:
+            return str(session.docker().images.get(name).id)
+        except ImageNotFound:
+            return None
 
 
 def _load(session: HostSession, tarball: Path, name: str) -> None:

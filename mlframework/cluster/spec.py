@@ -38,6 +38,7 @@ from mlframework.cluster.hosts import (
     parse_host_refs,
     said,
 )
+from mlframework.cluster.image_names import FORMS, parse_image
 from mlframework.exceptions import ConfigError
 
 __all__ = [
@@ -57,7 +58,6 @@ IMAGE_SOURCES = ("build", "ship")  # build on every host / build here and ship w
 
 _PATH_PART = re.compile(r"[A-Za-z0-9_.+@][A-Za-z0-9_.+@-]*")
 _CLUSTER_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
-_IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/@+-]*")
 
 
 # --------------------------------------------------------------------------- the cluster
@@ -295,6 +295,14 @@ def _build(raw: Mapping[str, object], label: Callable[[str], str]) -> ClusterSpe
     ssh_key = given("ssh_key")
     if ssh_key is not None and ssh_key.startswith("-"):
         raise ConfigError(f"{said(label('ssh_key'), ssh_key)}: not a key file name")
+    broker_image = _image(given("broker_image") or DEFAULT_BROKER_IMAGE, label("broker_image"))
+    if image_source == "ship" and parse_image(broker_image).pinned:
+        # docker save|load carries tags but no digests: the master could not find the image by this name.
+        raise ConfigError(
+            f"{said(label('broker_image'), broker_image)} with {said(label('image_source'), image_source)}: "
+            "docker load keeps no digest, so the master could not find the image by it; name it by tag "
+            "(name:tag), or use --image-source build so that the master pulls it by digest"
+        )
     return ClusterSpec(
         hosts=hosts,
         remote_path=remote_path,
@@ -304,7 +312,7 @@ def _build(raw: Mapping[str, object], label: Callable[[str], str]) -> ClusterSpe
         ssh_key=ssh_key,
         broker_address=broker,
         base_image=_image(given("base_image") or DEFAULT_BASE_IMAGE, label("base_image")),
-        broker_image=_image(given("broker_image") or DEFAULT_BROKER_IMAGE, label("broker_image")),
+        broker_image=broker_image,
         image_source=image_source,
         cpu_slots=_cpu_slots(raw.get("cpu_slots"), label("cpu_slots")),
         accept_new_host_keys=_flag(raw.get("accept_new_host_keys"), label("accept_new_host_keys")),
@@ -331,8 +339,11 @@ def _remote_path(text: str, option: str) -> str:
 
 
 def _image(text: str, option: str) -> str:
-    if not _IMAGE.fullmatch(text):
-        raise ConfigError(f"{said(option, text)}: not a Docker image reference")
+    """An image name as given, once Docker would read it (see :mod:`~mlframework.cluster.image_names`)."""
+    try:
+        parse_image(text)
+    except ValueError as exc:
+        raise ConfigError(f"{said(option, text)}: {exc}; write {FORMS}") from None
     return text
 
 

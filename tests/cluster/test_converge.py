@@ -5,13 +5,18 @@
   and a sweep runs.
 - After ``./infra_clean.sh`` plus deleting the secrets file (what the file's header advises): the same.
 - ``./infra_clean.sh --volumes --yes`` removes the broker's data volume too.
-- Hosts with only the base image, the broker image on this machine: ``--image-source ship`` ships both.
+- Hosts with only the base image, the broker image on this machine and named without a tag
+  (``--broker-image NAME``, meaning ``NAME:latest``): ``--image-source ship`` ships both and the broker runs; a
+  broker image that Docker cannot run there is one line naming host and image, exit 2, no traceback.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
+import io
+import tarfile
 
 import docker
 import pytest
@@ -116,28 +121,60 @@ def test_a_second_clone_and_deleted_secrets_take_over_the_hosts_of_a_first(
     assert test_hosts.docker(2).containers.list(all=True, filters={"label": f"{LABEL_CLUSTER}={cluster}"}) == []
 
 
+def _image_without_command(client, name):
+    """A tiny image (one file, FROM scratch) with no command: Docker refuses to create a container of it."""
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as archive:
+        for path, text in (("Dockerfile", b"FROM scratch\nCOPY marker /marker\n"), ("marker", b"x\n")):
+            info = tarfile.TarInfo(path)
+            info.size = len(text)
+            archive.addfile(info, io.BytesIO(text))
+    context.seek(0)
+    client.images.build(fileobj=context, custom_context=True, tag=name, rm=True)
+
+
 def test_hosts_with_only_the_base_image_get_worker_and_broker_images_shipped(
     test_hosts, rabbitmq_image, build_daemon_host, tmp_path_factory
 ):
     cluster = "mlft-ship"
-    ensure_rabbitmq_image(docker.DockerClient(base_url=build_daemon_host), rabbitmq_image)
+    builder = docker.DockerClient(base_url=build_daemon_host)
+    ensure_rabbitmq_image(builder, rabbitmq_image)
+    lab_image = "mlft-lab/rabbitmq"  # as people name an image of their own: no tag, which means :latest
+    builder.images.get(rabbitmq_image).tag(lab_image, "latest")
     host3 = test_hosts.docker(3)
     broker_id = host3.images.get(rabbitmq_image).id
     host3.images.remove(rabbitmq_image, force=True)  # host 3 now has the base image only
     env = script_env(test_hosts, build_daemon_host)
     repo = _clone(tmp_path_factory, "ship")
     try:
-        result = _infrainit(repo, env, test_hosts, rabbitmq_image, cluster, 3)
+        result = _infrainit(repo, env, test_hosts, lab_image, cluster, 3)
         assert result.returncode == 0, result.stdout + result.stderr
-        assert f"shipping {rabbitmq_image} to 1 host(s)" in result.stdout
+        assert f"shipping {lab_image} to 1 host(s)" in result.stdout
         assert "shipping mlframework-worker-mlft-ship:" in result.stdout
-        assert host3.images.get(rabbitmq_image).id == broker_id
+        assert host3.images.get(f"{lab_image}:latest").id == broker_id
+        assert host3.containers.get(f"{cluster}-broker").image.id == broker_id
         _sweep_succeeds(repo, env, "shipped")
         again = run(repo, "scripts/infrainit.sh", "-f", env=env, timeout=600)
         assert again.returncode == 0, again.stdout + again.stderr
         assert "shipping" not in again.stdout, "an image the host has (same id) is shipped again"
+
+        # A broker image Docker cannot run on the master: one line naming the host and the image, exit 2.
+        broken = "mlft-lab/no-command"
+        _image_without_command(builder, broken)
+        failed = run(repo, "scripts/infrainit.sh", "-f", "--broker-image", broken, env=env, timeout=600)
+        assert failed.returncode == 2, failed.stdout + failed.stderr
+        assert "Traceback" not in failed.stderr
+        (line,) = [line for line in failed.stderr.splitlines() if line.strip()]
+        assert line.startswith(f"mlframework: error: {test_hosts.host(3).destination}: ") and broken in line, line
+        assert "no command specified" in line.lower() and f"docker run --rm {broken}" in line, line
     finally:
         clean = run(repo, "./infra_clean.sh", "--volumes", "--yes", env=env, timeout=300)
-        if not test_hosts.docker(3).images.list(name=rabbitmq_image):
+        if host3.images.list(name=lab_image) and not host3.images.list(name=rabbitmq_image):
+            repository, tag = rabbitmq_image.rsplit(":", 1)
+            host3.images.get(lab_image).tag(repository, tag)  # the name the tests after this one use
+        for name in (lab_image, "mlft-lab/no-command"):
+            with contextlib.suppress(docker.errors.APIError):  # a container clean-up missed keeps its image
+                host3.images.remove(name)
+        if not host3.images.list(name=rabbitmq_image):
             pytest.fail("the broker image is missing on host 3 for the tests after this one")
     assert clean.returncode == 0, clean.stdout + clean.stderr

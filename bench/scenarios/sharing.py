@@ -21,6 +21,7 @@ from pathlib import Path
 
 from bench.context import PROJECT, Context, measure
 from bench.figures import Figure, Target
+from mlframework import envvars
 
 SLOTS = 4
 TRIAL_SECONDS = 2.0
@@ -40,7 +41,7 @@ def _overlap(ctx: Context, url: str, a_trials: int, b_trials: int) -> tuple[floa
     work = Path(tempfile.mkdtemp(prefix="sharing-", dir=ctx.workdir))
     for name, count, first in (("a", a_trials, 0), ("b", b_trials, 1000)):
         (work / f"{name}.yml").write_text(f"i: !!python/tuple [{first}, {first + count}]\nseconds: [{TRIAL_SECONDS}]\n")
-    env = {**os.environ, "MLFRAMEWORK_BROKER_URL": url}
+    env = {**os.environ, envvars.BROKER_URL: url}
 
     def start(name: str) -> subprocess.Popen[bytes]:
         command = [sys.executable, "-m", "mlframework", "sweep", str(PROJECT), "-p", str(work / f"{name}.yml")]

@@ -100,6 +100,7 @@ def search_settings(options: SweepOptions) -> SearchSettings | None:
 def spec_from_options(options: SweepOptions) -> SweepSpec:
     """The spec of a new sweep (not --resume): its grid or search space read, every option checked."""
     from mlframework.sweep.params.grid_file import load_grid
+    from mlframework.sweep.params.settings import load_command
     from mlframework.sweep.params.space import load_space
     from mlframework.sweep.wire.ids import check_sweep_id
 
@@ -131,6 +132,7 @@ def spec_from_options(options: SweepOptions) -> SweepSpec:
         max_starts=options.max_starts,
         max_batch=options.max_batch,
         trial_timeout=options.trial_timeout,
+        command=load_command(options.parameters_path),  # the file's mlframework: section, if any
     )
 
 

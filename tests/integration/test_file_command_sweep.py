@@ -2,6 +2,8 @@
 
 Real embedded workers run the built-in command task on a script written here; the sweep is then
 resumed and one trial reproduced, each rebuilding the same command from what sweep.json records.
+On a real RabbitMQ, workers started as the cluster's containers start them (``celery -A
+mlframework.sweep.trials.worker``, the project named by MLFRAMEWORK_PROJECT) serve such a project too.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from mlframework.cluster.embedded.workers import LocalWorker
+from mlframework.sweep.wire.app import BrokerSettings
 
 pytestmark = pytest.mark.integration
 
@@ -155,3 +160,25 @@ def test_booleans_reach_the_script_as_values_in_the_trial_s_own_directory(tmp_pa
         assert records[trial]["command"].endswith(f"train.py --lr=0.5 --compile={compile_} --out_dir=out")
         assert f"cwd {work}" in (sweep_dir / "logs" / f"{trial}.log").read_text(), "cwd: trial"
         assert json.loads((work / "out" / "ckpt.pt").read_text())["compile"] is compile_
+
+
+def test_workers_on_rabbitmq_serve_a_project_with_no_tasks_py(tmp_path, rabbitmq):
+    project = _project(tmp_path, HYDRA_PARAMETERS)
+    with LocalWorker(BrokerSettings(url=rabbitmq.url), project, 2, tmp_path / "worker.log", node_name="w@%h"):
+        result = subprocess.run(
+            [sys.executable, "-m", "mlframework", "sweep", str(project), "--results", "res", "--metric", "val loss"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            env={**os.environ, "MLFRAMEWORK_BROKER_URL": rabbitmq.url, "COLUMNS": "200"},
+        )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (sweep_dir,) = (tmp_path / "res").iterdir()
+    records = _records(sweep_dir)
+    assert {r["status"] for r in records.values()} == {"SUCCESS"} and len(records) == 2
+    for trial, lr in (("t0000", 0.1), ("t0001", 0.2)):
+        out = (sweep_dir / "work" / trial / "out").resolve()
+        assert records[trial]["command"] == f"python train.py lr={lr} a.b=1 +c=x --out_dir={out}"
+        assert (out / "ckpt.pt").is_file()
+    assert "best: val loss=0.1 in t0000" in result.stdout

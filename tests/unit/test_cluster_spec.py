@@ -190,7 +190,7 @@ def test_project_dir(tmp_path: Path) -> None:
 
 def test_repo_sample_projects_resolve() -> None:
     root = Path(__file__).resolve().parents[2]
-    for name in ("mnist", "sklearn_digits"):
+    for name in ("mnist", "sklearn_digits", "byo_command"):  # byo_command: no tasks.py, its command in parameters.yml
         assert find_project(ClusterSpec.from_options(**options(project=name)), root).name == name
 
 

@@ -259,11 +259,11 @@ def _drive_local(
     from mlframework.sweep.driver.run import check_task
 
     assert options.project_dir is not None
-    if spec is not None:  # before any worker starts: a project with no tasks.py needs the file's command
-        check_task(Path(options.project_dir).resolve(), spec.task, spec.command)
     # Its workers run this very Python: a tasks.py that does not import here fails there too.
     if (options.project_dir / "tasks.py").is_file():
         check_importable(options.project_dir)
+    if spec is not None:  # before any worker starts: no tasks.py and no command in the file, or both give it
+        check_task(Path(options.project_dir).resolve(), spec.task, spec.command)
     with EmbeddedCluster(options.project_dir, workers=options.workers, gpus=parse_gpu_option(options.gpus)) as cluster:
         search = spec.search if spec is not None else None
         if search is not None:  # embedded mode knows its slots: a search keeps each one busy

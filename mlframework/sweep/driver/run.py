@@ -180,7 +180,6 @@ def run_sweep(
         "id": sweep_id,
         "project": str(project_dir),
         "task": spec.task,
-        "command": spec.command.to_record() if spec.command is not None else None,  # the parameters file's
         "parameters_file": _absolute(spec.parameters.source),
         "parameters_sha256": _grid_digest(spec.parameters),
         "parameters": spec.parameters.names,
@@ -202,6 +201,8 @@ def run_sweep(
         "python": sys.version.split()[0],
         "project_revision": revision.as_dict() if revision else None,
     }
+    if spec.command is not None:  # the command the parameters file gives: --resume and reproduce run it again
+        meta["command"] = spec.command.to_record()
     try:
         store = ResultsStore.create(spec.results_root, meta, spec.parameters.names)
         if revision:

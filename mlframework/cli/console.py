@@ -363,6 +363,8 @@ class SweepConsole(SweepObserver):
 
     def warn_dropped_false(self, spec: SweepSpec) -> None:
         """One warning line when a false value leaves an option out (the default argument style)."""
-        warning = false_warning(self.argument_style, parameter_values(spec.parameters))
+        warning = false_warning(
+            self.argument_style, parameter_values(spec.parameters), in_file=spec.command is not None
+        )
         if warning:
             self.console.print(f"warning: {warning}", style="yellow", markup=False, soft_wrap=True)

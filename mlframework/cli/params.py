@@ -79,7 +79,7 @@ def params_command(parameters_file: Path, as_json: bool, count: bool, project_di
         else:
             for combination in grid:
                 click.echo(display(style.render(combination)))
-        warning = false_warning(style, parameter_values(grid))
+        warning = false_warning(style, parameter_values(grid), in_file=command is not None and function is command)
         if warning:
             click.echo(f"mlframework: warning: {warning}", err=True)
 

@@ -210,3 +210,14 @@ def test_a_reproduction_s_grid_carries_the_command(tmp_path):
     assert load_command(grid_file) == FileCommand(
         command.template, "hydra", ("c",), "project", command.env, str(grid_file)
     )
+
+
+def test_a_dropped_false_says_how_to_pass_it_in_the_file(tmp_path):
+    project = _project(tmp_path, text="mlframework:\n  command: python t.py {args}\nlr: [0.1]\ncompile: [false]\n")
+    for args in (["params", str(project / "parameters.yml")], ["sweep", str(project), "--dry-run"]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+        assert result.output.count("false leaves --compile out") == 1
+        assert (
+            "add arguments: booleans to the parameters file's mlframework: section (--compile=False)" in result.output
+        )

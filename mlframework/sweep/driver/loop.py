@@ -343,7 +343,9 @@ class SweepRun:
             self.observer.argument_style = (
                 command.argument_style if command is not None else task_registry.argument_style(self.spec.task)
             )
-            dropped = false_warning(self.observer.argument_style, parameter_values(self.spec.parameters))
+            dropped = false_warning(
+                self.observer.argument_style, parameter_values(self.spec.parameters), in_file=command is not None
+            )
             if dropped:
                 log.warning("%s", dropped)  # a false that silently drops an option: said once, at the start
             self.observer.sweep_started(self.sweep_id, self.total, store.directory)

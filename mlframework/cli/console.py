@@ -331,11 +331,12 @@ class SweepConsole(SweepObserver):
         line shows each trial as its script gets it (the seed's ``--name=value`` when not given).
         """
         self.argument_style = style_of(task_function)
+        what = f"task '{spec.task}'" if spec.command is None else "the command of the parameters file"
         search = spec.search
         if search is not None:
             self.console.print(
-                f"dry run: a {search.settings.sampler} search of {search.settings.trials} trial(s) of task "
-                f"'{spec.task}' over {search.space.source}:",
+                f"dry run: a {search.settings.sampler} search of {search.settings.trials} trial(s) of {what} "
+                f"over {search.space.source}:",
                 markup=False,
                 soft_wrap=True,
             )
@@ -348,9 +349,7 @@ class SweepConsole(SweepObserver):
             return
         grid = spec.grid
         total = grid.count
-        self.console.print(
-            f"dry run: {total} trial(s) of task '{spec.task}' from {grid.source}", markup=False, soft_wrap=True
-        )
+        self.console.print(f"dry run: {total} trial(s) of {what} from {grid.source}", markup=False, soft_wrap=True)
         for index, combination in enumerate(grid):
             if index >= limit:
                 self.console.print(f"... and {total - limit} more", markup=False, soft_wrap=True)
@@ -364,7 +363,9 @@ class SweepConsole(SweepObserver):
 
     def warn_dropped_false(self, spec: SweepSpec) -> None:
         """One warning line when a false value leaves an option out (the default argument style)."""
-        warning = false_warning(self.argument_style, parameter_values(spec.parameters))
+        warning = false_warning(
+            self.argument_style, parameter_values(spec.parameters), in_file=spec.command is not None
+        )
         if warning:
             self.console.print(f"warning: {warning}", style="yellow", markup=False, soft_wrap=True)
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from mlframework.sweep.params.settings import FileCommand
 
 
 @click.command("params")
@@ -24,7 +28,7 @@ import click
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     help="Show the options as this project's task renders them (train_task(arguments=...): "
     "--name value, --name=False, Hydra's name=value, ...; a command_task's whole command line); "
-    "imports its tasks.py  "
+    "imports its tasks.py. A file that gives its command (mlframework: command:) shows that command line  "
     "[default: the seed's --name=value]",
 )
 @click.option("--task", "task_name", default="train", show_default=True, help="The task of --project.")
@@ -37,13 +41,17 @@ def params_command(parameters_file: Path, as_json: bool, count: bool, project_di
     from mlframework.sweep.params.arguments import SEED_STYLE, display, false_warning, json_safe, style_of
     from mlframework.sweep.params.command import command_line, parameter_values, template_of
     from mlframework.sweep.params.grid_file import load_grid
+    from mlframework.sweep.params.settings import load_command
     from mlframework.sweep.params.space import is_search_space, load_space
     from mlframework.sweep.wire.ids import trial_id
 
+    command = load_command(parameters_file)  # the file's own command (mlframework: section), if it gives one
     if is_search_space(parameters_file):
         space = load_space(parameters_file)
         for line in space.describe():
             click.echo(line)
+        if command is not None:
+            click.echo(f"each trial runs: {display(command.template.words)}")
         return
     grid = load_grid(parameters_file)
     if count:
@@ -56,9 +64,9 @@ def params_command(parameters_file: Path, as_json: bool, count: bool, project_di
             out.write(("," if index else "") + "\n  " + json.dumps(json_safe(combination), allow_nan=False))
         out.write("\n]\n" if grid.count else "]\n")
     else:
-        function = _project_task(project_dir, task_name) if project_dir is not None else None
+        function = _project_task(project_dir, task_name, command) if project_dir is not None else command
         style = style_of(function) if function is not None else SEED_STYLE
-        if project_dir is None and any(isinstance(value, list) for p in grid.parameters for value in _few(p.values)):
+        if function is None and any(isinstance(value, list) for p in grid.parameters for value in _few(p.values)):
             click.echo(
                 "mlframework: list values are shown as one JSON argument each (the default style); "
                 "with --project DIR they are shown as that project's task passes them",
@@ -71,7 +79,7 @@ def params_command(parameters_file: Path, as_json: bool, count: bool, project_di
         else:
             for combination in grid:
                 click.echo(display(style.render(combination)))
-        warning = false_warning(style, parameter_values(grid))
+        warning = false_warning(style, parameter_values(grid), in_file=command is not None and function is command)
         if warning:
             click.echo(f"mlframework: warning: {warning}", err=True)
 
@@ -81,12 +89,16 @@ def _few(values: object) -> list[object]:
     return list(values) if isinstance(values, tuple) else []
 
 
-def _project_task(project_dir: Path, task_name: str) -> object:
-    """The project's task function (its tasks.py imported as the driver imports it)."""
+def _project_task(project_dir: Path, task_name: str, command: FileCommand | None) -> object:
+    """The project's task function (its tasks.py imported as the driver imports it), or the file's ``command``."""
     from mlframework.exceptions import ConfigError
     from mlframework.sweep.driver.preflight import check_importable
+    from mlframework.sweep.driver.run import check_task
     from mlframework.sweep.trials import tasks as task_registry
 
+    if command is not None:
+        check_task(project_dir.resolve(), task_name, command)  # a tasks.py that defines the task too: refused
+        return command
     check_importable(project_dir)
     function = task_registry.REGISTERED.get(task_name)
     if function is None:

@@ -43,7 +43,13 @@ if TYPE_CHECKING:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Grid to sweep  [default: PROJECT_DIR/parameters.yml]",
 )
-@click.option("--task", "task_name", default="train", show_default=True, help="Task of the project's tasks.py to run.")
+@click.option(
+    "--task",
+    "task_name",
+    default="train",
+    show_default=True,
+    help="Task of the project's tasks.py to run (the name of the parameters file's command, when it gives one).",
+)
 @results_option(RESULTS_HELP_RECEIVES)
 @click.option("--metric", help="Metric that ranks trials  [default: the first one reported, accuracy preferred]")
 @click.option("--mode", type=click.Choice(["max", "min"]), help="Whether a larger or smaller metric is better.")
@@ -169,9 +175,9 @@ def sweep_command(**given: Any) -> None:
         from mlframework.sweep.driver.run import check_parameters, check_task
         from mlframework.sweep.trials.tasks import REGISTERED
 
-        check_task(Path(spec.project_dir).resolve(), spec.task)  # its trials' commands as its script takes them
+        check_task(Path(spec.project_dir).resolve(), spec.task, spec.command)  # commands as its script takes them
         check_parameters(spec)
-        console.print_dry_run(spec, REGISTERED.get(spec.task))
+        console.print_dry_run(spec, spec.command or REGISTERED.get(spec.task))
         return
     if options.detach:
         if options.local or _given("broker_url") or spec is None:
@@ -271,10 +277,14 @@ def _drive_local(
     from mlframework.cluster.gpus import parse_gpu_option
     from mlframework.exceptions import ServiceError
     from mlframework.sweep.driver.preflight import check_importable
+    from mlframework.sweep.driver.run import check_task
 
     assert options.project_dir is not None
     # Its workers run this very Python: a tasks.py that does not import here fails there too.
-    check_importable(options.project_dir)
+    if (options.project_dir / "tasks.py").is_file():
+        check_importable(options.project_dir)
+    if spec is not None:  # before any worker starts: no tasks.py and no command in the file, or both give it
+        check_task(Path(options.project_dir).resolve(), spec.task, spec.command)
     with EmbeddedCluster(options.project_dir, workers=options.workers, gpus=parse_gpu_option(options.gpus)) as cluster:
         search = spec.search if spec is not None else None
         if search is not None:  # embedded mode knows its slots: a search keeps each one busy
@@ -317,7 +327,7 @@ def _detach(spec: SweepSpec) -> None:
             f"{project_dir}: the cluster serves {find_project(cluster, root)} (config.sh PROJECT); "
             "detached sweeps run that project"
         )
-    check_task(project_dir.resolve(), spec.task)
+    check_task(project_dir.resolve(), spec.task, spec.command)
     sweep_id = spec.sweep_id or new_sweep_id(project_dir.resolve().name)
     source = Path(spec.parameters.source)
     master = start_detached(root, cluster_ssh_options(cluster), sweep_id, source, spec_options(spec))

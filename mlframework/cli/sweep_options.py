@@ -102,6 +102,7 @@ def search_settings(options: SweepOptions) -> SearchSettings | None:
 def spec_from_options(options: SweepOptions) -> SweepSpec:
     """The spec of a new sweep (not --resume): its grid or search space read, every option checked."""
     from mlframework.sweep.params.grid_file import load_grid
+    from mlframework.sweep.params.settings import load_command
     from mlframework.sweep.params.space import load_space
     from mlframework.sweep.wire.ids import check_sweep_id
 
@@ -135,6 +136,7 @@ def spec_from_options(options: SweepOptions) -> SweepSpec:
         trial_timeout=options.trial_timeout,
         share=options.share,
         priority=options.priority,
+        command=load_command(options.parameters_path),  # the file's mlframework: section, if any
     )
 
 

@@ -64,7 +64,8 @@ def find_project(
     """The project directory of ``spec``: ``projects/<name>`` for a plain name, else a path.
 
     A relative path is taken from ``cwd`` (default: the current directory).
-    ConfigError when it does not exist or holds no ``tasks.py``.
+    ConfigError when it does not exist, or holds neither a ``tasks.py`` nor a parameters
+    file that gives its command (``mlframework: command:``).
     """
     projects = Path(repo_root) / "projects"
     if _PLAIN_NAME.fullmatch(spec.project):
@@ -77,9 +78,24 @@ def find_project(
         known = sorted(p.parent.name for p in projects.glob("*/tasks.py"))
         hint = f" (projects: {', '.join(known)})" if known else ""
         raise ConfigError(f"{said('-d', spec.project)}: no project directory {path}{hint}")
-    if not (path / "tasks.py").is_file():
+    if not (path / "tasks.py").is_file() and not _gives_command(path):
         raise ConfigError(
-            f"{said('-d', spec.project)}: {path} has no tasks.py; a project defines its tasks there "
-            "(see projects/mnist)"
+            f"{said('-d', spec.project)}: {path} has no tasks.py and no parameters file that gives a command; "
+            "a project defines its tasks in tasks.py (see projects/mnist) or gives its command in a parameters "
+            "file (mlframework: command: ..., see docs/your-own-script.md)"
         )
     return path.resolve()
+
+
+def _gives_command(project: Path) -> bool:
+    """Whether a YAML file at the top of ``project`` gives a command (its ``mlframework:`` section)."""
+    from mlframework.exceptions import GridError
+    from mlframework.sweep.params.settings import load_command
+
+    for path in sorted([*project.glob("*.yml"), *project.glob("*.yaml")]):
+        try:
+            if load_command(path) is not None:
+                return True
+        except GridError:
+            continue  # a file with mistakes in it: the sweep that reads it says what they are
+    return False

@@ -3,7 +3,8 @@
 Each sample is a script in a style people already have, run unmodified by a ``command_task``:
 argparse with Keras-style progress bars, a small-GPT configurator with ``literal_eval``
 overrides and a checkpoint per trial, a Hydra app printing Hugging Face-style dicts, and a
-PyTorch script that only logs to TensorBoard.
+PyTorch script that only logs to TensorBoard; and one with no tasks.py at all, its command
+given in parameters.yml.
 """
 
 from __future__ import annotations
@@ -83,3 +84,19 @@ def test_a_script_that_logs_only_to_tensorboard(tmp_path):
     for record in records:
         assert set(record["metrics"]) >= {"Accuracy/val", "Loss/val", "Loss/train"}, record["metrics"]
         assert _steps(record, "Accuracy/val") == [0, 1, 2, 3]
+
+
+def test_a_project_with_no_tasks_py_gives_its_command_in_parameters_yml(tmp_path):
+    assert not (REPO / "projects" / "byo_command" / "tasks.py").exists()
+    records, out = _sweep("byo_command", "val_loss", tmp_path)
+
+    assert len(records) == 4 and "ranked by val_loss (min)" in out
+    for record in records:
+        augment = record["params"]["augment"]
+        assert record["command"].startswith(f"{sys.executable} train.py --lr=")
+        assert f"--augment={augment} --out_dir=" in record["command"], "a false value reaches str2bool as False"
+        assert _steps(record, "val_loss") == [1, 2, 3, 4, 5]
+        model_file = next((tmp_path / "res").glob(f"*/work/{record['trial']}/out/model.json"))
+        model = json.loads(model_file.read_text())
+        assert model["augment"] is augment and model["lr"] == record["params"]["lr"]
+    assert not (REPO / "projects" / "byo_command" / "out").exists(), "nothing written into the project"

@@ -180,13 +180,17 @@ def test_project_dir(tmp_path: Path) -> None:
     assert find_project(spec("./elsewhere"), "/nonexistent", cwd=tmp_path) == (tmp_path / "elsewhere").resolve()
     with pytest.raises(ConfigError, match=r"^-d mnst: no project directory .*\(projects: mnist\)$"):
         find_project(spec("mnst"), tmp_path)
-    with pytest.raises(ConfigError, match=r"^-d empty: .* has no tasks.py"):
+    with pytest.raises(ConfigError, match=r"^-d empty: .* has no tasks.py and no parameters file that gives a command"):
         find_project(spec("empty"), tmp_path)
+    # A project with no tasks.py serves when one of its parameters files gives the command.
+    (tmp_path / "projects" / "empty" / "broken.yml").write_text("mlframework: 3\n")
+    (tmp_path / "projects" / "empty" / "sweep.yaml").write_text("mlframework:\n  command: python t.py {args}\nlr: 1\n")
+    assert find_project(spec("empty"), tmp_path) == (tmp_path / "projects" / "empty").resolve()
 
 
 def test_repo_sample_projects_resolve() -> None:
     root = Path(__file__).resolve().parents[2]
-    for name in ("mnist", "sklearn_digits"):
+    for name in ("mnist", "sklearn_digits", "byo_command"):  # byo_command: no tasks.py, its command in parameters.yml
         assert find_project(ClusterSpec.from_options(**options(project=name)), root).name == name
 
 

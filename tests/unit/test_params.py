@@ -62,6 +62,7 @@ def test_the_sample_projects_grids_load() -> None:
         "byo_configurator": 3,
         "byo_hydra": 4,
         "byo_tensorboard": 4,
+        "byo_command": 4,
     }
 
 

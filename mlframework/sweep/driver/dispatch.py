@@ -154,12 +154,16 @@ class Pacing:
 
 
 def trial_controls(
-    sweep_dir: Path, trial_timeout: float | None, metrics: Collection[str | None] = ()
+    sweep_dir: Path,
+    trial_timeout: float | None,
+    metrics: Collection[str | None] = (),
+    command: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What every trial message carries besides its id and parameters (read by protocol.trial_controls).
 
     ``metrics``: the names the sweep asked for (``--metric``, ``--prune-metric``), which
-    the worker reads from the trial's output in any spelling.
+    the worker reads from the trial's output in any spelling. ``command``: the parameters
+    file's command (``FileCommand.to_record()``), which the built-in command task runs.
     """
     controls: dict[str, Any] = {"sweep_dir": str(sweep_dir.resolve())}
     if trial_timeout:
@@ -167,6 +171,8 @@ def trial_controls(
     names = list(dict.fromkeys(name for name in metrics if name))
     if names:
         controls["metrics"] = names
+    if command is not None:
+        controls["command"] = command
     return controls
 
 

@@ -472,16 +472,17 @@ class SweepRun:
         spec = self.spec
         plan = spec.search
         asked = (spec.metric, plan.settings.prune_metric if plan else None)  # read from output in any spelling
-        controls = trial_controls(Path(spec.results_root) / self.sweep_id, spec.trial_timeout, asked)
+        command = spec.command.to_record() if spec.command is not None else None  # the parameters file's
+        controls = trial_controls(Path(spec.results_root) / self.sweep_id, spec.trial_timeout, asked, command)
         if plan is None:
             self.source = GridSource(spec.grid, self.total, start=start, skip=self.store.records.keys())
-            self.dispatcher = Dispatcher(self.app, spec.task, self.sweep_id, self.source, controls, epoch)
+            self.dispatcher = Dispatcher(self.app, spec.sent_task, self.sweep_id, self.source, controls, epoch)
             return
         from mlframework.sweep.search.source import open_search
 
         search = open_search(self.app, plan, spec.metric, spec.mode, self.sweep_id, self.store, self.total)
         self.source = search
-        self.dispatcher = Dispatcher(self.app, spec.task, self.sweep_id, search, controls, epoch)
+        self.dispatcher = Dispatcher(self.app, spec.sent_task, self.sweep_id, search, controls, epoch)
         for number in search.untold(self.store.records):
             trial = trial_id(number, self.total)
             if self.resend_in_flight:
@@ -500,8 +501,13 @@ class SweepRun:
             stream = self._stream()
             self._open_source(start, epoch)
             self._join_lab()
-            self.observer.argument_style = task_registry.argument_style(self.spec.task)
-            dropped = false_warning(self.observer.argument_style, parameter_values(self.spec.parameters))
+            command = self.spec.command
+            self.observer.argument_style = (
+                command.argument_style if command is not None else task_registry.argument_style(self.spec.task)
+            )
+            dropped = false_warning(
+                self.observer.argument_style, parameter_values(self.spec.parameters), in_file=command is not None
+            )
             if dropped:
                 log.warning("%s", dropped)  # a false that silently drops an option: said once, at the start
             self.observer.sweep_started(self.sweep_id, self.total, store.directory)

@@ -2,7 +2,8 @@
 
 :func:`plan_reproduction` reads the trial's record and writes a one-combination
 grid to ``RESULTS/<sweep>/reproductions/<new-id>.yml`` (a real file, so the new
-sweep can be ``--resume``-d like any other); :func:`provenance_changes` says what
+sweep can be ``--resume``-d like any other; with the command the sweep's parameters
+file gave, when it gave one); :func:`provenance_changes` says what
 differs between the original trial's provenance and the new one's.
 """
 
@@ -15,6 +16,7 @@ from typing import Any, cast
 
 from mlframework.exceptions import SweepError
 from mlframework.sweep.params.grid_file import load_grid
+from mlframework.sweep.params.settings import FileCommand
 from mlframework.sweep.records.record import TrialRecord
 from mlframework.sweep.wire.ids import check_sweep_id, new_sweep_id, trial_id
 
@@ -84,8 +86,12 @@ def plan_reproduction(
     new_id = check_sweep_id(new_id) if new_id else new_sweep_id(project.name)
     grid_file = directory / REPRODUCTIONS_DIR / f"{new_id}.yml"
     grid_file.parent.mkdir(exist_ok=True)
+    # The command the sweep's parameters file gave (sweep.json records it), for a project with no tasks.py.
+    command = FileCommand.from_record(meta["command"], str(directory / "sweep.json")) if meta.get("command") else None
     grid_file.write_text(
-        f"# trial {record.get('trial')} of sweep {sweep_id}, run again as sweep {new_id}\n" + _grid_text(params),
+        f"# trial {record.get('trial')} of sweep {sweep_id}, run again as sweep {new_id}\n"
+        + (command.to_yaml() if command is not None else "")
+        + _grid_text(params),
         encoding="utf-8",
     )
     if load_grid(grid_file)[0] != params:  # the file must give back exactly the recorded combination

@@ -23,6 +23,7 @@ import os
 import socket
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from mlframework.sweep.driver.spec import SweepObserver, SweepOutcome, SweepSpec
 from mlframework.sweep.params.command import check_values, parameter_values
 from mlframework.sweep.params.grid import Grid
 from mlframework.sweep.params.grid_file import load_grid
+from mlframework.sweep.params.settings import SECTION, FileCommand, load_command
 from mlframework.sweep.params.space import SearchSpace, load_space
 from mlframework.sweep.records.results import ResultsStore
 from mlframework.sweep.search.plan import SearchPlan, SearchSettings
@@ -47,6 +49,7 @@ from mlframework.sweep.wire.ids import check_sweep_id, new_sweep_id
 __all__ = [
     "check_parameters",
     "check_task",
+    "file_command",
     "resume_sweep",
     "run_sweep",
 ]
@@ -54,15 +57,25 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def check_task(project_dir: Path, task_name: str) -> None:
-    """Fail early when the project's tasks.py defines no task ``task_name``.
+def check_task(project_dir: Path, task_name: str, command: FileCommand | None = None) -> None:
+    """Fail early when the project's tasks.py defines no task ``task_name`` (and no ``command`` is given).
 
     The project's tasks.py is imported here the way a worker imports it; when
-    it needs packages only the workers have, the check is skipped.
+    it needs packages only the workers have, the check is skipped. With ``command``
+    (the parameters file gives it), the project needs no tasks.py; one that defines
+    ``task_name`` too is refused: the command would be given in two places.
     """
     from mlframework.sweep.trials import tasks as task_registry
     from mlframework.sweep.trials.project import import_project_tasks
 
+    tasks_file = project_dir / "tasks.py"
+    if command is not None and not tasks_file.is_file():
+        return
+    if command is None and not tasks_file.is_file():
+        raise ConfigError(
+            f"{tasks_file}: no tasks.py in the project directory: define the task there, or give the command "
+            f"in the parameters file ({SECTION}: command: ...)"
+        )
     try:
         import_project_tasks(project_dir)
     except ImportError as exc:
@@ -74,16 +87,35 @@ def check_task(project_dir: Path, task_name: str) -> None:
         from mlframework.sweep.driver.preflight import cause_tail
 
         raise ConfigError(
-            f"{project_dir / 'tasks.py'}: importing it failed: {type(exc).__name__}: {exc}\n{cause_tail(exc)}"
+            f"{tasks_file}: importing it failed: {type(exc).__name__}: {exc}\n{cause_tail(exc)}"
         ) from None
+    if command is not None:
+        if task_name in task_registry.REGISTERED:
+            raise ConfigError(
+                f"{command.source}: {SECTION}.command: {tasks_file} defines the task '{task_name}' too: "
+                "give its command in one place (or --task NAME, a name tasks.py does not define)"
+            )
+        return
     if task_name not in task_registry.REGISTERED:
         known = ", ".join(sorted(task_registry.REGISTERED)) or "none"
-        raise ConfigError(f"{project_dir / 'tasks.py'}: no task named '{task_name}' (defined: {known})")
+        raise ConfigError(f"{tasks_file}: no task named '{task_name}' (defined: {known})")
+
+
+def file_command(parameters: Grid | SearchSpace) -> FileCommand | None:
+    """The command the parameters file gives (its ``mlframework:`` section); None for a grid built in memory."""
+    if not Path(parameters.source).is_file():
+        return None
+    return load_command(parameters.source)
 
 
 def check_parameters(spec: SweepSpec) -> None:
-    """Fail early when a parameter value uses a placeholder that does not exist (``{trail_dir}``)."""
+    """Fail early when a parameter value uses a placeholder that does not exist (``{trail_dir}``).
+
+    And when the file's command marks as new (``new_keys``) a parameter the file does not have.
+    """
     check_values(parameter_values(spec.parameters), str(spec.parameters.source))
+    if spec.command is not None:
+        spec.command.check_names(list(parameter_values(spec.parameters)))
 
 
 def _absolute(path: str) -> str:
@@ -131,7 +163,9 @@ def run_sweep(
     waiting and may raise to abort (e.g. when local workers died).
     """
     project_dir = Path(spec.project_dir).resolve()
-    check_task(project_dir, spec.task)
+    if spec.command is None:
+        spec = replace(spec, command=file_command(spec.parameters))
+    check_task(project_dir, spec.task, spec.command)
     check_parameters(spec)
     sweep_id = check_sweep_id(spec.sweep_id) if spec.sweep_id else new_sweep_id(project_dir.name)
     if (Path(spec.results_root) / sweep_id).exists():
@@ -170,6 +204,8 @@ def run_sweep(
         "python": sys.version.split()[0],
         "project_revision": revision.as_dict() if revision else None,
     }
+    if spec.command is not None:  # the command the parameters file gives: --resume and reproduce run it again
+        meta["command"] = spec.command.to_record()
     try:
         store = ResultsStore.create(spec.results_root, meta, spec.parameters.names)
         if revision:
@@ -234,8 +270,11 @@ def resume_sweep(
         meta.get("trial_timeout"),
         share=float(meta.get("share") or 1.0) if share is None else share,
         priority=int(meta.get("priority") or 0) if priority is None else priority,
+        command=FileCommand.from_record(meta["command"], str(directory / "sweep.json"))
+        if meta.get("command")
+        else None,
     )
-    check_task(spec.project_dir, spec.task)
+    check_task(spec.project_dir, spec.task, spec.command)
     app = create_app(broker)
     connection = _connect(app, broker, connect_timeout, heartbeat=heartbeat)
     lock = _lock_or_release(connection, sweep_id)  # before anything is written: a second driver changes nothing

@@ -13,8 +13,10 @@ from mlframework.sweep.params.grid import Grid
 from mlframework.sweep.records.ranking import rank
 from mlframework.sweep.records.record import TrialRecord
 from mlframework.sweep.search.plan import SearchPlan
+from mlframework.sweep.wire.protocol import COMMAND_TASK
 
 if TYPE_CHECKING:
+    from mlframework.sweep.params.settings import FileCommand
     from mlframework.sweep.params.space import SearchSpace
 
 
@@ -39,6 +41,14 @@ class SweepSpec:
     trial_timeout: float | None = None  # seconds a trial's command may run before it is stopped and FAILURE
     share: float = 1.0  # its weight among the live sweeps of a cluster (sweep/driver/fairshare.py)
     priority: int = 0  # live sweeps of a higher priority get free slots first
+    # The command the parameters file gives (its mlframework: section), run by the workers' built-in task
+    # instead of a task of tasks.py; run_sweep reads it from the file when None.
+    command: FileCommand | None = None
+
+    @property
+    def sent_task(self) -> str:
+        """The Celery task its messages name: the project's ``task``, or the built-in one that runs ``command``."""
+        return COMMAND_TASK if self.command is not None else self.task
 
     @property
     def search(self) -> SearchPlan | None:

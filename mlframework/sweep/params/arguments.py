@@ -231,10 +231,11 @@ def false_parameters(values: Mapping[str, Iterable[Any]]) -> list[str]:
     return [name for name, choices in values.items() if any(choice is False for choice in choices)]
 
 
-def false_warning(style: ArgumentStyle, values: Mapping[str, Iterable[Any]]) -> str | None:
+def false_warning(style: ArgumentStyle, values: Mapping[str, Iterable[Any]], in_file: bool = False) -> str | None:
     """One line for parameters whose ``false`` leaves their option out in ``style`` (None when none does).
 
-    The script then keeps its own default, which may well be true: say so once, and how to pass it.
+    The script then keeps its own default, which may well be true: say so once, and how to pass it
+    (``in_file``: the style is the parameters file's ``mlframework:`` section, not a task of tasks.py).
     """
     if not style.drops_false:
         return None
@@ -244,10 +245,14 @@ def false_warning(style: ArgumentStyle, values: Mapping[str, Iterable[Any]]) -> 
     options = ", ".join(f"--{name}" for name in names)
     first = names[0]
     said = "parameter" if len(names) == 1 else "parameters"
+    how = (
+        f"add arguments: booleans to the parameters file's mlframework: section (--{first}=False)"
+        if in_file
+        else f'use arguments="booleans" (--{first}=False) or ArgumentStyle(negatable=True) (--no-{first})'
+    )
     return (
         f"{said} {', '.join(repr(n) for n in names)}: false leaves {options} out (the default argument style), "
-        f'so the script keeps its own default; to pass false, use arguments="booleans" (--{first}=False) '
-        f"or ArgumentStyle(negatable=True) (--no-{first})"
+        f"so the script keeps its own default; to pass false, {how}"
     )
 
 

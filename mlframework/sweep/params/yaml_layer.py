@@ -7,6 +7,9 @@ builds only what it understands. A problem found on a node is a
 :class:`NodeProblem`; :func:`parameter_entries` and :func:`load_file` turn it into
 the one-line :class:`~mlframework.exceptions.GridError`
 ``{source}:{line}: parameter '{name}': {problem}`` (:func:`~mlframework.sweep.params.grid.grid_error`).
+
+The top-level key ``mlframework`` (:data:`RESERVED`) is the file's own section, never a parameter:
+:func:`compose_root` leaves it out, and :mod:`mlframework.sweep.params.settings` reads it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from mlframework.sweep.params.grid import Scalar, grid_error
 
 __all__ = [
     "NAME_PATTERN",
+    "RESERVED",
     "SEARCH_TAGS",
     "TAG_BOOL",
     "TAG_FLOAT",
@@ -39,6 +43,7 @@ __all__ = [
     "compose_root",
     "construct_number",
     "describe_node",
+    "is_reserved",
     "load_file",
     "parameter_entries",
     "parameter_name",
@@ -49,6 +54,7 @@ __all__ = [
 T = TypeVar("T")
 
 NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")  # a parameter name: a valid option name
+RESERVED = "mlframework"  # the top-level key of the file's own section (sweep/params/settings.py), not a parameter
 
 _YAML = "tag:yaml.org,2002:"
 TAG_STR, TAG_INT, TAG_FLOAT, TAG_BOOL, TAG_NULL = (_YAML + t for t in ("str", "int", "float", "bool", "null"))
@@ -86,8 +92,11 @@ def load_file(path: str | os.PathLike[str], parse: Callable[[bytes, str], T]) ->
     return parse(data, source)
 
 
-def compose_root(stream: str | bytes, source: str) -> MappingNode:
-    """The file's top-level mapping node, composed safely (nodes only: nothing is constructed)."""
+def compose_root(stream: str | bytes, source: str, *, keep_reserved: bool = False) -> MappingNode:
+    """The file's top-level mapping node, composed safely (nodes only: nothing is constructed).
+
+    The :data:`RESERVED` section is left out of it (it holds no parameters) unless ``keep_reserved``.
+    """
     try:
         loader = yaml.SafeLoader(stream)  # composes nodes only; we never call its constructor
         try:
@@ -114,7 +123,14 @@ def compose_root(stream: str | bytes, source: str) -> MappingNode:
             raise NodeProblem(root, f"expected a mapping of parameter names to values, found {describe_node(root)}")
     except NodeProblem as problem:
         raise grid_error(source, problem.line, None, problem.text) from None
+    if not keep_reserved:
+        root.value = [(key, value) for key, value in root.value if not is_reserved(key)]
     return root
+
+
+def is_reserved(key: Node) -> bool:
+    """Whether a top-level key is the file's own section (:data:`RESERVED`)."""
+    return isinstance(key, ScalarNode) and key.tag == TAG_STR and key.value == RESERVED
 
 
 def parameter_entries(

@@ -16,7 +16,10 @@ def import_project_tasks(project_dir: str | os.PathLike[str]) -> ModuleType:
     directory = Path(project_dir).resolve()
     path = directory / "tasks.py"
     if not path.is_file():
-        raise ConfigError(f"{path}: no tasks.py in the project directory")
+        raise ConfigError(
+            f"{path}: no tasks.py in the project directory (or give the command in the parameters file: "
+            "mlframework: command: ...)"
+        )
     if str(directory) not in sys.path:
         sys.path.insert(0, str(directory))
     existing = sys.modules.get("tasks")

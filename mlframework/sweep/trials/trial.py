@@ -74,6 +74,7 @@ class Trial:
     arguments: ArgumentStyle = SEED_STYLE  # how options() renders the parameters
     output_scalars: scalars.Patterns = None  # metrics read from the output (sweep/trials/scalars.py)
     metric_names: tuple[str, ...] = ()  # the metrics the sweep asked for (--metric, --prune-metric), any spelling
+    command: dict[str, Any] | None = None  # the parameters file's command, for the built-in task (file_task.py)
     worker: str = ""  # the worker node running it (its registry of stoppable trials: sweep/wire/control.py)
     stopped: str | None = None  # why the sweep stopped it early ("pruned"), when it did
     stop_latency_s: float | None = None  # seconds from the sweep's decision to stop it to the signal

@@ -3,7 +3,9 @@
 The broker comes from ``MLFRAMEWORK_BROKER_URL`` (see :mod:`mlframework.sweep.wire.app`)
 and the tasks from the ``tasks.py`` of the project directory named by
 ``MLFRAMEWORK_PROJECT``; the project directory is put first on ``sys.path`` so
-its own modules import as they would when run by hand. Its consumer runs the
+its own modules import as they would when run by hand. A project with no tasks.py
+gives its command in the parameters file: every worker has the built-in task that runs
+it (:mod:`mlframework.sweep.trials.file_task`), tasks.py or not. Its consumer runs the
 :class:`~mlframework.sweep.trials.lease.TrialLease` bootstep, which keeps long trials
 from being cut by the broker's ``consumer_timeout``.
 """
@@ -11,9 +13,11 @@ from being cut by the broker's ``consumer_timeout``.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from celery import Celery
 
+import mlframework.sweep.trials.file_task  # (registers the built-in command task)
 import mlframework.sweep.wire.control  # noqa: F401  (registers the worker's stop-trials command)
 from mlframework.exceptions import ConfigError
 from mlframework.sweep.trials.lease import TrialLease
@@ -30,7 +34,7 @@ def _build_app() -> Celery:
     # Long trials outlive the broker's consumer_timeout (see sweep/trials/lease.py).
     application.steps["consumer"].add(TrialLease)
     project = os.environ.get(ENV_PROJECT)
-    if project:
+    if project and (Path(project) / "tasks.py").is_file():
         import_project_tasks(project)
     return application
 

@@ -34,6 +34,10 @@ History = list[dict[str, Any]]
 
 # -- task messages (driver -> worker) ---------------------------------------------------------
 
+#: The task every worker has, with or without a tasks.py: it runs the command a sweep's parameters
+#: file gives (sweep/params/settings.py), carried in each trial's ``command``.
+COMMAND_TASK = "mlframework.command"
+
 
 class _TrialRefBase(TypedDict):
     sweep: str  # the sweep id
@@ -50,6 +54,7 @@ class TrialRef(_TrialRefBase, total=False):
     timeout: float  # --trial-timeout, seconds
     avoid: str  # a retry: the worker where the last attempt failed
     metrics: list[str]  # the metrics the sweep asked for (--metric, --prune-metric): read from output in any spelling
+    command: dict[str, Any]  # the parameters file's command (FileCommand.to_record), for COMMAND_TASK
 
 
 class TrialEntry(TypedDict):
@@ -79,7 +84,7 @@ def trial_controls(trial: Mapping[str, Any]) -> dict[str, Any]:
     """How a message says to run its trial beyond the parameters: ``timeout``, ``sweep_dir`` (None if absent).
 
     And ``metric_names`` when the message names the metrics the sweep asked for
-    (older drivers' messages do not).
+    (older drivers' messages do not); ``command`` when it carries the parameters file's command.
     """
     timeout = trial.get("timeout")
     controls: dict[str, Any] = {
@@ -89,6 +94,9 @@ def trial_controls(trial: Mapping[str, Any]) -> dict[str, Any]:
     names = trial.get("metrics")
     if isinstance(names, list) and names:
         controls["metric_names"] = tuple(str(name) for name in names if isinstance(name, str) and name)
+    command = trial.get("command")
+    if isinstance(command, Mapping):
+        controls["command"] = dict(command)
     return controls
 
 

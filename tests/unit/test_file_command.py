@@ -221,3 +221,14 @@ def test_a_dropped_false_says_how_to_pass_it_in_the_file(tmp_path):
         assert (
             "add arguments: booleans to the parameters file's mlframework: section (--compile=False)" in result.output
         )
+
+
+def test_a_bare_python_first_word_is_the_workers_interpreter():
+    from mlframework.sweep.params.command import CommandTemplate
+
+    template = CommandTemplate.parse("python train.py {args}", "p.yml: mlframework.command")
+    argv = template.render(["--lr=0.1"], {"python": "/venv/bin/python", "trial_dir": "/t"})
+    assert argv == ["/venv/bin/python", "train.py", "--lr=0.1"]
+    other = CommandTemplate.parse("/usr/bin/python3 train.py", "p.yml: mlframework.command")
+    assert other.render([], {"python": "/venv/bin/python"})[0] == "/usr/bin/python3", "a path is kept"
+    assert template.render([], {})[0] == "python", "shown as written where the worker is not known (--dry-run)"

@@ -36,6 +36,9 @@ PLACEHOLDERS: dict[str, str] = {
     "python": "the worker's Python interpreter",
 }
 
+#: A command's first word that means the worker's own interpreter, as ``{python}`` does.
+BARE_PYTHON = ("python", "python3")
+
 _PLACEHOLDER = re.compile(r"\{\{([A-Za-z_][A-Za-z0-9_]*)\}\}|(?<![$\{])\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -160,6 +163,10 @@ class CommandTemplate:
                 argv += arguments
             else:
                 argv.append(fill(word, places))
+        if argv[0] in BARE_PYTHON and "python" in places:
+            # What a user means by `python train.py`: the Python the workers run (the one with the project's
+            # packages), not whichever one PATH finds first; a path (/usr/bin/python3) names another one.
+            argv[0] = places["python"]
         return argv
 
 

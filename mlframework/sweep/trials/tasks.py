@@ -456,7 +456,7 @@ def command_task(
     * ``{trial}``, ``{sweep}``: the trial's and the sweep's ids; ``{gpu}``: the GPU(s) of
       the trial's worker (empty on a CPU worker);
     * ``{project_dir}``: the directory of tasks.py; ``{python}``: the worker's Python
-      (a bare ``python`` is whichever the worker's PATH finds).
+      (a first word ``python`` or ``python3`` is the same).
 
     ``{{name}}`` is a literal ``{name}``. String parameter values may use the same
     placeholders (``out_dir: "{trial_dir}/out"`` in parameters.yml). An unknown placeholder

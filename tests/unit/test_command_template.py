@@ -22,7 +22,7 @@ def test_a_template_renders_args_as_separate_argv_elements():
     )
     argv = template.render(["--name=two words", "--lr=0.1"], PLACES)
     assert argv == [
-        "python",
+        PLACES["python"],  # a first word python is the worker's interpreter
         "train.py",
         "config/x.py",
         "--name=two words",

@@ -76,9 +76,16 @@ _DEFAULT = (
 _DEFAULT_LOWER = re.compile(_DEFAULT)  # on output lower-cased (ASCII), faster than IGNORECASE
 _DEFAULT_ANY_CASE = re.compile(_DEFAULT, re.IGNORECASE)
 MAX_HISTORY = 2_000  # records kept per command; the final value of each metric is always kept
-# Once the history is full only the last lines of each group are read (for the final values): a script
-# printing hundreds of thousands of lines costs no more than that.
+# Once the history is full, user-given patterns read only the last lines of each group (for the final values).
+# The built-in forms read every line by its shape (see _feed_shapes).
 TAIL_LINES = 20
+# A line's shape: its bytes with every ASCII digit made 0. Lines of one shape hold the same names at the same
+# places (every pattern tells a digit from other characters, never one digit from another), so once the history
+# is full the last line of each shape in a group is all that needs reading for the final values.
+_ZERO_DIGITS = bytes.maketrans(b"123456789", b"000000000")
+_DIGIT = re.compile(r"[0-9]")
+_SHAPES = 1_024  # shapes remembered per reader (and what each holds)
+_RECENT = 8  # shapes of the last groups, counted first: most groups hold no other
 # A progress bar not at its end yet: ``3/12 [===>`` (Keras), ``3/12 [00:01<00:03`` (tqdm).
 _NAME_CHAR = re.compile(r"[\w.-]")  # what may not precede a name asked for
 _PROGRESS = re.compile(r"(?<![\w.])(\d+)/(\d+)[ \t]*\[")
@@ -103,7 +110,10 @@ def _number(text: str) -> float | int | None:
         number = float(text)
     except ValueError:
         return None
-    return int(number) if number.is_integer() and re.fullmatch(r"[-+]?\d+", text.strip()) else number
+    return int(number) if number.is_integer() and _INTEGER.fullmatch(text.strip()) else number
+
+
+_INTEGER = re.compile(r"[-+]?\d+")
 
 
 _DIAGNOSTIC = re.compile(
@@ -113,13 +123,40 @@ _DIAGNOSTIC = re.compile(
 
 
 class _Line:
-    """What one line held: its step (if it names one) and its values."""
+    """What one line held: its step (if it names one) and its values; ``puts``: each (name, value's span) read."""
 
-    __slots__ = ("step", "values")
+    __slots__ = ("puts", "step", "values")
 
     def __init__(self) -> None:
         self.step: float | int | None = None
         self.values: dict[str, float | int] = {}
+        self.puts: list[tuple[str, int, int]] = []
+
+
+class _Shape:
+    """What every line of one shape holds: (the step, or the metric's name as recorded; where its value is)."""
+
+    __slots__ = ("exact", "reads", "stepped")
+
+    def __init__(self, reads: tuple[tuple[str | None, int, int], ...], exact: bool) -> None:
+        self.reads = reads  # name None: the step
+        self.stepped = any(name is None for name, _, _ in reads)
+        # False when a name read has a digit (``top1 acc``, ``rouge2``): lines of this shape may then hold other
+        # names (``top5 acc``), so each of them is read in full.
+        self.exact = exact
+
+    def read(self, line: str) -> _Line:
+        """``line`` (of this shape) read: its step and values, as the patterns would read them."""
+        into = _Line()
+        for name, start, end in self.reads:
+            number = _number(line[start:end])
+            if number is None:
+                continue
+            if name is None:
+                into.step = number
+            else:
+                into.values[name] = number
+        return into
 
 
 class ScalarReader:
@@ -158,6 +195,8 @@ class ScalarReader:
         self._handed = 0  # the closed records already handed on
         self._handed_open: dict[str, Any] | None = None  # the latest record, handed on once it had settled
         self._unkept: list[dict[str, Any]] = []  # records past MAX_HISTORY, kept only until handed on
+        self._shapes: dict[bytes, _Shape] = {}  # what lines of each shape hold (see _feed_shapes)
+        self._recent: list[bytes] = []  # the shapes of the last groups read by shape
 
     @property
     def active(self) -> bool:
@@ -207,8 +246,47 @@ class ScalarReader:
             self._feed(lines)
 
     def _feed(self, lines: Sequence[str]) -> None:
-        if len(self._closed) >= MAX_HISTORY:
+        if not lines:
+            return
+        full = len(self._closed) >= MAX_HISTORY
+        if self._builtin:
+            try:
+                shaped: bytes | None = "\n".join(lines).encode().translate(_ZERO_DIGITS)
+            except UnicodeEncodeError:  # a lone surrogate
+                shaped = None
+            if shaped is not None:
+                if full and self._feed_one_shape(lines, shaped):
+                    return
+                if shaped.count(b"\n") == len(lines) - 1 and b"\x00" not in shaped and b"\x01" not in shaped:
+                    if full:
+                        self._feed_shapes(lines, shaped)
+                    else:
+                        self._feed_lines(lines, shaped)
+                    return
+        elif full:
             lines = lines[-TAIL_LINES:]
+        found = self._scan(lines)
+        for number in sorted(found):
+            self._add(found[number], lines[number] if number < len(lines) else "")
+
+    def _feed_lines(self, lines: Sequence[str], shaped: bytes) -> None:
+        """Every line, each read as its shape says (the patterns run once per shape, not once per line)."""
+        for line, shape in zip(lines, shaped.split(b"\n"), strict=True):
+            known = self._shape(shape, line)
+            if known.reads:
+                self._add(known.read(line) if known.exact else self._scan([line]).get(0, _Line()), line)
+
+    def _shape(self, shape: bytes, line: str) -> _Shape:
+        """What lines of ``shape`` hold: remembered, or read from ``line`` (one of them)."""
+        known = self._shapes.get(shape)
+        if known is None:
+            known = self._learn(line)
+            if len(self._shapes) < _SHAPES:
+                self._shapes[shape] = known
+        return known
+
+    def _scan(self, lines: Sequence[str]) -> dict[int, _Line]:
+        """What each line of ``lines`` holds, by line number (lines with nothing left out)."""
         text = "\n".join(lines)
         found: dict[int, _Line] = {}
 
@@ -234,7 +312,7 @@ class ScalarReader:
         if self._wanted_regex is not None:
             for into, match in line_of(self._wanted_regex, text):
                 if match.start() == 0 or not _NAME_CHAR.match(text, match.start() - 1):
-                    self._put(into, match["wanted"], match["value"])
+                    self._put(into, match["wanted"], match["value"], match.span("value"))
         for metric, regex in self._named:
             for into, match in line_of(regex, text):
                 self._put(into, metric, match.group(1) if regex.groups else match.group(0))
@@ -246,15 +324,101 @@ class ScalarReader:
                 else:
                     for name, value in groups.items():
                         self._put(into, name, value)
-        for number in sorted(found):
-            self._add(found[number], lines[number] if number < len(lines) else "")
+        return found
+
+    def _feed_one_shape(self, lines: Sequence[str], shaped: bytes) -> bool:
+        """:meth:`_feed_shapes` for the common case, in a few steps: every line has the shape of the last group's."""
+        if not self._recent:
+            return False
+        shape = self._recent[0]
+        known = self._shapes.get(shape)
+        if known is None or not known.exact or (shape + b"\n") * len(lines) != shaped + b"\n":
+            return False
+        if known.reads:
+            self._add(known.read(lines[-1]), lines[-1])
+        return True
+
+    def _feed_shapes(self, lines: Sequence[str], shaped: bytes) -> None:
+        """Once the history is full: read each shape's last line, in C but for a few lines a group.
+
+        Every other line of a shape holds the same names, at values that came
+        later; the lines read go to :meth:`_add` in their order, each value-only
+        line after the last step-bearing line before it (and the group's first
+        step-bearing line while configuration echoes may still come). The
+        final values and the step are what reading every line gives; the records
+        handed on are the latest of each metric per group.
+        """
+        count = len(lines)
+        # Each line between \x00 and \x01: a shape found with them around it is a whole line.
+        framed = b"\x00" + shaped.replace(b"\n", b"\x01\x00") + b"\x01"
+        present, seen = [], 0
+        for shape in self._recent:
+            found = framed.count(b"\x00" + shape + b"\x01")
+            if found:
+                present.append(shape)
+                seen += found
+        if seen != count:
+            present = list(dict.fromkeys(shaped.split(b"\n")))  # a shape not counted: list them all
+        self._recent = present[:_RECENT]
+        chosen: dict[int, _Shape] = {}  # the lines to read, by their position in framed
+        stepped: list[tuple[bytes, _Shape]] = []  # the exact shapes that name a step
+        single: list[int] = []  # the lines chosen that hold values and no step
+        for shape in present:
+            framing = b"\x00" + shape + b"\x01"
+            last = framed.rfind(framing)
+            known = self._shape(shape, lines[framed.count(b"\x00", 0, last)])
+            if not known.reads:
+                continue
+            if not known.exact:  # every line of it
+                position = framed.find(framing)
+                while position >= 0:
+                    chosen[position] = known
+                    position = framed.find(framing, position + 1)
+                continue
+            chosen[last] = known
+            if known.stepped:
+                stepped.append((framing, known))
+                if not self._stepped:  # the first step ends the configuration echo
+                    chosen[framed.find(framing)] = known
+            else:
+                single.append(last)
+        for position in single:  # its step: the last step-bearing line before it
+            before, step_shape = -1, None
+            for framing, known in stepped:
+                found = framed.rfind(framing, 0, position)
+                if found > before:
+                    before, step_shape = found, known
+            if step_shape is not None:
+                chosen[before] = step_shape
+        # Line numbers counted from the end: the lines read are mostly the last ones.
+        ordered = sorted(chosen)
+        numbers, end, number = [], len(framed), count
+        for position in reversed(ordered):
+            number -= framed.count(b"\x00", position, end)
+            numbers.append(number)
+            end = position
+        for position, number in zip(ordered, reversed(numbers), strict=True):
+            line, known = lines[number], chosen[position]
+            self._add(known.read(line) if known.exact else self._scan([line]).get(0, _Line()), line)
+
+    def _learn(self, line: str) -> _Shape:
+        """What a line of the shape of ``line`` holds, read from ``line``."""
+        into = self._scan([line]).get(0)
+        reads: list[tuple[str | None, int, int]] = []
+        exact = True
+        for name, start, end in into.puts if into is not None else []:
+            exact = exact and _DIGIT.search(name) is None
+            recorded = self._recorded(name)
+            if recorded is not None:
+                reads.append((recorded[1], start, end))
+        return _Shape(tuple(reads), exact)
 
     def _put_default(self, into: _Line, text: str, match: re.Match[str]) -> None:
         """A match of the built-in forms: the name as printed, with the qualifiers before it (``val loss``)."""
         start, end = match.span("n")
         name = text[start:end]
         if is_step(name):
-            self._put(into, name, match["value"])
+            self._put(into, name, match["value"], match.span("value"))
             return
         if match["of"] or (match["sep"] is None and not looks_like_metric(name)):
             return  # ``93/100`` is no value; ``gloss 5`` no metric
@@ -263,25 +427,34 @@ class ScalarReader:
         qualified = _QUALIFIED.search(before) if before.endswith((" ", "\t")) else None
         if qualified is not None:
             name = before[qualified.start() :] + name
-        self._put(into, name, match["value"])
+        self._put(into, name, match["value"], match.span("value"))
 
-    def _put(self, into: _Line, name: str | None, value: str | None) -> None:
+    def _put(self, into: _Line, name: str | None, value: str | None, span: tuple[int, int] | None = None) -> None:
         if not name or value is None:
             return
+        if span is not None:
+            into.puts.append((name, *span))
         number = _number(value)
         if number is None:
             return
+        recorded = self._recorded(name)
+        if recorded is None:
+            return
+        if recorded[1] is None:
+            into.step = number
+        else:
+            into.values[recorded[1]] = number
+
+    def _recorded(self, name: str) -> tuple[str, str | None] | None:
+        """(``name``, the name its value is recorded under; None: it is the step); None: not read (a parameter)."""
         key = metric_key(name)
         if key in STEP_KEYS:
-            into.step = number
-            return
+            return name, None
         if key in self._wanted:
-            name = self._wanted[key]
-        elif key in self._excluded:
-            return
-        else:
-            name = " ".join(name.split())
-        into.values[name] = number
+            return name, self._wanted[key]
+        if key in self._excluded:
+            return None
+        return name, " ".join(name.split())
 
     def _add(self, line: _Line, text: str) -> None:
         """One line's step and values: a new record, or more of the latest one."""
@@ -296,7 +469,7 @@ class ScalarReader:
         if not values:
             return
         self.final.update(values)
-        progress = _PROGRESS.search(text)
+        progress = _PROGRESS.search(text) if "[" in text else None
         unfinished = progress is not None and int(progress[1]) < int(progress[2])
         step = self._step
         latest = self._open

@@ -138,20 +138,24 @@ class _Shape:
 
     __slots__ = ("exact", "reads", "stepped")
 
-    def __init__(self, reads: tuple[tuple[str | None, int, int], ...], exact: bool) -> None:
-        self.reads = reads  # name None: the step
-        self.stepped = any(name is None for name, _, _ in reads)
+    def __init__(self, reads: tuple[tuple[str | None, int, int, bool], ...], exact: bool) -> None:
+        # (name, None: the step; the value's start and end; whether it is written as a whole number, as every
+        # line of the shape writes it)
+        self.reads = reads
+        self.stepped = any(name is None for name, _, _, _ in reads)
         # False when a name read has a digit (``top1 acc``, ``rouge2``): lines of this shape may then hold other
         # names (``top5 acc``), so each of them is read in full.
         self.exact = exact
 
     def read(self, line: str) -> _Line:
-        """``line`` (of this shape) read: its step and values, as the patterns would read them."""
+        """``line`` (of this shape) read: its step and values, as :func:`_number` reads them."""
         into = _Line()
-        for name, start, end in self.reads:
-            number = _number(line[start:end])
-            if number is None:
+        for name, start, end, whole in self.reads:
+            try:
+                value = float(line[start:end])
+            except ValueError:
                 continue
+            number = int(value) if whole and value.is_integer() else value
             if name is None:
                 into.step = number
             else:
@@ -271,8 +275,9 @@ class ScalarReader:
 
     def _feed_lines(self, lines: Sequence[str], shaped: bytes) -> None:
         """Every line, each read as its shape says (the patterns run once per shape, not once per line)."""
+        shapes = self._shapes
         for line, shape in zip(lines, shaped.split(b"\n"), strict=True):
-            known = self._shape(shape, line)
+            known = shapes.get(shape) or self._shape(shape, line)
             if known.reads:
                 self._add(known.read(line) if known.exact else self._scan([line]).get(0, _Line()), line)
 
@@ -404,13 +409,13 @@ class ScalarReader:
     def _learn(self, line: str) -> _Shape:
         """What a line of the shape of ``line`` holds, read from ``line``."""
         into = self._scan([line]).get(0)
-        reads: list[tuple[str | None, int, int]] = []
+        reads: list[tuple[str | None, int, int, bool]] = []
         exact = True
         for name, start, end in into.puts if into is not None else []:
             exact = exact and _DIGIT.search(name) is None
             recorded = self._recorded(name)
             if recorded is not None:
-                reads.append((recorded[1], start, end))
+                reads.append((recorded[1], start, end, _INTEGER.fullmatch(line[start:end].strip()) is not None))
         return _Shape(tuple(reads), exact)
 
     def _put_default(self, into: _Line, text: str, match: re.Match[str]) -> None:

@@ -181,11 +181,16 @@ def test_reading_by_shape_gives_what_reading_every_line_gives(groups, wanted, ex
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(OUTPUT, st.sampled_from([(), ("val loss",), ("mfu", "top1 acc")]), st.sampled_from([{}, {"lr": 0.1}]))
-def test_past_the_history_bound_the_final_values_and_step_are_those_of_every_line(groups, wanted, exclude):
+@given(
+    OUTPUT,
+    st.sampled_from([(), ("val loss",), ("mfu", "top1 acc")]),
+    st.sampled_from([{}, {"lr": 0.1}]),
+    st.sampled_from([0, 3]),
+)
+def test_past_the_history_bound_the_final_values_and_step_are_those_of_every_line(groups, wanted, exclude, bound):
     full = every_line_read(groups, wanted=wanted, exclude=exclude)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(scalars, "MAX_HISTORY", 0)  # every group read by shape from the first
+        patch.setattr(scalars, "MAX_HISTORY", bound)  # 0: every group read by shape from the first
         bounded = read_as_printed(groups, wanted=wanted, exclude=exclude)
     assert bounded.final == full.final
     assert bounded._step == full._step and bounded._stepped == full._stepped

@@ -274,9 +274,15 @@ class ScalarReader:
             self._add(found[number], lines[number] if number < len(lines) else "")
 
     def _feed_lines(self, lines: Sequence[str], shaped: bytes) -> None:
-        """Every line, each read as its shape says (the patterns run once per shape, not once per line)."""
-        shapes = self._shapes
-        for line, shape in zip(lines, shaped.split(b"\n"), strict=True):
+        """Every line, each read as its shape says (the patterns run once per shape, not once per line).
+
+        Once the history is full, the rest as :meth:`_feed_shapes` reads it.
+        """
+        shapes, closed, split = self._shapes, self._closed, shaped.split(b"\n")
+        for number, (line, shape) in enumerate(zip(lines, split, strict=True)):
+            if len(closed) >= MAX_HISTORY:
+                self._feed_shapes(lines[number:], b"\n".join(split[number:]))
+                return
             known = shapes.get(shape) or self._shape(shape, line)
             if known.reads:
                 self._add(known.read(line) if known.exact else self._scan([line]).get(0, _Line()), line)

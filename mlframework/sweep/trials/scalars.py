@@ -34,6 +34,9 @@ What every form shares:
   ``tokens per iteration will be: 12,288``) is a configuration echo, not a
   metric; when the script prints no step at all (and exits 0) those values are kept.
 * Names that are parameters of the trial (``lr=0.1`` echoed back) are not metrics.
+* Past :data:`MAX_HISTORY` records the history stops growing; with the built-in forms a metric's
+  final value is still its last printed one, and each group of lines read hands on the latest
+  value of each metric (with its step) to a live taker such as the pruner.
 """
 
 from __future__ import annotations
@@ -243,8 +246,12 @@ class ScalarReader:
     def feed(self, lines: Sequence[str]) -> None:
         """Look for metrics in ``lines`` (at most one record per line; lines at one step share one).
 
-        Each pattern runs once over the lines joined (in C, not a Python step
-        per line: a chatty script prints hundreds of thousands).
+        With the built-in forms the patterns run once per line shape, not once
+        per line (a chatty script prints hundreds of thousands): the lines are
+        joined and their shapes taken in C; once the history is full, only the
+        last line of each shape in ``lines`` is read in Python. User-given
+        patterns run once over the lines joined (in C); once the history is
+        full, over the last :data:`TAIL_LINES` of ``lines``.
         """
         with self._lock:
             self._feed(lines)

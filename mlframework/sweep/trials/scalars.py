@@ -41,6 +41,7 @@ What every form shares:
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 import time
@@ -166,6 +167,9 @@ class _Shape:
         return into
 
 
+_NOTHING = _Shape((), True)  # a line that holds no metric
+
+
 class ScalarReader:
     """Reads metrics out of output lines as they come; :attr:`history` holds ``metrics.log``-shaped records."""
 
@@ -281,27 +285,18 @@ class ScalarReader:
             self._add(found[number], lines[number] if number < len(lines) else "")
 
     def _feed_lines(self, lines: Sequence[str], shaped: bytes) -> None:
-        """Every line, each read as its shape says (the patterns run once per shape, not once per line).
+        """Every line, each read as its shape says (the patterns run once over the lines of shapes not seen yet).
 
         Once the history is full, the rest as :meth:`_feed_shapes` reads it.
         """
-        shapes, closed, split = self._shapes, self._closed, shaped.split(b"\n")
-        for number, (line, shape) in enumerate(zip(lines, split, strict=True)):
+        closed, split = self._closed, shaped.split(b"\n")
+        known = map(self._known(lines, dict(zip(split, range(len(split))))).__getitem__, split)
+        for number, (line, shape) in enumerate(zip(lines, known, strict=True)):
             if len(closed) >= MAX_HISTORY:
                 self._feed_shapes(lines[number:], b"\n".join(split[number:]))
                 return
-            known = shapes.get(shape) or self._shape(shape, line)
-            if known.reads:
-                self._add(known.read(line) if known.exact else self._scan([line]).get(0, _Line()), line)
-
-    def _shape(self, shape: bytes, line: str) -> _Shape:
-        """What lines of ``shape`` hold: remembered, or read from ``line`` (one of them)."""
-        known = self._shapes.get(shape)
-        if known is None:
-            known = self._learn(line)
-            if len(self._shapes) < _SHAPES:
-                self._shapes[shape] = known
-        return known
+            if shape.reads:
+                self._add(shape.read(line) if shape.exact else self._scan([line]).get(0, _Line()), line)
 
     def _scan(self, lines: Sequence[str]) -> dict[int, _Line]:
         """What each line of ``lines`` holds, by line number (lines with nothing left out)."""
@@ -369,37 +364,44 @@ class ScalarReader:
         count = len(lines)
         # Each line between \x00 and \x01: a shape found with them around it is a whole line.
         framed = b"\x00" + shaped.replace(b"\n", b"\x01\x00") + b"\x01"
-        present, seen = [], 0
-        for shape in self._recent:
-            found = framed.count(b"\x00" + shape + b"\x01")
+        last: dict[bytes, int] = {}  # shape -> the position in framed of its last line
+        seen = 0
+        for shape in self._recent:  # most groups hold the shapes of the last ones
+            framing = b"\x00" + shape + b"\x01"
+            found = framed.count(framing) if shape in self._shapes else 0
             if found:
-                present.append(shape)
+                last[shape] = framed.rfind(framing)
                 seen += found
-        if seen != count:
-            present = list(dict.fromkeys(shaped.split(b"\n")))  # a shape not counted: list them all
-        self._recent = present[:_RECENT]
+        if seen == count:
+            shapes: Mapping[bytes, _Shape] = {shape: self._shapes[shape] for shape in last}
+        else:  # list them all: each shape's last line, and where it starts in framed
+            split = shaped.split(b"\n")
+            numbers = dict(zip(split, range(count)))
+            lengths = [0, *itertools.accumulate(map(len, split))]
+            last = {shape: lengths[number] + 2 * number for shape, number in numbers.items()}
+            shapes = self._known(lines, numbers)
+        self._recent = sorted(last, key=last.__getitem__, reverse=True)[:_RECENT]  # the latest first
         chosen: dict[int, _Shape] = {}  # the lines to read, by their position in framed
         stepped: list[tuple[bytes, _Shape]] = []  # the exact shapes that name a step
         single: list[int] = []  # the lines chosen that hold values and no step
-        for shape in present:
-            framing = b"\x00" + shape + b"\x01"
-            last = framed.rfind(framing)
-            known = self._shape(shape, lines[framed.count(b"\x00", 0, last)])
+        for shape, position in last.items():
+            known = shapes[shape]
             if not known.reads:
                 continue
+            framing = b"\x00" + shape + b"\x01"
             if not known.exact:  # every line of it
                 position = framed.find(framing)
                 while position >= 0:
                     chosen[position] = known
                     position = framed.find(framing, position + 1)
                 continue
-            chosen[last] = known
+            chosen[position] = known
             if known.stepped:
                 stepped.append((framing, known))
                 if not self._stepped:  # the first step ends the configuration echo
                     chosen[framed.find(framing)] = known
             else:
-                single.append(last)
+                single.append(position)
         for position in single:  # its step: the last step-bearing line before it
             before, step_shape = -1, None
             for framing, known in stepped:
@@ -410,26 +412,51 @@ class ScalarReader:
                 chosen[before] = step_shape
         # Line numbers counted from the end: the lines read are mostly the last ones.
         ordered = sorted(chosen)
-        numbers, end, number = [], len(framed), count
+        counted, end, number = [], len(framed), count
         for position in reversed(ordered):
             number -= framed.count(b"\x00", position, end)
-            numbers.append(number)
+            counted.append(number)
             end = position
-        for position, number in zip(ordered, reversed(numbers), strict=True):
+        for position, number in zip(ordered, reversed(counted), strict=True):
             line, known = lines[number], chosen[position]
             self._add(known.read(line) if known.exact else self._scan([line]).get(0, _Line()), line)
 
-    def _learn(self, line: str) -> _Shape:
-        """What a line of the shape of ``line`` holds, read from ``line``."""
-        into = self._scan([line]).get(0)
-        reads: list[tuple[str | None, int, int, bool]] = []
-        exact = True
-        for name, start, end in into.puts if into is not None else []:
-            exact = exact and _DIGIT.search(name) is None
-            recorded = self._recorded(name)
-            if recorded is not None:
-                reads.append((recorded[1], start, end, _INTEGER.fullmatch(line[start:end].strip()) is not None))
-        return _Shape(tuple(reads), exact)
+    def _known(self, lines: Sequence[str], numbers: Mapping[bytes, int]) -> Mapping[bytes, _Shape]:
+        """What lines of each shape of ``numbers`` (shape -> the number of a line of it in ``lines``) hold.
+
+        Remembered, or read from that line: the lines of shapes not seen before in one pass of the patterns.
+        """
+        shapes = self._shapes
+        new = [shape for shape in numbers if shape not in shapes]
+        if not new:
+            return shapes
+        learnt = dict(zip(new, self._learn([lines[numbers[shape]] for shape in new]), strict=True))
+        if len(shapes) + len(learnt) <= _SHAPES:
+            shapes.update(learnt)
+            return shapes
+        known = {**shapes, **learnt}
+        shapes.clear()  # output of ever new shapes: remember this group's
+        shapes.update(learnt)
+        return known
+
+    def _learn(self, lines: Sequence[str]) -> list[_Shape]:
+        """What lines of the shape of each of ``lines`` hold, read from it (one pass of the patterns)."""
+        found = self._scan(lines)
+        learnt = [_NOTHING] * len(lines)
+        lengths = [0, *itertools.accumulate(map(len, lines))]
+        for number, into in found.items():
+            start = lengths[number] + number  # where the line starts in the lines joined
+            line = lines[number]
+            reads: list[tuple[str | None, int, int, bool]] = []
+            exact = True
+            for name, begin, end in into.puts:
+                exact = exact and _DIGIT.search(name) is None
+                recorded = self._recorded(name)
+                begin, end = begin - start, end - start
+                if recorded is not None:
+                    reads.append((recorded[1], begin, end, _INTEGER.fullmatch(line[begin:end].strip()) is not None))
+            learnt[number] = _Shape(tuple(reads), exact)
+        return learnt
 
     def _put_default(self, into: _Line, text: str, match: re.Match[str]) -> None:
         """A match of the built-in forms: the name as printed, with the qualifiers before it (``val loss``)."""

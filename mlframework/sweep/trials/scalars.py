@@ -168,6 +168,7 @@ class _Shape:
 
 
 _NOTHING = _Shape((), True)  # a line that holds no metric
+_STEP = "\x00step"  # what a step is recorded under (compared by identity: no printed name is this object)
 
 
 class ScalarReader:
@@ -454,7 +455,8 @@ class ScalarReader:
                 recorded = self._recorded(name)
                 begin, end = begin - start, end - start
                 if recorded is not None:
-                    reads.append((recorded[1], begin, end, _INTEGER.fullmatch(line[begin:end].strip()) is not None))
+                    whole = _INTEGER.fullmatch(line[begin:end].strip()) is not None
+                    reads.append((None if recorded is _STEP else recorded, begin, end, whole))
             learnt[number] = _Shape(tuple(reads), exact)
         return learnt
 
@@ -483,23 +485,21 @@ class ScalarReader:
         if number is None:
             return
         recorded = self._recorded(name)
-        if recorded is None:
-            return
-        if recorded[1] is None:
+        if recorded is _STEP:
             into.step = number
-        else:
-            into.values[recorded[1]] = number
+        elif recorded is not None:
+            into.values[recorded] = number
 
-    def _recorded(self, name: str) -> tuple[str, str | None] | None:
-        """(``name``, the name its value is recorded under; None: it is the step); None: not read (a parameter)."""
+    def _recorded(self, name: str) -> str | None:
+        """The name a printed value is recorded under: :data:`_STEP` for the step, None for none (a parameter)."""
         key = metric_key(name)
         if key in STEP_KEYS:
-            return name, None
+            return _STEP
         if key in self._wanted:
-            return name, self._wanted[key]
+            return self._wanted[key]
         if key in self._excluded:
             return None
-        return name, " ".join(name.split())
+        return " ".join(name.split())
 
     def _add(self, line: _Line, text: str) -> None:
         """One line's step and values: a new record, or more of the latest one."""

@@ -42,6 +42,7 @@ What every form shares:
 from __future__ import annotations
 
 import itertools
+import operator
 import re
 import threading
 import time
@@ -87,7 +88,6 @@ TAIL_LINES = 20
 # places (every pattern tells a digit from other characters, never one digit from another), so once the history
 # is full the last line of each shape in a group is all that needs reading for the final values.
 _ZERO_DIGITS = bytes.maketrans(b"123456789", b"000000000")
-_DIGIT = re.compile(r"[0-9]")
 _SHAPES = 1_024  # shapes remembered per reader (and what each holds)
 _RECENT = 8  # shapes of the last groups, counted first: most groups hold no other
 # A progress bar not at its end yet: ``3/12 [===>`` (Keras), ``3/12 [00:01<00:03`` (tqdm).
@@ -127,29 +127,34 @@ _DIAGNOSTIC = re.compile(
 
 
 class _Line:
-    """What one line held: its step (if it names one) and its values; ``puts``: each (name, value's span) read."""
+    """What one line held: its step (if it names one) and its values.
+
+    ``puts``: each name read, where it is printed (with its qualifiers) and where its value is.
+    """
 
     __slots__ = ("puts", "step", "values")
 
     def __init__(self) -> None:
         self.step: float | int | None = None
         self.values: dict[str, float | int] = {}
-        self.puts: list[tuple[str, int, int]] = []
+        self.puts: list[tuple[str, int, int, int, int]] = []
 
 
 class _Shape:
     """What every line of one shape holds: (the step, or the metric's name as recorded; where its value is)."""
 
-    __slots__ = ("exact", "reads", "stepped")
+    __slots__ = ("digits", "exact", "names", "reads", "stepped")
 
-    def __init__(self, reads: tuple[tuple[str | None, int, int, bool], ...], exact: bool) -> None:
+    def __init__(self, reads: tuple[tuple[str | None, int, int, bool], ...], digits: tuple[int, ...] = ()) -> None:
         # (name, None: the step; the value's start and end; whether it is written as a whole number, as every
         # line of the shape writes it)
         self.reads = reads
-        self.stepped = any(name is None for name, _, _, _ in reads)
-        # False when a name read has a digit (``top1 acc``, ``rouge2``): lines of this shape may then hold other
-        # names (``top5 acc``), so each of them is read in full.
-        self.exact = exact
+        self.names = frozenset(name for name, _, _, _ in reads)  # None: the step
+        self.stepped = None in self.names
+        # Where the names read have digits (``top1 acc``, ``rouge2``): lines of this shape with other digits
+        # there hold other names (``top5 acc``); each set of them is a shape of its own (ScalarReader._exact).
+        self.digits = digits
+        self.exact = not digits
 
     def read(self, line: str) -> _Line:
         """``line`` (of this shape) read: its step and values, as :func:`_number` reads them."""
@@ -167,7 +172,33 @@ class _Shape:
         return into
 
 
-_NOTHING = _Shape((), True)  # a line that holds no metric
+_NOTHING = _Shape(())  # a line that holds no metric
+_READS = operator.attrgetter("reads")
+
+
+def _last_of_each(framed: bytes, framing: bytes, known: _Shape, original: bytes, lines: Sequence[str]) -> list[int]:
+    """The positions in ``framed`` of the last line of ``framing`` with each set of digits in its names.
+
+    ``original``: ``framed`` with the digits kept, when the lines are ASCII (then a character's offset in a
+    line is its byte's); else b"" and the lines are counted.
+    """
+    last: dict[Any, int] = {}
+    position = framed.find(framing)
+    if original:
+        digits, size = operator.itemgetter(*(1 + at for at in known.digits)), len(framing)
+        while position >= 0:
+            last[digits(original[position : position + size])] = position
+            position = framed.find(framing, position + 1)
+        return list(last.values())
+    number, start = 0, 0
+    while position >= 0:
+        number += framed.count(b"\x00", start, position)
+        start = position
+        last["".join(lines[number][at] for at in known.digits)] = position
+        position = framed.find(framing, position + 1)
+    return list(last.values())
+
+
 _STEP = "\x00step"  # what a step is recorded under (compared by identity: no printed name is this object)
 
 
@@ -291,13 +322,16 @@ class ScalarReader:
         Once the history is full, the rest as :meth:`_feed_shapes` reads it.
         """
         closed, split = self._closed, shaped.split(b"\n")
-        known = map(self._known(lines, dict(zip(split, range(len(split))))).__getitem__, split)
-        for number, (line, shape) in enumerate(zip(lines, known, strict=True)):
+        shapes = self._known(lines, numbers := dict(zip(split, range(len(split)))))
+        if not any(map(_READS, map(shapes.__getitem__, numbers))):
+            return  # no line holds a metric
+        known = map(shapes.__getitem__, split)
+        for number, (line, shape, holds) in enumerate(zip(lines, split, known, strict=True)):
             if len(closed) >= MAX_HISTORY:
                 self._feed_shapes(lines[number:], b"\n".join(split[number:]))
                 return
-            if shape.reads:
-                self._add(shape.read(line) if shape.exact else self._scan([line]).get(0, _Line()), line)
+            if holds.reads:
+                self._add((holds if holds.exact else self._exact(shape, holds, line)).read(line), line)
 
     def _scan(self, lines: Sequence[str]) -> dict[int, _Line]:
         """What each line of ``lines`` holds, by line number (lines with nothing left out)."""
@@ -326,7 +360,7 @@ class ScalarReader:
         if self._wanted_regex is not None:
             for into, match in line_of(self._wanted_regex, text):
                 if match.start() == 0 or not _NAME_CHAR.match(text, match.start() - 1):
-                    self._put(into, match["wanted"], match["value"], match.span("value"))
+                    self._put(into, match["wanted"], match["value"], match.span("value"), match.span("wanted"))
         for metric, regex in self._named:
             for into, match in line_of(regex, text):
                 self._put(into, metric, match.group(1) if regex.groups else match.group(0))
@@ -381,34 +415,46 @@ class ScalarReader:
             lengths = [0, *itertools.accumulate(map(len, split))]
             last = {shape: lengths[number] + 2 * number for shape, number in numbers.items()}
             shapes = self._known(lines, numbers)
-        self._recent = sorted(last, key=last.__getitem__, reverse=True)[:_RECENT]  # the latest first
-        chosen: dict[int, _Shape] = {}  # the lines to read, by their position in framed
-        stepped: list[tuple[bytes, _Shape]] = []  # the exact shapes that name a step
+        # The latest first; none when the group had more shapes than are counted (the next is listed at once).
+        self._recent = sorted(last, key=last.__getitem__, reverse=True) if len(last) <= _RECENT else []
+        chosen: dict[int, tuple[bytes, _Shape]] = {}  # the lines to read, by their position in framed
+        original: bytes | None = None  # the lines framed as in framed, digits kept (b"": not ASCII)
+        stepped: list[tuple[bytes, bytes, _Shape]] = []  # the shapes that name a step
         single: list[int] = []  # the lines chosen that hold values and no step
-        for shape, position in last.items():
+        covered: set[str | None] = set()  # the names (None: the step) of the later lines chosen
+        first: tuple[int, bytes, _Shape] | None = None  # the group's first step-bearing line
+        for shape, position in sorted(last.items(), key=operator.itemgetter(1), reverse=True):
             known = shapes[shape]
             if not known.reads:
                 continue
             framing = b"\x00" + shape + b"\x01"
-            if not known.exact:  # every line of it
-                position = framed.find(framing)
-                while position >= 0:
-                    chosen[position] = known
-                    position = framed.find(framing, position + 1)
-                continue
-            chosen[position] = known
             if known.stepped:
-                stepped.append((framing, known))
-                if not self._stepped:  # the first step ends the configuration echo
-                    chosen[framed.find(framing)] = known
-            else:
-                single.append(position)
+                stepped.append((shape, framing, known))
+                at = -1 if self._stepped else framed.find(framing)
+                if at >= 0 and (first is None or at < first[0]):
+                    first = at, shape, known  # it ends the configuration echo
+            if known.exact:
+                if known.names <= covered:
+                    continue  # a later line holds each of its names
+                covered |= known.names
+                positions = [position]
+            else:  # the last line of each set of digits in its names
+                if original is None:
+                    data = "\n".join(lines).encode()
+                    original = b"\x00" + data.replace(b"\n", b"\x01\x00") + b"\x01" if data.isascii() else b""
+                positions = _last_of_each(framed, framing, known, original, lines)
+            for at in positions:
+                chosen[at] = shape, known
+                if not known.stepped:
+                    single.append(at)
+        if first is not None:
+            chosen[first[0]] = first[1], first[2]
         for position in single:  # its step: the last step-bearing line before it
             before, step_shape = -1, None
-            for framing, known in stepped:
+            for shape, framing, known in stepped:
                 found = framed.rfind(framing, 0, position)
                 if found > before:
-                    before, step_shape = found, known
+                    before, step_shape = found, (shape, known)
             if step_shape is not None:
                 chosen[before] = step_shape
         # Line numbers counted from the end: the lines read are mostly the last ones.
@@ -419,53 +465,63 @@ class ScalarReader:
             counted.append(number)
             end = position
         for position, number in zip(ordered, reversed(counted), strict=True):
-            line, known = lines[number], chosen[position]
-            self._add(known.read(line) if known.exact else self._scan([line]).get(0, _Line()), line)
+            line, (shape, known) = lines[number], chosen[position]
+            self._add((known if known.exact else self._exact(shape, known, line)).read(line), line)
 
-    def _known(self, lines: Sequence[str], numbers: Mapping[bytes, int]) -> Mapping[bytes, _Shape]:
+    def _known(self, lines: Sequence[str], numbers: Mapping[bytes, int]) -> dict[bytes, _Shape]:
         """What lines of each shape of ``numbers`` (shape -> the number of a line of it in ``lines``) hold.
 
         Remembered, or read from that line: the lines of shapes not seen before in one pass of the patterns.
         """
         shapes = self._shapes
-        new = [shape for shape in numbers if shape not in shapes]
+        new = list(numbers.keys() - shapes.keys())
         if not new:
             return shapes
-        learnt = dict(zip(new, self._learn([lines[numbers[shape]] for shape in new]), strict=True))
-        if len(shapes) + len(learnt) <= _SHAPES:
-            shapes.update(learnt)
-            return shapes
-        known = {**shapes, **learnt}
-        shapes.clear()  # output of ever new shapes: remember this group's
+        learnt = dict(zip(new, self._learn(list(map(lines.__getitem__, map(numbers.__getitem__, new)))), strict=True))
+        if len(shapes) + len(learnt) > _SHAPES:  # output of ever new shapes: remember this group's
+            learnt.update({shape: shapes[shape] for shape in numbers.keys() & shapes.keys()})
+            shapes.clear()
         shapes.update(learnt)
-        return known
+        return shapes
 
     def _learn(self, lines: Sequence[str]) -> list[_Shape]:
         """What lines of the shape of each of ``lines`` hold, read from it (one pass of the patterns)."""
         found = self._scan(lines)
         learnt = [_NOTHING] * len(lines)
-        lengths = [0, *itertools.accumulate(map(len, lines))]
+        lengths = [0, *itertools.accumulate(map(len, lines))] if found else []
         for number, into in found.items():
             start = lengths[number] + number  # where the line starts in the lines joined
             line = lines[number]
             reads: list[tuple[str | None, int, int, bool]] = []
-            exact = True
-            for name, begin, end in into.puts:
-                exact = exact and _DIGIT.search(name) is None
+            digits: set[int] = set()
+            for name, name_start, name_end, begin, end in into.puts:
+                name_start, name_end, begin, end = name_start - start, name_end - start, begin - start, end - start
+                digits.update(at for at in range(name_start, name_end) if "0" <= line[at] <= "9")
                 recorded = self._recorded(name)
-                begin, end = begin - start, end - start
                 if recorded is not None:
                     whole = _INTEGER.fullmatch(line[begin:end].strip()) is not None
                     reads.append((None if recorded is _STEP else recorded, begin, end, whole))
-            learnt[number] = _Shape(tuple(reads), exact)
+            learnt[number] = _Shape(tuple(reads), tuple(sorted(digits)))
         return learnt
+
+    def _exact(self, shape: bytes, known: _Shape, line: str) -> _Shape:
+        """What ``line`` (of ``shape``) holds, given the digits in its names: its own shape, learnt on first sight."""
+        if known.exact:
+            return known
+        key = shape + b"\x00" + "".join(line[at] for at in known.digits).encode()
+        exact = self._shapes.get(key)
+        if exact is None:
+            exact = _Shape(self._learn([line])[0].reads)
+            if len(self._shapes) < _SHAPES:
+                self._shapes[key] = exact
+        return exact
 
     def _put_default(self, into: _Line, text: str, match: re.Match[str]) -> None:
         """A match of the built-in forms: the name as printed, with the qualifiers before it (``val loss``)."""
         start, end = match.span("n")
         name = text[start:end]
         if is_step(name):
-            self._put(into, name, match["value"], match.span("value"))
+            self._put(into, name, match["value"], match.span("value"), (start, end))
             return
         if match["of"] or (match["sep"] is None and not looks_like_metric(name)):
             return  # ``93/100`` is no value; ``gloss 5`` no metric
@@ -474,13 +530,22 @@ class ScalarReader:
         qualified = _QUALIFIED.search(before) if before.endswith((" ", "\t")) else None
         if qualified is not None:
             name = before[qualified.start() :] + name
-        self._put(into, name, match["value"], match.span("value"))
+            start = line_start + qualified.start()
+        self._put(into, name, match["value"], match.span("value"), (start, end))
 
-    def _put(self, into: _Line, name: str | None, value: str | None, span: tuple[int, int] | None = None) -> None:
+    def _put(
+        self,
+        into: _Line,
+        name: str | None,
+        value: str | None,
+        span: tuple[int, int] | None = None,
+        printed: tuple[int, int] | None = None,
+    ) -> None:
+        """Read ``value`` as ``name``'s; ``span``, ``printed``: where the value and the name are (built-in forms)."""
         if not name or value is None:
             return
-        if span is not None:
-            into.puts.append((name, *span))
+        if span is not None and printed is not None:
+            into.puts.append((name, *printed, *span))
         number = _number(value)
         if number is None:
             return

@@ -86,7 +86,7 @@ MAX_HISTORY = 2_000  # records kept per command; the final value of each metric 
 TAIL_LINES = 20
 # A line's shape: its bytes with every ASCII digit made 0. Lines of one shape hold the same names at the same
 # places (every pattern tells a digit from other characters, never one digit from another), so once the history
-# is full the last line of each shape in a group is all that needs reading for the final values.
+# is full the last line of a group holding each metric is all that needs reading for the final values.
 _ZERO_DIGITS = bytes.maketrans(b"123456789", b"000000000")
 _SHAPES = 1_024  # shapes remembered per reader (and what each holds)
 _RECENT = 8  # shapes of the last groups, counted first: most groups hold no other
@@ -387,10 +387,11 @@ class ScalarReader:
         return True
 
     def _feed_shapes(self, lines: Sequence[str], shaped: bytes) -> None:
-        """Once the history is full: read each shape's last line, in C but for a few lines a group.
+        """Once the history is full: read the last line holding each metric, in C but for a few lines a group.
 
-        Every other line of a shape holds the same names, at values that came
-        later; the lines read go to :meth:`_add` in their order, each value-only
+        That is each shape's last line, unless later lines hold all its names; every
+        other line of a shape holds the same names, at values that came
+        before. The lines read go to :meth:`_add` in their order, each value-only
         line after the last step-bearing line before it (and the group's first
         step-bearing line while configuration echoes may still come). The
         final values and the step are what reading every line gives; the records

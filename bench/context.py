@@ -245,8 +245,10 @@ def _check_recorded(directory: Path, total: int) -> None:
         )
 
 
-def measure(figure: Figure, ctx: Context, one_run: Callable[[], float], retries: int | None = None) -> Figure:
-    """Fill ``figure.values`` with ``ctx.runs`` runs of ``one_run``.
+def measure(
+    figure: Figure, ctx: Context, one_run: Callable[[], float], retries: int | None = None, runs: int | None = None
+) -> Figure:
+    """Fill ``figure.values`` with ``ctx.runs`` runs of ``one_run`` (up to ``runs`` values: interleave two figures).
 
     A run that raises is noted on the row, our workers are reset and the run
     is tried again, at most ``retries`` times in all (default: twice the
@@ -255,7 +257,7 @@ def measure(figure: Figure, ctx: Context, one_run: Callable[[], float], retries:
     """
     retries = 2 * ctx.runs if retries is None else retries
     failures: list[str] = []
-    while len(figure.values) < ctx.runs:
+    while len(figure.values) < (ctx.runs if runs is None else runs) and figure.unavailable is None:
         try:
             figure.values.append(one_run())
         except Unavailable as exc:

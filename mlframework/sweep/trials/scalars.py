@@ -34,10 +34,15 @@ What every form shares:
   ``tokens per iteration will be: 12,288``) is a configuration echo, not a
   metric; when the script prints no step at all (and exits 0) those values are kept.
 * Names that are parameters of the trial (``lr=0.1`` echoed back) are not metrics.
+* Past :data:`MAX_HISTORY` records the history stops growing; with the built-in forms a metric's
+  final value is still its last printed one, and each group of lines read hands on the latest
+  value of each metric (with its step) to a live taker such as the pruner.
 """
 
 from __future__ import annotations
 
+import itertools
+import operator
 import re
 import threading
 import time
@@ -76,9 +81,15 @@ _DEFAULT = (
 _DEFAULT_LOWER = re.compile(_DEFAULT)  # on output lower-cased (ASCII), faster than IGNORECASE
 _DEFAULT_ANY_CASE = re.compile(_DEFAULT, re.IGNORECASE)
 MAX_HISTORY = 2_000  # records kept per command; the final value of each metric is always kept
-# Once the history is full only the last lines of each group are read (for the final values): a script
-# printing hundreds of thousands of lines costs no more than that.
+# Once the history is full, user-given patterns read only the last lines of each group (for the final values).
+# The built-in forms read every line by its shape (see _feed_shapes).
 TAIL_LINES = 20
+# A line's shape: its bytes with every ASCII digit made 0. Lines of one shape hold the same names at the same
+# places (every pattern tells a digit from other characters, never one digit from another), so once the history
+# is full the last line of a group holding each metric is all that needs reading for the final values.
+_ZERO_DIGITS = bytes.maketrans(b"123456789", b"000000000")
+_SHAPES = 1_024  # shapes remembered per reader (and what each holds)
+_RECENT = 8  # shapes of the last groups, counted first: most groups hold no other
 # A progress bar not at its end yet: ``3/12 [===>`` (Keras), ``3/12 [00:01<00:03`` (tqdm).
 _NAME_CHAR = re.compile(r"[\w.-]")  # what may not precede a name asked for
 _PROGRESS = re.compile(r"(?<![\w.])(\d+)/(\d+)[ \t]*\[")
@@ -103,7 +114,10 @@ def _number(text: str) -> float | int | None:
         number = float(text)
     except ValueError:
         return None
-    return int(number) if number.is_integer() and re.fullmatch(r"[-+]?\d+", text.strip()) else number
+    return int(number) if number.is_integer() and _INTEGER.fullmatch(text.strip()) else number
+
+
+_INTEGER = re.compile(r"[-+]?\d+")
 
 
 _DIAGNOSTIC = re.compile(
@@ -113,13 +127,79 @@ _DIAGNOSTIC = re.compile(
 
 
 class _Line:
-    """What one line held: its step (if it names one) and its values."""
+    """What one line held: its step (if it names one) and its values.
 
-    __slots__ = ("step", "values")
+    ``puts``: each name read, where it is printed (with its qualifiers) and where its value is.
+    """
+
+    __slots__ = ("puts", "step", "values")
 
     def __init__(self) -> None:
         self.step: float | int | None = None
         self.values: dict[str, float | int] = {}
+        self.puts: list[tuple[str, int, int, int, int]] = []
+
+
+class _Shape:
+    """What every line of one shape holds: (the step, or the metric's name as recorded; where its value is)."""
+
+    __slots__ = ("digits", "exact", "names", "reads", "stepped")
+
+    def __init__(self, reads: tuple[tuple[str | None, int, int, bool], ...], digits: tuple[int, ...] = ()) -> None:
+        # (name, None: the step; the value's start and end; whether it is written as a whole number, as every
+        # line of the shape writes it)
+        self.reads = reads
+        self.names = frozenset(name for name, _, _, _ in reads)  # None: the step
+        self.stepped = None in self.names
+        # Where the names read have digits (``top1 acc``, ``rouge2``): lines of this shape with other digits
+        # there hold other names (``top5 acc``); each set of them is a shape of its own (ScalarReader._exact).
+        self.digits = digits
+        self.exact = not digits
+
+    def read(self, line: str) -> _Line:
+        """``line`` (of this shape) read: its step and values, as :func:`_number` reads them."""
+        into = _Line()
+        for name, start, end, whole in self.reads:
+            try:
+                value = float(line[start:end])
+            except ValueError:
+                continue
+            number = int(value) if whole and value.is_integer() else value
+            if name is None:
+                into.step = number
+            else:
+                into.values[name] = number
+        return into
+
+
+_NOTHING = _Shape(())  # a line that holds no metric
+_READS = operator.attrgetter("reads")
+
+
+def _last_of_each(framed: bytes, framing: bytes, known: _Shape, original: bytes, lines: Sequence[str]) -> list[int]:
+    """The positions in ``framed`` of the last line of ``framing`` with each set of digits in its names.
+
+    ``original``: ``framed`` with the digits kept, when the lines are ASCII (then a character's offset in a
+    line is its byte's); else b"" and the lines are counted.
+    """
+    last: dict[Any, int] = {}
+    position = framed.find(framing)
+    if original:
+        digits, size = operator.itemgetter(*(1 + at for at in known.digits)), len(framing)
+        while position >= 0:
+            last[digits(original[position : position + size])] = position
+            position = framed.find(framing, position + 1)
+        return list(last.values())
+    number, start = 0, 0
+    while position >= 0:
+        number += framed.count(b"\x00", start, position)
+        start = position
+        last["".join(lines[number][at] for at in known.digits)] = position
+        position = framed.find(framing, position + 1)
+    return list(last.values())
+
+
+_STEP = "\x00step"  # what a step is recorded under (compared by identity: no printed name is this object)
 
 
 class ScalarReader:
@@ -158,6 +238,8 @@ class ScalarReader:
         self._handed = 0  # the closed records already handed on
         self._handed_open: dict[str, Any] | None = None  # the latest record, handed on once it had settled
         self._unkept: list[dict[str, Any]] = []  # records past MAX_HISTORY, kept only until handed on
+        self._shapes: dict[bytes, _Shape] = {}  # what lines of each shape hold (see _feed_shapes)
+        self._recent: list[bytes] = []  # the shapes of the last groups read by shape
 
     @property
     def active(self) -> bool:
@@ -200,15 +282,59 @@ class ScalarReader:
     def feed(self, lines: Sequence[str]) -> None:
         """Look for metrics in ``lines`` (at most one record per line; lines at one step share one).
 
-        Each pattern runs once over the lines joined (in C, not a Python step
-        per line: a chatty script prints hundreds of thousands).
+        With the built-in forms the patterns run once per line shape, not once
+        per line (a chatty script prints hundreds of thousands): the lines are
+        joined and their shapes taken in C; once the history is full, only the
+        last line of each shape in ``lines`` is read in Python. User-given
+        patterns run once over the lines joined (in C); once the history is
+        full, over the last :data:`TAIL_LINES` of ``lines``.
         """
         with self._lock:
             self._feed(lines)
 
     def _feed(self, lines: Sequence[str]) -> None:
-        if len(self._closed) >= MAX_HISTORY:
+        if not lines:
+            return
+        full = len(self._closed) >= MAX_HISTORY
+        if self._builtin:
+            try:
+                shaped: bytes | None = "\n".join(lines).encode().translate(_ZERO_DIGITS)
+            except UnicodeEncodeError:  # a lone surrogate
+                shaped = None
+            if shaped is not None:
+                if full and self._feed_one_shape(lines, shaped):
+                    return
+                if shaped.count(b"\n") == len(lines) - 1 and b"\x00" not in shaped and b"\x01" not in shaped:
+                    if full:
+                        self._feed_shapes(lines, shaped)
+                    else:
+                        self._feed_lines(lines, shaped)
+                    return
+        elif full:
             lines = lines[-TAIL_LINES:]
+        found = self._scan(lines)
+        for number in sorted(found):
+            self._add(found[number], lines[number] if number < len(lines) else "")
+
+    def _feed_lines(self, lines: Sequence[str], shaped: bytes) -> None:
+        """Every line, each read as its shape says (the patterns run once over the lines of shapes not seen yet).
+
+        Once the history is full, the rest as :meth:`_feed_shapes` reads it.
+        """
+        closed, split = self._closed, shaped.split(b"\n")
+        shapes = self._known(lines, numbers := dict(zip(split, range(len(split)))))
+        if not any(map(_READS, map(shapes.__getitem__, numbers))):
+            return  # no line holds a metric
+        known = map(shapes.__getitem__, split)
+        for number, (line, shape, holds) in enumerate(zip(lines, split, known, strict=True)):
+            if len(closed) >= MAX_HISTORY:
+                self._feed_shapes(lines[number:], b"\n".join(split[number:]))
+                return
+            if holds.reads:
+                self._add((holds if holds.exact else self._exact(shape, holds, line)).read(line), line)
+
+    def _scan(self, lines: Sequence[str]) -> dict[int, _Line]:
+        """What each line of ``lines`` holds, by line number (lines with nothing left out)."""
         text = "\n".join(lines)
         found: dict[int, _Line] = {}
 
@@ -234,7 +360,7 @@ class ScalarReader:
         if self._wanted_regex is not None:
             for into, match in line_of(self._wanted_regex, text):
                 if match.start() == 0 or not _NAME_CHAR.match(text, match.start() - 1):
-                    self._put(into, match["wanted"], match["value"])
+                    self._put(into, match["wanted"], match["value"], match.span("value"), match.span("wanted"))
         for metric, regex in self._named:
             for into, match in line_of(regex, text):
                 self._put(into, metric, match.group(1) if regex.groups else match.group(0))
@@ -246,15 +372,157 @@ class ScalarReader:
                 else:
                     for name, value in groups.items():
                         self._put(into, name, value)
-        for number in sorted(found):
-            self._add(found[number], lines[number] if number < len(lines) else "")
+        return found
+
+    def _feed_one_shape(self, lines: Sequence[str], shaped: bytes) -> bool:
+        """:meth:`_feed_shapes` for the common case, in a few steps: every line has the shape of the last group's."""
+        if not self._recent:
+            return False
+        shape = self._recent[0]
+        known = self._shapes.get(shape)
+        if known is None or not known.exact or (shape + b"\n") * len(lines) != shaped + b"\n":
+            return False
+        if known.reads:
+            self._add(known.read(lines[-1]), lines[-1])
+        return True
+
+    def _feed_shapes(self, lines: Sequence[str], shaped: bytes) -> None:
+        """Once the history is full: read the last line holding each metric, in C but for a few lines a group.
+
+        That is each shape's last line, unless later lines hold all its names; every
+        other line of a shape holds the same names, at values that came
+        before. The lines read go to :meth:`_add` in their order, each value-only
+        line after the last step-bearing line before it (and the group's first
+        step-bearing line while configuration echoes may still come). The
+        final values and the step are what reading every line gives; the records
+        handed on are the latest of each metric per group.
+        """
+        count = len(lines)
+        # Each line between \x00 and \x01: a shape found with them around it is a whole line.
+        framed = b"\x00" + shaped.replace(b"\n", b"\x01\x00") + b"\x01"
+        last: dict[bytes, int] = {}  # shape -> the position in framed of its last line
+        seen = 0
+        for shape in self._recent:  # most groups hold the shapes of the last ones
+            framing = b"\x00" + shape + b"\x01"
+            found = framed.count(framing) if shape in self._shapes else 0
+            if found:
+                last[shape] = framed.rfind(framing)
+                seen += found
+        if seen == count:
+            shapes: Mapping[bytes, _Shape] = {shape: self._shapes[shape] for shape in last}
+        else:  # list them all: each shape's last line, and where it starts in framed
+            split = shaped.split(b"\n")
+            numbers = dict(zip(split, range(count)))
+            lengths = [0, *itertools.accumulate(map(len, split))]
+            last = {shape: lengths[number] + 2 * number for shape, number in numbers.items()}
+            shapes = self._known(lines, numbers)
+        # The latest first; none when the group had more shapes than are counted (the next is listed at once).
+        self._recent = sorted(last, key=last.__getitem__, reverse=True) if len(last) <= _RECENT else []
+        chosen: dict[int, tuple[bytes, _Shape]] = {}  # the lines to read, by their position in framed
+        original: bytes | None = None  # the lines framed as in framed, digits kept (b"": not ASCII)
+        stepped: list[tuple[bytes, bytes, _Shape]] = []  # the shapes that name a step
+        single: list[int] = []  # the lines chosen that hold values and no step
+        covered: set[str | None] = set()  # the names (None: the step) of the later lines chosen
+        first: tuple[int, bytes, _Shape] | None = None  # the group's first step-bearing line
+        for shape, position in sorted(last.items(), key=operator.itemgetter(1), reverse=True):
+            known = shapes[shape]
+            if not known.reads:
+                continue
+            framing = b"\x00" + shape + b"\x01"
+            if known.stepped:
+                stepped.append((shape, framing, known))
+                at = -1 if self._stepped else framed.find(framing)
+                if at >= 0 and (first is None or at < first[0]):
+                    first = at, shape, known  # it ends the configuration echo
+            if known.exact:
+                if known.names <= covered:
+                    continue  # a later line holds each of its names
+                covered |= known.names
+                positions = [position]
+            else:  # the last line of each set of digits in its names
+                if original is None:
+                    data = "\n".join(lines).encode()
+                    original = b"\x00" + data.replace(b"\n", b"\x01\x00") + b"\x01" if data.isascii() else b""
+                positions = _last_of_each(framed, framing, known, original, lines)
+            for at in positions:
+                chosen[at] = shape, known
+                if not known.stepped:
+                    single.append(at)
+        if first is not None:
+            chosen[first[0]] = first[1], first[2]
+        for position in single:  # its step: the last step-bearing line before it
+            before, step_shape = -1, None
+            for shape, framing, known in stepped:
+                found = framed.rfind(framing, 0, position)
+                if found > before:
+                    before, step_shape = found, (shape, known)
+            if step_shape is not None:
+                chosen[before] = step_shape
+        # Line numbers counted from the end: the lines read are mostly the last ones.
+        ordered = sorted(chosen)
+        counted, end, number = [], len(framed), count
+        for position in reversed(ordered):
+            number -= framed.count(b"\x00", position, end)
+            counted.append(number)
+            end = position
+        for position, number in zip(ordered, reversed(counted), strict=True):
+            line, (shape, known) = lines[number], chosen[position]
+            self._add((known if known.exact else self._exact(shape, known, line)).read(line), line)
+
+    def _known(self, lines: Sequence[str], numbers: Mapping[bytes, int]) -> dict[bytes, _Shape]:
+        """What lines of each shape of ``numbers`` (shape -> the number of a line of it in ``lines``) hold.
+
+        Remembered, or read from that line: the lines of shapes not seen before in one pass of the patterns.
+        """
+        shapes = self._shapes
+        new = list(numbers.keys() - shapes.keys())
+        if not new:
+            return shapes
+        learnt = dict(zip(new, self._learn(list(map(lines.__getitem__, map(numbers.__getitem__, new)))), strict=True))
+        if len(shapes) + len(learnt) > _SHAPES:  # output of ever new shapes: remember this group's
+            learnt.update({shape: shapes[shape] for shape in numbers.keys() & shapes.keys()})
+            shapes.clear()
+        shapes.update(learnt)
+        return shapes
+
+    def _learn(self, lines: Sequence[str]) -> list[_Shape]:
+        """What lines of the shape of each of ``lines`` hold, read from it (one pass of the patterns)."""
+        found = self._scan(lines)
+        learnt = [_NOTHING] * len(lines)
+        lengths = [0, *itertools.accumulate(map(len, lines))] if found else []
+        for number, into in found.items():
+            start = lengths[number] + number  # where the line starts in the lines joined
+            line = lines[number]
+            reads: list[tuple[str | None, int, int, bool]] = []
+            digits: set[int] = set()
+            for name, name_start, name_end, begin, end in into.puts:
+                name_start, name_end, begin, end = name_start - start, name_end - start, begin - start, end - start
+                digits.update(at for at in range(name_start, name_end) if "0" <= line[at] <= "9")
+                recorded = self._recorded(name)
+                if recorded is not None:
+                    whole = _INTEGER.fullmatch(line[begin:end].strip()) is not None
+                    reads.append((None if recorded is _STEP else recorded, begin, end, whole))
+            learnt[number] = _Shape(tuple(reads), tuple(sorted(digits)))
+        return learnt
+
+    def _exact(self, shape: bytes, known: _Shape, line: str) -> _Shape:
+        """What ``line`` (of ``shape``) holds, given the digits in its names: its own shape, learnt on first sight."""
+        if known.exact:
+            return known
+        key = shape + b"\x00" + "".join(line[at] for at in known.digits).encode()
+        exact = self._shapes.get(key)
+        if exact is None:
+            exact = _Shape(self._learn([line])[0].reads)
+            if len(self._shapes) < _SHAPES:
+                self._shapes[key] = exact
+        return exact
 
     def _put_default(self, into: _Line, text: str, match: re.Match[str]) -> None:
         """A match of the built-in forms: the name as printed, with the qualifiers before it (``val loss``)."""
         start, end = match.span("n")
         name = text[start:end]
         if is_step(name):
-            self._put(into, name, match["value"])
+            self._put(into, name, match["value"], match.span("value"), (start, end))
             return
         if match["of"] or (match["sep"] is None and not looks_like_metric(name)):
             return  # ``93/100`` is no value; ``gloss 5`` no metric
@@ -263,25 +531,41 @@ class ScalarReader:
         qualified = _QUALIFIED.search(before) if before.endswith((" ", "\t")) else None
         if qualified is not None:
             name = before[qualified.start() :] + name
-        self._put(into, name, match["value"])
+            start = line_start + qualified.start()
+        self._put(into, name, match["value"], match.span("value"), (start, end))
 
-    def _put(self, into: _Line, name: str | None, value: str | None) -> None:
+    def _put(
+        self,
+        into: _Line,
+        name: str | None,
+        value: str | None,
+        span: tuple[int, int] | None = None,
+        printed: tuple[int, int] | None = None,
+    ) -> None:
+        """Read ``value`` as ``name``'s; ``span``, ``printed``: where the value and the name are (built-in forms)."""
         if not name or value is None:
             return
+        if span is not None and printed is not None:
+            into.puts.append((name, *printed, *span))
         number = _number(value)
         if number is None:
             return
+        recorded = self._recorded(name)
+        if recorded is _STEP:
+            into.step = number
+        elif recorded is not None:
+            into.values[recorded] = number
+
+    def _recorded(self, name: str) -> str | None:
+        """The name a printed value is recorded under: :data:`_STEP` for the step, None for none (a parameter)."""
         key = metric_key(name)
         if key in STEP_KEYS:
-            into.step = number
-            return
+            return _STEP
         if key in self._wanted:
-            name = self._wanted[key]
-        elif key in self._excluded:
-            return
-        else:
-            name = " ".join(name.split())
-        into.values[name] = number
+            return self._wanted[key]
+        if key in self._excluded:
+            return None
+        return " ".join(name.split())
 
     def _add(self, line: _Line, text: str) -> None:
         """One line's step and values: a new record, or more of the latest one."""
@@ -296,7 +580,7 @@ class ScalarReader:
         if not values:
             return
         self.final.update(values)
-        progress = _PROGRESS.search(text)
+        progress = _PROGRESS.search(text) if "[" in text else None
         unfinished = progress is not None and int(progress[1]) < int(progress[2])
         step = self._step
         latest = self._open

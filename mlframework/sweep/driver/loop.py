@@ -471,7 +471,12 @@ class SweepRun:
         """The sweep's trial source and its dispatcher; a search also picks up the trials it left untold."""
         spec = self.spec
         plan = spec.search
-        asked = (spec.metric, plan.settings.prune_metric if plan else None)  # read from output in any spelling
+        asked = (  # read from output in any spelling
+            spec.metric,
+            plan.settings.prune_metric if plan else None,
+            *(objective.name for objective in spec.objectives),
+            *(constraint.name for constraint in spec.constraints),
+        )
         controls = trial_controls(Path(spec.results_root) / self.sweep_id, spec.trial_timeout, asked)
         if plan is None:
             self.source = GridSource(spec.grid, self.total, start=start, skip=self.store.records.keys())
@@ -560,6 +565,8 @@ class SweepRun:
                 interrupted or self.cancelled,
                 status=status,
                 signalled=interrupted,
+                objectives=self.spec.objectives,
+                constraints=self.spec.constraints,
             )
             meta.update(
                 status=status,

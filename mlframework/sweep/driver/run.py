@@ -35,6 +35,7 @@ from mlframework.sweep.params.command import check_values, parameter_values
 from mlframework.sweep.params.grid import Grid
 from mlframework.sweep.params.grid_file import load_grid
 from mlframework.sweep.params.space import SearchSpace, load_space
+from mlframework.sweep.records.objectives import constraints_from_meta, objectives_from_meta, objectives_to_meta
 from mlframework.sweep.records.results import ResultsStore
 from mlframework.sweep.search.plan import SearchPlan, SearchSettings
 from mlframework.sweep.trials.provenance import read_project_revision
@@ -159,6 +160,8 @@ def run_sweep(
         "priority": spec.priority,
         "requested_metric": spec.metric,
         "requested_mode": spec.mode,
+        "objectives": objectives_to_meta(spec.objectives) or None,  # several: a Pareto front
+        "constraints": [str(constraint) for constraint in spec.constraints] or None,
         "status": "running",
         "epoch": 0,
         "created_at": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -234,6 +237,8 @@ def resume_sweep(
         meta.get("trial_timeout"),
         share=float(meta.get("share") or 1.0) if share is None else share,
         priority=int(meta.get("priority") or 0) if priority is None else priority,
+        objectives=objectives_from_meta(meta),
+        constraints=constraints_from_meta(meta),
     )
     check_task(spec.project_dir, spec.task)
     app = create_app(broker)

@@ -484,7 +484,10 @@ class SweepRun:
             return
         from mlframework.sweep.search.source import open_search
 
-        search = open_search(self.app, plan, spec.metric, spec.mode, self.sweep_id, self.store, self.total)
+        search = open_search(
+            self.app, plan, spec.metric, spec.mode, self.sweep_id, self.store, self.total, spec.objectives,
+            spec.constraints,
+        )  # fmt: skip
         self.source = search
         self.dispatcher = Dispatcher(self.app, spec.task, self.sweep_id, search, controls, epoch)
         for number in search.untold(self.store.records):

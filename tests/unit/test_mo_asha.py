@@ -1,0 +1,88 @@
+"""Multi-objective ASHA: promoted by non-dominated rank at each rung; with one objective, exactly ASHA."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mlframework.sweep.search.pruners import MultiObjectiveSuccessiveHalving, SuccessiveHalving
+
+# (trial, step increment, value) reports in turn, a few trials running at once
+REPORTS = st.lists(
+    st.tuples(st.integers(0, 5), st.sampled_from([1, 1, 2, 4]), st.integers(0, 6).map(float)), max_size=80
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(REPORTS, st.booleans(), st.sampled_from([2, 3, 4]))
+def test_with_one_objective_it_decides_as_successive_halving(reports, maximize, factor):
+    single = SuccessiveHalving(maximize, min_resource=1, reduction_factor=factor)
+    vector = MultiObjectiveSuccessiveHalving([maximize], min_resource=1, reduction_factor=factor)
+    steps: dict[int, int] = {}
+    pruned: set[int] = set()
+    for trial, increment, value in reports:
+        if trial in pruned:
+            continue
+        step = steps[trial] = steps.get(trial, -1) + increment
+        single.reported(trial, step, value)
+        vector.reported(trial, step, [value])
+        decided = single.decide(trial)
+        assert vector.decide(trial) == decided
+        if decided:
+            pruned.add(trial)
+
+
+def make(on_rung=None) -> MultiObjectiveSuccessiveHalving:
+    # accuracy (max), latency (min); rungs at steps 1, 2, 4 (factor 2)
+    return MultiObjectiveSuccessiveHalving([True, False], min_resource=1, reduction_factor=2, on_rung=on_rung)
+
+
+def test_a_trial_goes_on_while_its_front_is_in_the_top_half_of_its_rung():
+    pruner = make()
+    reach = {0: (0.9, 10.0), 1: (0.8, 20.0), 2: (0.95, 30.0), 3: (0.85, 5.0)}
+    decisions = {}
+    for trial, (accuracy, latency) in reach.items():
+        pruner.reported(trial, 0, [accuracy, latency])
+        pruner.reported(trial, 1, [accuracy, latency])
+        decisions[trial] = pruner.decide(trial)
+    # t0 alone: goes on. t1 is dominated by t0 (1 better of 2, top 1 allowed): pruned. t2 is on the front with
+    # t0 (0 better): goes on. t3 too: it dominates t1 and is not dominated (0 better of 4, top 2): goes on.
+    assert decisions == {0: False, 1: True, 2: False, 3: False}
+    assert [len(rung) for rung in pruner.rungs] == [4]
+
+
+def test_an_objective_reported_once_keeps_its_value_and_a_trial_waits_for_every_objective():
+    recorded = []
+    pruner = make(lambda number, rung, values: recorded.append((number, rung, values)))
+    pruner.reported(0, 0, [0.5, None])
+    pruner.reported(0, 1, [0.6, None])
+    assert not pruner.decide(0) and not pruner.rungs, "no latency yet: no rung can judge it"
+    pruner.reported(0, 2, [0.7, 12.0])
+    assert not pruner.decide(0)
+    assert recorded == [(0, 0, [0.7, 12.0]), (0, 1, [0.7, 12.0])], "one batch crossing two rungs records both"
+    pruner.reported(0, 3, [0.8, None])
+    pruner.reported(0, 4, [0.9, None])
+    assert not pruner.decide(0)
+    assert recorded[-1] == (0, 2, [0.9, 12.0]), "latency kept from step 2"
+
+
+def test_a_pruner_rebuilt_from_its_rung_values_decides_the_same():
+    saved: dict[int, dict[int, list[float]]] = {}
+    first = make(lambda number, rung, values: saved.setdefault(number, {}).__setitem__(rung, values))
+    for trial, point in enumerate([(0.9, 10.0), (0.95, 30.0), (0.5, 40.0)]):
+        first.reported(trial, 1, list(point))
+        first.decide(trial)
+    again = make()
+    for trial in range(3):
+        again.restore(trial, saved.get(trial, {}), (1, list(first.running[trial].values[1])), finished=False)
+    for pruner in (first, again):
+        pruner.reported(3, 1, [0.7, 20.0])
+    assert first.decide(3) == again.decide(3)
+    assert first.rungs == again.rungs
+
+
+@pytest.mark.parametrize("bad", [{"maximize": []}, {"maximize": [True], "reduction_factor": 1}])
+def test_settings_that_make_no_halving_are_refused(bad):
+    with pytest.raises(ValueError):
+        MultiObjectiveSuccessiveHalving(**bad)

@@ -128,6 +128,81 @@ def _parallel_coordinates(data: ReportData) -> Any:
     return figure
 
 
+def _pareto_front(data: ReportData) -> Any:
+    """Several objectives: a scatter of the first two, the front's trials highlighted and joined (best first)."""
+    import plotly.graph_objects as go
+
+    sweep = data.sweep
+    objectives = sweep.objectives[:2]
+    if len(objectives) < 2:
+        return None
+    first, second = objectives
+    front = sweep.front()
+    on_front = {str(record["trial"]) for record in front}
+    figure = go.Figure()
+
+    def points(records: list[TrialRecord]) -> tuple[list[float], list[float], list[str]]:
+        shown = [r for r in records if first.value(r.get("metrics")) is not None]
+        shown = [r for r in shown if second.value(r.get("metrics")) is not None]
+        xs = [float(first.value(r.get("metrics")) or 0.0) for r in shown]
+        ys = [float(second.value(r.get("metrics")) or 0.0) for r in shown]
+        return xs, ys, [_hover(r, None) + _objectives_text(r, sweep.objectives) for r in shown]
+
+    succeeded = [r for r in sweep.records if r.get("status") == SUCCESS and str(r["trial"]) not in on_front]
+    feasible = [r for r in succeeded if _keeps(r, sweep.constraints)]
+    groups: list[tuple[str, list[TrialRecord], dict[str, Any]]] = [
+        ("other trials", feasible, {"color": "#a8b3bd", "size": 7}),
+        ("breaks a constraint", [r for r in succeeded if not _keeps(r, sweep.constraints)], {"color": "#d62828"}),
+        ("pruned (last values)", [r for r in sweep.records if r.get("status") == PRUNED], {"symbol": "x"}),
+    ]
+    for name, records, marker in groups:
+        xs, ys, texts = points(records)
+        if xs:
+            marker = {"size": 7, "color": status_color(PRUNED), **marker}
+            figure.add_scatter(
+                x=xs, y=ys, text=texts, hoverinfo="text", mode="markers", name=name, marker=marker, opacity=0.7
+            )
+    xs, ys, texts = points(sorted(front, key=lambda r: float(first.value(r.get("metrics")) or 0.0)))
+    figure.add_scatter(
+        x=xs,
+        y=ys,
+        text=texts,
+        hoverinfo="text",
+        mode="lines+markers",
+        name=f"Pareto front ({len(front)})",
+        line={"color": "#1d3557", "width": 2, "shape": _staircase(first.mode, len(sweep.objectives))},
+        marker={"color": "#e63946", "size": 10, "line": {"color": "#1d3557", "width": 1}},
+    )
+    figure.update_layout(
+        height=460,
+        xaxis_title=f"{first.name} ({first.mode})",
+        yaxis_title=f"{second.name} ({second.mode})",
+        hovermode="closest",
+    )
+    return figure
+
+
+def _staircase(first_mode: str, objectives: int) -> str:
+    """The front's line as its attainment staircase: each corner the point both neighbours dominate.
+
+    Sorted by the first objective ascending, the corner between two neighbours takes the worse of each value:
+    the left one's first value when larger is better (up or down first, "vh"), else the right one's ("hv").
+    With more than two objectives the drawn projection has no staircase: a plain line joins the points.
+    """
+    if objectives != 2:
+        return "linear"
+    return "vh" if first_mode == "max" else "hv"
+
+
+def _keeps(record: TrialRecord, constraints: Any) -> bool:
+    return all(constraint.holds(record.get("metrics")) for constraint in constraints)
+
+
+def _objectives_text(record: TrialRecord, objectives: Any) -> str:
+    values = [f"{o.name}={label(o.value(record.get('metrics')))}" for o in objectives]
+    return "<br>" + "<br>".join(html.escape(v) for v in values)
+
+
 def _importance(importances: dict[str, float]) -> Any:
     import plotly.graph_objects as go
 
@@ -275,7 +350,13 @@ def _overview(data: ReportData) -> str:
         ("duration", f"{summary['duration_s']:.1f} s" if summary["duration_s"] is not None else "?"),
         ("metric", f"{data.metric} ({data.mode})" if data.metric else "none reported"),
     ]
-    if best is not None and data.metric:
+    if sweep.objectives:
+        front = ", ".join(str(record["trial"]) for record in sweep.front())
+        items.append(("objectives", ", ".join(map(str, sweep.objectives))))
+        items.append(("Pareto front", front or "empty: no trial succeeded with every objective"))
+    if sweep.constraints:
+        items.append(("constraints", ", ".join(map(str, sweep.constraints))))
+    if best is not None and data.metric and not sweep.objectives:
         params = " ".join(f"--{k}={label(v)}" for k, v in (best.get("params") or {}).items())
         items.append(("best", f"{label(metric_value(best, data.metric))} in {best.get('trial')}: {params}"))
     if isinstance(revision, dict) and revision.get("commit"):
@@ -288,8 +369,16 @@ def _overview(data: ReportData) -> str:
 
 
 def figures(data: ReportData, importances: dict[str, float]) -> list[tuple[str, str, Any]]:
-    """(id, title, plotly figure or None) of each figure of the page, in order."""
+    """(id, title, plotly figure or None) of each figure of the page, in order (the Pareto front first, if any)."""
+    objectives = data.sweep.objectives
+    front: list[tuple[str, str, Any]] = []
+    if len(objectives) > 1:
+        title = f"Pareto front of {', '.join(map(str, objectives))}" + (
+            " (the first two drawn)" if len(objectives) > 2 else ""
+        )
+        front = [("pareto-front", title, _pareto_front(data))]
     return [
+        *front,
         ("metric-vs-parameters", f"{data.metric or 'metric'} against each parameter", _metric_vs_parameters(data)),
         ("parallel-coordinates", "parallel coordinates", _parallel_coordinates(data)),
         ("parameter-importance", "parameter importance", _importance(importances)),
@@ -326,8 +415,16 @@ def render(data: ReportData, importances: dict[str, float], importance_note: str
         f"<h1>{html.escape(title)}</h1>{_overview(data)}"
         f'<p class="note">written {written} by mlframework from {html.escape(str(data.sweep.directory))}</p>'
         f"{''.join(sections)}<script>{_SORT_SCRIPT}</script>"
-        f"<script>window.mlframeworkReport={json.dumps({'trials': len(data.ranked)})};</script></body></html>"
+        f"<script>window.mlframeworkReport={json.dumps(_page_facts(data))};</script></body></html>"
     )
+
+
+def _page_facts(data: ReportData) -> dict[str, Any]:
+    """What the page says of itself to a script (tests read it): its trials, and the front's with several objectives."""
+    facts: dict[str, Any] = {"trials": len(data.ranked)}
+    if data.sweep.objectives:
+        facts["front"] = [str(record["trial"]) for record in data.sweep.front()]
+    return facts
 
 
 def write(data: ReportData, importances: dict[str, float], note: str, path: Path) -> Path:

@@ -12,6 +12,7 @@ import textwrap
 from pathlib import Path
 
 import optuna
+from report_probe import chromium, probe_page
 
 from mlframework.sweep.search.study import JOURNAL
 
@@ -104,6 +105,17 @@ def test_the_pareto_front_of_a_small_grid_is_recorded_and_shown_exactly(tmp_path
     listed = mlframework("ls", "--results", "res", "--json", cwd=tmp_path)
     (entry,) = json.loads(listed.stdout)
     assert entry["front"] == front
+    report = mlframework("report", sweep_dir.name, "--results", "res", "-o", "report.html", cwd=tmp_path)
+    assert report.returncode == 0, report.stdout + report.stderr
+    page = (tmp_path / "report.html").read_text()
+    assert json.loads(page.split("window.mlframeworkReport=", 1)[1].split(";</script>", 1)[0])["front"] == front
+    dom = chromium(probe_page(tmp_path / "report.html"), tmp_path / "profile", "--window-size=1280,1000", "--dump-dom")
+    probe = json.loads(dom.stdout.split('<pre id="probe">', 1)[1].split("</pre>", 1)[0].replace("&quot;", '"'))
+    assert probe["errors"] == []
+    drawn = probe["boxes"]["pareto-front"]
+    assert drawn["h"] > 300 and drawn["svg"] >= 1, drawn
+    # the 5 trials of the front, the 3 dominated ones, the 3 breaking the constraint: one marker each
+    assert drawn["points"] == 5 + 3 + 3 and drawn["lines"] >= 1, drawn
     resumed = mlframework("sweep", "--resume", sweep_dir.name, "--local", "--results", "res", cwd=tmp_path)
     assert summary in resumed.stdout, "--resume keeps the objectives: " + resumed.stdout + resumed.stderr
 
@@ -134,5 +146,11 @@ def test_a_two_objective_search_prunes_with_multi_objective_asha_and_records_its
     pruned = [t for t in study.trials if t.state.name == "PRUNED"]
     assert len(pruned) == statuses.count("PRUNED")
     assert all(isinstance(t.system_attrs.get("completed_rung_0"), list) for t in pruned), "rung values recorded"
+    report = mlframework("report", sweep_dir.name, "--results", "res", "-o", "report.html", cwd=tmp_path)
+    assert report.returncode == 0, report.stdout + report.stderr
+    page = (tmp_path / "report.html").read_text()
+    facts = json.loads(page.split("window.mlframeworkReport=", 1)[1].split(";</script>", 1)[0])
+    assert sorted(facts["front"]) == sorted(row["trial"] for row in on_front)
+    assert 'data-figure="pareto-front"' in page and "pruned (last values)" in page
     told_front = {t.number for t in study.best_trials}
     assert told_front == {int(row["trial"][1:]) for row in on_front}, "the study's front is the csv's"

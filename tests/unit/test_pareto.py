@@ -16,7 +16,7 @@ from mlframework.sweep.records.objectives import (
     parse_constraint,
     parse_objectives,
 )
-from mlframework.sweep.records.pareto import dominates, nondominated_ranks, pareto_front, pareto_ranks
+from mlframework.sweep.records.pareto import Fronts, dominates, nondominated_ranks, pareto_front, pareto_ranks
 
 points_2d = st.lists(st.tuples(st.integers(0, 6), st.integers(0, 6)), max_size=40)
 points_3d = st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4), st.integers(0, 4)), max_size=30)
@@ -42,6 +42,18 @@ def test_each_rank_is_the_front_of_what_the_better_ranks_leave(points):
         assert not any(dominates(q, p) for q, r in zip(points, ranks) if r >= rank)
         if rank > 1:
             assert any(dominates(q, p) for q, r in zip(points, ranks) if r == rank - 1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(points_2d, points_3d))
+def test_fronts_kept_point_by_point_are_the_sort_of_all_points(points):
+    fronts = Fronts()
+    for number, p in enumerate(points):
+        better = fronts.add(p)
+        ranks = nondominated_ranks(points[: number + 1])
+        assert better == sum(1 for rank in ranks if rank < ranks[-1]), "the points on better fronts than the new one"
+    assert fronts.ranks() == dict(zip(map(tuple, points), nondominated_ranks(points)))
+    assert len(fronts) == len(points)
 
 
 def record(trial, accuracy, latency, status="SUCCESS", memory=100.0):

@@ -62,6 +62,52 @@ def nondominated_ranks(points: Sequence[Sequence[float]]) -> list[int]:
     return ranks
 
 
+class Fronts:
+    """Non-dominated fronts kept as points come, one at a time (the incremental sort of Li et al., 2017, ENLU).
+
+    A new point goes to the first front none of whose members dominates it; the members it dominates move
+    one front down, and those they dominate in turn, until no one moves. A point costs a few dominance
+    checks against the fronts it meets instead of a sort of every point, which is what a pruner deciding at
+    each report needs (:class:`~mlframework.sweep.search.pruners.MultiObjectiveSuccessiveHalving`).
+    """
+
+    def __init__(self) -> None:
+        self.fronts: list[list[Point]] = []  # fronts[0] is the front (rank 1)
+
+    def __len__(self) -> int:
+        return sum(len(front) for front in self.fronts)
+
+    def add(self, point: Sequence[float]) -> int:
+        """Add a point (smaller better everywhere); returns how many points lie on better fronts than its own."""
+        new = tuple(point)
+        low, high = 0, len(self.fronts)
+        while low < high:  # the first front that does not dominate it (a point dominated by front k+1 is by k)
+            middle = (low + high) // 2
+            if any(dominates(member, new) for member in self.fronts[middle]):
+                low = middle + 1
+            else:
+                high = middle
+        better = sum(len(front) for front in self.fronts[:low])
+        moving = [new]
+        level = low
+        while moving:
+            if level == len(self.fronts):
+                self.fronts.append(moving)
+                break
+            front = self.fronts[level]
+            pushed = [q for q in front if any(dominates(m, q) for m in moving)]
+            if pushed:
+                front[:] = [q for q in front if not any(dominates(m, q) for m in moving)]
+            front.extend(moving)
+            moving = pushed
+            level += 1
+        return better
+
+    def ranks(self) -> dict[Point, int]:
+        """Each point's rank (1: the front); equal points share one entry."""
+        return {point: rank for rank, front in enumerate(self.fronts, 1) for point in front}
+
+
 def point(record: TrialRecord, objectives: Sequence[Objective]) -> Point | None:
     """A record's objective values turned to smaller-is-better; None when one is missing or not finite."""
     metrics = record.get("metrics")

@@ -37,7 +37,9 @@ better fronts (:mod:`~mlframework.sweep.records.pareto`). With one objective thi
 is exactly :class:`SuccessiveHalving`'s rule (a property test checks it). Where the
 paper breaks ties inside the last front admitted (an epsilon-net or NSGA-II's
 crowding distance), this promotes that whole front: a rung may let a few more
-trials on, never stop one the paper would promote.
+trials on, never stop one the paper would promote. A rung keeps its vectors in fronts updated
+one trial at a time (:class:`~mlframework.sweep.records.pareto.Fronts`), so a
+decision is a few dominance checks, not a sort of the rung.
 
 The caller (``sweep/search/study.py``) feeds them: :meth:`reported` for each new
 intermediate value, :meth:`decide` after a batch of reports, :meth:`finished`
@@ -55,7 +57,7 @@ from dataclasses import dataclass, field
 
 from sortedcontainers import SortedList
 
-from mlframework.sweep.records.pareto import nondominated_ranks
+from mlframework.sweep.records.pareto import Fronts
 
 RungCallback = Callable[[int, int, float], None]  # (trial number, rung, value)
 VectorRungCallback = Callable[[int, int, list[float]], None]  # (trial number, rung, objective values)
@@ -324,7 +326,7 @@ class MultiObjectiveSuccessiveHalving:
         self.min_resource = min_resource
         self.reduction_factor = reduction_factor
         self.on_rung = on_rung
-        self.rungs: list[list[tuple[float, ...]]] = []  # each rung's vectors, smaller-is-better
+        self.rungs: list[Fronts] = []  # each rung's vectors (smaller-is-better) in non-dominated fronts
         self.running: dict[int, _RunningVector] = {}
 
     def reported(self, number: int, step: int, values: Sequence[float | None]) -> None:
@@ -347,22 +349,19 @@ class MultiObjectiveSuccessiveHalving:
         while step >= self.min_resource * self.reduction_factor**state.rung:
             if any(math.isnan(value) for value in point):
                 return True
-            while len(self.rungs) <= state.rung:
-                self.rungs.append([])
-            rung = self.rungs[state.rung]
-            rung.append(point)
+            rung = self._rung(state.rung)
+            better = rung.add(point)
             if self.on_rung is not None:
                 self.on_rung(number, state.rung, [float(value) for value in values if value is not None])
             state.rung += 1
-            if not self.promotable(rung):
+            if better >= max(len(rung) // self.reduction_factor, 1):  # not in the top 1/rf by rank
                 return True
         return False
 
-    def promotable(self, rung: Sequence[tuple[float, ...]]) -> bool:
-        """Whether the rung's last vector is in its top 1/rf by non-dominated rank."""
-        ranks = nondominated_ranks(rung)
-        better = sum(1 for rank in ranks if rank < ranks[-1])
-        return better < max(len(rung) // self.reduction_factor, 1)
+    def _rung(self, rung: int) -> Fronts:
+        while len(self.rungs) <= rung:
+            self.rungs.append(Fronts())
+        return self.rungs[rung]
 
     def finished(self, number: int, complete: bool) -> None:
         """Trial ``number`` was told."""
@@ -377,9 +376,7 @@ class MultiObjectiveSuccessiveHalving:
     ) -> None:
         """Rebuild from a trial of the study: its rung vectors, its last (step, values), whether it was told."""
         for rung, values in sorted(rungs.items()):
-            while len(self.rungs) <= rung:
-                self.rungs.append([])
-            self.rungs[rung].append(tuple(sign * value for sign, value in zip(self.signs, values)))
+            self._rung(rung).add(tuple(sign * value for sign, value in zip(self.signs, values)))
         if finished:
             return
         state = self.running[number] = _RunningVector(rung=len(rungs))

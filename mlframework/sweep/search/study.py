@@ -15,7 +15,7 @@ import logging
 import math
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,37 +36,29 @@ log = logging.getLogger(__name__)
 JOURNAL = "study.journal"
 _DUPLICATE_TRIES = 50  # asks in a row that only repeat points already tried: the space is exhausted
 _MAX_RESOURCE = "hyperband_max_resource"  # the study user attribute keeping hyperband's maximum resource
-_CONSTRAINTS = "constraint_violations"  # a trial's user attribute: its --constraint violations (<= 0: kept)
+# A trial's constraint values (<= 0: kept), one system attribute per --constraint: the key Optuna's own
+# Trial.set_constraint writes, which its samplers and study.best_trials read.
+_CONSTRAINT_KEY = "constraints:{}"
 _LAST_VALUES = "objective_values"  # a running trial's system attribute: [step, values] (several objectives)
 
 
-def _sampler(settings: SearchSettings, space: SearchSpace, constrained: int = 0) -> optuna.samplers.BaseSampler:
+def _sampler(settings: SearchSettings, space: SearchSpace) -> optuna.samplers.BaseSampler:
     # Optuna warns that constant_liar and QMCSampler are experimental, a note on the stability of its Python API
     # for whoever calls it; someone who typed --search qmc would only see noise in the sweep's output.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return _new_sampler(settings, space, constrained)
+        return _new_sampler(settings, space)
 
 
-def _constraint_values(constrained: int) -> Callable[[optuna.trial.FrozenTrial], Sequence[float]]:
-    """Optuna's ``constraints_func``: the violations :meth:`SearchSource.tell` saved (<= 0: kept), 1 when unknown."""
-
-    def values(trial: optuna.trial.FrozenTrial) -> Sequence[float]:
-        saved = trial.user_attrs.get(_CONSTRAINTS)
-        return [float(v) for v in saved] if isinstance(saved, list) else [1.0] * constrained
-
-    return values
-
-
-def _new_sampler(settings: SearchSettings, space: SearchSpace, constrained: int) -> optuna.samplers.BaseSampler:
+def _new_sampler(settings: SearchSettings, space: SearchSpace) -> optuna.samplers.BaseSampler:
     seed = settings.seed
     if settings.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if settings.sampler == "tpe":
         # constant_liar: trials in flight count as bad guesses, so W workers get W different points.
-        # constraints_func (--constraint): TPE models the feasible trials apart (Optuna's c-TPE).
-        constraints = _constraint_values(constrained) if constrained else None
-        return optuna.samplers.TPESampler(seed=seed, constant_liar=True, constraints_func=constraints)
+        # --constraint: TPE reads each told trial's constraint values (SearchSource.tell) and models the
+        # feasible trials apart (Optuna's c-TPE).
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
     if settings.sampler == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     if settings.sampler == "qmc":
@@ -133,7 +125,7 @@ class SearchSource:
         self.study = optuna.create_study(
             study_name=study_name,
             storage=storage,
-            sampler=_sampler(settings, space, len(self.constraints)),
+            sampler=_sampler(settings, space),
             # The pruning is decided here, not by the study (sweep/search/pruners.py): Optuna's pruners read the whole
             # study at each decision, O(trials), and would be given a deep copy of the trial at each call. Ours
             # are fed the reports this source tells anyway and answer in O(log trials); a BasePruner fed that
@@ -366,9 +358,9 @@ class SearchSource:
             return PRUNED if told == state.PRUNED else str(record.get("status"))
         values = self._values(record)
         usable = values is not None
-        if self.constraints:  # read by the sampler's constraints_func once the trial is told
-            violations = [constraint.violation(record.get("metrics")) for constraint in self.constraints]
-            self._storage.set_trial_user_attr(trial_id, _CONSTRAINTS, violations)
+        for constraint in self.constraints:  # before the tell: the sampler reads them once the trial is told
+            value = constraint.violation(record.get("metrics"))
+            self._storage.set_trial_system_attr(trial_id, _CONSTRAINT_KEY.format(constraint), value)
         if number in self.pruned and not record.get("stopped") and record.get("status") == "SUCCESS" and usable:
             # Pruning was decided, but the trial ended on its own before the stop reached it: its result is
             # whole (and its GPU time spent), so it is told and recorded as the success it is.

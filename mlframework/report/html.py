@@ -129,48 +129,39 @@ def _parallel_coordinates(data: ReportData) -> Any:
 
 
 def _pareto_front(data: ReportData) -> Any:
-    """Several objectives: a scatter of the first two, the front's trials highlighted and joined (best first)."""
+    """Several objectives: a scatter of the first two, the front's trials highlighted and joined by its staircase."""
     import plotly.graph_objects as go
 
-    sweep = data.sweep
-    objectives = sweep.objectives[:2]
-    if len(objectives) < 2:
+    view = data.pareto
+    if view is None:
         return None
-    first, second = objectives
-    front = sweep.front()
-    on_front = {str(record["trial"]) for record in front}
+    first, second = view.objectives[:2]
     figure = go.Figure()
-
-    def points(records: list[TrialRecord]) -> tuple[list[float], list[float], list[str]]:
-        shown = [r for r in records if first.value(r.get("metrics")) is not None]
-        shown = [r for r in shown if second.value(r.get("metrics")) is not None]
-        xs = [float(first.value(r.get("metrics")) or 0.0) for r in shown]
-        ys = [float(second.value(r.get("metrics")) or 0.0) for r in shown]
-        return xs, ys, [_hover(r, None) + _objectives_text(r, sweep.objectives) for r in shown]
-
-    succeeded = [r for r in sweep.records if r.get("status") == SUCCESS and str(r["trial"]) not in on_front]
-    feasible = [r for r in succeeded if _keeps(r, sweep.constraints)]
-    groups: list[tuple[str, list[TrialRecord], dict[str, Any]]] = [
-        ("other trials", feasible, {"color": "#a8b3bd", "size": 7}),
-        ("breaks a constraint", [r for r in succeeded if not _keeps(r, sweep.constraints)], {"color": "#d62828"}),
-        ("pruned (last values)", [r for r in sweep.records if r.get("status") == PRUNED], {"symbol": "x"}),
-    ]
-    for name, records, marker in groups:
-        xs, ys, texts = points(records)
-        if xs:
-            marker = {"size": 7, "color": status_color(PRUNED), **marker}
-            figure.add_scatter(
-                x=xs, y=ys, text=texts, hoverinfo="text", mode="markers", name=name, marker=marker, opacity=0.7
-            )
-    xs, ys, texts = points(sorted(front, key=lambda r: float(first.value(r.get("metrics")) or 0.0)))
+    styles = {
+        "other trials": {"color": "#a8b3bd", "size": 7},
+        "breaks a constraint": {"color": "#9b5de5", "size": 7},
+        "pruned (last values)": {"color": status_color(PRUNED), "symbol": "x", "size": 7},
+    }
+    for group in view.others:
+        figure.add_scatter(
+            x=group.xs,
+            y=group.ys,
+            text=[_hover(r, None) + _objectives_text(r, view.objectives) for r in group.records],
+            hoverinfo="text",
+            mode="markers",
+            name=group.name,
+            marker=styles.get(group.name, {}),
+            opacity=0.7,
+        )
+    front = view.front
     figure.add_scatter(
-        x=xs,
-        y=ys,
-        text=texts,
+        x=front.xs,
+        y=front.ys,
+        text=[_hover(r, None) + _objectives_text(r, view.objectives) for r in front.records],
         hoverinfo="text",
         mode="lines+markers",
-        name=f"Pareto front ({len(front)})",
-        line={"color": "#1d3557", "width": 2, "shape": _staircase(first.mode, len(sweep.objectives))},
+        name=front.name,
+        line={"color": "#1d3557", "width": 2, "shape": view.staircase},
         marker={"color": "#e63946", "size": 10, "line": {"color": "#1d3557", "width": 1}},
     )
     figure.update_layout(
@@ -180,22 +171,6 @@ def _pareto_front(data: ReportData) -> Any:
         hovermode="closest",
     )
     return figure
-
-
-def _staircase(first_mode: str, objectives: int) -> str:
-    """The front's line as its attainment staircase: each corner the point both neighbours dominate.
-
-    Sorted by the first objective ascending, the corner between two neighbours takes the worse of each value:
-    the left one's first value when larger is better (up or down first, "vh"), else the right one's ("hv").
-    With more than two objectives the drawn projection has no staircase: a plain line joins the points.
-    """
-    if objectives != 2:
-        return "linear"
-    return "vh" if first_mode == "max" else "hv"
-
-
-def _keeps(record: TrialRecord, constraints: Any) -> bool:
-    return all(constraint.holds(record.get("metrics")) for constraint in constraints)
 
 
 def _objectives_text(record: TrialRecord, objectives: Any) -> str:

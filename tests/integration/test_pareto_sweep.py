@@ -105,8 +105,11 @@ def test_the_pareto_front_of_a_small_grid_is_recorded_and_shown_exactly(tmp_path
     listed = mlframework("ls", "--results", "res", "--json", cwd=tmp_path)
     (entry,) = json.loads(listed.stdout)
     assert entry["front"] == front
-    report = mlframework("report", sweep_dir.name, "--results", "res", "-o", "report.html", cwd=tmp_path)
+    report = mlframework(
+        "report", sweep_dir.name, "--results", "res", "-o", "report.html", "--png", "figures", cwd=tmp_path
+    )
     assert report.returncode == 0, report.stdout + report.stderr
+    assert (tmp_path / "figures" / "pareto-front.png").stat().st_size > 10_000
     page = (tmp_path / "report.html").read_text()
     assert json.loads(page.split("window.mlframeworkReport=", 1)[1].split(";</script>", 1)[0])["front"] == front
     dom = chromium(probe_page(tmp_path / "report.html"), tmp_path / "profile", "--window-size=1280,1000", "--dump-dom")

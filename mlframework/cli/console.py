@@ -364,6 +364,18 @@ class SweepConsole(SweepObserver):
         if not outcome.metric or not outcome.records:
             return
         reported = sorted({name for record in outcome.records for name in (record.get("metrics") or {})})
+        if outcome.objectives:
+            metrics = [record.get("metrics") for record in outcome.records]
+            missing = [o.name for o in outcome.objectives if all(o.value(values) is None for values in metrics)]
+            if missing:
+                self.console.print(
+                    f"warning: no trial reported the objective(s) {', '.join(map(repr, missing))}, so no front; "
+                    f"the trials reported: {', '.join(reported) if reported else 'none'}",
+                    style="yellow",
+                    markup=False,
+                    soft_wrap=True,
+                )
+            return
         if outcome.metric in reported:
             return
         known = ", ".join(reported) if reported else "none"

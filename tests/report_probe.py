@@ -22,7 +22,8 @@ def probe_page(page: Path) -> Path:
         var r = el.getBoundingClientRect();
         boxes[el.dataset.figure] = {x: r.x, y: r.y + window.scrollY, w: r.width, h: r.height,
           svg: el.querySelectorAll('svg.main-svg').length, canvas: el.querySelectorAll('canvas').length,
-          marks: el.querySelectorAll('path.point, path.js-line, path.js-fill, g.trace, rect').length};
+          marks: el.querySelectorAll('path.point, path.js-line, path.js-fill, g.trace, rect').length,
+          points: el.querySelectorAll('path.point').length, lines: el.querySelectorAll('path.js-line').length};
       });
       var out = document.createElement('pre'); out.id = 'probe';
       out.textContent = JSON.stringify({errors: window.__errors, boxes: boxes, height: document.body.scrollHeight,

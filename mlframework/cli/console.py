@@ -24,6 +24,7 @@ from mlframework.statuses import PRUNED, SUCCESS
 from mlframework.sweep.driver.spec import SweepObserver, SweepOutcome, SweepSpec
 from mlframework.sweep.params.arguments import display, false_warning, format_value, style_of
 from mlframework.sweep.params.command import command_line, parameter_values, template_of
+from mlframework.sweep.records.objectives import feasible
 from mlframework.sweep.records.ranking import metrics_seen
 from mlframework.sweep.records.record import TrialRecord
 from mlframework.sweep.wire.ids import trial_id
@@ -249,7 +250,9 @@ class SweepConsole(SweepObserver):
         """The ranked table, the best parameters and where the results are (``elapsed``: the sweep's seconds)."""
         elapsed = time.monotonic() - self._started if elapsed is None else elapsed
         ranked = outcome.ranked()
-        if ranked:
+        if outcome.objectives:
+            self._print_front(outcome)
+        elif ranked:
             title = f"best trials by {outcome.metric} ({outcome.mode})" if outcome.metric else "trials"
             table = Table(title=title, title_justify="left")
             for column in ("trial", "status", "host", "duration_s"):
@@ -279,7 +282,11 @@ class SweepConsole(SweepObserver):
             self.console.print(table)
             best = ranked[0]
             best_value = (best.get("metrics") or {}).get(outcome.metric) if outcome.metric else None
-            if best.get("status") == SUCCESS and best_value is not None:
+            if (
+                best.get("status") == SUCCESS
+                and best_value is not None
+                and feasible(best.get("metrics"), outcome.constraints)
+            ):
                 options = self._options(best.get("params") or {})
                 self.console.print(
                     f"best: {outcome.metric}={_number(best_value)} in {best['trial']}: {options}",
@@ -308,11 +315,67 @@ class SweepConsole(SweepObserver):
         if unfinished and self.resume_command is not None:
             self.console.print(f"resume it: {self.resume_command(outcome.sweep_id)}", markup=False, soft_wrap=True)
 
+    def _print_front(self, outcome: SweepOutcome) -> None:
+        """A sweep with several objectives: its Pareto front (trials, their parameters and objective values)."""
+        front = outcome.front()
+        objectives = outcome.objectives
+        described = ", ".join(str(objective) for objective in objectives)
+        constrained = f" keeping {', '.join(map(str, outcome.constraints))}" if outcome.constraints else ""
+        if not front:
+            self.console.print(
+                f"no Pareto front: no trial succeeded with every objective ({described}){constrained}",
+                style="yellow",
+                markup=False,
+                soft_wrap=True,
+            )
+            return
+        table = Table(title=f"Pareto front of {described}{constrained}", title_justify="left")
+        for column in ("trial", "host", "duration_s"):
+            table.add_column(column)
+        param_names = [
+            name
+            for name in (front[0].get("params") or {})
+            if len({json.dumps((r.get("params") or {}).get(name)) for r in outcome.records}) > 1
+        ]
+        for name in param_names:
+            table.add_column(name)
+        for objective in objectives:
+            table.add_column(str(objective), style="cyan")
+        for record in front[:SUMMARY_ROWS]:
+            params = record.get("params") or {}
+            table.add_row(
+                str(record["trial"]),
+                str(record.get("host")),
+                _number(record.get("duration_s")),
+                *(format_value(params[name]) if name in params else "" for name in param_names),
+                *(_number(objective.value(record.get("metrics"))) for objective in objectives),
+            )
+        self.console.print(table)
+        more = f" ({SUMMARY_ROWS} shown)" if len(front) > SUMMARY_ROWS else ""
+        self.console.print(
+            f"Pareto front: {len(front)} trial(s){more}: {', '.join(str(r['trial']) for r in front)}; "
+            "no other trial is as good in every objective and better in one (results.csv: pareto_rank 1)",
+            markup=False,
+            soft_wrap=True,
+        )
+
     def _warn_missing_metric(self, outcome: SweepOutcome) -> None:
         """One warning when no trial reported the metric asked for, naming those they did report."""
         if not outcome.metric or not outcome.records:
             return
         reported = sorted({name for record in outcome.records for name in (record.get("metrics") or {})})
+        if outcome.objectives:
+            metrics = [record.get("metrics") for record in outcome.records]
+            missing = [o.name for o in outcome.objectives if all(o.value(values) is None for values in metrics)]
+            if missing:
+                self.console.print(
+                    f"warning: no trial reported the objective(s) {', '.join(map(repr, missing))}, so no front; "
+                    f"the trials reported: {', '.join(reported) if reported else 'none'}",
+                    style="yellow",
+                    markup=False,
+                    soft_wrap=True,
+                )
+            return
         if outcome.metric in reported:
             return
         known = ", ".join(reported) if reported else "none"

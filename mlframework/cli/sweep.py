@@ -24,7 +24,13 @@ from mlframework.cli.common import (
     results_option,
     resume_command,
 )
-from mlframework.cli.sweep_options import SweepOptions, check_combination, spec_from_options, spec_options
+from mlframework.cli.sweep_options import (
+    SweepOptions,
+    check_combination,
+    recorded_objectives,
+    spec_from_options,
+    spec_options,
+)
 from mlframework.sweep.driver.spec import SweepObserver
 
 if TYPE_CHECKING:
@@ -51,8 +57,21 @@ if TYPE_CHECKING:
     help="Task of the project's tasks.py to run (the name of the parameters file's command, when it gives one).",
 )
 @results_option(RESULTS_HELP_RECEIVES)
-@click.option("--metric", help="Metric that ranks trials  [default: the first one reported, accuracy preferred]")
+@click.option(
+    "--metric",
+    multiple=True,
+    metavar="NAME[:max|:min]",
+    help="Metric that ranks trials  [default: the first one reported, accuracy preferred]; given twice or more "
+    "(e.g. --metric accuracy:max --metric latency_ms:min), the objectives of a Pareto front.",
+)
 @click.option("--mode", type=click.Choice(["max", "min"]), help="Whether a larger or smaller metric is better.")
+@click.option(
+    "--constraint",
+    multiple=True,
+    metavar="NAME<VALUE",
+    help="A bound a trial must keep to be the best or on the front (<, <=, >, >=; repeatable), "
+    "e.g. --constraint 'memory_mb<8000'.",
+)
 @click.option(
     "--dry-run",
     is_flag=True,
@@ -206,7 +225,7 @@ def _resumed(options: SweepOptions) -> SweepOptions:
         from mlframework.sweep.driver.resume_match import check_matches
 
         given = {"task": options.task_name, "retries": options.retries, "max_starts": options.max_starts}
-        given |= {"max_batch": options.max_batch, "requested_metric": options.metric, "requested_mode": options.mode}
+        given |= {"max_batch": options.max_batch, **recorded_objectives(options)}
         check_matches(options.results_root, sweep_id, options.project_dir, options.parameters_file, given)
     project = Path(read_meta(options.results_root / sweep_id)["project"])  # a damaged one: one line, exit 2
     if not project.is_dir():

@@ -14,6 +14,14 @@ from mlframework.cli.common import format_duration
 from mlframework.exceptions import ConfigError
 from mlframework.sweep.driver.spec import SweepSpec
 from mlframework.sweep.params.grid import Grid
+from mlframework.sweep.records.objectives import (
+    Constraint,
+    Objective,
+    objectives_to_meta,
+    parse_constraint,
+    parse_objective,
+    parse_objectives,
+)
 from mlframework.sweep.search.plan import SearchPlan, SearchSettings
 
 
@@ -25,8 +33,9 @@ class SweepOptions:
     parameters_file: Path | None = None
     task_name: str = "train"
     results_root: Path = Path("results")
-    metric: str | None = None
+    metric: tuple[str, ...] = ()  # --metric, each NAME, NAME:max or NAME:min; twice or more: several objectives
     mode: str | None = None
+    constraint: tuple[str, ...] = ()  # --constraint NAME<VALUE, repeatable
     dry_run: bool = False
     local: bool = False
     workers: int | None = None
@@ -73,6 +82,56 @@ def check_combination(options: SweepOptions) -> None:
         raise ConfigError("give a PROJECT_DIR (or --resume SWEEP_ID)")
 
 
+@dataclass(frozen=True)
+class Ranking:
+    """What --metric, --mode and --constraint ask: one metric (and its mode), or several objectives."""
+
+    metric: str | None
+    mode: str | None
+    objectives: tuple[Objective, ...] = ()  # two or more: a Pareto front (the first is also ``metric``)
+    constraints: tuple[Constraint, ...] = ()
+
+
+def ranking(options: SweepOptions) -> Ranking:
+    """The metric(s) and constraints of ``options``; one metric keeps its --mode unguessed (decided later)."""
+    constraints = tuple(parse_constraint(text) for text in options.constraint)
+    if len(options.metric) == 1:
+        text = options.metric[0]
+        given = text.strip().endswith((":max", ":min"))
+        objective = parse_objective(text, options.mode)
+        return Ranking(objective.name, objective.mode if given else options.mode, (), constraints)
+    objectives = parse_objectives(options.metric, options.mode)
+    if not objectives:
+        return Ranking(None, options.mode, (), constraints)
+    return Ranking(objectives[0].name, objectives[0].mode, objectives, constraints)
+
+
+def recorded_objectives(options: SweepOptions) -> dict[str, object]:
+    """What sweep.json records of the metric(s) and constraints ``options`` ask for (--resume compares them)."""
+    asked = ranking(options)
+    return {
+        "requested_metric": asked.metric,
+        "requested_mode": asked.mode,
+        "objectives": objectives_to_meta(asked.objectives) or None,
+        "constraints": [str(constraint) for constraint in asked.constraints] or None,
+    }
+
+
+def _check_objectives(options: SweepOptions, asked: Ranking) -> None:
+    """Several objectives: the samplers and pruners that cannot take them are refused in one line."""
+    if len(asked.objectives) < 2:
+        return
+    if options.search_name == "cmaes":
+        raise ConfigError("--search cmaes optimises one metric: with several --metric use tpe, random, qmc or grid")
+    if options.search_name is not None and options.prune in ("median", "hyperband"):
+        raise ConfigError(
+            f"--prune {options.prune} watches one metric: with several --metric use --prune asha "
+            "(multi-objective successive halving) or none"
+        )
+    if options.prune_metric:
+        raise ConfigError("--prune-metric names one metric: with several --metric, --prune asha watches them all")
+
+
 def search_settings(options: SweepOptions) -> SearchSettings | None:
     """The SearchSettings of --search and its options, or None for a grid sweep."""
     if options.search_name is None:
@@ -113,6 +172,8 @@ def spec_from_options(options: SweepOptions) -> SweepSpec:
     if not options.project_dir.is_dir():
         raise ConfigError(f"{options.project_dir}: project directory not found")
     settings = search_settings(options)
+    asked = ranking(options)
+    _check_objectives(options, asked)
     plan: Grid | SearchPlan
     if settings is None:
         plan = load_grid(options.parameters_path)
@@ -127,8 +188,8 @@ def spec_from_options(options: SweepOptions) -> SweepSpec:
         plan,
         options.task_name,
         options.results_root,
-        options.metric,
-        options.mode,
+        asked.metric,
+        asked.mode,
         sweep_id=options.sweep_id,
         retries=options.retries,
         max_starts=options.max_starts,
@@ -137,6 +198,8 @@ def spec_from_options(options: SweepOptions) -> SweepSpec:
         share=options.share,
         priority=options.priority,
         command=load_command(options.parameters_path),  # the file's mlframework: section, if any
+        objectives=asked.objectives,
+        constraints=asked.constraints,
     )
 
 
@@ -151,8 +214,12 @@ def spec_options(spec: SweepSpec) -> list[str]:
     options += ["--trial-timeout", format_duration(spec.trial_timeout)] if spec.trial_timeout is not None else []
     options += ["--share", f"{spec.share:g}"] if spec.share != 1.0 else []
     options += ["--priority", str(spec.priority)] if spec.priority else []
-    options += ["--metric", spec.metric] if spec.metric else []
-    options += ["--mode", spec.mode] if spec.mode else []
+    if spec.objectives:
+        options += [part for objective in spec.objectives for part in ("--metric", str(objective))]
+    else:
+        options += ["--metric", spec.metric] if spec.metric else []
+        options += ["--mode", spec.mode] if spec.mode else []
+    options += [part for constraint in spec.constraints for part in ("--constraint", str(constraint))]
     search = spec.search
     if search is not None:
         settings = search.settings

@@ -41,6 +41,8 @@ def _started(value: Any) -> str:
 
 
 def _best(summary: dict[str, Any]) -> str:
+    if summary.get("front") is not None:  # several objectives: the size of the Pareto front
+        return f"front of {len(summary['front'])} ({', '.join(summary['objectives'])})"
     if summary["best"] is None:
         return "-"
     value = summary["best"]
@@ -97,7 +99,7 @@ def ls_command(results_root: Path, as_json: bool) -> None:
 @click.argument("sweep_id")
 @results_option()
 def show_command(sweep_id: str, results_root: Path) -> None:
-    """The summary of sweep SWEEP_ID again: the ranked table, the best parameters, the failures."""
+    """The summary of sweep SWEEP_ID again: the ranked table (or the Pareto front), the best trial, the failures."""
     from rich.text import Text
 
     from mlframework.cli.console import SweepConsole, failure_tail
@@ -134,6 +136,8 @@ def show_command(sweep_id: str, results_root: Path) -> None:
         sweep.mode,
         interrupted=sweep.status != "finished",
         status=sweep.status if sweep.status in FINAL_STATES else "",  # as `ls` says it
+        objectives=sweep.objectives,
+        constraints=sweep.constraints,
     )
     view.print_summary(outcome, elapsed=summary["duration_s"] or 0.0)
 

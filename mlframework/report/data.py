@@ -4,6 +4,7 @@
 * the parameters that vary, each as numbers or as categories (metric against parameter,
   parallel coordinates)
 * each trial's learning curve from its metric history, PRUNED and FAILURE ones marked
+* with several objectives, the Pareto front and the other trials on the first two objectives
 * the worker slots: every (host, GPU or worker) with trials packed into lanes of concurrent
   runs, each lane's busy fraction of the sweep's span (did the GPUs stay busy?)
 """
@@ -17,6 +18,7 @@ from typing import Any, TypeGuard
 
 from mlframework.statuses import FAILURE, PRUNED, SUCCESS
 from mlframework.sweep.records.catalog import Sweep
+from mlframework.sweep.records.objectives import Objective, feasible
 from mlframework.sweep.records.record import GPU_USE_FIELDS, TrialRecord, gpu_use
 
 TABLE_ROWS = 1000  # the table holds the best this many trials (the CSV has all)
@@ -86,11 +88,67 @@ class ReportData:
     span: tuple[float, float] | None
     gpu_keys: list[str]
     without_curve: list[str] = field(default_factory=list)  # "t0003 FAILURE": pruned/failed, no history to draw
+    pareto: ParetoView | None = None  # several objectives: the front and the other trials, on the first two
 
     def scored(self) -> list[TrialRecord]:
         """Successful trials with a numeric value of the metric."""
         metric = self.metric
         return [r for r in self.ranked if r.get("status") == SUCCESS and metric and is_number(metric_value(r, metric))]
+
+
+@dataclass
+class ParetoPoints:
+    """Trials drawn alike on the Pareto figure: their first two objective values."""
+
+    name: str  # "Pareto front", "other trials", "breaks a constraint", "pruned (last values)"
+    records: list[TrialRecord]
+    xs: list[float]
+    ys: list[float]
+
+
+@dataclass
+class ParetoView:
+    """The Pareto figure: the first two objectives, the front (sorted by the first) and the other trials."""
+
+    objectives: tuple[Objective, ...]  # all of the sweep's (the first two are drawn)
+    front: ParetoPoints
+    others: list[ParetoPoints]  # each group that has a point
+
+    @property
+    def staircase(self) -> str:
+        """How to join the front: its attainment staircase, each corner the point both neighbours dominate.
+
+        Sorted by the first objective ascending, a corner takes the worse of each value: the left point's first
+        value when larger is better ("vh": up or down first), else the right one's ("hv"). With more than two
+        objectives the drawn projection has no staircase: a plain line joins the points.
+        """
+        if len(self.objectives) != 2:
+            return "linear"
+        return "vh" if self.objectives[0].mode == "max" else "hv"
+
+
+def _pareto(sweep: Sweep) -> ParetoView | None:
+    if len(sweep.objectives) < 2:
+        return None
+    first, second = sweep.objectives[:2]
+
+    def points(name: str, records: list[TrialRecord]) -> ParetoPoints:
+        drawn = [r for r in records if first.value(r.get("metrics")) is not None]
+        drawn = [r for r in drawn if second.value(r.get("metrics")) is not None]
+        xs = [first.value(r.get("metrics")) or 0.0 for r in drawn]
+        ys = [second.value(r.get("metrics")) or 0.0 for r in drawn]
+        return ParetoPoints(name, drawn, xs, ys)
+
+    front = sorted(sweep.front(), key=lambda r: first.value(r.get("metrics")) or 0.0)
+    on_front = {str(record["trial"]) for record in front}
+    succeeded = [r for r in sweep.records if r.get("status") == SUCCESS and str(r["trial"]) not in on_front]
+    kept = [feasible(r.get("metrics"), sweep.constraints) for r in succeeded]
+    groups = [
+        points("other trials", [r for r, keeps in zip(succeeded, kept) if keeps]),
+        points("breaks a constraint", [r for r, keeps in zip(succeeded, kept) if not keeps]),
+        points("pruned (last values)", [r for r in sweep.records if r.get("status") == PRUNED]),
+    ]
+    return ParetoView(sweep.objectives, points(f"Pareto front ({len(front)})", front), [g for g in groups if g.xs])
 
 
 def metric_value(record: TrialRecord, metric: str) -> Any:
@@ -231,6 +289,7 @@ def build(sweep: Sweep) -> ReportData:
         span,
         gpu_keys,
         without,
+        _pareto(sweep),
     )
 
 

@@ -128,6 +128,56 @@ def _parallel_coordinates(data: ReportData) -> Any:
     return figure
 
 
+def _pareto_front(data: ReportData) -> Any:
+    """Several objectives: a scatter of the first two, the front's trials highlighted and joined by its staircase."""
+    import plotly.graph_objects as go
+
+    view = data.pareto
+    if view is None:
+        return None
+    first, second = view.objectives[:2]
+    figure = go.Figure()
+    styles = {
+        "other trials": {"color": "#a8b3bd", "size": 7},
+        "breaks a constraint": {"color": "#9b5de5", "size": 7},
+        "pruned (last values)": {"color": status_color(PRUNED), "symbol": "x", "size": 7},
+    }
+    for group in view.others:
+        figure.add_scatter(
+            x=group.xs,
+            y=group.ys,
+            text=[_hover(r, None) + _objectives_text(r, view.objectives) for r in group.records],
+            hoverinfo="text",
+            mode="markers",
+            name=group.name,
+            marker=styles.get(group.name, {}),
+            opacity=0.7,
+        )
+    front = view.front
+    figure.add_scatter(
+        x=front.xs,
+        y=front.ys,
+        text=[_hover(r, None) + _objectives_text(r, view.objectives) for r in front.records],
+        hoverinfo="text",
+        mode="lines+markers",
+        name=front.name,
+        line={"color": "#1d3557", "width": 2, "shape": view.staircase},
+        marker={"color": "#e63946", "size": 10, "line": {"color": "#1d3557", "width": 1}},
+    )
+    figure.update_layout(
+        height=460,
+        xaxis_title=f"{first.name} ({first.mode})",
+        yaxis_title=f"{second.name} ({second.mode})",
+        hovermode="closest",
+    )
+    return figure
+
+
+def _objectives_text(record: TrialRecord, objectives: Any) -> str:
+    values = [f"{o.name}={label(o.value(record.get('metrics')))}" for o in objectives]
+    return "<br>" + "<br>".join(html.escape(v) for v in values)
+
+
 def _importance(importances: dict[str, float]) -> Any:
     import plotly.graph_objects as go
 
@@ -275,7 +325,13 @@ def _overview(data: ReportData) -> str:
         ("duration", f"{summary['duration_s']:.1f} s" if summary["duration_s"] is not None else "?"),
         ("metric", f"{data.metric} ({data.mode})" if data.metric else "none reported"),
     ]
-    if best is not None and data.metric:
+    if sweep.objectives:
+        front = ", ".join(str(record["trial"]) for record in sweep.front())
+        items.append(("objectives", ", ".join(map(str, sweep.objectives))))
+        items.append(("Pareto front", front or "empty: no trial succeeded with every objective"))
+    if sweep.constraints:
+        items.append(("constraints", ", ".join(map(str, sweep.constraints))))
+    if best is not None and data.metric and not sweep.objectives:
         params = " ".join(f"--{k}={label(v)}" for k, v in (best.get("params") or {}).items())
         items.append(("best", f"{label(metric_value(best, data.metric))} in {best.get('trial')}: {params}"))
     if isinstance(revision, dict) and revision.get("commit"):
@@ -288,8 +344,16 @@ def _overview(data: ReportData) -> str:
 
 
 def figures(data: ReportData, importances: dict[str, float]) -> list[tuple[str, str, Any]]:
-    """(id, title, plotly figure or None) of each figure of the page, in order."""
+    """(id, title, plotly figure or None) of each figure of the page, in order (the Pareto front first, if any)."""
+    objectives = data.sweep.objectives
+    front: list[tuple[str, str, Any]] = []
+    if len(objectives) > 1:
+        title = f"Pareto front of {', '.join(map(str, objectives))}" + (
+            " (the first two drawn)" if len(objectives) > 2 else ""
+        )
+        front = [("pareto-front", title, _pareto_front(data))]
     return [
+        *front,
         ("metric-vs-parameters", f"{data.metric or 'metric'} against each parameter", _metric_vs_parameters(data)),
         ("parallel-coordinates", "parallel coordinates", _parallel_coordinates(data)),
         ("parameter-importance", "parameter importance", _importance(importances)),
@@ -326,8 +390,16 @@ def render(data: ReportData, importances: dict[str, float], importance_note: str
         f"<h1>{html.escape(title)}</h1>{_overview(data)}"
         f'<p class="note">written {written} by mlframework from {html.escape(str(data.sweep.directory))}</p>'
         f"{''.join(sections)}<script>{_SORT_SCRIPT}</script>"
-        f"<script>window.mlframeworkReport={json.dumps({'trials': len(data.ranked)})};</script></body></html>"
+        f"<script>window.mlframeworkReport={json.dumps(_page_facts(data))};</script></body></html>"
     )
+
+
+def _page_facts(data: ReportData) -> dict[str, Any]:
+    """What the page says of itself to a script (tests read it): its trials, and the front's with several objectives."""
+    facts: dict[str, Any] = {"trials": len(data.ranked)}
+    if data.sweep.objectives:
+        facts["front"] = [str(record["trial"]) for record in data.sweep.front()]
+    return facts
 
 
 def write(data: ReportData, importances: dict[str, float], note: str, path: Path) -> Path:

@@ -1,9 +1,9 @@
 """The report's figures as PNG files, drawn with matplotlib (Agg: no display, no browser).
 
 The same figures as the page, from the same :class:`~mlframework.report.data.ReportData`:
-metric against each parameter, parallel coordinates, parameter importance, learning curves,
-the worker-slot timeline. Many lines are drawn as one LineCollection each, so 10,000 trials cost
-about as much as ten.
+the Pareto front (several objectives), metric against each parameter, parallel coordinates,
+parameter importance, learning curves, the worker-slot timeline. Many lines are drawn as one
+LineCollection each, so 10,000 trials cost about as much as ten.
 """
 
 from __future__ import annotations
@@ -173,10 +173,38 @@ def timeline(data: ReportData, path: Path) -> Path | None:
     return _save(figure, path)
 
 
+def pareto_front(data: ReportData, path: Path) -> Path | None:
+    """Several objectives: the first two, the front's trials highlighted and joined by its staircase."""
+    view = data.pareto
+    if view is None:
+        return None
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    styles = {
+        "other trials": {"color": "#a8b3bd", "marker": "o"},
+        "breaks a constraint": {"color": "#9b5de5", "marker": "o"},
+        "pruned (last values)": {"color": status_color(PRUNED), "marker": "x"},
+    }
+    for group in view.others:
+        axis.scatter(group.xs, group.ys, s=18, alpha=0.7, label=group.name, **styles.get(group.name, {}))
+    where = {"vh": "pre", "hv": "post"}.get(view.staircase)
+    if where is not None:
+        axis.step(view.front.xs, view.front.ys, where=where, color="#1d3557", linewidth=1.5)
+    else:
+        axis.plot(view.front.xs, view.front.ys, color="#1d3557", linewidth=1.5)
+    axis.scatter(view.front.xs, view.front.ys, s=50, color="#e63946", edgecolors="#1d3557", label=view.front.name)
+    first, second = view.objectives[:2]
+    axis.set_xlabel(f"{first.name} ({first.mode})")
+    axis.set_ylabel(f"{second.name} ({second.mode})")
+    axis.legend(fontsize=8)
+    return _save(figure, path)
+
+
 def write_all(data: ReportData, importances: dict[str, float], directory: Path) -> list[Path]:
     """Write every figure there is something to draw for; returns the files written."""
     directory.mkdir(parents=True, exist_ok=True)
     made = [
+        pareto_front(data, directory / "pareto-front.png"),
         metric_vs_parameters(data, directory / "metric-vs-parameters.png"),
         parallel_coordinates(data, directory / "parallel-coordinates.png"),
         importance(importances, directory / "parameter-importance.png"),

@@ -35,6 +35,10 @@ def project(tmp_path: Path) -> Path:
         ["-p", "search.yml", "--search", "tpe", "--trials", "9", "--metric", "acc"],
         ["-p", "search.yml", "--search", "random", "--trials", "4", "--metric", "acc", "--seed", "7",
          "--timeout", "2h", "--prune", "asha", "--prune-metric", "val"],
+        ["--metric", "accuracy:max", "--metric", "latency_ms:min", "--constraint", "memory_mb<8000"],
+        ["-p", "search.yml", "--search", "tpe", "--trials", "5", "--metric", "acc", "--metric", "val loss",
+         "--prune", "asha", "--constraint", "params<=1e6"],
+        ["--metric", "score:min", "--constraint", "size>2.5"],
     ],
 )  # fmt: skip
 def test_a_spec_turned_back_into_options_parses_to_the_same_spec(project, options, monkeypatch):
@@ -63,3 +67,40 @@ def test_a_grid_sweep_has_no_search_and_a_search_no_grid(project):
     assert search.parameters is search.search.space
     with pytest.raises(TypeError, match="no grid"):
         search.grid  # noqa: B018
+
+
+def test_several_metrics_are_objectives_and_one_stays_one_metric(project):
+    from mlframework.sweep.records.objectives import Constraint, Objective
+
+    several = parse([str(project), "--metric", "accuracy", "--metric", "val loss", "--constraint", "mem < 8000"])
+    assert several.objectives == (Objective("accuracy", "max"), Objective("val loss", "min"))
+    assert (several.metric, several.mode) == ("accuracy", "max")
+    assert several.constraints == (Constraint("mem", "<", 8000.0),)
+    one = parse([str(project), "--metric", "accuracy"])
+    assert (one.metric, one.mode, one.objectives) == ("accuracy", None, ()), "one metric: its mode guessed later"
+    assert (parse([str(project), "--metric", "loss:max"]).mode) == "max"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--search", "cmaes"], "--search cmaes optimises one metric"),
+        (["--search", "tpe", "--prune", "median"], "--prune median watches one metric"),
+        (["--search", "tpe", "--prune", "hyperband"], "--prune hyperband watches one metric"),
+        (["--search", "tpe", "--prune", "asha", "--prune-metric", "a"], "--prune-metric names one metric"),
+        (["--mode", "max"], "--mode applies to one --metric"),
+    ],
+)
+def test_what_cannot_take_several_objectives_is_refused_in_one_line(project, options, message):
+    from mlframework.exceptions import ConfigError
+
+    search = ["-p", str(project / "search.yml"), "--trials", "3"] if "--search" in options else []
+    with pytest.raises(ConfigError, match=message):
+        parse([str(project), *search, *options, "--metric", "a", "--metric", "b"])
+
+
+def test_a_constraint_that_is_not_one_is_refused(project):
+    from mlframework.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match="--constraint 'memory': write NAME<VALUE"):
+        parse([str(project), "--constraint", "memory"])

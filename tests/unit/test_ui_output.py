@@ -37,6 +37,26 @@ def test_a_metric_no_trial_reports_is_named_with_those_they_do():
     assert "the trials reported: accuracy" in buffer.getvalue()
 
 
+def test_several_objectives_print_the_front_and_name_an_objective_no_trial_reports():
+    from mlframework.sweep.records.objectives import Objective
+
+    buffer = io.StringIO()
+    ui = console_on(buffer)
+    records = [
+        {"trial": f"t000{i}", "status": "SUCCESS", "index": i, "params": {"w": i}, "metrics": metrics}
+        for i, metrics in enumerate([{"acc": 0.9, "ms": 0.0}, {"acc": 0.8, "ms": 5.0}, {"acc": 0.95, "ms": 9.0}])
+    ]
+    objectives = (Objective("acc", "max"), Objective("ms", "min"))
+    ui.print_summary(SweepOutcome("s1", Path("/r/s1"), 3, records, "acc", "max", objectives=objectives))
+    assert "Pareto front: 2 trial(s): t0002, t0000;" in buffer.getvalue()
+    assert "warning" not in buffer.getvalue(), "a latency of 0.0 is reported"
+    missing = (*objectives, Objective("size_mb", "min"))
+    ui.print_summary(SweepOutcome("s1", Path("/r/s1"), 3, records, "acc", "max", objectives=missing))
+    assert "no trial reported the objective(s) 'size_mb', so no front; the trials reported: acc, ms" in (
+        buffer.getvalue()
+    )
+
+
 def test_an_interrupted_sweep_ends_with_the_command_that_resumes_it():
     buffer = io.StringIO()
     ui = console_on(buffer, resume_command=lambda sweep_id: f"mlframework sweep --resume {sweep_id} --local")

@@ -471,7 +471,12 @@ class SweepRun:
         """The sweep's trial source and its dispatcher; a search also picks up the trials it left untold."""
         spec = self.spec
         plan = spec.search
-        asked = (spec.metric, plan.settings.prune_metric if plan else None)  # read from output in any spelling
+        asked = (  # read from output in any spelling
+            spec.metric,
+            plan.settings.prune_metric if plan else None,
+            *(objective.name for objective in spec.objectives),
+            *(constraint.name for constraint in spec.constraints),
+        )
         command = spec.command.to_record() if spec.command is not None else None  # the parameters file's
         controls = trial_controls(Path(spec.results_root) / self.sweep_id, spec.trial_timeout, asked, command)
         if plan is None:
@@ -480,7 +485,10 @@ class SweepRun:
             return
         from mlframework.sweep.search.source import open_search
 
-        search = open_search(self.app, plan, spec.metric, spec.mode, self.sweep_id, self.store, self.total)
+        search = open_search(
+            self.app, plan, spec.metric, spec.mode, self.sweep_id, self.store, self.total, spec.objectives,
+            spec.constraints,
+        )  # fmt: skip
         self.source = search
         self.dispatcher = Dispatcher(self.app, spec.sent_task, self.sweep_id, search, controls, epoch)
         for number in search.untold(self.store.records):
@@ -566,6 +574,8 @@ class SweepRun:
                 interrupted or self.cancelled,
                 status=status,
                 signalled=interrupted,
+                objectives=self.spec.objectives,
+                constraints=self.spec.constraints,
             )
             meta.update(
                 status=status,

@@ -24,6 +24,8 @@ _OPTIONS = (
     ("max_batch", "--max-batch"),
     ("requested_metric", "--metric"),
     ("requested_mode", "--mode"),
+    ("objectives", "--metric"),
+    ("constraints", "--constraint"),
 )
 
 

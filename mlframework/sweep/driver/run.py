@@ -37,6 +37,7 @@ from mlframework.sweep.params.grid import Grid
 from mlframework.sweep.params.grid_file import load_grid
 from mlframework.sweep.params.settings import SECTION, FileCommand, load_command
 from mlframework.sweep.params.space import SearchSpace, load_space
+from mlframework.sweep.records.objectives import constraints_from_meta, objectives_from_meta, objectives_to_meta
 from mlframework.sweep.records.results import ResultsStore
 from mlframework.sweep.search.plan import SearchPlan, SearchSettings
 from mlframework.sweep.trials.provenance import read_project_revision
@@ -193,6 +194,8 @@ def run_sweep(
         "priority": spec.priority,
         "requested_metric": spec.metric,
         "requested_mode": spec.mode,
+        "objectives": objectives_to_meta(spec.objectives) or None,  # several: a Pareto front
+        "constraints": [str(constraint) for constraint in spec.constraints] or None,
         "status": "running",
         "epoch": 0,
         "created_at": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -273,6 +276,8 @@ def resume_sweep(
         command=FileCommand.from_record(meta["command"], str(directory / "sweep.json"))
         if meta.get("command")
         else None,
+        objectives=objectives_from_meta(meta),
+        constraints=constraints_from_meta(meta),
     )
     check_task(spec.project_dir, spec.task, spec.command)
     app = create_app(broker)

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 from mlframework.statuses import PRUNED, SUCCESS
 from mlframework.sweep.params.arguments import SEED_STYLE, ArgumentStyle
 from mlframework.sweep.params.grid import Grid
+from mlframework.sweep.records.objectives import Constraint, Objective, feasible
+from mlframework.sweep.records.pareto import pareto_front
 from mlframework.sweep.records.ranking import rank
 from mlframework.sweep.records.record import TrialRecord
 from mlframework.sweep.search.plan import SearchPlan
@@ -44,6 +46,8 @@ class SweepSpec:
     # The command the parameters file gives (its mlframework: section), run by the workers' built-in task
     # instead of a task of tasks.py; run_sweep reads it from the file when None.
     command: FileCommand | None = None
+    objectives: tuple[Objective, ...] = ()  # two or more: a Pareto front (metric and mode are then the first's)
+    constraints: tuple[Constraint, ...] = ()  # bounds a trial must keep to be the best or on the front
 
     @property
     def sent_task(self) -> str:
@@ -87,6 +91,8 @@ class SweepOutcome:
     interrupted: bool = False  # not every trial ran: Ctrl-C, a stop signal, or a cancel
     status: str = ""  # how sweep.json records the end (finished, interrupted, cancelled); "": from ``interrupted``
     signalled: bool = False  # the driver itself was stopped (Ctrl-C, SIGTERM): start nothing new on the way out
+    objectives: tuple[Objective, ...] = ()  # several: the sweep's result is a Pareto front (:meth:`front`)
+    constraints: tuple[Constraint, ...] = ()
 
     @property
     def ended(self) -> str:
@@ -115,7 +121,12 @@ class SweepOutcome:
 
     def ranked(self) -> list[TrialRecord]:
         """Records best first by the sweep's metric; trials without it (or failed) last."""
-        return rank(self.records, self.metric, self.mode)
+        constraints = self.constraints
+        return rank(self.records, self.metric, self.mode, lambda r: feasible(r.get("metrics"), constraints))
+
+    def front(self) -> list[TrialRecord]:
+        """The trials on the Pareto front of the sweep's objectives, best first by the first (none: one metric)."""
+        return pareto_front(self.records, self.objectives, self.constraints) if self.objectives else []
 
 
 class SweepObserver:

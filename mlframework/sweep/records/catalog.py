@@ -23,6 +23,14 @@ from typing import Any
 
 from mlframework.exceptions import SweepError
 from mlframework.statuses import FAILURE, PRUNED, SUCCESS
+from mlframework.sweep.records.objectives import (
+    Constraint,
+    Objective,
+    constraints_from_meta,
+    feasible,
+    objectives_from_meta,
+)
+from mlframework.sweep.records.pareto import pareto_front
 from mlframework.sweep.records.ranking import pick_metric, rank
 from mlframework.sweep.records.record import TrialRecord
 from mlframework.sweep.records.results import ResultsStore
@@ -91,16 +99,32 @@ class Sweep:
     def mode(self) -> str | None:
         return pick_metric(self.records, self.metric, self.mode_)[1]
 
+    @property
+    def objectives(self) -> tuple[Objective, ...]:
+        """The objectives of a sweep with several (``--metric a --metric b``); none for one metric."""
+        return objectives_from_meta(self.meta)
+
+    @property
+    def constraints(self) -> tuple[Constraint, ...]:
+        """The bounds (``--constraint``) a trial keeps to be the best or on the front."""
+        return constraints_from_meta(self.meta)
+
     def ranked(self) -> list[TrialRecord]:
-        """Records best first by the sweep's metric (failed and metric-less trials last)."""
-        return rank(self.records, self.metric, self.mode)
+        """Records best first by the sweep's metric (failed, infeasible and metric-less trials last)."""
+        constraints = self.constraints
+        return rank(self.records, self.metric, self.mode, lambda r: feasible(r.get("metrics"), constraints))
+
+    def front(self) -> list[TrialRecord]:
+        """The Pareto front of a sweep with several objectives, best first by the first; empty otherwise."""
+        objectives = self.objectives
+        return pareto_front(self.records, objectives, self.constraints) if objectives else []
 
     def best(self) -> TrialRecord | None:
         """The best successful trial with the metric, or None."""
         ranked = self.ranked()
         metric = self.metric
         if ranked and metric and ranked[0].get("status") == SUCCESS and metric in (ranked[0].get("metrics") or {}):
-            return ranked[0]
+            return ranked[0] if feasible(ranked[0].get("metrics"), self.constraints) else None
         return None
 
     @property
@@ -143,6 +167,9 @@ class Sweep:
             "mode": self.mode,
             "best": (best.get("metrics") or {}).get(metric) if best and metric else None,
             "best_trial": best.get("trial") if best else None,
+            # several objectives: the trials of the Pareto front, best first by the first objective
+            "objectives": [str(objective) for objective in self.objectives] or None,
+            "front": [str(record["trial"]) for record in self.front()] if self.objectives else None,
             "started": self.meta.get("created_at"),
             "duration_s": self.duration_s,
             "directory": str(self.directory),

@@ -10,7 +10,7 @@ parameter's name or one that reads as configuration (``batch_size``, ``num_layer
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from mlframework.statuses import SUCCESS
 from mlframework.sweep.records.record import TrialRecord
@@ -84,12 +84,18 @@ def pick_metric(records: Sequence[TrialRecord], metric: str | None, mode: str | 
     return metric, mode
 
 
-def rank(records: Sequence[TrialRecord], metric: str | None, mode: str | None) -> list[TrialRecord]:
-    """Sort records best first by ``metric``; successful trials with the metric come first."""
+def rank(
+    records: Sequence[TrialRecord],
+    metric: str | None,
+    mode: str | None,
+    feasible: Callable[[TrialRecord], bool] | None = None,
+) -> list[TrialRecord]:
+    """Sort records best first by ``metric``; successful (and ``feasible``: --constraint) trials with it come first."""
 
     def key(record: TrialRecord) -> tuple[int, float, int]:
         value = metric_value(record.get("metrics"), metric)
         usable = record.get("status") == SUCCESS and isinstance(value, (int, float)) and value == value
+        usable = usable and (feasible is None or feasible(record))
         if not usable:
             return (1, 0.0, record.get("index", 0))
         number = float(value)

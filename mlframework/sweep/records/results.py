@@ -5,7 +5,8 @@
   host, GPU, duration, exit code, command line, metrics and their history),
   appended as each trial finishes and fsynced before its event is acknowledged, so nothing is lost on a crash
 * ``results.csv``  -- one row per trial: ``trial, status, host, duration_s``,
-  one column per parameter, one per final metric
+  one column per parameter, one per final metric; a sweep with several objectives
+  adds ``pareto_rank`` (1: on the Pareto front, :mod:`~mlframework.sweep.records.pareto`)
 * ``logs/<trial>.log`` -- everything the trial printed, as it arrived (every attempt's)
 * ``dispatched.log`` -- how far in the grid trials were sent (``--resume`` goes on from there)
 * ``attempts.jsonl`` -- the full record of each failed attempt that was retried
@@ -25,12 +26,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, cast
 
+from mlframework.sweep.records.objectives import Constraint, Objective, constraints_from_meta, objectives_from_meta
+from mlframework.sweep.records.pareto import pareto_ranks
 from mlframework.sweep.records.record import TrialRecord
 from mlframework.sweep.wire.protocol import FinishedEvent
 from mlframework.system.fileio import atomic_open
 from mlframework.system.fileio import write_text_atomic as _atomic_write
 
 FIXED_COLUMNS = ["trial", "status", "host", "duration_s"]
+PARETO_COLUMN = "pareto_rank"  # with several objectives: 1 on the front, 2 the front of the rest, ...; empty: none
 
 
 def _cell(value: Any) -> str:
@@ -57,6 +61,8 @@ class ResultsStore:
         self.records: dict[str, TrialRecord] = {}
         self.attempts: dict[str, list[TrialRecord]] = {}  # failed attempts that were retried, per trial
         self._metric_names: list[str] = []
+        self.objectives: tuple[Objective, ...] = ()  # from sweep.json (write_sweep): several add pareto_rank
+        self.constraints: tuple[Constraint, ...] = ()
         self._logs: dict[str, IO[str]] = {}
         self._csv_interval = csv_interval
         self._csv_written_at = self._csv_started_at = 0.0
@@ -118,7 +124,9 @@ class ResultsStore:
                 self._metric_names.append(name)
 
     def write_sweep(self, sweep: Mapping[str, Any]) -> None:
-        """(Re)write ``sweep.json``."""
+        """(Re)write ``sweep.json`` (its objectives and constraints decide the csv's ``pareto_rank``)."""
+        self.objectives = objectives_from_meta(sweep)
+        self.constraints = constraints_from_meta(sweep)
         _atomic_write(self.directory / "sweep.json", json.dumps(dict(sweep), indent=2, default=str) + "\n")
 
     def append_output(self, trial: str, chunks: Iterable[Sequence[str]]) -> None:
@@ -198,6 +206,10 @@ class ResultsStore:
         """Rewrite ``results.csv`` from every record so far, in trial order."""
         self._csv_started_at = time.monotonic()
         columns = FIXED_COLUMNS + self.parameter_names + self._metric_names
+        ranks: dict[str, int] | None = None
+        if len(self.objectives) > 1:
+            columns = [*columns, PARETO_COLUMN]
+            ranks = pareto_ranks(list(self.records.values()), self.objectives, self.constraints)
         with atomic_open(self.csv_path, newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(columns)
@@ -207,6 +219,7 @@ class ResultsStore:
                 row: list[Any] = [record["trial"], record.get("status"), record.get("host"), record.get("duration_s")]
                 row += [params.get(name) for name in self.parameter_names]
                 row += [metrics.get(name) for name in self._metric_names]
+                row += [ranks.get(record["trial"])] if ranks is not None else []
                 writer.writerow([_cell(value) for value in row])
         self._csv_written_at = time.monotonic()
         self._csv_stale = False

@@ -28,6 +28,19 @@ The decisions are those of the Optuna pruners they replace (property tests in
   best value so far is worse than the median of the completed trials' values
   at its last step is pruned.
 
+With several objectives, :class:`MultiObjectiveSuccessiveHalving` is the
+multi-objective ASHA of Schmucker et al. (2021, "Multi-objective Asynchronous
+Successive Halving"): at each rung a trial records its vector of objective
+values and goes on only if its non-dominated rank among the vectors recorded
+there puts it in the top 1/rf: fewer than ``max(len // rf, 1)`` of them lie on
+better fronts (:mod:`~mlframework.sweep.records.pareto`). With one objective this
+is exactly :class:`SuccessiveHalving`'s rule (a property test checks it). Where the
+paper breaks ties inside the last front admitted (an epsilon-net or NSGA-II's
+crowding distance), this promotes that whole front: a rung may let a few more
+trials on, never stop one the paper would promote. A rung keeps its vectors in fronts updated
+one trial at a time (:class:`~mlframework.sweep.records.pareto.Fronts`), so a
+decision is a few dominance checks, not a sort of the rung.
+
 The caller (``sweep/search/study.py``) feeds them: :meth:`reported` for each new
 intermediate value, :meth:`decide` after a batch of reports, :meth:`finished`
 once a trial is told; ``on_rung`` is called with each rung value recorded,
@@ -39,12 +52,15 @@ from __future__ import annotations
 
 import binascii
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sortedcontainers import SortedList
 
+from mlframework.sweep.records.pareto import Fronts
+
 RungCallback = Callable[[int, int, float], None]  # (trial number, rung, value)
+VectorRungCallback = Callable[[int, int, list[float]], None]  # (trial number, rung, objective values)
 
 
 def rung_key(rung: int) -> str:
@@ -277,6 +293,96 @@ class Median(Pruner):
         if complete:
             self._complete(values)
         super().restore(number, values, rungs, finished, complete)
+
+
+@dataclass
+class _RunningVector:
+    """What the multi-objective pruner keeps of a trial not yet told."""
+
+    values: dict[int, tuple[float | None, ...]] = field(default_factory=dict)  # step -> objective values then
+    last_step: int = -1
+    rung: int = 0  # the first rung it has not recorded values at
+
+
+class MultiObjectiveSuccessiveHalving:
+    """Multi-objective ASHA: promoted from a rung when its non-dominated rank there is in the top 1/rf.
+
+    ``maximize`` says, per objective, whether larger is better. Each report gives a
+    value per objective (None: not reported at that step); an objective not
+    reported at a step keeps its last value, and a trial is judged at a rung only
+    once every objective has a value.
+    """
+
+    def __init__(
+        self,
+        maximize: Sequence[bool],
+        min_resource: int = 1,
+        reduction_factor: int = 4,
+        on_rung: VectorRungCallback | None = None,
+    ) -> None:
+        if min_resource < 1 or reduction_factor < 2 or not maximize:
+            raise ValueError("min_resource >= 1, reduction_factor >= 2, one objective at least")
+        self.signs = tuple(-1.0 if larger else 1.0 for larger in maximize)  # values turned smaller-is-better
+        self.min_resource = min_resource
+        self.reduction_factor = reduction_factor
+        self.on_rung = on_rung
+        self.rungs: list[Fronts] = []  # each rung's vectors (smaller-is-better) in non-dominated fronts
+        self.running: dict[int, _RunningVector] = {}
+
+    def reported(self, number: int, step: int, values: Sequence[float | None]) -> None:
+        """Trial ``number`` reported ``values`` (one per objective, None where absent) at a new ``step``."""
+        state = self.running.setdefault(number, _RunningVector())
+        earlier = [step_ for step_ in state.values if step_ < step]
+        before = state.values[max(earlier)] if earlier else (None,) * len(self.signs)
+        state.values[step] = tuple(new if new is not None else old for new, old in zip(values, before))
+        state.last_step = max(state.last_step, step)
+
+    def decide(self, number: int) -> bool:
+        """Whether trial ``number`` should be pruned now, after its latest reports."""
+        state = self.running.get(number)
+        if state is None or state.last_step < 0:
+            return False
+        step, values = state.last_step, state.values[state.last_step]
+        if any(value is None for value in values):
+            return False  # not every objective reported yet: no rung can judge it
+        point = tuple(sign * float(value) for sign, value in zip(self.signs, values) if value is not None)
+        while step >= self.min_resource * self.reduction_factor**state.rung:
+            if any(math.isnan(value) for value in point):
+                return True
+            rung = self._rung(state.rung)
+            better = rung.add(point)
+            if self.on_rung is not None:
+                self.on_rung(number, state.rung, [float(value) for value in values if value is not None])
+            state.rung += 1
+            if better >= max(len(rung) // self.reduction_factor, 1):  # not in the top 1/rf by rank
+                return True
+        return False
+
+    def _rung(self, rung: int) -> Fronts:
+        while len(self.rungs) <= rung:
+            self.rungs.append(Fronts())
+        return self.rungs[rung]
+
+    def finished(self, number: int, complete: bool) -> None:
+        """Trial ``number`` was told."""
+        self.running.pop(number, None)
+
+    def restore(
+        self,
+        number: int,
+        rungs: dict[int, list[float]],
+        last: tuple[int, list[float | None]] | None,
+        finished: bool,
+    ) -> None:
+        """Rebuild from a trial of the study: its rung vectors, its last (step, values), whether it was told."""
+        for rung, values in sorted(rungs.items()):
+            self._rung(rung).add(tuple(sign * value for sign, value in zip(self.signs, values)))
+        if finished:
+            return
+        state = self.running[number] = _RunningVector(rung=len(rungs))
+        if last is not None:
+            state.values[last[0]] = tuple(last[1])
+            state.last_step = last[0]
 
 
 def _median(values: SortedList) -> float:

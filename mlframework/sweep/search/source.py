@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mlframework.exceptions import ConfigError
+from mlframework.sweep.records.objectives import Constraint, Objective
 from mlframework.sweep.records.ranking import guess_mode
 from mlframework.sweep.records.record import TrialRecord
 from mlframework.sweep.records.results import ResultsStore
@@ -128,11 +129,22 @@ class SearchTrials:
 
 
 def open_search(
-    app: Any, plan: SearchPlan, metric: str | None, mode: str | None, sweep_id: str, store: ResultsStore, total: int
+    app: Any,
+    plan: SearchPlan,
+    metric: str | None,
+    mode: str | None,
+    sweep_id: str,
+    store: ResultsStore,
+    total: int,
+    objectives: Sequence[Objective] = (),
+    constraints: Sequence[Constraint] = (),
 ) -> SearchTrials:
-    """Open (or reopen) the study of ``plan`` in the sweep's directory (``store``): the search's trial source."""
+    """Open (or reopen) the study of ``plan`` in the sweep's directory (``store``): the search's trial source.
+
+    Two ``objectives`` or more make a multi-objective study (its result a Pareto front).
+    """
     if not metric:
         raise ConfigError("a --search needs --metric NAME: the metric it optimises")
     mode = mode or guess_mode(metric)
-    source = SearchSource(plan.space, plan.settings, store.directory, sweep_id, metric, mode)
+    source = SearchSource(plan.space, plan.settings, store.directory, sweep_id, metric, mode, objectives, constraints)
     return SearchTrials(app, sweep_id, store, source, total)

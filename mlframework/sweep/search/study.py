@@ -15,16 +15,19 @@ import logging
 import math
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import optuna
 
+from mlframework.exceptions import ConfigError
 from mlframework.statuses import PRUNED
 from mlframework.sweep.params.space import SearchSpace
+from mlframework.sweep.records.objectives import Constraint, Objective
 from mlframework.sweep.records.record import TrialRecord
 from mlframework.sweep.search.plan import SearchSettings
-from mlframework.sweep.search.pruners import Pruner, make_pruner, rung_key
+from mlframework.sweep.search.pruners import MultiObjectiveSuccessiveHalving, Pruner, make_pruner, rung_key
 from mlframework.sweep.search.storage import open_study_storage
 from mlframework.sweep.trials.metric_names import metric_value
 
@@ -33,6 +36,10 @@ log = logging.getLogger(__name__)
 JOURNAL = "study.journal"
 _DUPLICATE_TRIES = 50  # asks in a row that only repeat points already tried: the space is exhausted
 _MAX_RESOURCE = "hyperband_max_resource"  # the study user attribute keeping hyperband's maximum resource
+# A trial's constraint values (<= 0: kept), one system attribute per --constraint: the key Optuna's own
+# Trial.set_constraint writes, which its samplers and study.best_trials read.
+_CONSTRAINT_KEY = "constraints:{}"
+_LAST_VALUES = "objective_values"  # a running trial's system attribute: [step, values] (several objectives)
 
 
 def _sampler(settings: SearchSettings, space: SearchSpace) -> optuna.samplers.BaseSampler:
@@ -49,6 +56,8 @@ def _new_sampler(settings: SearchSettings, space: SearchSpace) -> optuna.sampler
         return optuna.samplers.RandomSampler(seed=seed)
     if settings.sampler == "tpe":
         # constant_liar: trials in flight count as bad guesses, so W workers get W different points.
+        # --constraint: TPE reads each told trial's constraint values (SearchSource.tell) and models the
+        # feasible trials apart (Optuna's c-TPE).
         return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
     if settings.sampler == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
@@ -84,12 +93,20 @@ class SearchSource:
         study_name: str,
         metric: str,
         mode: str,
+        objectives: Sequence[Objective] = (),
+        constraints: Sequence[Constraint] = (),
     ) -> None:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.space = space
         self.settings = settings
         self.metric = metric
         self.prune_metric = settings.prune_metric or metric
+        self.objectives = tuple(objectives) if len(objectives) > 1 else ()  # several: a multi-objective study
+        self.constraints = tuple(constraints)
+        if self.objectives and settings.sampler == "cmaes":
+            raise ConfigError("--search cmaes optimises one metric: with several --metric use tpe, random, qmc or grid")
+        if self.objectives and settings.prune not in ("asha", "none"):
+            raise ConfigError(f"--prune {settings.prune} watches one metric: with several --metric use asha or none")
         storage = open_study_storage(directory / JOURNAL)
         self._journal = storage.journal
         earlier = sum(
@@ -101,6 +118,10 @@ class SearchSource:
             # A resumed search goes on from where it was: the same seed again would propose the same points.
             settings = SearchSettings(**{**settings.to_meta(), "seed": settings.seed + earlier})
         maximize = mode == "max"
+        direction = optuna.study.StudyDirection
+        directions = [
+            direction.MAXIMIZE if objective.mode == "max" else direction.MINIMIZE for objective in self.objectives
+        ] or [direction.MAXIMIZE if maximize else direction.MINIMIZE]
         self.study = optuna.create_study(
             study_name=study_name,
             storage=storage,
@@ -110,7 +131,7 @@ class SearchSource:
             # are fed the reports this source tells anyway and answer in O(log trials); a BasePruner fed that
             # way would give wrong answers to any other caller (study.optimize), so none is set on the study.
             pruner=optuna.pruners.NopPruner(),
-            direction="maximize" if maximize else "minimize",
+            directions=directions,
             load_if_exists=True,
         )
         self._storage = self.study._storage
@@ -123,9 +144,21 @@ class SearchSource:
         self.pruned: set[int] = set()  # pruning decided (the trial may still be stopping)
         max_resource = self.study.user_attrs.get(_MAX_RESOURCE)
         self._max_resource_saved = max_resource is not None
-        self.pruner: Pruner | None = make_pruner(
-            settings.prune, maximize, study_name, max_resource if isinstance(max_resource, int) else None, self._rung
-        )
+        self.pruner: Pruner | None = None
+        self.vector_pruner: MultiObjectiveSuccessiveHalving | None = None
+        if self.objectives:
+            if settings.prune == "asha":  # multi-objective ASHA (sweep/search/pruners.py)
+                self.vector_pruner = MultiObjectiveSuccessiveHalving(
+                    [objective.mode == "max" for objective in self.objectives], 1, 4, self._vector_rung
+                )
+        else:
+            self.pruner = make_pruner(
+                settings.prune,
+                maximize,
+                study_name,
+                max_resource if isinstance(max_resource, int) else None,
+                self._rung,
+            )
         finished_states = (
             optuna.trial.TrialState.COMPLETE,
             optuna.trial.TrialState.PRUNED,
@@ -139,6 +172,17 @@ class SearchSource:
                 self._seen.add(_plain_key(params))
             if frozen.user_attrs.get("pruned"):
                 self.pruned.add(frozen.number)
+            if self.vector_pruner is not None and isinstance(params, dict):
+                vectors: dict[int, list[float]] = {}
+                while isinstance(vector := frozen.system_attrs.get(rung_key(len(vectors))), list):
+                    vectors[len(vectors)] = [float(v) for v in vector]
+                last = frozen.system_attrs.get(_LAST_VALUES)
+                self.vector_pruner.restore(
+                    frozen.number,
+                    vectors,
+                    (int(last[0]), list(last[1])) if isinstance(last, list) and len(last) == 2 else None,
+                    frozen.state in finished_states,
+                )
             if self.pruner is not None and isinstance(params, dict):
                 rungs: dict[int, float] = {}
                 while (value := frozen.system_attrs.get(rung_key(len(rungs)))) is not None:
@@ -158,6 +202,10 @@ class SearchSource:
     def _rung(self, number: int, rung: int, value: float) -> None:
         """Save a rung value the pruner recorded, under Optuna's own key (what a resumed source rebuilds from)."""
         self._storage.set_trial_system_attr(self._ids[number], rung_key(rung), value)
+
+    def _vector_rung(self, number: int, rung: int, values: list[float]) -> None:
+        """Save the objective values multi-objective ASHA recorded at a rung (as a list, under Optuna's key)."""
+        self._storage.set_trial_system_attr(self._ids[number], rung_key(rung), values)
 
     def _save_max_resource(self) -> None:
         """Hyperband's maximum resource, once found, kept with the study: a resumed search keeps its brackets."""
@@ -222,6 +270,8 @@ class SearchSource:
 
     def report(self, number: int, history: list[dict[str, Any]]) -> bool:
         """Tell intermediate values (``metrics.log`` records); True when the trial should be pruned now."""
+        if self.vector_pruner is not None:
+            return self._report_vectors(self.vector_pruner, number, history)
         pruner = self.pruner
         if pruner is None or number in self.pruned or number not in self._params:
             return False
@@ -254,6 +304,51 @@ class SearchSource:
             self._journal.sync()
         return decided
 
+    def _report_vectors(
+        self, pruner: MultiObjectiveSuccessiveHalving, number: int, history: list[dict[str, Any]]
+    ) -> bool:
+        """Several objectives: each step's value of every objective, read as one metric's are; pruned or not."""
+        if number in self.pruned or number not in self._params:
+            return False
+        running = pruner.running.get(number)
+        known = set(running.values) if running is not None else set()
+        reported = False
+        for record in history:
+            values = [_finite(objective.value(record.get("values"))) for objective in self.objectives]
+            if all(value is None for value in values):
+                continue
+            step = record.get("step")
+            step = int(step) if isinstance(step, (int, float)) and not isinstance(step, bool) else None
+            if step is None:
+                step = len(known)
+            if step in known:
+                continue
+            pruner.reported(number, step, values)
+            known.add(step)
+            reported = True
+        if not reported:
+            return False
+        state = pruner.running[number]
+        trial_id = self._trial_id(number)
+        self._storage.set_trial_system_attr(
+            trial_id, _LAST_VALUES, [state.last_step, list(state.values[state.last_step])]
+        )  # what a resumed source goes on from
+        decided = pruner.decide(number)
+        if decided:
+            self.pruned.add(number)
+            self._storage.set_trial_user_attr(trial_id, "pruned", True)
+        self._journal.sync()
+        return decided
+
+    def _values(self, record: TrialRecord) -> list[float] | None:
+        """The study's value(s) of a finished trial: its metric, or each objective; None when one is missing."""
+        metrics = record.get("metrics")
+        if not self.objectives:
+            value = _finite(metric_value(metrics, self.metric))
+            return None if value is None else [value]
+        values = [objective.value(metrics) for objective in self.objectives]
+        return None if any(value is None for value in values) else [v for v in values if v is not None]
+
     def tell(self, number: int, record: TrialRecord) -> str:
         """Tell a trial's final record; returns the status to record (PRUNED for a pruned trial)."""
         state = optuna.trial.TrialState
@@ -261,8 +356,11 @@ class SearchSource:
         told = self._storage.get_trial(trial_id).state
         if told.is_finished():  # told in an earlier session (a resumed sweep replays its records)
             return PRUNED if told == state.PRUNED else str(record.get("status"))
-        value = metric_value(record.get("metrics"), self.metric)
-        usable = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        values = self._values(record)
+        usable = values is not None
+        for constraint in self.constraints:  # before the tell: the sampler reads them once the trial is told
+            value = constraint.violation(record.get("metrics"))
+            self._storage.set_trial_system_attr(trial_id, _CONSTRAINT_KEY.format(constraint), value)
         if number in self.pruned and not record.get("stopped") and record.get("status") == "SUCCESS" and usable:
             # Pruning was decided, but the trial ended on its own before the stop reached it: its result is
             # whole (and its GPU time spent), so it is told and recorded as the success it is.
@@ -274,12 +372,21 @@ class SearchSource:
             status = PRUNED
         else:
             complete = record.get("status") == "SUCCESS" and usable
-            if complete:
-                self.study.tell(number, float(value))
+            if complete and values is not None:
+                self.study.tell(number, values)
             else:
                 self.study.tell(number, state=state.FAIL)
             status = str(record.get("status"))
         self._journal.sync()
         if self.pruner is not None:
             self.pruner.finished(number, complete)
+        if self.vector_pruner is not None:
+            self.vector_pruner.finished(number, complete)
         return status
+
+
+def _finite(value: Any) -> float | None:
+    """``value`` as a finite float, None otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)

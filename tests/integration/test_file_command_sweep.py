@@ -113,7 +113,7 @@ def test_a_hydra_app_with_no_tasks_py_gets_its_arguments_and_an_output_dir_per_t
         assert f"cwd {project.resolve()}" in log, "run in the project directory (cwd: project)"
         assert json.loads((out / "ckpt.pt").read_text()) == {"a": {"b": "1"}, "c": "x", "compile": True, "lr": str(lr)}
         record = records[trial]
-        assert record["command"] == f"python train.py lr={lr} a.b=1 +c=x --out_dir={out.resolve()}"
+        assert record["command"] == f"{sys.executable} train.py lr={lr} a.b=1 +c=x --out_dir={out.resolve()}"
         assert record["metrics"] == {"val loss": pytest.approx(lr)}
         assert [point["step"] for point in record["history"]] == [0, 1, 2]
     assert not (project / "out").exists()
@@ -141,7 +141,7 @@ def test_a_hydra_app_with_no_tasks_py_gets_its_arguments_and_an_output_dir_per_t
     (new_dir,) = [p for p in results.iterdir() if p.is_dir() and p != sweep_dir]
     (record,) = _records(new_dir).values()
     out = (new_dir / "work" / "t0000" / "out").resolve()
-    assert record["status"] == "SUCCESS" and record["command"] == f"python train.py lr=0.2 a.b=1 +c=x --out_dir={out}"
+    assert record["status"] == "SUCCESS" and record["command"] == f"{sys.executable} train.py lr=0.2 a.b=1 +c=x --out_dir={out}"
 
 
 def test_booleans_reach_the_script_as_values_in_the_trial_s_own_directory(tmp_path):
@@ -179,6 +179,6 @@ def test_workers_on_rabbitmq_serve_a_project_with_no_tasks_py(tmp_path, rabbitmq
     assert {r["status"] for r in records.values()} == {"SUCCESS"} and len(records) == 2
     for trial, lr in (("t0000", 0.1), ("t0001", 0.2)):
         out = (sweep_dir / "work" / trial / "out").resolve()
-        assert records[trial]["command"] == f"python train.py lr={lr} a.b=1 +c=x --out_dir={out}"
+        assert records[trial]["command"] == f"{sys.executable} train.py lr={lr} a.b=1 +c=x --out_dir={out}"
         assert (out / "ckpt.pt").is_file()
     assert "best: val loss=0.1 in t0000" in result.stdout

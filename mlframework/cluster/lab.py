@@ -27,8 +27,9 @@ log = logging.getLogger(__name__)
 
 # Run on the host after gpu_slot's source: its holders, and each GPU's use where nvidia-smi answers.
 _PROBE = """
-import json, socket, subprocess
+import json, socket, subprocess, sys
 host = socket.gethostname()
+directory = sys.argv[1] if len(sys.argv) > 1 else HOST_DIR
 use = {}
 try:
     out = subprocess.run(
@@ -42,7 +43,7 @@ try:
                              float(parts[2]) if parts[2].replace(".", "", 1).isdigit() else None]
 except (OSError, subprocess.SubprocessError):
     pass
-print(json.dumps({"host": host, "holders": holders(HOST_DIR, host), "use": use}))
+print(json.dumps({"host": host, "holders": holders(directory, host), "use": use}))
 """
 
 

@@ -11,8 +11,8 @@ import os
 
 import pytest
 
-from mlframework.cluster.gpus import parse_gpu_list, parse_gpu_option
 from mlframework import envvars
+from mlframework.cluster.gpus import parse_gpu_list, parse_gpu_option
 from mlframework.cluster.services import (
     BROKER_NAME,
     BROKER_VOLUME,

@@ -170,7 +170,10 @@ def start_master(
         report(f"{session.host}: removed {legacy.name} (the shared {services.BROKER_NAME} replaces it)")
     broker = services.broker_spec(spec.broker_image, f"{conf_dir}/rabbitmq.conf")
     container, created = services.apply(client, services.SHARED, broker, keep_running=True)
-    report(f"{session.host}: RabbitMQ {services.BROKER_NAME} {'started' if created else 'already running'}")
+    report(
+        f"{session.host}: RabbitMQ {'started' if created else 'already running'} "
+        f"({services.BROKER_NAME}, shared by the projects whose master this host is)"
+    )
     # The data volume may hold an older cluster's accounts: set ours from the secrets file, every time.
     broker_accounts.wait_for_node(container, str(session.host))
     stale = broker_accounts.converge_accounts(container, str(session.host), secrets)
@@ -402,10 +405,10 @@ def clean(
 ) -> dict[str, list[str]]:
     """Remove every container of ``cluster`` on ``hosts``; leave other projects' containers and broker running.
 
-    The shared broker on a host goes too when no other project's user is left on it. Without ``volumes`` this
-    project's vhost and user stay in the broker's data (its queued trials too); with ``volumes`` they are deleted,
-    and the broker's data volume with the broker when it goes. ``secrets`` names the user and vhost (default:
-    ``mlf-<cluster>``). Returns the names removed per host.
+    The shared broker on a host goes too when no other project's master runs there (its Flower). Without
+    ``volumes`` this project's vhost and user stay in the broker's data (its queued trials too); with ``volumes``
+    they are deleted, and the broker's data volume with the broker when it goes. ``secrets`` names the user and
+    vhost (default: ``mlf-<cluster>``). Returns the names removed per host.
     """
     vhost = secrets.rabbitmq_vhost if secrets else f"mlf-{cluster}"
     user = secrets.rabbitmq_user if secrets else f"mlf-{cluster}"
@@ -418,10 +421,11 @@ def clean(
             kept = ""
             broker = services.running_broker(client)
             if broker is not None:
-                others = broker_accounts.remove_account(broker, str(session.host), vhost, user, delete=volumes)
+                if volumes:
+                    broker_accounts.remove_account(broker, str(session.host), vhost, user)
+                others = services.other_masters(client, cluster)
                 if others:
-                    projects = ", ".join(name.removeprefix(broker_accounts.USER_PREFIX) for name in others)
-                    kept = f"; {services.BROKER_NAME} stays: project(s) {projects} use it"
+                    kept = f"; {services.BROKER_NAME} stays: project(s) {', '.join(others)} use it"
                 else:
                     broker.remove(force=True)
                     names.append(broker.name)

@@ -13,8 +13,8 @@ Each step is idempotent: an unchanged cluster sees the same accounts afterwards.
 
 The broker is shared by every project whose master is that host: each has its
 own user and vhost, and converging one never touches another's.
-:func:`remove_account` removes one project's vhost and users (``infra-clean``)
-and says which projects are left on the broker.
+:func:`remove_account` removes one project's vhost and users
+(``infra-clean --volumes``).
 
 :func:`wait_for_login` then logs in with the credentials the workers will use;
 a refused login is final (``ACCESS_REFUSED`` is not "not up yet") and is
@@ -144,21 +144,15 @@ def _vhost_users(container: Any, host: str, vhost: str) -> list[str]:
     return [line.split("\t")[0].strip() for line in out.splitlines() if line.strip() and not line.startswith("Listing")]
 
 
-def remove_account(container: Any, host: str, vhost: str, user: str, *, delete: bool = True) -> list[str]:
-    """A project leaves the shared broker: with ``delete``, its ``vhost`` (its queues) and its users are deleted.
-
-    Returns the users of ours that belong to other projects, still on the broker (empty: no project uses it).
-    """
+def remove_account(container: Any, host: str, vhost: str, user: str) -> list[str]:
+    """A project leaves the shared broker: its ``vhost`` (its queues) and its users are deleted; returns them."""
     users = _users(container, host)
-    mine = {name for name in _vhost_users(container, host, vhost) if _ours(name, users)} | {user}
-    if delete:
-        if vhost in {
-            v.strip() for v in _ctl(container, host, ["list_vhosts", "--quiet", "--no-table-headers"]).split()
-        }:
-            _ctl(container, host, ["delete_vhost", vhost])
-        for name in sorted(mine & set(users)):
-            _ctl(container, host, ["delete_user", name])
-    return sorted(name for name in users if name not in mine and _ours(name, users))
+    mine = ({name for name in _vhost_users(container, host, vhost) if _ours(name, users)} | {user}) & set(users)
+    if vhost in {v.strip() for v in _ctl(container, host, ["list_vhosts", "--quiet", "--no-table-headers"]).split()}:
+        _ctl(container, host, ["delete_vhost", vhost])
+    for name in sorted(mine):
+        _ctl(container, host, ["delete_user", name])
+    return sorted(mine)
 
 
 def wait_for_login(url: str, host: str, timeout: float, container: Any | None = None) -> None:

@@ -284,6 +284,12 @@ def running_broker(client: docker.DockerClient) -> Any | None:
     return container if container.status == "running" else None
 
 
+def other_masters(client: docker.DockerClient, cluster: str) -> list[str]:
+    """The other projects whose master is this host (their Flower is here): they use its shared broker."""
+    flowers = client.containers.list(all=True, filters={"label": f"{LABEL_ROLE}=flower"})
+    return sorted({c.labels.get(LABEL_CLUSTER, "") for c in flowers} - {cluster, ""})
+
+
 def flower_port(container: Any) -> int | None:
     """The port a Flower container was started with (its ``--port=N``)."""
     for arg in container.attrs.get("Config", {}).get("Cmd") or []:

@@ -162,3 +162,15 @@ def test_infrainit_names_what_a_host_shares_with_other_projects(gpus, neighbour,
     assert (lines[0] if lines else None) is None if expected is None else expected in lines[0]
     if expected and not gpus:
         assert "--cpu-slots" in lines[0]
+
+
+def test_status_prints_one_line_per_host_and_gpu():
+    from mlframework.cli.cluster import _gpu_line
+    from mlframework.cluster.lab import GpuUse
+
+    held = GpuUse("0", "mnist", "20261207-140210-3f2a", "t0004", "2026-12-07T14:03:55+00:00", 42.0, 1000.0)
+    assert _gpu_line("gpubox1", held) == (
+        "  gpubox1 GPU 0: project mnist, sweep 20261207-140210-3f2a, trial t0004 since 2026-12-07T14:03:55+00:00"
+        " (42% 1000 MiB)"
+    )
+    assert _gpu_line("gpubox1", GpuUse("1")) == "  gpubox1 GPU 1: free"

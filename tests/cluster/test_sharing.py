@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from mlframework.cluster.services import BROKER_NAME, LABEL_CLUSTER
+from mlframework.cluster.services import BROKER_NAME, GPU_LOCK_DIR, LABEL_CLUSTER
 from testbed.scripted import REPO, copy_repo, run, script_env
 from testbed.testhosts import BASE_IMAGE
 
@@ -59,7 +60,10 @@ def _infrainit(repo: Path, env: dict[str, str], test_hosts, rabbitmq_image: str,
 
 @pytest.fixture(scope="module")
 def two_projects(test_hosts, rabbitmq_image, build_daemon_host, tmp_path_factory):
-    """Both projects up on hosts 1 and 2 with one fake GPU each; name -> {"repo", "init"}; cleaned afterwards."""
+    """Both projects up on hosts 1 and 2 with one fake GPU each; name -> {"repo", "init"}; cleaned afterwards.
+
+    The hosts share this machine's filesystem: their GPU lock directories (one per host name) go afterwards.
+    """
     env = script_env(test_hosts, build_daemon_host)
     projects: dict[str, dict] = {}
     with test_hosts.fake_gpus(1), test_hosts.fake_gpus(2):
@@ -80,6 +84,7 @@ def two_projects(test_hosts, rabbitmq_image, build_daemon_host, tmp_path_factory
                 clean = run(project["repo"], "./infra_clean.sh", "--volumes", "--yes", env=env, timeout=300)
                 assert clean.returncode == 0, clean.stdout + clean.stderr
             for i in (1, 2):
+                shutil.rmtree(Path(GPU_LOCK_DIR) / test_hosts.host(i).hostname, ignore_errors=True)
                 left = test_hosts.docker(i).containers.list(all=True, filters={"label": LABEL_CLUSTER})
                 assert left == [], f"left on host {i}: {[c.name for c in left]}"
 

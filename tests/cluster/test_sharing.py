@@ -144,6 +144,9 @@ def test_two_projects_share_the_hosts_and_never_two_trials_on_one_gpu(two_projec
         for (_, end, _), (start, _, _) in itertools.pairwise(spans):
             assert start >= end, f"two trials on GPU {gpu} at once: {spans}"
     assert any(len({name for *_, name in spans}) == 2 for spans in held.values()), "no GPU ran both projects"
+    for gpu, spans in sorted(held.items()):  # in the test's output (-s): the order and the gaps, per GPU
+        gaps = [round(start - end, 2) for (_, end, _), (start, _, _) in itertools.pairwise(spans)]
+        print(f"GPU {gpu}: {' '.join(name[-4:] for *_, name in spans)}; gaps (s) {gaps}")
     logs = [p.read_text() for name in PROJECTS for p in (two_projects[name]["repo"] / "shared").glob("*/logs/*.log")]
     assert any("waiting for GPU 0 of mlft" in text and "held by project mlft-" in text for text in logs)
 

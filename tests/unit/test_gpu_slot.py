@@ -67,6 +67,36 @@ def test_a_second_process_waits_for_the_gpu_and_is_told_who_holds_it(tmp_path):
     assert holders(str(tmp_path), "box") == {"0": []}, "a released GPU is free, whatever the file held"
 
 
+def _wait_then_hold(directory: str, seconds: float, go: object, got: object) -> None:
+    go.wait(10)  # type: ignore[attr-defined]
+    slot = acquire(directory, _holder("beta", "t0002"), poll=0.05)
+    got.value = time.time()  # type: ignore[attr-defined]
+    time.sleep(seconds)
+    assert slot is not None
+    slot.release()
+
+
+def test_waiting_trials_take_the_gpu_in_turn_not_the_worker_that_just_freed_it(tmp_path):
+    directory = str(tmp_path)
+    go, got = CTX.Event(), CTX.Value("d", 0.0)
+    # Forked before this process opens a lock file: a forked child would share its lock.
+    waiter = CTX.Process(target=_wait_then_hold, args=(directory, 0.5, go, got))
+    waiter.start()
+    first = acquire(directory, _holder("alpha", "t0001"))
+    go.set()
+    deadline = time.monotonic() + 10
+    while not any(".wait." in name for name in os.listdir(tmp_path / "box")) and time.monotonic() < deadline:
+        time.sleep(0.02)  # until the waiter is in line
+    assert first is not None
+    first.release()
+    again = acquire(directory, _holder("alpha", "t0003"), poll=0.05)  # at once, as a worker's next trial would
+    took_again = time.time()
+    waiter.join(10)
+    assert again is not None and got.value > 0 and took_again >= got.value + 0.4, "the waiter went first"
+    again.release()
+    assert not [name for name in os.listdir(tmp_path / "box") if ".wait." in name], "no place left in line"
+
+
 def test_a_process_that_dies_holding_the_gpu_frees_it(tmp_path):
     dead = _holding(tmp_path, _holder("alpha", "t0001"), 0.0, die=True)
     dead.join(10)

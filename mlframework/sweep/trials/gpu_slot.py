@@ -7,7 +7,8 @@ N to a GPU (``--trials-per-gpu N``), slot files ``gpu<N>.slot<s>.lock``:
 
 - a trial alone on its GPU (N = 1) holds ``gpu<N>.lock`` exclusively;
 - a packed trial holds ``gpu<N>.lock`` shared and one slot file exclusively,
-  so at most N packed trials run together, never next to a trial alone.
+  so at most N packed trials run together, never next to a trial alone;
+- trials that wait take the GPU in the order they began to wait (:class:`_Turn`).
 
 The locks are ``fcntl.flock`` locks of the worker process that runs the trial:
 the kernel releases them when the trial ends or when the process dies, however
@@ -138,6 +139,48 @@ def _attempt(directory: str, holder: Holder, per_gpu: int) -> tuple[GpuSlot | No
     return None, holders_of(directory, holder.host, holder.gpu)
 
 
+class _Turn:
+    """A trial's place in the line for one GPU: a file ``gpu<N>.wait.<time_ns>.<pid>``, locked while it waits.
+
+    Trials take the GPU in the order they began to wait: without the line, a worker that has just freed the
+    GPU would take it again for its next trial before a waiting one looks (they poll), again and again. A
+    waiter that died leaves its file unlocked, and an unlocked file holds no place.
+    """
+
+    def __init__(self, directory: str, host: str, gpu: str) -> None:
+        self.directory = os.path.join(directory, host)
+        self.prefix = f"gpu{gpu}.wait."
+        self.key = (time.time_ns(), os.getpid())
+        self.path = os.path.join(self.directory, f"{self.prefix}{self.key[0]}.{self.key[1]}")
+        self.fd = _open(self.path)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def first(self) -> bool:
+        """Whether no live waiter began to wait before this one."""
+        for name in os.listdir(self.directory):
+            if not name.startswith(self.prefix):
+                continue
+            try:
+                key = tuple(int(part) for part in name[len(self.prefix) :].split("."))
+            except ValueError:
+                continue
+            if key >= self.key:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                fd = os.open(os.path.join(self.directory, name), os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    if not _try(fd, fcntl.LOCK_SH):
+                        return False  # an earlier waiter, alive
+                finally:
+                    os.close(fd)
+        return True
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+        os.close(self.fd)
+
+
 def acquire(
     directory: str,
     holder: Holder,
@@ -147,21 +190,28 @@ def acquire(
     stopped: Callable[[], bool] = lambda: False,
     poll: float = POLL_SECONDS,
 ) -> GpuSlot | None:
-    """Wait for a slot of ``holder.gpu`` on ``holder.host``; None if ``stopped()`` turns true first.
+    """Wait for a slot of ``holder.gpu`` on ``holder.host``, in turn; None if ``stopped()`` turns true first.
 
     ``waiting(holders)`` is called once when the GPU is taken, with who holds it.
     """
     told = False
-    while True:
-        slot, held = _attempt(directory, holder, per_gpu)
-        if slot is not None:
-            return slot
-        if not told:
-            waiting(held)
-            told = True
-        if stopped():
-            return None
-        time.sleep(poll)
+    turn = _Turn(directory, holder.host, holder.gpu)
+    try:
+        while True:
+            if turn.first():
+                slot, held = _attempt(directory, holder, per_gpu)
+                if slot is not None:
+                    return slot
+            else:
+                held = holders_of(directory, holder.host, holder.gpu)
+            if not told:
+                waiting(held)
+                told = True
+            if stopped():
+                return None
+            time.sleep(poll)
+    finally:
+        turn.close()
 
 
 def holders_of(directory: str, host: str, gpu: str) -> list[Holder]:

@@ -168,7 +168,7 @@ def _take_gpu(trial: Trial) -> gpu_slot.GpuSlot | None:
     )
 
     def waiting(held: list[gpu_slot.Holder]) -> None:
-        who = "; ".join(h.describe() for h in held) or "another trial"
+        who = "; ".join(h.describe() for h in held) or "nobody now, a trial ahead of it in line takes it"
         line = f"waiting for GPU {trial.gpu} of {trial.host}, held by {who}"
         log.info("trial %s of sweep %s: %s", trial.id, trial.sweep_id, line)
         trial.print(line, stream="stderr")

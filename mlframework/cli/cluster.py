@@ -236,7 +236,8 @@ def _gpu_line(host: str, gpu: Any) -> str:
         if part
     )
     who = f"project {gpu.project}, sweep {gpu.sweep}, trial {gpu.trial} since {gpu.since}" if gpu.trial else "free"
-    return f"  {host} GPU {gpu.gpu}: {who}" + (f" ({use})" if use else "")
+    queued = f", {gpu.waiting} trial(s) waiting" if gpu.waiting else ""
+    return f"  {host} GPU {gpu.gpu}: {who}{queued}" + (f" ({use})" if use else "")
 
 
 @click.command("secrets")

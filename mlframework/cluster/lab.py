@@ -43,7 +43,7 @@ try:
                              float(parts[2]) if parts[2].replace(".", "", 1).isdigit() else None]
 except (OSError, subprocess.SubprocessError):
     pass
-print(json.dumps({"host": host, "holders": holders(directory, host), "use": use}))
+print(json.dumps({"host": host, "holders": holders(directory, host), "waiting": waiters(directory, host), "use": use}))
 """
 
 
@@ -58,6 +58,7 @@ class GpuUse:
     since: str | None = None  # UTC, ISO 8601
     utilization_pct: float | None = None  # nvidia-smi's, when the host has it
     memory_mb: float | None = None
+    waiting: int = 0  # trials (of any project) waiting for this GPU
 
 
 @dataclass(frozen=True)
@@ -87,12 +88,13 @@ def parse_probe(host: str, output: str) -> HostUse:
     data = json.loads(output.strip().splitlines()[-1])
     use: dict[str, list[float | None]] = data.get("use") or {}
     holders: dict[str, list[dict[str, Any]]] = data.get("holders") or {}
+    queued: dict[str, int] = data.get("waiting") or {}
     gpus: list[GpuUse] = []
     for gpu in sorted({*holders, *use}, key=lambda g: (not g.isdigit(), int(g) if g.isdigit() else 0, g)):
         util, memory = (use.get(gpu) or [None, None])[:2]
         held = holders.get(gpu) or []
         if not held:
-            gpus.append(GpuUse(gpu, utilization_pct=util, memory_mb=memory))
+            gpus.append(GpuUse(gpu, utilization_pct=util, memory_mb=memory, waiting=int(queued.get(gpu, 0))))
         for holder in held:
             gpus.append(
                 GpuUse(
@@ -103,6 +105,7 @@ def parse_probe(host: str, output: str) -> HostUse:
                     since=holder.get("since"),
                     utilization_pct=util,
                     memory_mb=memory,
+                    waiting=int(queued.get(gpu, 0)),
                 )
             )
     return HostUse(host, str(data.get("host") or ""), gpus)

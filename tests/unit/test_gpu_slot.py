@@ -138,15 +138,21 @@ def test_status_probe_reads_the_holders_as_it_does_on_a_host(tmp_path):
     """The probe is the lock module's own source, run alone by a bare python (as over SSH on a host)."""
     host = socket.gethostname()
     first = _holding(tmp_path, _holder("alpha", "t0001", gpu="1", host=host), 2.0)
+    second = CTX.Process(target=acquire, args=(str(tmp_path), _holder("beta", "t0002", gpu="1", host=host)))
+    second.start()  # waits for GPU 1 behind alpha's trial
+    deadline = time.monotonic() + 10
+    while not any(".wait." in n for n in os.listdir(tmp_path / host)) and time.monotonic() < deadline:
+        time.sleep(0.02)
     done = subprocess.run(
         [sys.executable, "-c", probe_script(), str(tmp_path)], capture_output=True, text=True, timeout=60
     )
     first.join(10)
+    second.join(10)
     assert done.returncode == 0, done.stderr
     use = parse_probe("user@box", done.stdout)
     assert use.hostname == host and use.error is None
     (gpu,) = use.gpus
-    assert (gpu.gpu, gpu.project, gpu.trial, gpu.sweep) == ("1", "alpha", "t0001", "s1")
+    assert (gpu.gpu, gpu.project, gpu.trial, gpu.sweep, gpu.waiting) == ("1", "alpha", "t0001", "s1", 1)
     assert json.loads(json.dumps(use.as_dict()))["gpus"][0]["project"] == "alpha"
 
 
@@ -204,3 +210,6 @@ def test_status_prints_one_line_per_host_and_gpu():
         " (42% 1000 MiB)"
     )
     assert _gpu_line("gpubox1", GpuUse("1")) == "  gpubox1 GPU 1: free"
+    assert _gpu_line("b", GpuUse("0", "m", "s", "t1", "now", waiting=2)) == (
+        "  b GPU 0: project m, sweep s, trial t1 since now, 2 trial(s) waiting"
+    )

@@ -255,6 +255,24 @@ def holders(directory: str, host: str) -> dict[str, list[dict[str, Any]]]:
     return {gpu: [asdict(h) for h in holders_of(directory, host, gpu)] for gpu in sorted(gpus, key=_index)}
 
 
+def waiters(directory: str, host: str) -> dict[str, int]:
+    """How many trials wait for each GPU of ``host`` now (their places in line whose lock is held)."""
+    counts: dict[str, int] = {}
+    with contextlib.suppress(FileNotFoundError):
+        for name in os.listdir(os.path.join(directory, host)):
+            gpu, dot, _ = name[3:].partition(".wait.")
+            if not (name.startswith("gpu") and dot):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                fd = os.open(os.path.join(directory, host, name), os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    if not _try(fd, fcntl.LOCK_SH):
+                        counts[gpu] = counts.get(gpu, 0) + 1
+                finally:
+                    os.close(fd)
+    return counts
+
+
 def _index(gpu: str) -> tuple[int, str]:
     return (int(gpu), gpu) if gpu.isdigit() else (1 << 30, gpu)
 

@@ -22,6 +22,9 @@ GPU = "MLFRAMEWORK_GPU"  # the GPU it is pinned to, when CUDA_VISIBLE_DEVICES do
 IMAGE = "MLFRAMEWORK_IMAGE"  # its container's image, for each trial's provenance
 SLOTS = "MLFRAMEWORK_SLOTS"  # trials its host runs at once (embedded workers, worker containers)
 GPU_SAMPLE_SECONDS = "MLFRAMEWORK_GPU_SAMPLE_SECONDS"  # how often GPU use is sampled during a trial
+CLUSTER_NAME = "MLFRAMEWORK_CLUSTER_NAME"  # its cluster's (project's) name: who holds a GPU (sweep/trials/gpu_slot.py)
+GPU_LOCK_DIR = "MLFRAMEWORK_GPU_LOCK_DIR"  # the host's GPU lock directory; unset: no GPU lock (embedded, CPU)
+TRIALS_PER_GPU = "MLFRAMEWORK_TRIALS_PER_GPU"  # trials packed on one GPU (--trials-per-gpu; default 1)
 
 # -- a trial's command (set by the worker; read by the training script and mlframework.metrics)
 SWEEP_ID = "MLFRAMEWORK_SWEEP_ID"
@@ -29,6 +32,7 @@ TRIAL_ID = "MLFRAMEWORK_TRIAL_ID"
 TRIAL_DIR = "MLFRAMEWORK_TRIAL_DIR"  # the trial's own working directory
 METRICS_FILE = "MLFRAMEWORK_METRICS_FILE"  # where metrics.log() writes
 STOP_FILE = "MLFRAMEWORK_STOP_FILE"  # created when the sweep stops the trial (metrics.should_stop())
+GPU_MEMORY_FRACTION = "MLFRAMEWORK_GPU_MEMORY_FRACTION"  # the trial's share of its GPU's memory: 1/--trials-per-gpu
 TREE = "MLFRAMEWORK_TREE"  # tag of one trial command's processes (stopping its process tree)
 
 # -- this machine

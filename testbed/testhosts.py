@@ -31,7 +31,7 @@ kept as ``docker save`` tarballs under :data:`CACHE_DIR` and ``docker load``-ed
 into each daemon that needs them.
 
 Lifecycle: ``start()`` -> [``stop_docker(i)`` / ``start_docker(i)``, ``disconnect(i)`` /
-``reconnect(i)``, ``fake_program(i, ...)``] -> ``stop()``.
+``reconnect(i)``, ``fake_program(i, ...)``, ``fake_gpus(i, n)``] -> ``stop()``.
 ``stop()`` tears everything down (containers, daemons, sshd, namespaces, links,
 users, cgroups, mounts, files) and carries on past errors; it also runs at
 interpreter exit.  :func:`cleanup_stale` removes what a crashed run left behind.
@@ -333,6 +333,8 @@ class Dockerd:
         self.socket = root / "docker.sock"
         self.log_path = root / "dockerd.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.extra_args: list[str] = []  # more dockerd options (fake_gpus: an nvidia runtime)
+        self.path_prefix: str | None = None  # a directory first on dockerd's PATH (fake_gpus: its GPU hook)
 
     @property
     def url(self) -> str:
@@ -373,7 +375,7 @@ class Dockerd:
         ]
         if self.group:
             cmd += ["--group", self.group]  # socket root:<group> 0660: the host's user may use it
-        return cmd
+        return cmd + self.extra_args
 
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -381,8 +383,16 @@ class Dockerd:
         logf = open(self.log_path, "ab")
         try:
             # Own session: a Ctrl-C to pytest must not kill daemons behind teardown's back.
+            env = dict(os.environ)
+            if self.path_prefix:
+                env["PATH"] = f"{self.path_prefix}:{env.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
             self.proc = subprocess.Popen(
-                self.command(), stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True
+                self.command(),
+                stdin=subprocess.DEVNULL,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=env,
             )
         finally:
             logf.close()
@@ -818,6 +828,42 @@ class TestHostCluster:
             yield path
         finally:
             path.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def fake_gpus(self, i: int, count: int = 1) -> Iterator[None]:
+        """Host ``i`` with ``count`` fake NVIDIA GPUs for the block; its dockerd as it was afterwards.
+
+        ``nvidia-smi`` on its PATH answers ``-L`` and ``--query-gpu`` (42 %, 1000 MiB each), and its dockerd is
+        restarted with an ``nvidia`` runtime (plain runc) and a no-op ``nvidia-container-runtime-hook`` first on
+        its PATH: dockerd then takes ``--gpus device=N`` requests (its NVIDIA device driver needs only that hook),
+        so GPU worker containers start; they see no GPU. Restarting dockerd stops the host's containers.
+        """
+        h = self.host(i)
+        hook_dir = h.root / "fake-nvidia"
+        hook_dir.mkdir(exist_ok=True)
+        hook = hook_dir / "nvidia-container-runtime-hook"
+        hook.write_text("#!/bin/sh\ncat >/dev/null\nexit 0\n")  # runc hands it the container's state
+        hook.chmod(0o755)
+        smi = (
+            "#!/bin/sh\n"
+            f"n={count}\n"
+            'case "$1" in\n'
+            '  -L) i=0; while [ $i -lt $n ]; do echo "GPU $i: Fake GPU (UUID: GPU-fake-$i)"; i=$((i+1)); done ;;\n'
+            '  --query-gpu=*) i=0; while [ $i -lt $n ]; do echo "$i, 42, 1000"; i=$((i+1)); done ;;\n'
+            '  *) echo "fake nvidia-smi: $*" >&2; exit 9 ;;\n'
+            "esac\n"
+        )
+        daemon = self._dockerd_of(i)
+        with self.fake_program(i, "nvidia-smi", smi):
+            try:
+                self.stop_docker(i)
+                daemon.extra_args, daemon.path_prefix = ["--add-runtime", "nvidia=runc"], str(hook_dir)
+                self.start_docker(i)
+                yield
+            finally:
+                self.stop_docker(i)
+                daemon.extra_args, daemon.path_prefix = [], None
+                self.start_docker(i)
 
     @contextlib.contextmanager
     def sshd_option(self, i: int, line: str) -> Iterator[None]:

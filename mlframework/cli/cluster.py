@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -55,6 +56,8 @@ def _echo(line: str) -> None:
     "--image-source", type=click.Choice(["build", "ship"]), help="build on each host, or build here and ship."
 )
 @click.option("--cpu-slots", help="Worker processes on hosts without GPUs  [default: one per CPU]")
+@click.option("--trials-per-gpu", help="Trials run at once on one GPU, each with 1/N of its memory  [default: 1]")
+@click.option("--flower-port", help="Flower's port on the master  [default: 5555, or the next free one]")
 @click.option("--accept-new-host-keys", is_flag=True, default=None, help="Trust (and record) unknown host keys.")
 @click.option("--cluster-name", help="Name in container names and labels  [default: from the project]")
 @ssh_options
@@ -71,6 +74,8 @@ def infrainit_command(
     broker_image: str | None,
     image_source: str | None,
     cpu_slots: str | None,
+    trials_per_gpu: str | None,
+    flower_port: str | None,
     accept_new_host_keys: bool | None,
     cluster_name: str | None,
     known_hosts: str | None,
@@ -101,6 +106,8 @@ def infrainit_command(
         "broker_image": broker_image,
         "image_source": image_source,
         "cpu_slots": cpu_slots,
+        "trials_per_gpu": trials_per_gpu,
+        "flower_port": flower_port,
         "accept_new_host_keys": accept_new_host_keys,
         "cluster_name": cluster_name,
     }
@@ -124,7 +131,9 @@ def infrainit_command(
 @click.option("--cluster", "cluster_name", required=True, help="Cluster name (container label).")
 @click.option("--hosts", required=True, help="Hosts to clean: [user@]host[:port] or local, comma-separated.")
 @click.option("-i", "ssh_key", help="SSH private key.")
-@click.option("--volumes", is_flag=True, help="Also remove the broker's data volume (its queues and users).")
+@click.option(
+    "--volumes", is_flag=True, help="Also remove the project's vhost and user (its queues), and the broker's data."
+)
 @click.option("--yes", is_flag=True, help="Do not ask before removing the broker's data (--volumes).")
 @ssh_options
 def infra_clean_command(
@@ -137,9 +146,12 @@ def infra_clean_command(
     connect_timeout: float,
 ) -> None:
     """Remove every container of the cluster on the hosts (files on the hosts stay; the broker's data too,
-    unless --volumes)."""
+    unless --volumes). Other projects' containers stay, and the shared broker while a project uses it."""
     from mlframework.cluster.bootstrap import clean
+    from mlframework.cluster.config_file import load_config
     from mlframework.cluster.hosts import Host, parse_host_list
+    from mlframework.cluster.secrets import DEFAULT_SECRETS_PATH, ClusterSecrets
+    from mlframework.cluster.spec import CONFIG_FILE
 
     entries = [h.strip() for h in hosts.split(",") if h.strip()]
     remote = [e for e in entries if e != "local"]
@@ -148,14 +160,20 @@ def infra_clean_command(
         parsed.insert(0, Host.local())
     if volumes and not yes:
         lost = (
-            f"--volumes removes the broker data volume {cluster_name}-broker-data on {hosts}: every queued trial, "
-            "the events of detached sweeps still running, and the broker's users"
+            f"--volumes removes cluster {cluster_name}'s broker data on {hosts} (its vhost and user; the broker data "
+            "volume too if no other project uses the broker): every queued trial, the events of detached sweeps "
+            "still running"
         )
         if not sys.stdin.isatty():
             raise ConfigError(f"{lost}; add --yes to confirm (stdin is not a terminal to ask)")
         click.confirm(f"{lost}. Remove it?", abort=True)
     ssh = make_ssh_options(ssh_key, known_hosts, False, connect_timeout)
-    removed = clean(cluster_name, parsed, ssh, report=_echo, volumes=volumes)
+    # The user and vhost to remove: this checkout's, if it is this cluster's; else mlf-<cluster>.
+    root = repo_root()
+    recorded = load_config(root / CONFIG_FILE).get("CLUSTER_NAME") if (root / CONFIG_FILE).exists() else None
+    secrets_file = root / DEFAULT_SECRETS_PATH
+    secrets = ClusterSecrets.load(secrets_file) if recorded == cluster_name and secrets_file.exists() else None
+    removed = clean(cluster_name, parsed, ssh, report=_echo, volumes=volumes, secrets=secrets)
     _echo(f"removed {sum(len(v) for v in removed.values())} container(s) of cluster {cluster_name!r}")
 
 
@@ -176,17 +194,21 @@ def update_files_command(known_hosts: str | None, connect_timeout: float) -> Non
 @click.command("status")
 @broker_option("Broker URL  [default: the cluster's]")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=3.0, show_default=True, help="Seconds to wait.")
-@click.option("--json", "as_json", is_flag=True, help="Print the nodes and the live sweeps as JSON, for scripts.")
-def status_command(broker_url: str | None, timeout: float, as_json: bool) -> None:
-    """One line per live worker node (as `celery status`), then the live sweeps; exit 1 when no node answers."""
+@click.option("--json", "as_json", is_flag=True, help="Print the nodes, the live sweeps and the hosts' GPUs as JSON.")
+@known_hosts_option
+def status_command(broker_url: str | None, timeout: float, as_json: bool, known_hosts: str | None) -> None:
+    """One line per live worker node (as `celery status`), then the live sweeps, then per host and GPU what runs
+    there now (every project's trials); exit 1 when no node answers."""
     from mlframework.cluster.recorded import cluster_broker, live_sweeps, worker_status
     from mlframework.sweep.wire.app import BrokerSettings
 
     broker = BrokerSettings(broker_url) if broker_url else cluster_broker(repo_root())
     nodes = worker_status(broker, timeout)
     sweeps = live_sweeps(broker, timeout)
+    hosts = _gpu_use(known_hosts)
     if as_json:
-        click.echo(json.dumps({"nodes": nodes, "sweeps": sweeps}, indent=2))
+        document = {"nodes": nodes, "sweeps": sweeps, "hosts": [h.as_dict() for h in hosts]}
+        click.echo(json.dumps(document, indent=2))
         sys.exit(0 if nodes else 1)
     for node in nodes:
         click.echo(f"->  {node}: OK")
@@ -195,7 +217,39 @@ def status_command(broker_url: str | None, timeout: float, as_json: bool) -> Non
         from mlframework.cli.console import print_live_sweeps
 
         print_live_sweeps(sweeps)
+    lines = [_gpu_line(host.hostname or host.host, gpu) for host in hosts for gpu in host.gpus]
+    lines += [f"  {host.host}: GPUs not read ({host.error})" for host in hosts if host.error and lines]
+    if lines:
+        click.echo("\nGPUs now (every project on these hosts):")
+        click.echo("\n".join(lines))
     sys.exit(0 if nodes else 1)
+
+
+def _gpu_use(known_hosts: str | None) -> list[Any]:
+    """Every worker host's GPUs now (cluster/lab.py); empty without config.sh (a broker given alone)."""
+    from mlframework.cluster.config_file import load_config
+    from mlframework.cluster.lab import gpu_use
+    from mlframework.cluster.spec import CONFIG_FILE, ClusterSpec
+
+    config = repo_root() / CONFIG_FILE
+    if not config.exists():
+        return []
+    spec = ClusterSpec.from_config(load_config(config), str(config))
+    return gpu_use(list(spec.workers), cluster_ssh_options(spec, known_hosts, connect_timeout=5.0))
+
+
+def _gpu_line(host: str, gpu: Any) -> str:
+    use = " ".join(
+        part
+        for part in (
+            f"{gpu.utilization_pct:g}%" if gpu.utilization_pct is not None else "",
+            f"{gpu.memory_mb:g} MiB" if gpu.memory_mb is not None else "",
+        )
+        if part
+    )
+    who = f"project {gpu.project}, sweep {gpu.sweep}, trial {gpu.trial} since {gpu.since}" if gpu.trial else "free"
+    queued = f", {gpu.waiting} trial(s) waiting" if gpu.waiting else ""
+    return f"  {host} GPU {gpu.gpu}: {who}{queued}" + (f" ({use})" if use else "")
 
 
 @click.command("secrets")

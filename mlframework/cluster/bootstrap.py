@@ -11,11 +11,16 @@ about flat in the number of hosts; a failure names every host that failed):
 3. images     -- worker image built on every host, or built here and shipped
    with the broker image (every image a host lacks, by image id, once);
    the broker image present on the master;
-4. master     -- RabbitMQ, its user, password, vhost and permissions set from the
-   secrets file (:mod:`~mlframework.cluster.broker`), then Flower (basic auth);
-5. workers    -- one container per GPU, or one with N CPU slots;
-6. record     -- ``config.sh`` (options, without ``-f``), the secrets file
-   (mode 0600), and ``infra_clean.sh`` that removes what was started.
+4. master     -- RabbitMQ (the host's, shared by every project whose master it
+   is), this project's user, password, vhost and permissions set in it from the
+   secrets file (:mod:`~mlframework.cluster.broker`), then the project's
+   Flower (basic auth) on its own port;
+5. workers    -- one container per GPU, or one with N CPU slots; other
+   projects' workers on the same host are reported (they share its CPUs, and
+   its GPUs one trial at a time: :mod:`~mlframework.sweep.trials.gpu_slot`);
+6. record     -- ``config.sh`` (options, without ``-f``; the Flower port
+   chosen), the secrets file (mode 0600), and ``infra_clean.sh`` that removes
+   what was started.
 
 Running it again converges: unchanged containers are left alone. What was
 recorded is read back by :mod:`~mlframework.cluster.recorded`.
@@ -28,8 +33,9 @@ import logging
 import shlex
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from mlframework import envvars
 from mlframework.cluster import broker as broker_accounts
@@ -48,6 +54,8 @@ from mlframework.sweep.wire.app import BrokerSettings
 log = logging.getLogger(__name__)
 
 CLEAN_SCRIPT = "infra_clean.sh"
+# Where the shared broker's rabbitmq.conf goes on the master, relative to the login user's home.
+BROKER_CONF_DIR = ".mlframework/broker"
 # Seconds a (re)started worker container gets to connect and answer a ping.
 WORKER_START_TIMEOUT = 120.0
 
@@ -141,22 +149,31 @@ def provide_images(
 
 
 def start_master(
-    spec: ClusterSpec, session: HostSession, secrets: ClusterSecrets, worker_image: str, report: Report
+    spec: ClusterSpec,
+    session: HostSession,
+    secrets: ClusterSecrets,
+    worker_image: str,
+    report: Report,
+    repo_root: Path,
+    flower_port: int = services.FLOWER_PORT,
 ) -> None:
-    """RabbitMQ, then Flower, on the master host."""
+    """RabbitMQ (shared by the projects whose master this host is), then the project's Flower, on the master."""
     client = session.docker()
     images.ensure_image(client, spec.broker_image, str(session.host))
     paths = ClusterPaths(session.remote_path(spec.remote_path))
-    broker = services.broker_spec(
-        spec.cluster_name,
-        spec.broker_image,
-        secrets.rabbitmq_user,
-        secrets.rabbitmq_password,
-        secrets.rabbitmq_vhost,
-        paths.rabbitmq_conf,
+    # The shared broker's configuration lives outside every project's directory, so that its spec (and so its
+    # container) is the same whichever project starts it.
+    conf_dir = session.remote_path(BROKER_CONF_DIR)
+    session.sync_tree(repo_root / "infra" / "rabbitmq", conf_dir)
+    for legacy in services.cluster_containers(client, spec.cluster_name, role="broker"):
+        legacy.remove(force=True)  # this project's own broker, from before brokers were shared
+        report(f"{session.host}: removed {legacy.name} (the shared {services.BROKER_NAME} replaces it)")
+    broker = services.broker_spec(spec.broker_image, f"{conf_dir}/rabbitmq.conf")
+    container, created = services.apply(client, services.SHARED, broker, keep_running=True)
+    report(
+        f"{session.host}: RabbitMQ {'started' if created else 'already running'} "
+        f"({services.BROKER_NAME}, shared by the projects whose master this host is)"
     )
-    container, created = services.apply(client, spec.cluster_name, broker)
-    report(f"{session.host}: RabbitMQ {'started' if created else 'already running'}")
     # The data volume may hold an older cluster's accounts: set ours from the secrets file, every time.
     broker_accounts.wait_for_node(container, str(session.host))
     stale = broker_accounts.converge_accounts(container, str(session.host), secrets)
@@ -175,9 +192,10 @@ def start_master(
         secrets.broker_url(worker_host, worker_port),
         secrets.flower_basic_auth,
         paths.code(),
+        flower_port,
     )
     _, created = services.apply(client, spec.cluster_name, flower)
-    report(f"{session.host}: Flower {'started' if created else 'already running'} on port {services.FLOWER_PORT}")
+    report(f"{session.host}: Flower {'started' if created else 'already running'} on port {flower_port}")
 
 
 def start_workers(
@@ -203,8 +221,11 @@ def start_workers(
             info.gpus,
             spec.cpu_slots or info.cpus,
             paths.code(),
+            spec.trials_per_gpu,
         )
         client = session.docker()
+        if info.gpus:
+            prepare_gpu_locks(client, worker_image)
         wanted = {s.name for s in specs}
         for stale in services.cluster_containers(client, spec.cluster_name, role="worker"):
             if stale.name not in wanted:  # e.g. a GPU that is gone
@@ -214,16 +235,54 @@ def start_workers(
         ):
             created = [services.apply(client, spec.cluster_name, container_spec)[1] for container_spec in specs]
         kind = (
-            f"{len(info.gpus)} GPU worker(s)" if info.gpus else f"1 CPU worker x {spec.cpu_slots or info.cpus} slot(s)"
+            f"{len(info.gpus)} GPU worker(s)" + (f" x {spec.trials_per_gpu} trials" if spec.trials_per_gpu > 1 else "")
+            if info.gpus
+            else f"1 CPU worker x {spec.cpu_slots or info.cpus} slot(s)"
         )
         state = "started" if any(created) else "already running"
         report(f"{session.host}: {kind} as {info.hostname} {state}")
+        for line in sharing_lines(info, spec.cpu_slots or info.cpus):
+            report(f"{session.host}: {line}")
         return {s.node: str(session.host) for s in specs if s.node}
 
     nodes: dict[str, str] = {}
     for started in on_hosts("starting workers", _worker_hosts(spec, sessions), start):
         nodes.update(started)
     return nodes
+
+
+def prepare_gpu_locks(client: Any, image: str) -> None:
+    """The host's GPU lock directory, writable by every project's workers (their users may differ).
+
+    Made by a short container of the worker image as root: the login user may not write ``/var/lib``.
+    """
+    client.containers.run(
+        image,
+        ["sh", "-c", "mkdir -p /locks && chmod 1777 /locks"],
+        user="root",
+        volumes={services.GPU_LOCK_DIR: {"bind": "/locks", "mode": "rw"}},
+        network_mode="host",
+        remove=True,
+    )
+
+
+def sharing_lines(info: HostFacts, slots: int) -> list[str]:
+    """What a worker host shares with other projects' workers, one line per project (empty: nothing)."""
+    lines = []
+    for other in info.neighbours:
+        if info.gpus and other.gpus:
+            shared = [gpu for gpu in info.gpus if gpu in other.gpus]
+            if shared:
+                lines.append(
+                    f"GPU {', '.join(shared)} shared with project {other.cluster!r}: one trial per GPU at a time, "
+                    "trials wait their turn (docs/sharing.md)"
+                )
+        elif not info.gpus and other.cpu_slots:
+            lines.append(
+                f"{other.describe()} on these {info.cpus} CPU(s), next to this project's {slots}: "
+                "split them with --cpu-slots (docs/sharing.md)"
+            )
+    return lines
 
 
 def wait_for_workers(
@@ -326,9 +385,13 @@ def infrainit(
         report(f"files in ~/{spec.remote_path} on every host ({changed} changed)")
         tag = provide_images(spec, sessions, repo_root, project_dir, report)
         if spec.master is not None:
+            port = facts[spec.master].flower_port or services.FLOWER_PORT
             doing = f"starting RabbitMQ from image {spec.broker_image} (Flower from {tag})"
             with images.docker_errors(str(spec.master), doing, images.run_advice(spec.broker_image)):
-                start_master(spec, sessions[spec.master], secrets, tag, report)
+                start_master(spec, sessions[spec.master], secrets, tag, report, repo_root, port)
+            if port != spec.flower_port:  # chosen here: recorded, so that `secrets` and the next infrainit find it
+                spec = replace(spec, flower_port=port)
+                save_config(repo_root / CONFIG_FILE, spec.to_config())
         nodes = start_workers(spec, sessions, facts, secrets, tag, report)
         host, port = broker_endpoint(spec, from_here=True)
         settings = BrokerSettings(secrets.broker_url(host, port))
@@ -337,21 +400,46 @@ def infrainit(
 
 
 def clean(
-    cluster: str, hosts: list[Host], ssh: SSHOptions, report: Report = lambda line: None, *, volumes: bool = False
+    cluster: str,
+    hosts: list[Host],
+    ssh: SSHOptions,
+    report: Report = lambda line: None,
+    *,
+    volumes: bool = False,
+    secrets: ClusterSecrets | None = None,
 ) -> dict[str, list[str]]:
-    """Remove every container of ``cluster`` on ``hosts`` (and, with ``volumes``, the broker's data volume).
+    """Remove every container of ``cluster`` on ``hosts``; leave other projects' containers and broker running.
 
-    Returns the names removed per host.
+    The shared broker on a host goes too when no other project's master runs there (its Flower). Without
+    ``volumes`` this project's vhost and user stay in the broker's data (its queued trials too); with ``volumes``
+    they are deleted, and the broker's data volume with the broker when it goes. ``secrets`` names the user and
+    vhost (default: ``mlf-<cluster>``). Returns the names removed per host.
     """
+    vhost = secrets.rabbitmq_vhost if secrets else f"mlf-{cluster}"
+    user = secrets.rabbitmq_user if secrets else f"mlf-{cluster}"
 
     def remove(session: HostSession) -> list[str]:
         advice = "check that host's Docker (docker info), then run infra_clean.sh again"
         with session, images.docker_errors(str(session.host), f"removing the containers of {cluster}", advice):
             client = session.docker()
             names = services.remove_cluster(client, cluster)
-            gone = services.remove_volumes(client, cluster) if volumes else []
+            gone = services.remove_volume(client, f"{cluster}-broker-data") if volumes else []  # an older broker's
+            kept = ""
+            broker = services.running_broker(client)
+            if broker is not None:
+                if volumes:
+                    broker_accounts.remove_account(broker, str(session.host), vhost, user)
+                others = services.other_masters(client, cluster)
+                if others:
+                    kept = f"; {services.BROKER_NAME} stays: project(s) {', '.join(others)} use it"
+                else:
+                    broker.remove(force=True)
+                    names.append(broker.name)
+                    gone += services.remove_volume(client, services.BROKER_VOLUME) if volumes else []
         report(
-            f"{session.host}: removed {len(names)} container(s)" + (f" and volume(s) {', '.join(gone)}" if gone else "")
+            f"{session.host}: removed {len(names)} container(s)"
+            + (f" and volume(s) {', '.join(gone)}" if gone else "")
+            + kept
         )
         return names + gone
 

@@ -7,9 +7,14 @@ the secrets file was deleted - would keep the old password and refuse the new
 one. So after the container is up, :func:`converge_accounts` sets the accounts
 with ``rabbitmqctl`` inside the container (over the same docker API): the user
 of the secrets file with its password (created or changed), tagged as ours, its
-vhost with full permissions on it, and every other user of ours (the tag, or a
-``mlf-`` name) deleted. Each step is idempotent: an unchanged cluster sees the
-same accounts afterwards.
+vhost with full permissions on it, every other user of ours (the tag, or a
+``mlf-`` name) that had access to that vhost deleted, and ``guest`` deleted.
+Each step is idempotent: an unchanged cluster sees the same accounts afterwards.
+
+The broker is shared by every project whose master is that host: each has its
+own user and vhost, and converging one never touches another's.
+:func:`remove_account` removes one project's vhost and users
+(``infra-clean --volumes``).
 
 :func:`wait_for_login` then logs in with the credentials the workers will use;
 a refused login is final (``ACCESS_REFUSED`` is not "not up yet") and is
@@ -114,15 +119,40 @@ def converge_accounts(container: Any, host: str, secrets: ClusterSecrets) -> lis
     vhosts = {line.strip() for line in _ctl(container, host, ["list_vhosts", "--quiet", "--no-table-headers"]).split()}
     if vhost not in vhosts:
         _ctl(container, host, ["add_vhost", vhost])
+    # Users of ours that the vhost had before (an older clone's, say): not another project's, whose vhost differs.
+    stale = sorted(name for name in _vhost_users(container, host, vhost) if name != user and _ours(name, users))
     _ctl(container, host, ["set_permissions", "-p", vhost, user, ".*", ".*", ".*"])
-    stale = sorted(
-        name for name, tags in users.items() if name != user and (USER_TAG in tags or name.startswith(USER_PREFIX))
-    )
     for name in stale:
         _ctl(container, host, ["delete_user", name])
     if stale:
         log.info("%s: removed stale broker user(s) %s", host, ", ".join(stale))
+    if "guest" in users:  # the image's default account: no project uses it, and it would reach every vhost
+        _ctl(container, host, ["delete_user", "guest"])
     return stale
+
+
+def _ours(name: str, users: dict[str, set[str]]) -> bool:
+    return name in users and (USER_TAG in users[name] or name.startswith(USER_PREFIX))
+
+
+def _vhost_users(container: Any, host: str, vhost: str) -> list[str]:
+    """Users with permissions on ``vhost`` (none if it does not exist)."""
+    vhosts = {line.strip() for line in _ctl(container, host, ["list_vhosts", "--quiet", "--no-table-headers"]).split()}
+    if vhost not in vhosts:
+        return []
+    out = _ctl(container, host, ["list_permissions", "-p", vhost, "--quiet", "--no-table-headers"])
+    return [line.split("\t")[0].strip() for line in out.splitlines() if line.strip() and not line.startswith("Listing")]
+
+
+def remove_account(container: Any, host: str, vhost: str, user: str) -> list[str]:
+    """A project leaves the shared broker: its ``vhost`` (its queues) and its users are deleted; returns them."""
+    users = _users(container, host)
+    mine = ({name for name in _vhost_users(container, host, vhost) if _ours(name, users)} | {user}) & set(users)
+    if vhost in {v.strip() for v in _ctl(container, host, ["list_vhosts", "--quiet", "--no-table-headers"]).split()}:
+        _ctl(container, host, ["delete_vhost", vhost])
+    for name in sorted(mine):
+        _ctl(container, host, ["delete_user", name])
+    return sorted(mine)
 
 
 def wait_for_login(url: str, host: str, timeout: float, container: Any | None = None) -> None:

@@ -47,7 +47,7 @@ def flower_url(spec: ClusterSpec) -> str | None:
     if spec.master is None:
         return None
     host = "127.0.0.1" if spec.master.is_local else spec.master.address
-    return f"http://{host}:{services.FLOWER_PORT}/"
+    return f"http://{host}:{spec.flower_port or services.FLOWER_PORT}/"
 
 
 def load_cluster(repo_root: Path, secrets_path: Path | None = None) -> tuple[ClusterSpec, ClusterSecrets]:

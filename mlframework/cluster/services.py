@@ -6,6 +6,13 @@ idempotently: a container whose configuration is unchanged is left alone, a
 changed one is replaced. Every container carries the cluster label, which is
 how clean-up finds exactly the containers a cluster started.
 
+The broker is the lab's, not a project's: one container per master host
+(``mlframework-broker``, labelled with :data:`SHARED`), in which each project
+(cluster) has its own user and vhost (:mod:`~mlframework.cluster.broker`).
+Flower, the workers and a detached sweep's driver are the project's own.
+GPU workers of every project mount the host's GPU lock directory
+(:mod:`~mlframework.sweep.trials.gpu_slot`): one trial per GPU across projects.
+
 All containers use host networking: a worker reaches the broker at the
 master's address, and nothing depends on Docker's bridge or port mapping.
 """
@@ -23,6 +30,7 @@ from docker.errors import NotFound
 
 from mlframework import envvars
 from mlframework.cluster.worker_command import celery_command, worker_command
+from mlframework.sweep.trials import gpu_slot
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +38,15 @@ LABEL_CLUSTER = "org.mlframework.cluster"
 LABEL_ROLE = "org.mlframework.role"
 LABEL_CONFIG = "org.mlframework.config-hash"
 LABEL_NODE = "org.mlframework.node"  # a worker's Celery node name
+#: The cluster label of what projects share on a host (the broker); no cluster name starts with "_".
+SHARED = "_shared"
+BROKER_NAME = "mlframework-broker"
+BROKER_VOLUME = "mlframework-broker-data"
+GPU_LOCK_DIR = gpu_slot.HOST_DIR  # on every host, and at the same path in its GPU worker containers
 
 AMQP_PORT = 5672
-FLOWER_PORT = 5555
+FLOWER_PORT = 5555  # the first project's Flower; the next ones take the next free port (FLOWER_PORTS)
+FLOWER_PORTS = range(FLOWER_PORT, FLOWER_PORT + 100)
 MANAGEMENT_PORT = 15672
 DISTRIBUTION_PORT = 25672  # Erlang distribution (rabbitmqctl), on 127.0.0.1 only
 
@@ -60,20 +74,20 @@ class ContainerSpec:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
 
 
-def broker_spec(cluster: str, image: str, user: str, password: str, vhost: str, config_path: str) -> ContainerSpec:
-    """RabbitMQ with the cluster's own user and vhost; no ``guest`` over the network.
+def broker_spec(image: str, config_path: str) -> ContainerSpec:
+    """The host's RabbitMQ, shared by the projects whose master it is (label :data:`SHARED`).
 
+    No project's credentials are in it (they would differ between projects):
+    each project's user and vhost are set with ``rabbitmqctl`` afterwards, and
+    ``guest`` is deleted (:func:`~mlframework.cluster.broker.converge_accounts`).
     The management UI and the Erlang distribution listen on 127.0.0.1 only
     (config file and Erlang flags): the cluster needs AMQP and nothing else.
     """
     return ContainerSpec(
-        name=f"{cluster}-broker",
+        name=BROKER_NAME,
         role="broker",
         image=image,
         environment={
-            "RABBITMQ_DEFAULT_USER": user,
-            "RABBITMQ_DEFAULT_PASS": password,
-            "RABBITMQ_DEFAULT_VHOST": vhost,
             "ERL_EPMD_ADDRESS": "127.0.0.1",
             # +sbwt none...: no scheduler spinning while idle; the master often trains too.
             "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1} "
@@ -81,19 +95,21 @@ def broker_spec(cluster: str, image: str, user: str, password: str, vhost: str, 
             "RABBITMQ_NODENAME": "rabbit@localhost",
         },
         volumes={
-            broker_volume(cluster): {"bind": "/var/lib/rabbitmq", "mode": "rw"},
+            BROKER_VOLUME: {"bind": "/var/lib/rabbitmq", "mode": "rw"},
             config_path: {"bind": "/etc/rabbitmq/conf.d/90-mlframework.conf", "mode": "ro"},
         },
     )
 
 
-def flower_spec(cluster: str, image: str, broker_url: str, auth: str, code_paths: dict[str, str]) -> ContainerSpec:
-    """Flower on port 5555, behind basic authentication (API included)."""
+def flower_spec(
+    cluster: str, image: str, broker_url: str, auth: str, code_paths: dict[str, str], port: int = FLOWER_PORT
+) -> ContainerSpec:
+    """The project's Flower on ``port`` (one per project: it watches one vhost), behind basic authentication."""
     return ContainerSpec(
         name=f"{cluster}-flower",
         role="flower",
         image=image,
-        command=celery_command("flower", f"--port={FLOWER_PORT}"),
+        command=celery_command("flower", f"--port={port}"),
         environment={
             envvars.BROKER_URL: broker_url,
             "FLOWER_BASIC_AUTH": auth,
@@ -118,22 +134,26 @@ def worker_specs(
     gpus: list[str],
     cpu_slots: int,
     code_paths: dict[str, str],
+    trials_per_gpu: int = 1,
 ) -> list[ContainerSpec]:
     """One worker container per GPU (pinned to it), or one with ``cpu_slots`` processes on a CPU host.
 
     The synced project and framework code are mounted read-only, so
     ``update_files`` only has to restart the workers for new code to run.
+    A GPU container runs ``trials_per_gpu`` trials at once, each holding a slot
+    of the GPU's lock on the host (shared with every project there).
     """
     base_env = {
         envvars.BROKER_URL: broker_url,
         envvars.PROJECT: CONTAINER_PROJECT,
         envvars.HOST: host_name,
+        envvars.CLUSTER_NAME: cluster,
         "PYTHONPATH": CONTAINER_SOURCE,
         envvars.IMAGE: image,  # for each trial's provenance
-        # The trials this host runs at once (one per GPU container, or the CPU worker's slots): each
+        # The trials this host runs at once (per GPU container, or the CPU worker's slots): each
         # trial's OMP_NUM_THREADS/MKL_NUM_THREADS is the CPUs divided by it (sweep/trials/trial_env.py), unless
         # the user set them.
-        envvars.SLOTS: str(len(gpus) or cpu_slots),
+        envvars.SLOTS: str(len(gpus) * trials_per_gpu or cpu_slots),
     }
     if not gpus:
         return [
@@ -152,14 +172,26 @@ def worker_specs(
             name=f"{cluster}-worker-gpu{gpu}",
             role="worker",
             image=image,
-            command=worker_command(f"gpu{gpu}@{host_name}", 1),
-            environment={**base_env, envvars.GPU: gpu},
-            volumes=_code_volumes(code_paths),
+            command=worker_command(f"gpu{gpu}@{host_name}", trials_per_gpu),
+            environment={
+                **base_env,
+                envvars.GPU: gpu,
+                envvars.GPU_LOCK_DIR: GPU_LOCK_DIR,
+                envvars.TRIALS_PER_GPU: str(trials_per_gpu),
+                envvars.GPU_MEMORY_FRACTION: gpu_memory_fraction(trials_per_gpu),
+            },
+            # The same directory in every project's GPU workers on the host: their trials lock the GPUs there.
+            volumes={**_code_volumes(code_paths), GPU_LOCK_DIR: {"bind": GPU_LOCK_DIR, "mode": "rw"}},
             gpu=gpu,
             node=f"gpu{gpu}@{host_name}",
         )
         for gpu in gpus
     ]
+
+
+def gpu_memory_fraction(trials_per_gpu: int) -> str:
+    """A packed trial's share of its GPU's memory, as its environment gives it: ``0.5`` for 2, ``1`` alone."""
+    return f"{1 / trials_per_gpu:.3f}".rstrip("0").rstrip(".")
 
 
 def run_options(cluster: str, spec: ContainerSpec) -> dict[str, Any]:
@@ -193,14 +225,22 @@ def run_options(cluster: str, spec: ContainerSpec) -> dict[str, Any]:
     }
 
 
-def apply(client: docker.DockerClient, cluster: str, spec: ContainerSpec) -> tuple[Any, bool]:
-    """Make ``spec`` run on the host; returns (container, whether it was (re)created)."""
+def apply(
+    client: docker.DockerClient, cluster: str, spec: ContainerSpec, *, keep_running: bool = False
+) -> tuple[Any, bool]:
+    """Make ``spec`` run on the host; returns (container, whether it was (re)created).
+
+    ``keep_running``: a running container of that name is kept even if its configuration differs (the shared
+    broker, which other projects use: it is replaced only when it does not run).
+    """
     wanted = spec.config_hash()
     try:
         existing = client.containers.get(spec.name)
     except NotFound:
         existing = None
     if existing is not None:
+        if keep_running and existing.status == "running":
+            return existing, False
         if existing.labels.get(LABEL_CONFIG) == wanted:
             if existing.status != "running":
                 existing.start()
@@ -225,19 +265,43 @@ def remove_cluster(client: docker.DockerClient, cluster: str) -> list[str]:
     return removed
 
 
-def broker_volume(cluster: str) -> str:
-    """The broker's durable data volume: its queues, their messages, its users."""
-    return f"{cluster}-broker-data"
-
-
-def remove_volumes(client: docker.DockerClient, cluster: str) -> list[str]:
-    """Remove the cluster's data volumes on the host (after its containers); returns their names."""
+def remove_volume(client: docker.DockerClient, name: str) -> list[str]:
+    """Remove the data volume ``name`` on the host if it is there (after its container); returns [name] or []."""
     removed = []
-    for volume in client.volumes.list(filters={"name": broker_volume(cluster)}):
-        if volume.name == broker_volume(cluster):  # the filter matches substrings
+    for volume in client.volumes.list(filters={"name": name}):
+        if volume.name == name:  # the filter matches substrings
             volume.remove(force=True)
             removed.append(volume.name)
     return removed
+
+
+def running_broker(client: docker.DockerClient) -> Any | None:
+    """The host's shared broker container if it runs, else None."""
+    try:
+        container = client.containers.get(BROKER_NAME)
+    except NotFound:
+        return None
+    return container if container.status == "running" else None
+
+
+def other_masters(client: docker.DockerClient, cluster: str) -> list[str]:
+    """The other projects whose master is this host (their Flower is here): they use its shared broker."""
+    flowers = client.containers.list(all=True, filters={"label": f"{LABEL_ROLE}=flower"})
+    return sorted({c.labels.get(LABEL_CLUSTER, "") for c in flowers} - {cluster, ""})
+
+
+def flower_port(container: Any) -> int | None:
+    """The port a Flower container was started with (its ``--port=N``)."""
+    for arg in container.attrs.get("Config", {}).get("Cmd") or []:
+        if str(arg).startswith("--port="):
+            return int(str(arg).split("=", 1)[1])
+    return None
+
+
+def container_env(container: Any) -> dict[str, str]:
+    """A container's environment as a dict."""
+    pairs = (str(item).split("=", 1) for item in container.attrs.get("Config", {}).get("Env") or [])
+    return {pair[0]: pair[1] for pair in pairs if len(pair) == 2}
 
 
 def restart_workers(client: docker.DockerClient, cluster: str, timeout: int = 30) -> list[str]:

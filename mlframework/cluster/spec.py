@@ -76,6 +76,8 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
     "broker_image": ("--broker-image", "BROKER_IMAGE", "RabbitMQ image"),
     "image_source": ("--image-source", "IMAGE_SOURCE", "build: on every host; ship: here, then docker save|load"),
     "cpu_slots": ("--cpu-slots", "CPU_SLOTS", "worker processes on hosts without GPUs (empty: one per CPU)"),
+    "trials_per_gpu": ("--trials-per-gpu", "TRIALS_PER_GPU", "trials run at once on one GPU (empty: 1)"),
+    "flower_port": ("--flower-port", "FLOWER_PORT", "Flower's port on the master (empty: 5555 or the next free one)"),
     "accept_new_host_keys": (
         "--accept-new-host-keys",
         "ACCEPT_NEW_HOST_KEYS",
@@ -108,6 +110,8 @@ class ClusterSpec:
     broker_image: str = DEFAULT_BROKER_IMAGE  # RabbitMQ image (management plugin for health checks)
     image_source: str = "build"  # "build" on every host, or "ship" (build here, docker save|load)
     cpu_slots: int | None = None  # worker processes on CPU-only hosts; None: one per CPU there
+    trials_per_gpu: int = 1  # trials packed on one GPU, each with 1/N of its memory; 1: a GPU per trial
+    flower_port: int | None = None  # Flower's port on the master; None: 5555, or the next free one infrainit picks
     accept_new_host_keys: bool = False  # ssh StrictHostKeyChecking=accept-new instead of yes
     cluster_name: str = "mlframework"  # container names/labels, RabbitMQ user/vhost suffix
 
@@ -178,6 +182,8 @@ class ClusterSpec:
         broker_image: str | None = None,
         image_source: str | None = None,
         cpu_slots: str | int | None = None,
+        trials_per_gpu: str | int | None = None,
+        flower_port: str | int | None = None,
         accept_new_host_keys: str | bool | None = None,
         cluster_name: str | None = None,
     ) -> ClusterSpec:
@@ -222,6 +228,8 @@ class ClusterSpec:
             "BROKER_IMAGE": self.broker_image,
             "IMAGE_SOURCE": self.image_source,
             "CPU_SLOTS": "" if self.cpu_slots is None else str(self.cpu_slots),
+            "TRIALS_PER_GPU": str(self.trials_per_gpu),
+            "FLOWER_PORT": "" if self.flower_port is None else str(self.flower_port),
             "ACCEPT_NEW_HOST_KEYS": "true" if self.accept_new_host_keys else "false",
             "CLUSTER_NAME": self.cluster_name,
         }
@@ -315,6 +323,8 @@ def _build(raw: Mapping[str, object], label: Callable[[str], str]) -> ClusterSpe
         broker_image=broker_image,
         image_source=image_source,
         cpu_slots=_cpu_slots(raw.get("cpu_slots"), label("cpu_slots")),
+        trials_per_gpu=_count(raw.get("trials_per_gpu"), label("trials_per_gpu"), "trials per GPU") or 1,
+        flower_port=_port(raw.get("flower_port"), label("flower_port")),
         accept_new_host_keys=_flag(raw.get("accept_new_host_keys"), label("accept_new_host_keys")),
         cluster_name=cluster_name,
     )
@@ -353,6 +363,24 @@ def _cpu_slots(value: object, option: str) -> int | None:
     text = str(value).strip()
     if isinstance(value, bool) or not text.isascii() or not text.isdigit() or int(text) < 1:
         raise ConfigError(f"{said(option, value)}: give a number of worker processes, 1 or more")
+    return int(text)
+
+
+def _count(value: object, option: str, what: str) -> int | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 64:
+        raise ConfigError(f"{said(option, value)}: give a number of {what}, 1 to 64")
+    return int(text)
+
+
+def _port(value: object, option: str) -> int | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "auto")):
+        return None
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isascii() or not text.isdigit() or not 1024 <= int(text) <= 65535:
+        raise ConfigError(f"{said(option, value)}: give a TCP port, 1024 to 65535")
     return int(text)
 
 

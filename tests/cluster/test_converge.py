@@ -22,7 +22,7 @@ import docker
 import pytest
 
 from mlframework.cluster.secrets import ClusterSecrets
-from mlframework.cluster.services import LABEL_CLUSTER
+from mlframework.cluster.services import BROKER_VOLUME, LABEL_CLUSTER
 from testbed.scripted import copy_repo, run, script_env
 from testbed.testhosts import BASE_IMAGE, ensure_rabbitmq_image
 
@@ -103,7 +103,7 @@ def test_a_second_clone_and_deleted_secrets_take_over_the_hosts_of_a_first(
         # What the secrets file's header advises: infra_clean.sh, delete the file, infrainit again.
         clean = run(second, "./infra_clean.sh", env=env, timeout=300)
         assert clean.returncode == 0, clean.stdout + clean.stderr
-        assert test_hosts.docker(2).volumes.get(f"{cluster}-broker-data")  # the data stays without --volumes
+        assert test_hosts.docker(2).volumes.get(BROKER_VOLUME)  # the data stays without --volumes
         (second / ".mlframework" / "secrets.env").unlink()
         result = run(second, "scripts/infrainit.sh", "-f", env=env, timeout=900)
         assert result.returncode == 0, result.stdout + result.stderr
@@ -116,8 +116,10 @@ def test_a_second_clone_and_deleted_secrets_take_over_the_hosts_of_a_first(
         cleaner = second if (second / "infra_clean.sh").exists() else first
         clean = run(cleaner, "./infra_clean.sh", "--volumes", "--yes", env=env, timeout=300)
     assert clean.returncode == 0, clean.stdout + clean.stderr
-    assert "volume(s) mlft-converge-broker-data" in clean.stdout
-    assert [v.name for v in test_hosts.docker(2).volumes.list() if v.name.startswith(cluster)] == []
+    assert f"volume(s) {BROKER_VOLUME}" in clean.stdout, "the last project on the broker takes its data along"
+    assert [
+        v.name for v in test_hosts.docker(2).volumes.list() if v.name in (BROKER_VOLUME, f"{cluster}-broker-data")
+    ] == []
     assert test_hosts.docker(2).containers.list(all=True, filters={"label": f"{LABEL_CLUSTER}={cluster}"}) == []
 
 

@@ -141,7 +141,10 @@ def test_a_hydra_app_with_no_tasks_py_gets_its_arguments_and_an_output_dir_per_t
     (new_dir,) = [p for p in results.iterdir() if p.is_dir() and p != sweep_dir]
     (record,) = _records(new_dir).values()
     out = (new_dir / "work" / "t0000" / "out").resolve()
-    assert record["status"] == "SUCCESS" and record["command"] == f"{sys.executable} train.py lr=0.2 a.b=1 +c=x --out_dir={out}"
+    assert (
+        record["status"] == "SUCCESS"
+        and record["command"] == f"{sys.executable} train.py lr=0.2 a.b=1 +c=x --out_dir={out}"
+    )
 
 
 def test_booleans_reach_the_script_as_values_in_the_trial_s_own_directory(tmp_path):

@@ -149,6 +149,9 @@ def test_local_master_broker_endpoint_and_options() -> None:
         (dict(image_source="pull"), "--image-source", "build, ship"),
         (dict(cpu_slots="0"), "--cpu-slots", "1 or more"),
         (dict(cpu_slots="many"), "--cpu-slots", "1 or more"),
+        (dict(trials_per_gpu="0"), "--trials-per-gpu", "1 to 64"),
+        (dict(trials_per_gpu="half"), "--trials-per-gpu", "1 to 64"),
+        (dict(flower_port="80"), "--flower-port", "1024 to 65535"),
         (dict(accept_new_host_keys="maybe"), "--accept-new-host-keys", "true or false"),
         (dict(base_image="python 3"), "--base-image", "image"),
         (dict(cluster_name="My Cluster"), "--cluster-name", "lowercase"),
@@ -198,7 +201,10 @@ def test_repo_sample_projects_resolve() -> None:
 
 
 def test_config_round_trip_through_a_file(tmp_path: Path) -> None:
-    spec = ClusterSpec.from_options(**options(hosts="u@h1:2222,h2,[::1]", cpu_slots=3, broker=None))
+    spec = ClusterSpec.from_options(
+        **options(hosts="u@h1:2222,h2,[::1]", cpu_slots=3, broker=None, trials_per_gpu="2", flower_port="5556")
+    )
+    assert (spec.trials_per_gpu, spec.flower_port) == (2, 5556)
     path = tmp_path / "config.sh"
     save_config(path, spec.to_config())
     text = path.read_text()

@@ -11,13 +11,19 @@ import os
 
 import pytest
 
+from mlframework import envvars
 from mlframework.cluster.gpus import parse_gpu_list, parse_gpu_option
 from mlframework.cluster.services import (
+    BROKER_NAME,
+    BROKER_VOLUME,
+    GPU_LOCK_DIR,
     LABEL_CLUSTER,
     LABEL_CONFIG,
     LABEL_NODE,
+    SHARED,
     broker_spec,
     flower_spec,
+    gpu_memory_fraction,
     run_options,
     worker_specs,
 )
@@ -59,7 +65,6 @@ def test_a_cpu_host_gets_one_worker_with_its_slots_and_no_device_request():
 
 def test_every_container_is_labelled_with_its_cluster_and_config():
     specs = [
-        broker_spec("exp", "rabbitmq:3-management", "mlf", "pw", "mlf", "/conf"),
         flower_spec("exp", "img:1", URL, "admin:pw", CODE),
         *worker_specs("exp", "img:1", URL, "h", ["0"], 1, CODE),
     ]
@@ -77,19 +82,35 @@ def test_config_hash_changes_with_anything_that_needs_a_new_container():
     assert a.config_hash() == worker_specs("exp", "img:1", URL, "h", [], 2, CODE)[0].config_hash()
 
 
-def test_broker_has_its_own_user_and_keeps_erlang_ports_on_loopback():
-    spec = broker_spec("exp", "rabbitmq:3-management", "mlf-exp", "pw", "mlf-exp", "/home/u/mlf/infra/rabbitmq.conf")
-    assert spec.environment["RABBITMQ_DEFAULT_USER"] == "mlf-exp" != "guest"
+def test_the_broker_is_shared_carries_no_project_credentials_and_keeps_erlang_ports_on_loopback():
+    spec = broker_spec("rabbitmq:3-management", "/home/u/.mlframework/broker/rabbitmq.conf")
+    assert spec.name == BROKER_NAME and not any(k.startswith("RABBITMQ_DEFAULT") for k in spec.environment)
     assert spec.environment["ERL_EPMD_ADDRESS"] == "127.0.0.1"
     assert "{127,0,0,1}" in spec.environment["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"]
-    assert "exp-broker-data" in spec.volumes, "durable data volume"
-    assert run_options("exp", spec)["init"] is False
+    assert BROKER_VOLUME in spec.volumes, "durable data volume"
+    options = run_options(SHARED, spec)
+    assert options["init"] is False and options["labels"][LABEL_CLUSTER] == SHARED
+
+
+def test_gpu_workers_of_every_project_mount_the_hosts_gpu_locks_and_packed_trials_see_their_memory_share():
+    (alone,) = worker_specs("exp", "img:1", URL, "h", ["0"], 1, CODE)
+    assert alone.volumes[GPU_LOCK_DIR] == {"bind": GPU_LOCK_DIR, "mode": "rw"}
+    assert alone.environment[envvars.GPU_LOCK_DIR] == GPU_LOCK_DIR and alone.environment[envvars.CLUSTER_NAME] == "exp"
+    assert alone.environment[envvars.GPU_MEMORY_FRACTION] == "1"
+    packed = worker_specs("exp", "img:1", URL, "h", ["0", "1"], 1, CODE, trials_per_gpu=3)
+    assert [s.environment[envvars.GPU_MEMORY_FRACTION] for s in packed] == ["0.333", "0.333"]
+    assert packed[0].environment[envvars.TRIALS_PER_GPU] == "3" and packed[0].environment[envvars.SLOTS] == "6"
+    assert "--concurrency 3" in " ".join(packed[0].command or [])
+    (cpu,) = worker_specs("exp", "img:1", URL, "h", [], 4, CODE)
+    assert GPU_LOCK_DIR not in cpu.volumes and envvars.GPU_LOCK_DIR not in cpu.environment, "CPU workers take no lock"
+    assert gpu_memory_fraction(2) == "0.5"
 
 
 def test_flower_requires_basic_auth():
     spec = flower_spec("exp", "img:1", URL, "admin:pw", CODE)
     assert spec.environment["FLOWER_BASIC_AUTH"] == "admin:pw"
     assert "--port=5555" in spec.command
+    assert "--port=5556" in flower_spec("other", "img:1", URL, "admin:pw", CODE, 5556).command
 
 
 def test_nvidia_smi_list_gives_the_gpu_indices_and_ignores_mig_lines():

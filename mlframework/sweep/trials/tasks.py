@@ -37,11 +37,12 @@ from typing import Any
 from celery import shared_task
 from celery.exceptions import Reject
 
+from mlframework import envvars
 from mlframework.exceptions import ConfigError
 from mlframework.statuses import FAILURE, SUCCESS
 from mlframework.sweep.params.arguments import SEED_STYLE, ArgumentStyle, named_style, style_of
 from mlframework.sweep.params.command import CommandTemplate, fill
-from mlframework.sweep.trials import gpu_usage, scalars
+from mlframework.sweep.trials import gpu_slot, gpu_usage, scalars
 from mlframework.sweep.trials.provenance import environment_for, worker_provenance
 from mlframework.sweep.trials.trial import Trial, TrialFailed
 from mlframework.sweep.wire import liveness
@@ -137,6 +138,51 @@ def execute_trial(function: TaskFunction, trial: Trial, publish: Callable[[Event
     )
     trial._publish = publish
     trial._output = OutputStreamer(lambda chunks: publish(output_event(trial.id, trial.host, chunks)))
+    slot = _take_gpu(trial)  # one trial per GPU of the host, across projects; None: no lock here
+    try:
+        # The record's start is when the GPU is the trial's: a wait for it is not the trial's time.
+        record = _run_trial(function, trial, time.time() if slot is not None else started_at)
+    finally:
+        if slot is not None:
+            slot.release()
+    publish(record)
+    return record
+
+
+def _take_gpu(trial: Trial) -> gpu_slot.GpuSlot | None:
+    """The trial's GPU slot (sweep/trials/gpu_slot.py), waited for; None without a lock directory or a GPU.
+
+    Worker containers on GPU hosts set the lock directory; embedded mode and CPU workers take no lock.
+    """
+    directory = os.environ.get(envvars.GPU_LOCK_DIR)
+    if not directory or trial.gpu is None:
+        return None
+    holder = gpu_slot.Holder(
+        project=os.environ.get(envvars.CLUSTER_NAME, ""),
+        sweep=trial.sweep_id,
+        trial=trial.id,
+        since="",
+        pid=os.getpid(),
+        host=trial.host,
+        gpu=trial.gpu,
+    )
+
+    def waiting(held: list[gpu_slot.Holder]) -> None:
+        who = "; ".join(h.describe() for h in held) or "nobody now, a trial ahead of it in line takes it"
+        line = f"waiting for GPU {trial.gpu} of {trial.host}, held by {who}"
+        log.info("trial %s of sweep %s: %s", trial.id, trial.sweep_id, line)
+        trial.print(line, stream="stderr")
+
+    try:
+        return gpu_slot.acquire(directory, holder, int(os.environ.get(envvars.TRIALS_PER_GPU) or 1), waiting=waiting)
+    except OSError as exc:  # a lock directory this worker cannot use: said in the trial's output, not fatal
+        trial.print(f"cannot lock GPU {trial.gpu} in {directory} ({exc}): running without the lock", stream="stderr")
+        log.warning("cannot lock GPU %s in %s: %s", trial.gpu, directory, exc)
+        return None
+
+
+def _run_trial(function: TaskFunction, trial: Trial, started_at: float) -> FinishedEvent:
+    """Run the task function on ``trial`` (its output already streaming); returns the finished record."""
     status, error, exit_code, stderr_tail, result = SUCCESS, None, None, [], {}
     stdout_tail: list[str] = []
     clock = time.monotonic()
@@ -156,7 +202,8 @@ def execute_trial(function: TaskFunction, trial: Trial, publish: Callable[[Event
             trial.print(line, stream="stderr")
         log.exception("trial %s of sweep %s raised", trial.id, trial.sweep_id)
     finally:
-        trial._output.close()
+        if trial._output is not None:
+            trial._output.close()
         trial._output = None
         trial._publish = None
     duration = time.monotonic() - clock
@@ -204,7 +251,6 @@ def execute_trial(function: TaskFunction, trial: Trial, publish: Callable[[Event
     if trial.stopped:
         record["stopped"] = trial.stopped
         record["stop_latency_s"] = trial.stop_latency_s
-    publish(record)
     return record
 
 

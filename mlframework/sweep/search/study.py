@@ -23,6 +23,7 @@ import optuna
 from mlframework.statuses import PRUNED
 from mlframework.sweep.params.space import SearchSpace
 from mlframework.sweep.records.record import TrialRecord
+from mlframework.sweep.search.bohb import BohbSampler
 from mlframework.sweep.search.plan import SearchSettings
 from mlframework.sweep.search.pruners import Pruner, make_pruner, rung_key
 from mlframework.sweep.search.storage import open_study_storage
@@ -54,6 +55,8 @@ def _new_sampler(settings: SearchSettings, space: SearchSpace) -> optuna.sampler
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     if settings.sampler == "qmc":
         return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+    if settings.sampler == "bohb":
+        return BohbSampler(seed=seed)
     return _GridSampler(space.grid_space(), seed=seed)
 
 
@@ -97,8 +100,9 @@ class SearchSource:
             for study in storage.get_all_studies()
             if study.study_name == study_name
         )
-        if earlier and settings.seed is not None:
+        if earlier and settings.seed is not None and settings.sampler != "bohb":
             # A resumed search goes on from where it was: the same seed again would propose the same points.
+            # (BohbSampler draws from the seed and each trial's number: resumed, it goes on as if never stopped.)
             settings = SearchSettings(**{**settings.to_meta(), "seed": settings.seed + earlier})
         maximize = mode == "max"
         self.study = optuna.create_study(

@@ -145,6 +145,14 @@ class OptunaAlone:
 def system(name: str, task: str, seed: int, workers: int, trials: int, directory: Path) -> Ours | OptunaAlone:
     """``ours-SAMPLER-PRUNER`` or ``optuna-tpe-PRUNER``."""
     kind, sampler, prune = name.split("-")
+    if kind == "ours" and sampler == "bohbplain":
+        # BOHB without boundary mass (an ablation): no random draws on the bounds, kernels reflected inside.
+        from mlframework.sweep.search.bohb import BohbSampler, BohbSettings
+
+        ours = Ours("bohb", prune, task, seed, trials, directory)
+        assert isinstance(ours.source.study.sampler, BohbSampler)
+        ours.source.study.sampler.settings = BohbSettings(edge_probability=0.0, clip=False)
+        return ours
     if kind == "ours":
         return Ours(sampler, prune, task, seed, trials, directory)
     return OptunaAlone(prune, seed, workers)

@@ -69,6 +69,7 @@ class BohbSettings:
     random_fraction: float = 0.2  # BOHB's is 1/3; our pruner already spends most trials on exploration
     eta: float = 3.0  # budgets at steps 1, eta, eta^2, ... (hyperband's factor)
     edge_probability: float = 0.2  # random draws: a coordinate on one of its bounds
+    clip: bool = True  # candidates past a bound land on it (False: reflected inside, as a truncated kernel)
 
 
 class _Encoder:
@@ -256,7 +257,10 @@ class BohbSampler(optuna.samplers.BaseSampler):
         # Candidates: a good point each, moved by a kernel bandwidth_factor times wider, clipped to the box.
         centres = rng.integers(len(good), size=s.n_candidates)
         candidates = good_x[centres] + rng.normal(size=(s.n_candidates, len(numeric))) * good_bw * s.bandwidth_factor
-        candidates = np.clip(candidates, 0.0, 1.0)
+        if s.clip:
+            candidates = np.clip(candidates, 0.0, 1.0)
+        else:
+            candidates = 1.0 - np.abs(1.0 - np.abs(candidates) % 2.0)
         score = _log_kde(candidates, good_x, good_bw) - _log_kde(candidates, bad_x, bad_bw)
         chosen_categories: dict[str, list[Any]] = {}
         for name in categorical:

@@ -56,6 +56,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 _FINAL = math.inf  # the budget of a completed trial's final value
+_MISSING = object()
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,9 @@ class BohbSampler(optuna.samplers.BaseSampler):
         self.settings = settings or BohbSettings()
         self._space = IntersectionSearchSpace(include_pruned=True)
         self._finished: dict[int, dict[float, float]] = {}  # trial number -> budget values (finished trials only)
+        self._counts: dict[float, int] = {}  # budget -> finished trials with a value there
+        self._rows: dict[int, object] = {}  # trial number -> its modelled parameters in [0, 1] (None: some missing)
+        self._rows_key: tuple[tuple[str, str], ...] = ()  # the parameters and distributions those rows are of
 
     def reseed_rng(self) -> None:
         """Nothing: each trial's draws come from (seed, trial number), not from a running generator."""
@@ -191,18 +195,32 @@ class BohbSampler(optuna.samplers.BaseSampler):
         u = 0.0 if edge < p / 2 else 1.0 if edge < p else float(rng.random())
         return _Encoder(distribution).decode(u)
 
-    def observations(self, study: Study) -> tuple[list[FrozenTrial], list[dict[float, float]]]:
-        """Every trial and its budget values (finished trials' cached; running ones read anew)."""
+    def observations(self, study: Study) -> tuple[list[FrozenTrial], list[dict[float, float]], dict[float, int]]:
+        """Every trial, its budget values, and how many trials have a value at each budget.
+
+        Finished trials' values are computed once and counted once; running ones are read anew.
+        """
         trials = study.get_trials(deepcopy=False)
         values = []
+        running: list[dict[float, float]] = []
+        finished = self._finished
         for frozen in trials:
-            cached = self._finished.get(frozen.number)
+            number = frozen.number
+            cached = finished.get(number)
             if cached is None:
                 cached = budget_values(frozen, self.settings.eta)
                 if frozen.state.is_finished():
-                    self._finished[frozen.number] = cached
+                    finished[number] = cached
+                    for budget in cached:
+                        self._counts[budget] = self._counts.get(budget, 0) + 1
+                else:
+                    running.append(cached)
             values.append(cached)
-        return trials, values
+        counts = dict(self._counts)
+        for budgets in running:
+            for budget in budgets:
+                counts[budget] = counts.get(budget, 0) + 1
+        return trials, values, counts
 
     def choose_budget(self, values: Sequence[dict[float, float]], needed: int) -> float | None:
         """The largest budget at which at least ``needed`` trials have a value (None: none yet)."""
@@ -210,8 +228,7 @@ class BohbSampler(optuna.samplers.BaseSampler):
         for budgets in values:
             for budget in budgets:
                 counts[budget] = counts.get(budget, 0) + 1
-        enough = [budget for budget, count in counts.items() if count >= needed]
-        return max(enough) if enough else None
+        return _largest_with(counts, needed)
 
     def _from_model(
         self,
@@ -222,35 +239,51 @@ class BohbSampler(optuna.samplers.BaseSampler):
         rng: np.random.Generator,
     ) -> dict[str, Any] | None:
         s = self.settings
-        trials, values = self.observations(study)
+        trials, values, counts = self.observations(study)
         needed = len(names) + 3  # BOHB: N_min = d + 1, and a model once N_b >= N_min + 2
-        budget = self.choose_budget(values, needed)
+        budget = _largest_with(counts, needed)
         if budget is None:
             return None
         sign = -1.0 if study.direction == StudyDirection.MAXIMIZE else 1.0  # lower is better below
-        scored: list[tuple[float, int, FrozenTrial]] = []
-        liars: list[FrozenTrial] = []
-        for frozen, budgets in zip(trials, values):
-            if frozen.number == trial.number or not all(name in frozen.params for name in names):
-                continue
-            if budget in budgets:
-                scored.append((sign * budgets[budget], frozen.number, frozen))
-            elif frozen.state == TrialState.RUNNING:
-                liars.append(frozen)
-        scored.sort(key=lambda item: (item[0], item[1]))
-        n_good = max(len(names) + 1, math.ceil(s.gamma * len(scored)))
-        good = [frozen for _score, _number, frozen in scored[:n_good]]
-        bad = [frozen for _score, _number, frozen in scored[n_good:]] + liars
-        if len(good) < 2 or len(bad) < 2:
-            return None
         numeric = [name for name in names if _is_numeric(space[name])]
         categorical = [name for name in names if isinstance(space[name], CategoricalDistribution)]
         encoders = {name: _Encoder(space[name]) for name in numeric}  # type: ignore[arg-type]
+        key = tuple((name, repr(space[name])) for name in names)
+        if key != self._rows_key:
+            self._rows.clear()
+            self._rows_key = key
+        scored: list[tuple[float, int, FrozenTrial, tuple[float, ...]]] = []
+        liars: list[tuple[FrozenTrial, tuple[float, ...]]] = []
+        asking = trial.number
+        for frozen, budgets in zip(trials, values):
+            value = budgets.get(budget)
+            if value is None and frozen.state != TrialState.RUNNING:
+                continue
+            number = frozen.number
+            if number == asking:
+                continue
+            row = self._rows.get(number, _MISSING)
+            if row is _MISSING:
+                # A trial's parameters are all set when it is asked (the one being asked now is left out).
+                params = frozen.params
+                row = tuple(encoders[n].encode(params[n]) for n in numeric) if all(n in params for n in names) else None
+                self._rows[number] = row
+            if row is None:
+                continue
+            assert isinstance(row, tuple)
+            if value is not None:
+                scored.append((sign * value, number, frozen, row))
+            else:
+                liars.append((frozen, row))
+        scored.sort(key=lambda item: (item[0], item[1]))
+        n_good = max(len(names) + 1, math.ceil(s.gamma * len(scored)))
+        good = [(frozen, row) for _score, _number, frozen, row in scored[:n_good]]
+        bad = [(frozen, row) for _score, _number, frozen, row in scored[n_good:]] + liars
+        if len(good) < 2 or len(bad) < 2:
+            return None
 
-        def matrix(group: list[FrozenTrial]) -> np.ndarray:
-            return np.array(
-                [[encoders[name].encode(t.params[name]) for name in numeric] for t in group], dtype=float
-            ).reshape(len(group), len(numeric))
+        def matrix(group: list[tuple[FrozenTrial, tuple[float, ...]]]) -> np.ndarray:
+            return np.array([row for _frozen, row in group], dtype=float).reshape(len(group), len(numeric))
 
         good_x, bad_x = matrix(good), matrix(bad)
         good_bw, bad_bw = self._bandwidths(good_x), self._bandwidths(bad_x)
@@ -267,8 +300,8 @@ class BohbSampler(optuna.samplers.BaseSampler):
             distribution = space[name]
             assert isinstance(distribution, CategoricalDistribution)
             choices = list(distribution.choices)
-            good_p = _categorical_weights(choices, [t.params[name] for t in good])
-            bad_p = _categorical_weights(choices, [t.params[name] for t in bad])
+            good_p = _categorical_weights(choices, [t.params[name] for t, _row in good])
+            bad_p = _categorical_weights(choices, [t.params[name] for t, _row in bad])
             # Draw from the good set's own choice (kept with probability 1 - its bandwidth), as its kernel does.
             drawn = [int(rng.choice(len(choices), p=good_p)) for _ in range(s.n_candidates)]
             score = score + np.log(good_p[drawn]) - np.log(bad_p[drawn])
@@ -287,6 +320,11 @@ class BohbSampler(optuna.samplers.BaseSampler):
         std = x.std(axis=0, ddof=1) if n > 1 else np.zeros(d)
         bandwidth: np.ndarray = 1.06 * std * n ** (-1.0 / (d + 4))
         return np.asarray(np.maximum(bandwidth, self.settings.min_bandwidth))
+
+
+def _largest_with(counts: dict[float, int], needed: int) -> float | None:
+    enough = [budget for budget, count in counts.items() if count >= needed]
+    return max(enough) if enough else None
 
 
 def _log_kde(points: np.ndarray, data: np.ndarray, bandwidth: np.ndarray) -> np.ndarray:

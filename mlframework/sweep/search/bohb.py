@@ -34,9 +34,11 @@ come from a generator seeded with ``(seed, trial number)``. A driver killed and
 resumed reads the same journal and makes the same next decisions as one that
 was never stopped (the source does not shift this sampler's seed on resume).
 
-Cost: finished trials' budget values are computed once and cached; a decision
-reads the running ones anew and evaluates ``n_candidates`` x observations
-Gaussian kernels with numpy.
+Cost: finished trials' budget values, counts and encoded parameters are
+computed once and cached; a decision is one pass over the study's trials (the
+running ones read anew) and ``n_candidates`` x observations Gaussian kernels
+with numpy: 2.3 ms a trial (ask, 52 reports, tell) at 1,000 trials, 12 ms at
+10,000 (bench/README.md).
 """
 
 from __future__ import annotations
@@ -54,7 +56,6 @@ from optuna.search_space import IntersectionSearchSpace
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 _FINAL = math.inf  # the budget of a completed trial's final value
 _MISSING = object()
 

@@ -13,6 +13,11 @@ a record has ``status``, ``finished_at`` and ``history`` (``time``, ``step``,
 * Pruned: PRUNED trials that ended by then (by the run's end if never matched).
 * Wall at equal quality (:func:`equal_quality_ratios`): ours against a peer on
   the same task and seed, to the best value both reached.
+* Regret at a fraction f (:data:`FRACTIONS`: 1%, 2%, 5%): the grid's best
+  minus the best ``val_accuracy`` reported while the GPU hours spent (walked
+  as above) were at most f of the grid's total; a run that ended before
+  spending f counts with its final best (bench/search_sim.py computes the same
+  in simulated time).
 * Pruning latency: for each PRUNED trial, ``finished_at`` (ours: the worker's
   record of the trial's end, after its process exited; Optuna: the objective
   returned; Ray: the driver's on_trial_complete) minus the time of its last
@@ -27,6 +32,7 @@ from typing import Any
 from mlframework.statuses import PRUNED
 
 TOLERANCE = 0.1  # percentage points of val_accuracy
+FRACTIONS = (0.01, 0.02, 0.05)  # of the grid's GPU hours, for the regret
 
 
 def summarize(run: dict[str, Any], best: float, grid_hours: float) -> dict[str, Any]:
@@ -39,12 +45,21 @@ def summarize(run: dict[str, Any], best: float, grid_hours: float) -> dict[str, 
     spent: dict[int, float] = {}
     matched_at = None
     hours = math.inf
+    found = -math.inf
+    regret = {f: math.nan for f in FRACTIONS}
     for when, trial, sim_time, value in events:
         spent[trial] = max(spent.get(trial, 0.0), sim_time)
-        if value >= best - TOLERANCE:
+        total = sum(spent.values()) / 3600
+        for f in FRACTIONS:
+            if math.isnan(regret[f]) and total > f * grid_hours:
+                regret[f] = best - found
+        found = max(found, value)
+        if matched_at is None and value >= best - TOLERANCE:
             matched_at = when
-            hours = sum(spent.values()) / 3600
-            break
+            hours = total
+    for f in FRACTIONS:
+        if math.isnan(regret[f]):
+            regret[f] = best - found
     cutoff = matched_at if matched_at is not None else math.inf
     latencies = [
         trial["finished_at"] - trial["history"][-1]["time"]
@@ -58,6 +73,7 @@ def summarize(run: dict[str, Any], best: float, grid_hours: float) -> dict[str, 
         "cpu_per_trial_ms": 1000 * run.get("driver_cpu_s", math.nan) / max(len(run["trials"]), 1),
         "latencies": latencies,
         "matched": matched_at is not None,
+        "regret": regret,
     }
 
 

@@ -30,7 +30,7 @@ from typing import Any
 from bench.context import REPO, Context, Unavailable, measure
 from bench.figures import Figure, Target, fmt
 from bench.lcbench import SCALE_ENV, TASKS
-from bench.search_figures import TOLERANCE, equal_quality_ratios, percentile, summarize
+from bench.search_figures import FRACTIONS, TOLERANCE, equal_quality_ratios, percentile, summarize
 
 PROJECT = REPO / "bench" / "projects" / "lcbench"
 README_REFERENCE = {"3945": (99.632, 225.0), "34539": (99.093, 181.1), "126025": (98.927, 168.0)}
@@ -39,6 +39,8 @@ OURS = {
     "tpe": ("tpe", "none"),
     "tpe-hyperband": ("tpe", "hyperband"),
     "tpe-asha": ("tpe", "asha"),
+    "bohb-asha": ("bohb", "asha"),
+    "bohb-hyperband": ("bohb", "hyperband"),
 }
 
 
@@ -48,6 +50,7 @@ OURS_MICRO = {
     "random-median": ("random", "median"),
     "qmc-asha": ("qmc", "asha"),
     "tpe-asha": ("tpe", "asha"),
+    "bohb-asha": ("bohb", "asha"),
 }
 
 
@@ -91,6 +94,15 @@ def _search_figures(prefix: str, label: str, runs: list[dict[str, Any]], referen
         ("wall", "wall time to grid's best", "s", [s["wall_to_match"] for s in stats]),
         ("pruned", "trials pruned until then", "trials", [float(s["pruned"]) for s in stats]),
         ("cpu", "driver CPU per trial", "ms", [s["cpu_per_trial_ms"] for s in stats]),
+        *(
+            (
+                f"regret-{round(100 * f)}",
+                f"regret at {100 * f:g}% of the grid's GPU hours",
+                "pp",
+                [s["regret"][f] for s in stats],
+            )
+            for f in FRACTIONS
+        ),
     ]
     figures = [
         Figure("search", f"{prefix}.{key}", f"{label}: {text}", unit, values, note) for key, text, unit, values in rows

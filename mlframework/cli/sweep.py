@@ -143,7 +143,7 @@ if TYPE_CHECKING:
 @click.option(
     "--search",
     "search_name",
-    type=click.Choice(["random", "tpe", "cmaes", "grid", "qmc"]),
+    type=click.Choice(["random", "tpe", "cmaes", "grid", "qmc", "bohb"]),
     help="Sample the space of the parameters file instead of running every combination (needs --metric).",
 )
 @click.option("--trials", type=click.IntRange(min=1), help="With --search: trials to run, pruned ones included.")

@@ -121,8 +121,10 @@ def _check_objectives(options: SweepOptions, asked: Ranking) -> None:
     """Several objectives: the samplers and pruners that cannot take them are refused in one line."""
     if len(asked.objectives) < 2:
         return
-    if options.search_name == "cmaes":
-        raise ConfigError("--search cmaes optimises one metric: with several --metric use tpe, random, qmc or grid")
+    if options.search_name in ("cmaes", "bohb"):
+        raise ConfigError(
+            f"--search {options.search_name} optimises one metric: with several --metric use tpe, random, qmc or grid"
+        )
     if options.search_name is not None and options.prune in ("median", "hyperband"):
         raise ConfigError(
             f"--prune {options.prune} watches one metric: with several --metric use --prune asha "

@@ -8,7 +8,7 @@ from typing import Any
 from mlframework.exceptions import ConfigError
 from mlframework.sweep.params.space import SearchSpace
 
-SAMPLERS = ("random", "tpe", "cmaes", "grid", "qmc")
+SAMPLERS = ("random", "tpe", "cmaes", "grid", "qmc", "bohb")
 PRUNERS = ("median", "hyperband", "asha", "none")
 
 

@@ -26,6 +26,7 @@ from mlframework.statuses import PRUNED
 from mlframework.sweep.params.space import SearchSpace
 from mlframework.sweep.records.objectives import Constraint, Objective
 from mlframework.sweep.records.record import TrialRecord
+from mlframework.sweep.search.bohb import BohbSampler
 from mlframework.sweep.search.plan import SearchSettings
 from mlframework.sweep.search.pruners import MultiObjectiveSuccessiveHalving, Pruner, make_pruner, rung_key
 from mlframework.sweep.search.storage import open_study_storage
@@ -63,6 +64,8 @@ def _new_sampler(settings: SearchSettings, space: SearchSpace) -> optuna.sampler
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     if settings.sampler == "qmc":
         return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+    if settings.sampler == "bohb":
+        return BohbSampler(seed=seed)
     return _GridSampler(space.grid_space(), seed=seed)
 
 
@@ -103,8 +106,10 @@ class SearchSource:
         self.prune_metric = settings.prune_metric or metric
         self.objectives = tuple(objectives) if len(objectives) > 1 else ()  # several: a multi-objective study
         self.constraints = tuple(constraints)
-        if self.objectives and settings.sampler == "cmaes":
-            raise ConfigError("--search cmaes optimises one metric: with several --metric use tpe, random, qmc or grid")
+        if self.objectives and settings.sampler in ("cmaes", "bohb"):
+            raise ConfigError(
+                f"--search {settings.sampler} optimises one metric: with several --metric use tpe, random, qmc or grid"
+            )
         if self.objectives and settings.prune not in ("asha", "none"):
             raise ConfigError(f"--prune {settings.prune} watches one metric: with several --metric use asha or none")
         storage = open_study_storage(directory / JOURNAL)
@@ -114,8 +119,9 @@ class SearchSource:
             for study in storage.get_all_studies()
             if study.study_name == study_name
         )
-        if earlier and settings.seed is not None:
+        if earlier and settings.seed is not None and settings.sampler != "bohb":
             # A resumed search goes on from where it was: the same seed again would propose the same points.
+            # (BohbSampler draws from the seed and each trial's number: resumed, it goes on as if never stopped.)
             settings = SearchSettings(**{**settings.to_meta(), "seed": settings.seed + earlier})
         maximize = mode == "max"
         direction = optuna.study.StudyDirection

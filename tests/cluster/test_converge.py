@@ -22,7 +22,7 @@ import docker
 import pytest
 
 from mlframework.cluster.secrets import ClusterSecrets
-from mlframework.cluster.services import BROKER_VOLUME, LABEL_CLUSTER
+from mlframework.cluster.services import BROKER_NAME, BROKER_VOLUME, LABEL_CLUSTER
 from testbed.scripted import copy_repo, run, script_env
 from testbed.testhosts import BASE_IMAGE, ensure_rabbitmq_image
 
@@ -154,15 +154,18 @@ def test_hosts_with_only_the_base_image_get_worker_and_broker_images_shipped(
         assert f"shipping {lab_image} to 1 host(s)" in result.stdout
         assert "shipping mlframework-worker-mlft-ship:" in result.stdout
         assert host3.images.get(f"{lab_image}:latest").id == broker_id
-        assert host3.containers.get(f"{cluster}-broker").image.id == broker_id
+        assert host3.containers.get(BROKER_NAME).image.id == broker_id
         _sweep_succeeds(repo, env, "shipped")
         again = run(repo, "scripts/infrainit.sh", "-f", env=env, timeout=600)
         assert again.returncode == 0, again.stdout + again.stderr
         assert "shipping" not in again.stdout, "an image the host has (same id) is shipped again"
 
-        # A broker image Docker cannot run on the master: one line naming the host and the image, exit 2.
+        # A broker image Docker cannot run on the master: one line naming the host and the image, exit 2. (A running
+        # shared broker is kept whatever image a later infrainit names: this project, its last one, removes it first.)
         broken = "mlft-lab/no-command"
         _image_without_command(builder, broken)
+        cleaned = run(repo, "./infra_clean.sh", env=env, timeout=300)
+        assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
         failed = run(repo, "scripts/infrainit.sh", "-f", "--broker-image", broken, env=env, timeout=600)
         assert failed.returncode == 2, failed.stdout + failed.stderr
         assert "Traceback" not in failed.stderr

@@ -74,18 +74,27 @@ def _whole(records: list[dict], count: int) -> None:
     assert all(int(r.get("attempt") or 1) == 1 and not r.get("attempts") for r in records)
 
 
-def test_a_second_sweep_gets_the_next_free_slot_and_half_of_them(tmp_path, shared):
-    project, url = shared
+def _two_sweeps(tmp_path: Path, project: Path, url: str, wait: float, *b_options: str):
+    """A (16 trials) alone, then after ``wait`` s B (8 trials, ``b_options``); both run to the end, whole.
+
+    Returns A's and B's records and the time B's driver started.
+    """
     a = _start(project, tmp_path / "ra", url)
     a_dir, _ = _sweep_dir(tmp_path / "ra")
-    time.sleep(SLEEP + 1.5)  # A holds every slot, with its backlog queued
-    b = _start(project, tmp_path / "rb", url, "-p", str(project / "b.yml"))
+    time.sleep(wait)
+    b = _start(project, tmp_path / "rb", url, "-p", str(project / "b.yml"), *b_options)
     b_dir, b_start = _sweep_dir(tmp_path / "rb")
     out_a, out_b = _finish(a), _finish(b)
     assert a.returncode == 0 and b.returncode == 0, out_a + out_b
     a_records, b_records = _records(a_dir), _records(b_dir)
-    _whole(a_records, 16)
+    _whole(a_records, 16)  # A's running trials were never stopped
     _whole(b_records, 8)
+    return a_records, b_records, b_start
+
+
+def test_a_second_sweep_gets_the_next_free_slot_and_half_of_them(tmp_path, shared):
+    project, url = shared
+    a_records, b_records, b_start = _two_sweeps(tmp_path, project, url, SLEEP + 1.5)  # A holds every slot first
 
     trial_length = sorted(r["finished_at"] - r["started_at"] for r in a_records)[8]
     first_b = min(r["started_at"] for r in b_records)
@@ -101,16 +110,7 @@ def test_a_second_sweep_gets_the_next_free_slot_and_half_of_them(tmp_path, share
 
 def test_share_three_holds_three_slots_of_four(tmp_path, shared):
     project, url = shared
-    a = _start(project, tmp_path / "ra", url)
-    a_dir, _ = _sweep_dir(tmp_path / "ra")
-    time.sleep(1.0)
-    b = _start(project, tmp_path / "rb", url, "-p", str(project / "b.yml"), "--share", "3")
-    b_dir, _ = _sweep_dir(tmp_path / "rb")
-    out_a, out_b = _finish(a), _finish(b)
-    assert a.returncode == 0 and b.returncode == 0, out_a + out_b
-    a_records, b_records = _records(a_dir), _records(b_dir)
-    _whole(a_records, 16)
-    _whole(b_records, 8)
+    a_records, b_records, _ = _two_sweeps(tmp_path, project, url, 1.0, "--share", "3")
     # Fair: 4 * 3/4 = 3 slots for B, 1 for A; within 25%, from B's first start to its last start.
     t0 = min(r["started_at"] for r in b_records)
     t1 = max(r["started_at"] for r in b_records)
@@ -121,16 +121,7 @@ def test_share_three_holds_three_slots_of_four(tmp_path, shared):
 
 def test_a_higher_priority_goes_first_and_stops_nothing(tmp_path, shared):
     project, url = shared
-    a = _start(project, tmp_path / "ra", url)
-    a_dir, _ = _sweep_dir(tmp_path / "ra")
-    time.sleep(1.0)
-    b = _start(project, tmp_path / "rb", url, "-p", str(project / "b.yml"), "--priority", "1")
-    b_dir, _ = _sweep_dir(tmp_path / "rb")
-    out_a, out_b = _finish(a), _finish(b)
-    assert a.returncode == 0 and b.returncode == 0, out_a + out_b
-    a_records, b_records = _records(a_dir), _records(b_dir)
-    _whole(a_records, 16)  # A's running trials were not stopped
-    _whole(b_records, 8)
+    a_records, b_records, _ = _two_sweeps(tmp_path, project, url, 1.0, "--priority", "1")
     # Once B's first trials started, A starts nothing new until B has no trial left to start (A's lookahead,
     # at most two trials queued before B came, may still start: one per slot of half the slots).
     first_b, last_b = min(r["started_at"] for r in b_records), max(r["started_at"] for r in b_records)

@@ -205,7 +205,7 @@ def status_command(broker_url: str | None, timeout: float, as_json: bool, known_
     broker = BrokerSettings(broker_url) if broker_url else cluster_broker(repo_root())
     nodes = worker_status(broker, timeout)
     sweeps = live_sweeps(broker, timeout)
-    hosts = _gpu_use(known_hosts)
+    hosts = _gpu_use(known_hosts) if broker_url is None else []  # a broker given alone: no recorded hosts
     if as_json:
         document = {"nodes": nodes, "sweeps": sweeps, "hosts": [h.as_dict() for h in hosts]}
         click.echo(json.dumps(document, indent=2))
@@ -226,7 +226,7 @@ def status_command(broker_url: str | None, timeout: float, as_json: bool, known_
 
 
 def _gpu_use(known_hosts: str | None) -> list[Any]:
-    """Every worker host's GPUs now (cluster/lab.py); empty without config.sh (a broker given alone)."""
+    """Every worker host's GPUs now (cluster/lab.py), as config.sh records the hosts; empty without it."""
     from mlframework.cluster.config_file import load_config
     from mlframework.cluster.lab import gpu_use
     from mlframework.cluster.spec import CONFIG_FILE, ClusterSpec

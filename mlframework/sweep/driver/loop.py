@@ -102,7 +102,6 @@ class SweepRun:
         self.next_lab_poll = 0.0
         self.next_announce = 0.0
         self.worker_slots: int | None = None  # the pools' sizes, as the workers say (lab.worker_slots)
-        self.next_slot_count = 0.0
         self.started_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         for record in list(store.records.values())[-20:]:
             self.pacing.observe(record.get("duration_s"))
@@ -218,7 +217,7 @@ class SweepRun:
             "running_trials": list(self.running.values())[:256],
         }
 
-    def _join_lab(self) -> None:
+    def _join_lab(self, stream: EventStream) -> None:
         """Meet the other live sweeps of the broker before sending anything (RabbitMQ only)."""
         if not lab.supported(self.connection):
             return
@@ -226,48 +225,44 @@ class SweepRun:
         self._count_slots()
         self.registry.announce(self._state())  # the others stop growing their backlogs now
         self.registry.hello()
-        deadline = time.monotonic() + lab.HELLO_SECONDS
-        while time.monotonic() < deadline:
-            time.sleep(0.05)
-            self.registry.poll()
+        stream.drain(timeout=lab.HELLO_SECONDS)  # their answers (and any event of this sweep) are handled
         self.next_announce = time.monotonic() + lab.ANNOUNCE_SECONDS
 
     def _lab_tick(self) -> None:
-        """Read what the other sweeps announced; announce this one once a period (or at once to a newcomer)."""
+        """Forget the sweeps gone silent; announce this one once a period (or at once to a newcomer).
+
+        What the others announce arrives while the loop drains its events; nothing here waits for the broker.
+        """
         registry = self.registry
         if registry is None:
             return
         now = time.monotonic()
         if now >= self.next_lab_poll:
-            registry.poll()
+            registry.forget_silent()
             self.next_lab_poll = now + 0.25
             others = registry.others()
             self.gauge.observe(len(self.running) + sum(int(other.get("running") or 0) for other in others), now)
-        if now >= self.next_slot_count:
-            self._count_slots()
         if registry.hello_received or now >= self.next_announce:
             registry.hello_received = False
             registry.announce(self._state())
             self.next_announce = now + lab.ANNOUNCE_SECONDS
 
     def _count_slots(self) -> None:
-        """Ask the workers how many trials they run at once (again a minute later: workers come and go)."""
+        """Ask the workers how many trials they run at once (when joining the lab and after a reconnect)."""
         try:
             self.worker_slots = lab.worker_slots(self.app, self.connection) or self.worker_slots
         except self._connection_errors():
             log.debug("counting the workers' slots failed", exc_info=True)
-        self.next_slot_count = time.monotonic() + 60.0
 
     def _leave_lab(self) -> None:
-        """Tell the others this sweep no longer claims slots (its driver ends)."""
+        """Tell the others this sweep no longer claims slots (its driver ends); the connection's end closes the rest."""
         registry, self.registry = self.registry, None
         if registry is None:
             return
         try:
-            registry.goodbye()
+            registry.goodbye()  # a publish: nothing waits for the broker's answer
         except Exception:  # the broker may be gone: the others then forget this sweep after EXPIRE_SECONDS
             log.debug("saying goodbye to the lab failed", exc_info=True)
-        registry.close()
 
     def unrecorded_below(self, end: int) -> set[str]:
         """Trials of grid index < ``end`` with no record."""
@@ -461,6 +456,7 @@ class SweepRun:
             self.lock = driver_lock.acquire(self.connection, self.sweep_id)  # refused if another took over meanwhile
         if self.registry is not None:
             self.registry = lab.LabRegistry(self.connection, self.sweep_id)
+            self._count_slots()
         stream = self._stream()
         log.warning("reconnected to the broker; the sweep goes on")
         return stream
@@ -508,7 +504,7 @@ class SweepRun:
             liveness.mark_live(self.connection, self.sweep_id, epoch)
             stream = self._stream()
             self._open_source(start, epoch)
-            self._join_lab()
+            self._join_lab(stream)
             command = self.spec.command
             self.observer.argument_style = (
                 command.argument_style if command is not None else task_registry.argument_style(self.spec.task)

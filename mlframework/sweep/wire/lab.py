@@ -97,6 +97,10 @@ class LabRegistry:
         declared = self.channel.queue_declare("", exclusive=True, auto_delete=True)
         self.queue = declared.queue if hasattr(declared, "queue") else declared[0]
         self.channel.queue_bind(self.queue, EXCHANGE, routing_key="")
+        # Pushed by the broker and handled wherever the connection's events are drained (the driver's loop):
+        # no request waits for an answer once this consumer is set, so a frozen broker never blocks the
+        # loop before its heartbeat check notices it.
+        self.channel.basic_consume(self.queue, no_ack=True, callback=self._received)
 
     def _publish(self, message: dict[str, Any]) -> None:
         body = json.dumps(message).encode()
@@ -116,28 +120,26 @@ class LabRegistry:
         if self.me is not None:
             self._publish({"type": "gone", "sweep": self.me})
 
-    def poll(self) -> None:
-        """Read what was announced since the last poll (no waiting)."""
+    def _received(self, message: Any) -> None:
+        try:
+            body = json.loads(message.body)
+        except ValueError:
+            log.debug("ignoring an unreadable lab message")
+            return
+        kind = body.get("type") if isinstance(body, dict) else None
+        if kind == "hello" and body.get("from") != self.me:
+            self.hello_received = True
+        elif kind == "gone":
+            self.sweeps.pop(str(body.get("sweep")), None)
+        elif kind == "sweep" and isinstance(body.get("state"), dict):
+            state = body["state"]
+            if state.get("sweep") != self.me:
+                self.sweeps[str(state.get("sweep"))] = state
+                self.heard[str(state.get("sweep"))] = time.monotonic()
+
+    def forget_silent(self) -> None:
+        """Forget the sweeps not heard of for EXPIRE_SECONDS: their drivers stopped, their shares are free."""
         now = time.monotonic()
-        while True:
-            message = self.channel.basic_get(self.queue, no_ack=True)
-            if message is None:
-                break
-            try:
-                body = json.loads(message.body)
-            except ValueError:
-                log.debug("ignoring an unreadable lab message")
-                continue
-            kind = body.get("type") if isinstance(body, dict) else None
-            if kind == "hello" and body.get("from") != self.me:
-                self.hello_received = True
-            elif kind == "gone":
-                self.sweeps.pop(str(body.get("sweep")), None)
-            elif kind == "sweep" and isinstance(body.get("state"), dict):
-                state = body["state"]
-                if state.get("sweep") != self.me:
-                    self.sweeps[str(state.get("sweep"))] = state
-                    self.heard[str(state.get("sweep"))] = now
         for sweep in list(self.sweeps):
             if now - self.heard.get(sweep, now) > EXPIRE_SECONDS:
                 log.info("sweep %s is no longer heard of (its driver stopped): its share is released", sweep)
@@ -161,10 +163,11 @@ def live_sweeps(connection: Any, listen: float = HELLO_SECONDS + 0.3) -> list[Sw
     try:
         registry.hello()
         deadline = time.monotonic() + listen
-        while time.monotonic() < deadline:
-            time.sleep(0.1)
-            registry.poll()
-        registry.poll()
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                connection.drain_events(timeout=remaining)
+            except TimeoutError:
+                break
         return sorted(registry.others(), key=lambda state: state.get("started_at", ""))
     finally:
         registry.close()

@@ -1,7 +1,7 @@
 """Sharing a cluster: a second sweep's wait for its first trial, and the shares two sweeps hold.
 
 One worker of 4 slots on RabbitMQ (the ``sleep`` task of bench/projects/trivial: the trials sleep, so 4 slots
-fit on 2 cores). Sweep A (24 trials of 2 s) fills every slot; 3 s later sweep B (8 trials of 2 s) starts, each
+fit on 2 cores). Sweep A (40 trials of 2 s) fills every slot; 3 s later sweep B (16 trials of 2 s) starts, each
 driver a ``mlframework sweep`` process of its own. Figures from the records' start and end times:
 
 * ``sharing.first-trial``: seconds from B's driver start (its sweep directory appearing) to its first trial's start;
@@ -70,7 +70,7 @@ def run(ctx: Context) -> tuple[list[Figure], list[Target]]:
     from mlframework.cluster.embedded.workers import LocalWorker
     from mlframework.sweep.wire.app import BrokerSettings
 
-    a_trials, b_trials = (12, 4) if ctx.options.quick else (24, 8)
+    a_trials, b_trials = (12, 4) if ctx.options.quick else (40, 16)
     note = (
         f"4 slots, A: {a_trials} trials of {TRIAL_SECONDS:g} s, B: {b_trials} started {TRIAL_SECONDS * 1.5:g} s later"
     )

@@ -6,12 +6,12 @@ Run in the peers' venv (the grid's reference needs the surrogate), from the repo
         --search bohb --prune hyperband --workers 2 --trials 130 --busy 2 --out FILE
 
 For each task and seed, the same ``mlframework sweep bench/projects/lcbench -p search.yml --search S --prune P
---trials N --seed SEED --local --workers W`` runs twice, back to back: once as the machine is (its load average is recorded), once with
-``--busy`` processes spinning on the CPU (``while True: pass``) for the whole sweep. An asynchronous search
-decides from the results that have arrived when a worker asks, so load, which changes that order, changes what
-it finds; this measures by how much. Figures per condition: median (min-max) regret at 1%, 2% and 5% of the
-grid's GPU hours (bench/search_figures.py ``summarize``, over real report times), pruning latency p99, trials
-pruned; and the ratio of the loaded median to the quiet one.
+--trials N --seed SEED --local --workers W`` runs twice, back to back: once as the machine is (its load average is
+recorded), once with ``--busy`` processes spinning on the CPU (``while True: pass``) for the whole sweep. An
+asynchronous search decides from the results that have arrived when a worker asks, so load, which changes that
+order, changes what it finds; this measures by how much. Figures per condition: median (min-max) regret at 1%, 2%
+and 5% of the grid's GPU hours (bench/search_figures.py ``summarize``, over real report times), pruning latency
+p99, trials pruned; and the ratio of the loaded median to the quiet one.
 """
 
 from __future__ import annotations
@@ -38,9 +38,7 @@ from bench.search_sim import grid_reference  # noqa: E402
 PROJECT = REPO / "bench" / "projects" / "lcbench"
 
 
-def sweep(
-    directory: Path, task: str, seed: int, search: str, prune: str, workers: int, trials: int
-) -> dict[str, Any]:
+def sweep(directory: Path, task: str, seed: int, search: str, prune: str, workers: int, trials: int) -> dict[str, Any]:
     """One ``mlframework sweep --local`` on ``task``: its start, driver CPU and trial records."""
     space = directory / f"search-{task}.yml"
     space.write_text((PROJECT / "search.yml").read_text().replace('"3945"', f'"{task}"'))

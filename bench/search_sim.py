@@ -172,9 +172,7 @@ class RayTune:
         sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=workers > 1)
         self.searcher = OptunaSearch(sampler=sampler, metric="val_accuracy", mode="max")
         self.searcher.set_search_properties("val_accuracy", "max", param_space())  # as Tuner(param_space=...) does
-        self.scheduler = ASHAScheduler(
-            time_attr="training_iteration", max_t=EPOCHS, grace_period=1, reduction_factor=3
-        )
+        self.scheduler = ASHAScheduler(time_attr="training_iteration", max_t=EPOCHS, grace_period=1, reduction_factor=3)
         self.scheduler.set_search_properties("val_accuracy", "max")
         self.stop = TrialScheduler.STOP
         self.last: dict[int, dict[str, float]] = {}
@@ -214,9 +212,7 @@ class RayTune:
         pass
 
 
-def system(
-    name: str, task: str, seed: int, workers: int, trials: int, directory: Path
-) -> Ours | OptunaAlone | RayTune:
+def system(name: str, task: str, seed: int, workers: int, trials: int, directory: Path) -> Ours | OptunaAlone | RayTune:
     """``ours-SAMPLER-PRUNER``, ``optuna-tpe-PRUNER`` or ``ray-tpe-asha``."""
     kind, sampler, prune = name.split("-")
     if kind == "ours" and sampler == "bohbplain":
@@ -345,7 +341,8 @@ def plot(runs: list[dict[str, Any]], path: Path) -> None:
 
 def table(runs: list[dict[str, Any]], workers: int, trials: int) -> str:
     """A markdown table of median (min-max) regret at :data:`FRACTIONS` for the runs on ``workers`` workers."""
-    rows = [f"| system ({workers} workers, {trials} trials) | regret at 1% | at 2% | at 5% | runs |", "|:--|--:|--:|--:|--:|"]
+    rows = [f"| system ({workers} workers, {trials} trials) | regret at 1% | at 2% | at 5% | runs |"]
+    rows.append("|:--|--:|--:|--:|--:|")
     for name in dict.fromkeys(run["system"] for run in runs if run["workers"] == workers):
         mine = [run for run in runs if run["workers"] == workers and run["system"] == name]
         cells = []

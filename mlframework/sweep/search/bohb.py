@@ -19,7 +19,10 @@ pruner (``--prune asha``/``hyperband``, :mod:`mlframework.sweep.search.pruners`)
 stays as it is: the sampler only chooses where new trials start, asynchronously,
 one ``ask`` per free slot, with no synchronous bracket to wait for. Trials still
 running without a value at the chosen budget count among the bad ones (as TPE's
-``constant_liar``), so that W free slots get W different points.
+``constant_liar``), so that W free slots get W different points. A proposal is
+the best candidate that no other trial took (a search never runs a point twice:
+the source would tell it failed and ask again); where every candidate was
+taken, a random draw that was not, if one of a few is.
 
 Boundaries are part of the space: every numeric parameter is mapped to [0, 1]
 (log scale where the range is), candidates are drawn from the kernels and
@@ -58,6 +61,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 _FINAL = math.inf  # the budget of a completed trial's final value
 _MISSING = object()
+_RANDOM_TRIES = 16  # random draws that may repeat a tried point before one is proposed anyway
 
 
 @dataclass(frozen=True)
@@ -148,6 +152,8 @@ class BohbSampler(optuna.samplers.BaseSampler):
         self._counts: dict[float, int] = {}  # budget -> finished trials with a value there
         self._rows: dict[int, object] = {}  # trial number -> its modelled parameters in [0, 1] (None: some missing)
         self._rows_key: tuple[tuple[str, str], ...] = ()  # the parameters and distributions those rows are of
+        self._keys: dict[int, object] = {}  # trial number -> its point (values of _keys_of; None: some missing)
+        self._keys_of: tuple[str, ...] = ()
 
     def reseed_rng(self) -> None:
         """Nothing: each trial's draws come from (seed, trial number), not from a running generator."""
@@ -170,11 +176,16 @@ class BohbSampler(optuna.samplers.BaseSampler):
             return {}
         names = sorted(search_space)
         rng = _rng(self.seed, trial.number)
+        tried = self._tried(study, trial, names)
         if rng.random() >= self.settings.random_fraction:
-            proposed = self._from_model(study, trial, names, search_space, rng)
+            proposed = self._from_model(study, trial, names, search_space, rng, tried)
             if proposed is not None:
                 return proposed
-        return {name: self._random(search_space[name], rng) for name in names}
+        for _ in range(_RANDOM_TRIES):
+            drawn = {name: self._random(search_space[name], rng) for name in names}
+            if _key(drawn, names) not in tried:
+                break
+        return drawn
 
     def sample_independent(
         self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
@@ -195,6 +206,31 @@ class BohbSampler(optuna.samplers.BaseSampler):
         p = self.settings.edge_probability
         u = 0.0 if edge < p / 2 else 1.0 if edge < p else float(rng.random())
         return _Encoder(distribution).decode(u)
+
+    def _tried(self, study: Study, trial: FrozenTrial, names: list[str]) -> set[tuple[Any, ...]]:
+        """The points (of ``names``) the other trials of the study took: a proposal avoids them.
+
+        The search never runs a point twice (the source tells a repeated one failed and asks again), so a
+        proposal of a tried point is an ask wasted: in a discrete space, or on a bound the kernels are clipped
+        to, the best candidate is often one.
+        """
+        key = tuple(names)
+        if key != self._keys_of:
+            self._keys.clear()
+            self._keys_of = key
+        tried: set[tuple[Any, ...]] = set()
+        for frozen in study.get_trials(deepcopy=False):
+            if frozen.number == trial.number:
+                continue
+            point = self._keys.get(frozen.number, _MISSING)
+            if point is _MISSING:
+                params = frozen.params
+                point = _key(params, names) if all(name in params for name in names) else None
+                if frozen.state != TrialState.RUNNING or point is not None:
+                    self._keys[frozen.number] = point  # a trial's parameters are all set when it is asked
+            if isinstance(point, tuple):
+                tried.add(point)
+        return tried
 
     def observations(self, study: Study) -> tuple[list[FrozenTrial], list[dict[float, float]], dict[float, int]]:
         """Every trial, its budget values, and how many trials have a value at each budget.
@@ -238,6 +274,7 @@ class BohbSampler(optuna.samplers.BaseSampler):
         names: list[str],
         space: dict[str, BaseDistribution],
         rng: np.random.Generator,
+        tried: set[tuple[Any, ...]],
     ) -> dict[str, Any] | None:
         s = self.settings
         trials, values, counts = self.observations(study)
@@ -307,13 +344,16 @@ class BohbSampler(optuna.samplers.BaseSampler):
             drawn = [int(rng.choice(len(choices), p=good_p)) for _ in range(s.n_candidates)]
             score = score + np.log(good_p[drawn]) - np.log(bad_p[drawn])
             chosen_categories[name] = [choices[index] for index in drawn]
-        best = int(np.argmax(score))
-        proposed: dict[str, Any] = {
-            name: encoders[name].decode(float(candidates[best, i])) for i, name in enumerate(numeric)
-        }
-        for name in categorical:
-            proposed[name] = chosen_categories[name][best]
-        return proposed
+        # The best candidate that is not a point tried already (none: a random draw instead).
+        for best in np.argsort(-score, kind="stable"):
+            proposed: dict[str, Any] = {
+                name: encoders[name].decode(float(candidates[best, i])) for i, name in enumerate(numeric)
+            }
+            for name in categorical:
+                proposed[name] = chosen_categories[name][best]
+            if _key(proposed, names) not in tried:
+                return proposed
+        return None
 
     def _bandwidths(self, x: np.ndarray) -> np.ndarray:
         """Scott's rule per dimension (statsmodels' ``normal_reference``, BOHB's), at least ``min_bandwidth``."""
@@ -321,6 +361,11 @@ class BohbSampler(optuna.samplers.BaseSampler):
         std = x.std(axis=0, ddof=1) if n > 1 else np.zeros(d)
         bandwidth: np.ndarray = 1.06 * std * n ** (-1.0 / (d + 4))
         return np.asarray(np.maximum(bandwidth, self.settings.min_bandwidth))
+
+
+def _key(params: dict[str, Any], names: list[str]) -> tuple[Any, ...]:
+    """A point as a set member: its values of ``names`` (list values, which Optuna never stores, as tuples)."""
+    return tuple((type(params[name]).__name__, repr(params[name])) for name in names)
 
 
 def _largest_with(counts: dict[float, int], needed: int) -> float | None:

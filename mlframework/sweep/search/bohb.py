@@ -190,8 +190,25 @@ class BohbSampler(optuna.samplers.BaseSampler):
     def sample_independent(
         self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
     ) -> Any:
-        """A parameter outside the relative space (the first trials, conditional ones): at random, edges included."""
-        return self._random(param_distribution, _rng(self.seed, trial.number, param_name))
+        """A parameter outside the relative space (the first trials, conditional ones): at random, edges included.
+
+        A discrete one avoids, while it can in a few draws, the values the other trials took (the first trials
+        of a discrete space would otherwise often repeat a point, which the source refuses and asks again).
+        """
+        rng = _rng(self.seed, trial.number, param_name)
+        value = self._random(param_distribution, rng)
+        if isinstance(param_distribution, FloatDistribution) and param_distribution.step is None:
+            return value  # continuous: a repeat is a bound, which keeps its mass
+        taken = {
+            repr(frozen.params[param_name])
+            for frozen in study.get_trials(deepcopy=False)
+            if frozen.number != trial.number and param_name in frozen.params
+        }
+        for _ in range(_RANDOM_TRIES):
+            if repr(value) not in taken:
+                break
+            value = self._random(param_distribution, rng)
+        return value
 
     # -- the model -----------------------------------------------------------------
 

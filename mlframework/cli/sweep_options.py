@@ -147,11 +147,16 @@ def search_settings(options: SweepOptions) -> SearchSettings | None:
     sweep is the grid of the parameters file, as ever.
     """
     if not searched(options):
-        given = [name for name, value in (("--seed", options.seed), ("--timeout", options.search_timeout)) if value]
+        given = [
+            name
+            for name, value in (("--seed", options.seed), ("--timeout", options.search_timeout))
+            if value is not None
+        ]
         given += ["--prune"] if options.prune != "none" else []
         given += ["--prune-metric"] if options.prune_metric else []
         if given and not options.resume_id:
-            raise ConfigError(f"{', '.join(given)} only apply to a search: give --trials N (and --search to pick one)")
+            verb = "applies" if len(given) == 1 else "apply"
+            raise ConfigError(f"{', '.join(given)} {verb} only to a search: give --trials N (and --search to pick one)")
         return None
     sampler = options.search_name or default_sampler(ranking(options).objectives)
     what = "--search" if options.search_name else "a search (--trials)"

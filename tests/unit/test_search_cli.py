@@ -49,7 +49,7 @@ def test_a_space_without_search_is_one_line_saying_to_add_it(project):
         (["--search", "tpe", "--trials", "5"], "--search needs --metric"),
         (["--search", "tpe", "--metric", "accuracy"], "--search needs --trials"),
         (["--trials", "5"], "a search (--trials) needs --metric"),
-        (["--prune", "median"], "--prune only apply to a search: give --trials N"),
+        (["--prune", "median"], "--prune applies only to a search: give --trials N"),
         (["--search", "tpe", "--trials", "5", "--metric", "a", "--timeout", "soon"], "--timeout"),
         (["--search", "grid", "--trials", "5", "--metric", "a"], "--search grid cannot list !loguniform"),
     ],

@@ -143,9 +143,10 @@ def test_an_explicit_search_and_a_grid_are_as_they_were(project):
     [
         (["--trials", "5"], "a search \\(--trials\\) needs --metric NAME"),
         (["--search", "bohb", "--metric", "a"], "--search needs --trials N"),
-        (["--prune", "hyperband", "--metric", "a"], "--prune only apply to a search: give --trials N"),
-        (["--seed", "3", "--timeout", "1h"], "--seed, --timeout only apply to a search"),
-        (["--prune-metric", "a"], "--prune-metric only apply to a search"),
+        (["--prune", "hyperband", "--metric", "a"], "--prune applies only to a search: give --trials N"),
+        (["--seed", "3", "--timeout", "1h"], "--seed, --timeout apply only to a search"),
+        (["--prune-metric", "a"], "--prune-metric applies only to a search"),
+        (["--seed", "0"], "--seed applies only to a search"),
         (["--trials", "5", "--metric", "a", "--metric", "b", "--prune", "hyperband"], "--prune hyperband watches one"),
     ],
 )

@@ -152,8 +152,10 @@ class BohbSampler(optuna.samplers.BaseSampler):
         self._counts: dict[float, int] = {}  # budget -> finished trials with a value there
         self._rows: dict[int, object] = {}  # trial number -> its modelled parameters in [0, 1] (None: some missing)
         self._rows_key: tuple[tuple[str, str], ...] = ()  # the parameters and distributions those rows are of
-        self._keys: dict[int, object] = {}  # trial number -> its point (values of _keys_of; None: some missing)
-        self._keys_of: tuple[str, ...] = ()
+        self._points: set[tuple[Any, ...]] = set()  # the points (values of _points_of) the trials took
+        self._points_of: tuple[str, ...] = ()
+        self._points_read = 0  # trials read into _points
+        self._points_pending: list[int] = []  # trials read before their parameters were all set
 
     def reseed_rng(self) -> None:
         """Nothing: each trial's draws come from (seed, trial number), not from a running generator."""
@@ -229,25 +231,23 @@ class BohbSampler(optuna.samplers.BaseSampler):
 
         The search never runs a point twice (the source tells a repeated one failed and asks again), so a
         proposal of a tried point is an ask wasted: in a discrete space, or on a bound the kernels are clipped
-        to, the best candidate is often one.
+        to, the best candidate is often one. Kept from one call to the next: a trial's parameters are all set
+        once it was asked, so each trial is read once (one still being asked is read again next time).
         """
         key = tuple(names)
-        if key != self._keys_of:
-            self._keys.clear()
-            self._keys_of = key
-        tried: set[tuple[Any, ...]] = set()
-        for frozen in study.get_trials(deepcopy=False):
-            if frozen.number == trial.number:
-                continue
-            point = self._keys.get(frozen.number, _MISSING)
-            if point is _MISSING:
-                params = frozen.params
-                point = _key(params, names) if all(name in params for name in names) else None
-                if frozen.state != TrialState.RUNNING or point is not None:
-                    self._keys[frozen.number] = point  # a trial's parameters are all set when it is asked
-            if isinstance(point, tuple):
-                tried.add(point)
-        return tried
+        if key != self._points_of:
+            self._points, self._points_of, self._points_read, self._points_pending = set(), key, 0, []
+        trials = study.get_trials(deepcopy=False)
+        unread = self._points_pending + list(range(self._points_read, len(trials)))
+        self._points_read, self._points_pending = len(trials), []
+        for number in unread:
+            frozen = trials[number]  # a study's trials are numbered 0, 1, ... in order
+            params = frozen.params
+            if all(name in params for name in names):
+                self._points.add(_key(params, names))
+            elif frozen.number == trial.number or frozen.state == TrialState.RUNNING:
+                self._points_pending.append(number)
+        return self._points
 
     def observations(self, study: Study) -> tuple[list[FrozenTrial], list[dict[float, float]], dict[float, int]]:
         """Every trial, its budget values, and how many trials have a value at each budget.

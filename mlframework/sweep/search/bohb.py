@@ -381,7 +381,7 @@ class BohbSampler(optuna.samplers.BaseSampler):
 
 
 def _key(params: dict[str, Any], names: list[str]) -> tuple[Any, ...]:
-    """A point as a set member: its values of ``names`` (list values, which Optuna never stores, as tuples)."""
+    """A point as a set member: each value of ``names`` by type and repr (1, 1.0 and True are three values)."""
     return tuple((type(params[name]).__name__, repr(params[name])) for name in names)
 
 

@@ -19,10 +19,11 @@ pruner (``--prune asha``/``hyperband``, :mod:`mlframework.sweep.search.pruners`)
 stays as it is: the sampler only chooses where new trials start, asynchronously,
 one ``ask`` per free slot, with no synchronous bracket to wait for. Trials still
 running without a value at the chosen budget count among the bad ones (as TPE's
-``constant_liar``), so that W free slots get W different points. A proposal is
-the best candidate that no other trial took (a search never runs a point twice:
-the source would tell it failed and ask again); where every candidate was
-taken, a random draw that was not, if one of a few is.
+``constant_liar``), so that W free slots get W different points. In a space of
+discrete parameters only (a grid file's lists and intervals), a decision that
+is a point a trial took already (a search never runs a point twice: the source
+would tell it failed and ask again, a trial number wasted) is made again with
+the trial's next draws, up to 16 times, as asking again would.
 
 Boundaries are part of the space: every numeric parameter is mapped to [0, 1]
 (log scale where the range is), candidates are drawn from the kernels and
@@ -61,7 +62,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 _FINAL = math.inf  # the budget of a completed trial's final value
 _MISSING = object()
-_RANDOM_TRIES = 16  # random draws that may repeat a tried point before one is proposed anyway
+_RANDOM_TRIES = 16  # decisions that may repeat a tried point before one is proposed anyway
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,10 @@ class _Encoder:
         if d.step is not None:
             value = d.low + round((value - d.low) / d.step) * d.step
         return float(min(d.high, max(d.low, value)))
+
+
+def _is_continuous(distribution: BaseDistribution) -> bool:
+    return isinstance(distribution, FloatDistribution) and distribution.step is None
 
 
 def _is_numeric(distribution: BaseDistribution) -> bool:
@@ -178,29 +183,36 @@ class BohbSampler(optuna.samplers.BaseSampler):
             return {}
         names = sorted(search_space)
         rng = _rng(self.seed, trial.number)
-        tried = self._tried(study, trial, names)
-        if rng.random() >= self.settings.random_fraction:
-            proposed = self._from_model(study, trial, names, search_space, rng, tried)
-            if proposed is not None:
-                return proposed
-        for _ in range(_RANDOM_TRIES):
-            drawn = {name: self._random(search_space[name], rng) for name in names}
-            if _key(drawn, names) not in tried:
+        # A space of discrete parameters only (a grid file's lists and intervals) repeats points often: there a
+        # decision that is a point tried already is made again with the trial's next draws, as the source's
+        # asking again would, without a trial wasted. A continuous parameter repeats only on a bound, and the
+        # decisions there stay those measured (bench/README.md).
+        discrete = all(not _is_continuous(search_space[name]) for name in names)
+        tried = self._tried(study, trial, names) if discrete else set()
+        proposed: dict[str, Any] | None = None
+        for _ in range(_RANDOM_TRIES if discrete else 1):
+            proposed = None
+            if rng.random() >= self.settings.random_fraction:
+                proposed = self._from_model(study, trial, names, search_space, rng)
+            if proposed is None:
+                proposed = {name: self._random(search_space[name], rng) for name in names}
+            if _key(proposed, names) not in tried:
                 break
-        return drawn
+        assert proposed is not None
+        return proposed
 
     def sample_independent(
         self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
     ) -> Any:
         """A parameter outside the relative space (the first trials, conditional ones): at random, edges included.
 
-        A discrete one avoids, while it can in a few draws, the values the other trials took (the first trials
-        of a discrete space would otherwise often repeat a point, which the source refuses and asks again).
+        A choice (a list) avoids, while it can in a few draws, the values the other trials took (the first
+        trials of a grid file would otherwise often repeat a point, which the source refuses and asks again).
         """
         rng = _rng(self.seed, trial.number, param_name)
         value = self._random(param_distribution, rng)
-        if isinstance(param_distribution, FloatDistribution) and param_distribution.step is None:
-            return value  # continuous: a repeat is a bound, which keeps its mass
+        if not isinstance(param_distribution, CategoricalDistribution):
+            return value
         taken = {
             repr(frozen.params[param_name])
             for frozen in study.get_trials(deepcopy=False)
@@ -291,7 +303,6 @@ class BohbSampler(optuna.samplers.BaseSampler):
         names: list[str],
         space: dict[str, BaseDistribution],
         rng: np.random.Generator,
-        tried: set[tuple[Any, ...]],
     ) -> dict[str, Any] | None:
         s = self.settings
         trials, values, counts = self.observations(study)
@@ -361,16 +372,13 @@ class BohbSampler(optuna.samplers.BaseSampler):
             drawn = [int(rng.choice(len(choices), p=good_p)) for _ in range(s.n_candidates)]
             score = score + np.log(good_p[drawn]) - np.log(bad_p[drawn])
             chosen_categories[name] = [choices[index] for index in drawn]
-        # The best candidate that is not a point tried already (none: a random draw instead).
-        for best in np.argsort(-score, kind="stable"):
-            proposed: dict[str, Any] = {
-                name: encoders[name].decode(float(candidates[best, i])) for i, name in enumerate(numeric)
-            }
-            for name in categorical:
-                proposed[name] = chosen_categories[name][best]
-            if _key(proposed, names) not in tried:
-                return proposed
-        return None
+        best = int(np.argmax(score))
+        proposed: dict[str, Any] = {
+            name: encoders[name].decode(float(candidates[best, i])) for i, name in enumerate(numeric)
+        }
+        for name in categorical:
+            proposed[name] = chosen_categories[name][best]
+        return proposed
 
     def _bandwidths(self, x: np.ndarray) -> np.ndarray:
         """Scott's rule per dimension (statsmodels' ``normal_reference``, BOHB's), at least ``min_bandwidth``."""

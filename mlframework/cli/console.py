@@ -303,8 +303,9 @@ class SweepConsole(SweepObserver):
                     soft_wrap=True,
                 )
         self._warn_missing_metric(outcome)
+        searched = f" ({outcome.search})" if outcome.search else ""
         self.console.print(
-            f"sweep {outcome.sweep_id} {outcome.ended} in {elapsed:.1f}s: {outcome.succeeded} succeeded, "
+            f"sweep {outcome.sweep_id} {outcome.ended} in {elapsed:.1f}s{searched}: {outcome.succeeded} succeeded, "
             f"{outcome.failed} failed, {f'{outcome.pruned} pruned, ' if outcome.pruned else ''}"
             f"{max(0, outcome.total - len(outcome.records))} not run; "
             f"results in {outcome.directory / 'results.csv'}",

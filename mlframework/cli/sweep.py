@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     "--parameters",
     "parameters_file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Grid to sweep  [default: PROJECT_DIR/parameters.yml]",
+    help="Grid (or search space) to sweep  [default: PROJECT_DIR/parameters.yml]",
 )
 @click.option(
     "--task",
@@ -144,23 +144,29 @@ if TYPE_CHECKING:
     "--search",
     "search_name",
     type=click.Choice(["random", "tpe", "cmaes", "grid", "qmc", "bohb"]),
-    help="Sample the space of the parameters file instead of running every combination (needs --metric).",
+    help="The sampler of a search (--trials N, --metric NAME): sample the space of the parameters file instead of "
+    "running every combination  [default: bohb; tpe with several --metric]",
 )
-@click.option("--trials", type=click.IntRange(min=1), help="With --search: trials to run, pruned ones included.")
-@click.option("--seed", type=int, help="With --search: seed of the sampler, for a repeatable search.")
+@click.option(
+    "--trials",
+    type=click.IntRange(min=1),
+    help="Search: run N trials (pruned ones included) sampled by --search, instead of every combination.",
+)
+@click.option("--seed", type=int, help="In a search: seed of the sampler, for a repeatable search.")
 @click.option(
     "--timeout",
     "search_timeout",
     type=DURATION,
     metavar="DURATION",
-    help="With --search: ask no new trial after DURATION (90s, 30m, 2h).",
+    help="In a search: ask no new trial after DURATION (90s, 30m, 2h).",
 )
 @click.option(
     "--prune",
     type=click.Choice(["median", "hyperband", "asha", "none"]),
     default="none",
     show_default=True,
-    help="With --search: stop trials whose metrics.log values fall behind (SIGTERM, SIGKILL 10 s later).",
+    help="In a search: stop trials whose metrics.log values fall behind (SIGTERM, SIGKILL 10 s later); "
+    "hyperband suits the default bohb.",
 )
 @click.option("--prune-metric", help="With --prune: the metric it watches  [default: --metric]")
 @click.option("--sweep-id", help="Id of the new sweep  [default: generated, e.g. 20261125-101500-mnist-3f2a]")
@@ -168,6 +174,9 @@ if TYPE_CHECKING:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or per-trial lines; summary only.")
 def sweep_command(**given: Any) -> None:
     """Run one trial per combination of the grid on the workers, and record them all.
+
+    With --trials N (and --metric), a search instead: N trials sampled from the
+    parameters file's ranges and lists by --search (default bohb).
 
     Results go to RESULTS/<sweep-id>/: results.csv, trials.jsonl, logs/. Exit
     status 0 when every trial succeeded, 1 when any failed, 2 for bad input.

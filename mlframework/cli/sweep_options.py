@@ -22,7 +22,7 @@ from mlframework.sweep.records.objectives import (
     parse_objective,
     parse_objectives,
 )
-from mlframework.sweep.search.plan import SearchPlan, SearchSettings
+from mlframework.sweep.search.plan import SearchPlan, SearchSettings, default_sampler
 
 
 @dataclass(frozen=True)
@@ -117,15 +117,15 @@ def recorded_objectives(options: SweepOptions) -> dict[str, object]:
     }
 
 
-def _check_objectives(options: SweepOptions, asked: Ranking) -> None:
+def _check_objectives(options: SweepOptions, settings: SearchSettings | None, asked: Ranking) -> None:
     """Several objectives: the samplers and pruners that cannot take them are refused in one line."""
     if len(asked.objectives) < 2:
         return
-    if options.search_name in ("cmaes", "bohb"):
+    if settings is not None and settings.sampler in ("cmaes", "bohb"):
         raise ConfigError(
-            f"--search {options.search_name} optimises one metric: with several --metric use tpe, random, qmc or grid"
+            f"--search {settings.sampler} optimises one metric: with several --metric use tpe, random, qmc or grid"
         )
-    if options.search_name is not None and options.prune in ("median", "hyperband"):
+    if settings is not None and options.prune in ("median", "hyperband"):
         raise ConfigError(
             f"--prune {options.prune} watches one metric: with several --metric use --prune asha "
             "(multi-objective successive halving) or none"
@@ -134,29 +134,38 @@ def _check_objectives(options: SweepOptions, asked: Ranking) -> None:
         raise ConfigError("--prune-metric names one metric: with several --metric, --prune asha watches them all")
 
 
+def searched(options: SweepOptions) -> bool:
+    """Whether the options ask for a search: --search, or --trials N without it (the default sampler's search)."""
+    return options.search_name is not None or options.trials is not None
+
+
 def search_settings(options: SweepOptions) -> SearchSettings | None:
-    """The SearchSettings of --search and its options, or None for a grid sweep."""
-    if options.search_name is None:
+    """The SearchSettings of --search (or --trials alone) and its options, or None for a grid sweep.
+
+    Without --search, --trials N asks for a search with the default sampler (:func:`default_sampler`: bohb
+    for one metric, tpe for several) and ``--prune`` as given (default none); without --trials either, the
+    sweep is the grid of the parameters file, as ever.
+    """
+    if not searched(options):
         given = [
             name
-            for name, value in (
-                ("--trials", options.trials),
-                ("--seed", options.seed),
-                ("--timeout", options.search_timeout),
-            )
-            if value
+            for name, value in (("--seed", options.seed), ("--timeout", options.search_timeout))
+            if value is not None
         ]
         given += ["--prune"] if options.prune != "none" else []
         given += ["--prune-metric"] if options.prune_metric else []
         if given and not options.resume_id:
-            raise ConfigError(f"{', '.join(given)} only apply with --search")
+            verb = "applies" if len(given) == 1 else "apply"
+            raise ConfigError(f"{', '.join(given)} {verb} only to a search: give --trials N (and --search to pick one)")
         return None
+    sampler = options.search_name or default_sampler(ranking(options).objectives)
+    what = "--search" if options.search_name else "a search (--trials)"
     if not options.metric:
-        raise ConfigError("--search needs --metric NAME: the metric the search optimises (e.g. --metric accuracy)")
+        raise ConfigError(f"{what} needs --metric NAME: the metric the search optimises (e.g. --metric accuracy)")
     if options.trials is None:
-        raise ConfigError("--search needs --trials N: how many trials to run")
+        raise ConfigError(f"{what} needs --trials N: how many trials to run")
     return SearchSettings(
-        options.search_name, options.trials, options.seed, options.search_timeout, options.prune, options.prune_metric
+        sampler, options.trials, options.seed, options.search_timeout, options.prune, options.prune_metric
     )
 
 
@@ -175,7 +184,7 @@ def spec_from_options(options: SweepOptions) -> SweepSpec:
         raise ConfigError(f"{options.project_dir}: project directory not found")
     settings = search_settings(options)
     asked = ranking(options)
-    _check_objectives(options, asked)
+    _check_objectives(options, settings, asked)
     plan: Grid | SearchPlan
     if settings is None:
         plan = load_grid(options.parameters_path)

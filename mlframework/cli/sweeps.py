@@ -138,8 +138,22 @@ def show_command(sweep_id: str, results_root: Path) -> None:
         status=sweep.status if sweep.status in FINAL_STATES else "",  # as `ls` says it
         objectives=sweep.objectives,
         constraints=sweep.constraints,
+        search=_search_words(sweep.meta.get("search")),
     )
     view.print_summary(outcome, elapsed=summary["duration_s"] or 0.0)
+
+
+def _search_words(recorded: object) -> str:
+    """The search sweep.json records, in words (its sampler and pruner); "" for a grid or an unreadable record."""
+    from mlframework.exceptions import ConfigError
+    from mlframework.sweep.search.plan import SearchSettings
+
+    if not isinstance(recorded, dict):
+        return ""
+    try:
+        return SearchSettings.from_meta(recorded).describe()
+    except (ConfigError, TypeError):
+        return ""
 
 
 @click.command("report")

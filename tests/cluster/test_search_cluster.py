@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -184,4 +185,32 @@ def test_a_pruned_tpe_search_stops_the_trial_process_on_its_host_and_its_slot_ru
         if later["worker"] == record["worker"] and later["started_at"] >= record["finished_at"]
     ]
     assert followers, "the slot of a pruned trial (one slot per host) ran another trial after it"
+    assert f"{len(pruned)} pruned" in output and "0 failed" in output
+
+
+BOHB_TRIALS = 10
+
+
+def test_a_bohb_search_pruned_by_hyperband_runs_every_trial_on_the_hosts_workers(cluster, test_hosts):
+    """``--search bohb --prune hyperband`` on the cluster: every trial recorded, some pruned, none run here."""
+    repo, env = cluster["repo"], cluster["env"]
+    (repo / "bohb.yml").write_text("x: !uniform [0.0, 1.0]\nsteps: 9\npause: 0.2\n")
+    argv = [str(REPO / ".venv" / "bin" / "python"), "-m", "mlframework", "sweep", "projects/sklearn_digits"]
+    argv += ["--task", "probe", "-p", "bohb.yml", "--search", "bohb", "--trials", str(BOHB_TRIALS), "--seed", "0"]
+    argv += ["--metric", "score", "--prune", "hyperband", "--results", "bohb-searches"]
+    result = subprocess.run(argv, cwd=repo, env=env, capture_output=True, text=True, timeout=400)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    (sweep_dir,) = (repo / "bohb-searches").iterdir()
+    records = _records(sweep_dir)
+    assert len(records) == len({r["trial"] for r in records}) == BOHB_TRIALS, "every trial asked is recorded once"
+    assert {r["status"] for r in records} <= {"SUCCESS", "PRUNED"}, output
+    pruned = [r for r in records if r["status"] == "PRUNED"]
+    assert pruned, f"hyperband stopped no trial: {output}"
+    assert all("pruned by the hyperband pruner" in r["error"] for r in pruned)
+    hosts = {test_hosts.host(1).name, test_hosts.host(2).name}
+    assert {r["host"] for r in records} == hosts, "the trials ran on the workers of both hosts, none here"
+    assert socket.gethostname() not in hosts, "the test hosts are not this machine"
+    meta = json.loads((sweep_dir / "sweep.json").read_text())
+    assert meta["search"]["sampler"] == "bohb" and meta["search"]["prune"] == "hyperband"
     assert f"{len(pruned)} pruned" in output and "0 failed" in output

@@ -99,3 +99,22 @@ def test_a_killed_bohb_search_resumes_its_study_and_finishes_the_budget(tmp_path
     told = [t for t in _study(sweep_dir).trials if t.state.name in ("COMPLETE", "PRUNED")]
     assert len(told) == 12, "the resumed driver told the same study"
     assert json.loads((sweep_dir / "sweep.json").read_text())["search"]["seed"] == 3
+
+
+def test_trials_without_search_run_a_bohb_search_of_the_grid_file(tmp_path):
+    """``--trials 6 --metric score --prune hyperband`` and no --search: bohb searches parameters.yml's interval."""
+    project = make_search_project(tmp_path / "proj", SPACE)
+    (project / "parameters.yml").write_text("x: !!python/tuple [0.0, 1.0, 0.05]\nsteps: 8\npause: 0.1\n")
+    args = ["sweep", str(project), "--local", "--workers", "2", "--trials", "6", "--metric", "score"]
+    result = mlframework(*args, "--prune", "hyperband", "--results", "res", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (sweep_dir,) = (tmp_path / "res").iterdir()
+    records = _records(sweep_dir)
+    assert len(records) == len({r["trial"] for r in records}) == 6, "six trials, not the grid's twenty"
+    assert {r["status"] for r in records} <= {"SUCCESS", "PRUNED"}
+    assert all(0.0 <= r["params"]["x"] < 1.0 for r in records) and len({r["params"]["x"] for r in records}) == 6
+    search = json.loads((sweep_dir / "sweep.json").read_text())["search"]
+    assert (search["sampler"], search["prune"], search["trials"]) == ("bohb", "hyperband", 6)
+    assert "(a bohb search, pruned by hyperband)" in result.stdout, result.stdout
+    shown = mlframework("show", sweep_dir.name, "--results", "res", cwd=tmp_path)
+    assert shown.returncode == 0 and "(a bohb search, pruned by hyperband)" in shown.stdout, shown.stdout

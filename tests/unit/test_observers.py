@@ -110,3 +110,18 @@ def test_a_cancelled_sweep_ends_with_the_word_ls_shows_and_how_to_resume_it():
     last = buffer.getvalue().splitlines()
     assert last[-2].startswith("sweep s1 cancelled in 1.0s")
     assert last[-1] == "resume it: mlframework sweep --resume s1 --local"
+
+
+def test_the_summary_of_a_search_names_its_sampler_and_pruner():
+    from mlframework.sweep.search.plan import SearchSettings
+
+    buffer = io.StringIO()
+    ui = SweepConsole(console=Console(file=buffer, width=200))
+    words = SearchSettings(sampler="bohb", trials=6, prune="hyperband").describe()
+    ui.print_summary(SweepOutcome("s1", Path("/r/s1"), 6, [], search=words), elapsed=2.0)
+    assert (
+        buffer.getvalue()
+        .splitlines()[-1]
+        .startswith("sweep s1 finished in 2.0s (a bohb search, pruned by hyperband): ")
+    )
+    assert SearchSettings(sampler="tpe", trials=3).describe() == "a tpe search, no pruning"

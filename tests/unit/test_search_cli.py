@@ -39,7 +39,7 @@ def test_params_describes_a_search_space(project):
 def test_a_space_without_search_is_one_line_saying_to_add_it(project):
     result = invoke("sweep", str(project), "-p", str(project / "search.yml"), "--local")
     assert result.exit_code == 2
-    assert "search.yml:2: parameter 'lr'" in result.output and "add --search" in result.output
+    assert "search.yml:2: parameter 'lr'" in result.output and "search it with --trials N" in result.output
     assert "Traceback" not in result.output
 
 
@@ -48,8 +48,8 @@ def test_a_space_without_search_is_one_line_saying_to_add_it(project):
     [
         (["--search", "tpe", "--trials", "5"], "--search needs --metric"),
         (["--search", "tpe", "--metric", "accuracy"], "--search needs --trials"),
-        (["--trials", "5"], "only apply with --search"),
-        (["--prune", "median"], "only apply with --search"),
+        (["--trials", "5"], "a search (--trials) needs --metric"),
+        (["--prune", "median"], "--prune applies only to a search: give --trials N"),
         (["--search", "tpe", "--trials", "5", "--metric", "a", "--timeout", "soon"], "--timeout"),
         (["--search", "grid", "--trials", "5", "--metric", "a"], "--search grid cannot list !loguniform"),
     ],
@@ -67,3 +67,11 @@ def test_dry_run_of_a_search_describes_its_space(project):
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "a tpe search of 7 trial(s)" in result.output and "momentum" in result.output
+
+
+def test_dry_run_of_trials_without_search_names_the_default_sampler(project):
+    result = invoke(
+        "sweep", str(project), "-p", str(project / "search.yml"), "--dry-run", "--trials", "7", "--metric", "accuracy",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "a bohb search of 7 trial(s)" in result.output and "momentum" in result.output

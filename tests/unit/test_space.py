@@ -117,13 +117,13 @@ def test_a_bad_distribution_is_one_line_naming_file_line_and_parameter(text, lin
 
 
 @pytest.mark.parametrize("tag", ["!uniform [0, 1]", "!loguniform [1, 2]", "!int [1, 4]"])
-def test_a_distribution_in_a_grid_says_to_add_search(tag):
-    with pytest.raises(GridError, match=r"grid.yml:2: parameter 'b': .*add --search"):
+def test_a_distribution_in_a_grid_says_to_search_it(tag):
+    with pytest.raises(GridError, match=r"grid.yml:2: parameter 'b': .*search it with --trials N --metric NAME"):
         parse_grid(f"a: 1\nb: {tag}\n", "grid.yml")
 
 
 def test_a_conditional_mapping_in_a_grid_says_to_add_search():
-    with pytest.raises(GridError, match="conditional search parameter: add --search"):
+    with pytest.raises(GridError, match="conditional search parameter: search it with --trials N"):
         parse_grid("opt:\n  sgd: {}\n", "grid.yml")
 
 

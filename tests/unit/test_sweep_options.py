@@ -10,7 +10,7 @@ from mlframework.cli.sweep import sweep_command
 from mlframework.cli.sweep_options import SweepOptions, spec_arguments, spec_from_options, spec_options
 from mlframework.sweep.driver.spec import SweepSpec
 from mlframework.sweep.params.grid import Grid
-from mlframework.sweep.search.plan import SearchPlan
+from mlframework.sweep.search.plan import SearchPlan, default_sampler
 
 
 def parse(arguments: list[str]) -> SweepSpec:
@@ -39,6 +39,8 @@ def project(tmp_path: Path) -> Path:
         ["-p", "search.yml", "--search", "tpe", "--trials", "5", "--metric", "acc", "--metric", "val loss",
          "--prune", "asha", "--constraint", "params<=1e6"],
         ["--metric", "score:min", "--constraint", "size>2.5"],
+        ["-p", "search.yml", "--trials", "6", "--metric", "acc", "--prune", "hyperband", "--seed", "2"],
+        ["--trials", "3", "--metric", "acc:max", "--metric", "loss:min"],
     ],
 )  # fmt: skip
 def test_a_spec_turned_back_into_options_parses_to_the_same_spec(project, options, monkeypatch):
@@ -46,7 +48,7 @@ def test_a_spec_turned_back_into_options_parses_to_the_same_spec(project, option
     spec = parse([str(project), *options])
     again = parse(spec_arguments(spec))
     assert again == spec
-    assert isinstance(spec.plan, SearchPlan if "--search" in options else Grid)
+    assert isinstance(spec.plan, SearchPlan if "--trials" in options else Grid)
 
 
 def test_detach_passes_on_the_options_of_the_spec(project):
@@ -104,3 +106,52 @@ def test_a_constraint_that_is_not_one_is_refused(project):
 
     with pytest.raises(ConfigError, match="--constraint 'memory': write NAME<VALUE"):
         parse([str(project), "--constraint", "memory"])
+
+
+def test_trials_without_search_is_a_search_by_the_default_sampler(project):
+    """--trials N alone asks for a search: bohb for one metric, tpe for several; --prune as given (default none)."""
+    one = parse([str(project), "--trials", "6", "--metric", "acc"])
+    assert one.search is not None and one.search.space.names == ["lr", "batch"], "the grid's lists, searched"
+    settings = one.search.settings
+    assert (settings.sampler, settings.trials, settings.prune, settings.seed) == ("bohb", 6, "none", None)
+    pruned = parse([str(project), "--trials", "6", "--metric", "acc", "--prune", "hyperband", "--seed", "1"])
+    assert pruned.search is not None and (pruned.search.settings.sampler, pruned.search.settings.prune) == (
+        "bohb",
+        "hyperband",
+    )
+    several = parse([str(project), "--trials", "6", "--metric", "acc", "--metric", "loss:min", "--prune", "asha"])
+    assert several.search is not None and several.search.settings.sampler == "tpe"
+    assert default_sampler(()) == "bohb" and default_sampler(several.objectives) == "tpe"
+
+
+def test_the_sampler_of_an_implicit_search_is_named_on_the_master_s_command_line(project):
+    spec = parse([str(project), "--trials", "4", "--metric", "acc", "--prune", "hyperband"])
+    options = spec_options(spec)
+    assert options[options.index("--search") + 1] == "bohb", "a --detach-ed driver keeps the sampler"
+
+
+def test_an_explicit_search_and_a_grid_are_as_they_were(project):
+    explicit = parse([str(project), "--search", "tpe", "--trials", "4", "--metric", "acc"])
+    assert explicit.search is not None and explicit.search.settings.sampler == "tpe"
+    assert explicit.search.settings.prune == "none"
+    grid = parse([str(project), "--metric", "acc", "--mode", "max"])
+    assert grid.search is None and grid.grid.count == 4
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--trials", "5"], "a search \\(--trials\\) needs --metric NAME"),
+        (["--search", "bohb", "--metric", "a"], "--search needs --trials N"),
+        (["--prune", "hyperband", "--metric", "a"], "--prune applies only to a search: give --trials N"),
+        (["--seed", "3", "--timeout", "1h"], "--seed, --timeout apply only to a search"),
+        (["--prune-metric", "a"], "--prune-metric applies only to a search"),
+        (["--seed", "0"], "--seed applies only to a search"),
+        (["--trials", "5", "--metric", "a", "--metric", "b", "--prune", "hyperband"], "--prune hyperband watches one"),
+    ],
+)
+def test_a_search_half_asked_for_is_one_line(project, options, message):
+    from mlframework.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        parse([str(project), *options])

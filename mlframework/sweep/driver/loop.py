@@ -572,6 +572,7 @@ class SweepRun:
                 signalled=interrupted,
                 objectives=self.spec.objectives,
                 constraints=self.spec.constraints,
+                search=self.spec.search.settings.describe() if self.spec.search is not None else "",
             )
             meta.update(
                 status=status,

@@ -93,6 +93,7 @@ class SweepOutcome:
     signalled: bool = False  # the driver itself was stopped (Ctrl-C, SIGTERM): start nothing new on the way out
     objectives: tuple[Objective, ...] = ()  # several: the sweep's result is a Pareto front (:meth:`front`)
     constraints: tuple[Constraint, ...] = ()
+    search: str = ""  # a search in words (SearchSettings.describe: sampler and pruner); "": a grid sweep
 
     @property
     def ended(self) -> str:

@@ -106,7 +106,7 @@ def node_values(node: Node) -> Sequence[Any]:
     """The values of one grid parameter's node: a tuple of values, or an :class:`Interval`."""
     check_tag(node)
     if node.tag in SEARCH_TAGS:
-        raise NodeProblem(node, f"{node.tag} is a search distribution: add --search (e.g. --search tpe --trials 50)")
+        raise NodeProblem(node, f"{node.tag} is a search distribution: search it with --trials N --metric NAME")
     if node.tag == TAG_TUPLE:
         return _interval(node)
     if isinstance(node, SequenceNode) and node.tag == TAG_SEQ:
@@ -117,7 +117,8 @@ def node_values(node: Node) -> Sequence[Any]:
         raise NodeProblem(
             node,
             "nested mappings are not supported in a grid; give a value, a list or an interval "
-            "(a mapping of choices to their own parameters is a conditional search parameter: add --search)",
+            "(a mapping of choices to their own parameters is a conditional search parameter: "
+            "search it with --trials N)",
         )
     return (scalar(node),)
 

@@ -19,7 +19,11 @@ pruner (``--prune asha``/``hyperband``, :mod:`mlframework.sweep.search.pruners`)
 stays as it is: the sampler only chooses where new trials start, asynchronously,
 one ``ask`` per free slot, with no synchronous bracket to wait for. Trials still
 running without a value at the chosen budget count among the bad ones (as TPE's
-``constant_liar``), so that W free slots get W different points.
+``constant_liar``), so that W free slots get W different points. In a space of
+discrete parameters only (a grid file's lists and intervals), a decision that
+is a point a trial took already (a search never runs a point twice: the source
+would tell it failed and ask again, a trial number wasted) is made again with
+the trial's next draws, up to 16 times, as asking again would.
 
 Boundaries are part of the space: every numeric parameter is mapped to [0, 1]
 (log scale where the range is), candidates are drawn from the kernels and
@@ -58,6 +62,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 _FINAL = math.inf  # the budget of a completed trial's final value
 _MISSING = object()
+_RANDOM_TRIES = 16  # decisions that may repeat a tried point before one is proposed anyway
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,10 @@ class _Encoder:
         return float(min(d.high, max(d.low, value)))
 
 
+def _is_continuous(distribution: BaseDistribution) -> bool:
+    return isinstance(distribution, FloatDistribution) and distribution.step is None
+
+
 def _is_numeric(distribution: BaseDistribution) -> bool:
     return isinstance(distribution, (FloatDistribution, IntDistribution)) and distribution.low < distribution.high
 
@@ -148,6 +157,10 @@ class BohbSampler(optuna.samplers.BaseSampler):
         self._counts: dict[float, int] = {}  # budget -> finished trials with a value there
         self._rows: dict[int, object] = {}  # trial number -> its modelled parameters in [0, 1] (None: some missing)
         self._rows_key: tuple[tuple[str, str], ...] = ()  # the parameters and distributions those rows are of
+        self._points: set[tuple[Any, ...]] = set()  # the points (values of _points_of) the trials took
+        self._points_of: tuple[str, ...] = ()
+        self._points_read = 0  # trials read into _points
+        self._points_pending: list[int] = []  # trials read before their parameters were all set
 
     def reseed_rng(self) -> None:
         """Nothing: each trial's draws come from (seed, trial number), not from a running generator."""
@@ -170,17 +183,46 @@ class BohbSampler(optuna.samplers.BaseSampler):
             return {}
         names = sorted(search_space)
         rng = _rng(self.seed, trial.number)
-        if rng.random() >= self.settings.random_fraction:
-            proposed = self._from_model(study, trial, names, search_space, rng)
-            if proposed is not None:
-                return proposed
-        return {name: self._random(search_space[name], rng) for name in names}
+        # A space of discrete parameters only (a grid file's lists and intervals) repeats points often: there a
+        # decision that is a point tried already is made again with the trial's next draws, as the source's
+        # asking again would, without a trial wasted. A continuous parameter repeats only on a bound, and the
+        # decisions there stay those measured (bench/README.md).
+        discrete = all(not _is_continuous(search_space[name]) for name in names)
+        tried = self._tried(study, trial, names) if discrete else set()
+        proposed: dict[str, Any] | None = None
+        for _ in range(_RANDOM_TRIES if discrete else 1):
+            proposed = None
+            if rng.random() >= self.settings.random_fraction:
+                proposed = self._from_model(study, trial, names, search_space, rng)
+            if proposed is None:
+                proposed = {name: self._random(search_space[name], rng) for name in names}
+            if _key(proposed, names) not in tried:
+                break
+        assert proposed is not None
+        return proposed
 
     def sample_independent(
         self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
     ) -> Any:
-        """A parameter outside the relative space (the first trials, conditional ones): at random, edges included."""
-        return self._random(param_distribution, _rng(self.seed, trial.number, param_name))
+        """A parameter outside the relative space (the first trials, conditional ones): at random, edges included.
+
+        A choice (a list) avoids, while it can in a few draws, the values the other trials took (the first
+        trials of a grid file would otherwise often repeat a point, which the source refuses and asks again).
+        """
+        rng = _rng(self.seed, trial.number, param_name)
+        value = self._random(param_distribution, rng)
+        if not isinstance(param_distribution, CategoricalDistribution):
+            return value
+        taken = {
+            repr(frozen.params[param_name])
+            for frozen in study.get_trials(deepcopy=False)
+            if frozen.number != trial.number and param_name in frozen.params
+        }
+        for _ in range(_RANDOM_TRIES):
+            if repr(value) not in taken:
+                break
+            value = self._random(param_distribution, rng)
+        return value
 
     # -- the model -----------------------------------------------------------------
 
@@ -195,6 +237,29 @@ class BohbSampler(optuna.samplers.BaseSampler):
         p = self.settings.edge_probability
         u = 0.0 if edge < p / 2 else 1.0 if edge < p else float(rng.random())
         return _Encoder(distribution).decode(u)
+
+    def _tried(self, study: Study, trial: FrozenTrial, names: list[str]) -> set[tuple[Any, ...]]:
+        """The points (of ``names``) the other trials of the study took: a proposal avoids them.
+
+        The search never runs a point twice (the source tells a repeated one failed and asks again), so a
+        proposal of a tried point is an ask wasted: in a discrete space, or on a bound the kernels are clipped
+        to, the best candidate is often one. Kept from one call to the next: a trial's parameters are all set
+        once it was asked, so each trial is read once (one still being asked is read again next time).
+        """
+        key = tuple(names)
+        if key != self._points_of:
+            self._points, self._points_of, self._points_read, self._points_pending = set(), key, 0, []
+        trials = study.get_trials(deepcopy=False)
+        unread = self._points_pending + list(range(self._points_read, len(trials)))
+        self._points_read, self._points_pending = len(trials), []
+        for number in unread:
+            frozen = trials[number]  # a study's trials are numbered 0, 1, ... in order
+            params = frozen.params
+            if all(name in params for name in names):
+                self._points.add(_key(params, names))
+            elif frozen.number == trial.number or frozen.state == TrialState.RUNNING:
+                self._points_pending.append(number)
+        return self._points
 
     def observations(self, study: Study) -> tuple[list[FrozenTrial], list[dict[float, float]], dict[float, int]]:
         """Every trial, its budget values, and how many trials have a value at each budget.
@@ -321,6 +386,11 @@ class BohbSampler(optuna.samplers.BaseSampler):
         std = x.std(axis=0, ddof=1) if n > 1 else np.zeros(d)
         bandwidth: np.ndarray = 1.06 * std * n ** (-1.0 / (d + 4))
         return np.asarray(np.maximum(bandwidth, self.settings.min_bandwidth))
+
+
+def _key(params: dict[str, Any], names: list[str]) -> tuple[Any, ...]:
+    """A point as a set member: each value of ``names`` by type and repr (1, 1.0 and True are three values)."""
+    return tuple((type(params[name]).__name__, repr(params[name])) for name in names)
 
 
 def _largest_with(counts: dict[float, int], needed: int) -> float | None:

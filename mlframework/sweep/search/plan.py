@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -10,6 +11,16 @@ from mlframework.sweep.params.space import SearchSpace
 
 SAMPLERS = ("random", "tpe", "cmaes", "grid", "qmc", "bohb")
 PRUNERS = ("median", "hyperband", "asha", "none")
+
+
+def default_sampler(objectives: Sequence[object]) -> str:
+    """The sampler of a search that names no ``--search`` (``--trials N`` alone asks for one).
+
+    ``bohb`` for one metric: it learns from the steps a trial reports when a ``--prune`` pruner collects them,
+    and from final values alone it is a TPE-like model whose draws reach the box's bounds. ``tpe`` for several
+    objectives (``objectives``: two or more), which ``bohb`` does not take.
+    """
+    return "tpe" if len(objectives) > 1 else "bohb"
 
 
 @dataclass
@@ -32,6 +43,11 @@ class SearchSettings:
             raise ConfigError(f"--prune {self.prune!r}: choose one of {', '.join(PRUNERS)}")
         if self.trials < 1:
             raise ConfigError("--trials must be at least 1")
+
+    def describe(self) -> str:
+        """The search in words, as the summary names it: ``a bohb search, pruned by hyperband``."""
+        pruned = f", pruned by {self.prune}" if self.prune != "none" else ", no pruning"
+        return f"a {self.sampler} search{pruned}"
 
     def to_meta(self) -> dict[str, Any]:
         """The settings as sweep.json keeps them."""

@@ -3,15 +3,18 @@
 Run in the peers' venv (the grid's reference needs the surrogate), from the repository::
 
     bench/.venv-peers/bin/python bench/search_load.py --tasks 126026,167168,167200,168868,189865 --seeds 0,1,2 \\
-        --search bohb --prune hyperband --workers 2 --trials 130 --busy 2 --out FILE
+        --search bohb --prune hyperband --workers 2 --trials 130 --busy 2 --scale 600 --out FILE
 
 For each task and seed, the same ``mlframework sweep bench/projects/lcbench -p search.yml --search S --prune P
 --trials N --seed SEED --local --workers W`` runs twice, back to back: once as the machine is (its load average is
 recorded), once with ``--busy`` processes spinning on the CPU (``while True: pass``) for the whole sweep. An
 asynchronous search decides from the results that have arrived when a worker asks, so load, which changes that
-order, changes what it finds; this measures by how much. Figures per condition: median (min-max) regret at 1%, 2%
-and 5% of the grid's GPU hours (bench/search_figures.py ``summarize``, over real report times), pruning latency
-p99, trials pruned; and the ratio of the loaded median to the quiet one.
+order, changes what it finds; this measures by how much. ``--scale``: simulated seconds a wall-clock second (600: a
+whole trial of 52 epochs lasts 0.6-2 s, so a report's way to the driver, about 0.1 s, is short beside an epoch; at
+3600 it is longer than most epochs and a pruned trial runs on for several of them before its stop arrives). Figures
+per condition: median (min-max) regret at 1%, 2% and 5% of the grid's GPU hours (bench/search_figures.py
+``summarize``, over real report times), pruning latency p99, trials pruned; and the ratio of the loaded median to
+the quiet one.
 """
 
 from __future__ import annotations
@@ -69,9 +72,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--trials", type=int, default=130)
     parser.add_argument("--busy", type=int, default=2, help="busy processes in the loaded runs")
+    parser.add_argument("--scale", type=float, default=600.0, help="simulated seconds per wall-clock second")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    os.environ.setdefault("MLFRAMEWORK_LCBENCH_SCALE", "3600")
+    os.environ["MLFRAMEWORK_LCBENCH_SCALE"] = str(args.scale)
     conditions = {"no added load": 0, f"{args.busy} busy processes": args.busy}
     figures: dict[str, list[dict[str, Any]]] = {name: [] for name in conditions}
     with tempfile.TemporaryDirectory(prefix="bench-search-load-") as scratch:

@@ -121,9 +121,9 @@ def _check_objectives(options: SweepOptions, asked: Ranking) -> None:
     """Several objectives: the samplers and pruners that cannot take them are refused in one line."""
     if len(asked.objectives) < 2:
         return
-    if options.search_name in ("cmaes", "bohb"):
+    if options.search_name == "cmaes":
         raise ConfigError(
-            f"--search {options.search_name} optimises one metric: with several --metric use tpe, random, qmc or grid"
+            "--search cmaes optimises one metric: with several --metric use bohb, tpe, random, qmc or grid"
         )
     if options.search_name is not None and options.prune in ("median", "hyperband"):
         raise ConfigError(

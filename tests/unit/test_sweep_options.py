@@ -99,6 +99,16 @@ def test_what_cannot_take_several_objectives_is_refused_in_one_line(project, opt
         parse([str(project), *search, *options, "--metric", "a", "--metric", "b"])
 
 
+def test_bohb_takes_several_objectives_with_multi_objective_asha(project):
+    from mlframework.sweep.records.objectives import Objective
+
+    search = ["-p", str(project / "search.yml"), "--search", "bohb", "--trials", "3", "--prune", "asha"]
+    spec = parse([str(project), *search, "--metric", "a:max", "--metric", "b:min"])
+    assert spec.search is not None
+    assert (spec.search.settings.sampler, spec.search.settings.prune) == ("bohb", "asha")
+    assert spec.objectives == (Objective("a", "max"), Objective("b", "min"))
+
+
 def test_a_constraint_that_is_not_one_is_refused(project):
     from mlframework.exceptions import ConfigError
 

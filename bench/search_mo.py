@@ -145,9 +145,10 @@ def main(argv: list[str] | None = None) -> None:
                     row.update({key: found[key] for key in ("trials", "pruned", "complete")})
                     with open(args.out, "a") as out:
                         out.write(json.dumps(row) + "\n")
+                top = max((accuracy for accuracy, _ in found["front"]), default=0.0)
                 print(
                     f"task {task} {system} seed {seed}: {found['trials']} trials ({found['pruned']} pruned, "
-                    f"{found['complete']} complete), "
+                    f"{found['complete']} complete), best accuracy {top:.1f}, "
                     f"front of {len(found['front'])}, hypervolume regret {regret:.3f} "
                     f"({time.monotonic() - started:.0f} s)",
                     flush=True,

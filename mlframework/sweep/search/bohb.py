@@ -29,6 +29,14 @@ coordinate on one of its two bounds. A search finds an optimum in a corner
 of the box (LCBench's: the largest learning rate, the smallest batch) without
 the user widening ranges.
 
+Several objectives (a study with several directions): a trial's value at a budget is its vector of
+objective values (turned smaller-is-better) at each rung multi-objective ASHA recorded, rung r being budget
+r, pruned trials' included, and the final values of a completed trial (:func:`rung_vectors`). The good set is
+the best ``gamma`` by non-dominated rank, whole fronts first; the front that fits only in part gives the
+members that add most hypervolume, one at a time, each objective scaled to [0, 1] over the trials at that
+budget (MOTPE's split, Ozaki et al. 2020). All else (candidates, bounds, seeding) is as for one objective, and
+with one objective nothing changes.
+
 Decisions are a function of (seed, trial number, study): each trial's draws
 come from a generator seeded with ``(seed, trial number)``. A driver killed and
 resumed reads the same journal and makes the same next decisions as one that

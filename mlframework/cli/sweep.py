@@ -145,7 +145,7 @@ if TYPE_CHECKING:
     "search_name",
     type=click.Choice(["random", "tpe", "cmaes", "grid", "qmc", "bohb"]),
     help="The sampler of a search (--trials N, --metric NAME): sample the space of the parameters file instead of "
-    "running every combination  [default: bohb; tpe with several --metric]",
+    "running every combination  [default: bohb; tpe with several --metric unpruned]",
 )
 @click.option(
     "--trials",

@@ -121,9 +121,9 @@ def _check_objectives(options: SweepOptions, settings: SearchSettings | None, as
     """Several objectives: the samplers and pruners that cannot take them are refused in one line."""
     if len(asked.objectives) < 2:
         return
-    if settings is not None and settings.sampler in ("cmaes", "bohb"):
+    if settings is not None and settings.sampler == "cmaes":
         raise ConfigError(
-            f"--search {settings.sampler} optimises one metric: with several --metric use tpe, random, qmc or grid"
+            "--search cmaes optimises one metric: with several --metric use bohb, tpe, random, qmc or grid"
         )
     if settings is not None and options.prune in ("median", "hyperband"):
         raise ConfigError(
@@ -143,8 +143,8 @@ def search_settings(options: SweepOptions) -> SearchSettings | None:
     """The SearchSettings of --search (or --trials alone) and its options, or None for a grid sweep.
 
     Without --search, --trials N asks for a search with the default sampler (:func:`default_sampler`: bohb
-    for one metric, tpe for several) and ``--prune`` as given (default none); without --trials either, the
-    sweep is the grid of the parameters file, as ever.
+    for one metric; for several, bohb when --prune asha, else tpe) and ``--prune`` as given (default none);
+    without --trials either, the sweep is the grid of the parameters file, as ever.
     """
     if not searched(options):
         given = [
@@ -158,7 +158,7 @@ def search_settings(options: SweepOptions) -> SearchSettings | None:
             verb = "applies" if len(given) == 1 else "apply"
             raise ConfigError(f"{', '.join(given)} {verb} only to a search: give --trials N (and --search to pick one)")
         return None
-    sampler = options.search_name or default_sampler(ranking(options).objectives)
+    sampler = options.search_name or default_sampler(ranking(options).objectives, options.prune)
     what = "--search" if options.search_name else "a search (--trials)"
     if not options.metric:
         raise ConfigError(f"{what} needs --metric NAME: the metric the search optimises (e.g. --metric accuracy)")

@@ -101,6 +101,16 @@ def test_what_cannot_take_several_objectives_is_refused_in_one_line(project, opt
         parse([str(project), *search, *options, "--metric", "a", "--metric", "b"])
 
 
+def test_bohb_takes_several_objectives_with_multi_objective_asha(project):
+    from mlframework.sweep.records.objectives import Objective
+
+    search = ["-p", str(project / "search.yml"), "--search", "bohb", "--trials", "3", "--prune", "asha"]
+    spec = parse([str(project), *search, "--metric", "a:max", "--metric", "b:min"])
+    assert spec.search is not None
+    assert (spec.search.settings.sampler, spec.search.settings.prune) == ("bohb", "asha")
+    assert spec.objectives == (Objective("a", "max"), Objective("b", "min"))
+
+
 def test_a_constraint_that_is_not_one_is_refused(project):
     from mlframework.exceptions import ConfigError
 
@@ -122,6 +132,7 @@ def test_trials_without_search_is_a_search_by_the_default_sampler(project):
     several = parse([str(project), "--trials", "6", "--metric", "acc", "--metric", "loss:min", "--prune", "asha"])
     assert several.search is not None and several.search.settings.sampler == "tpe"
     assert default_sampler(()) == "bohb" and default_sampler(several.objectives) == "tpe"
+    assert default_sampler(several.objectives, "asha") == "bohb"  # MO-ASHA's rung values are what it models
 
 
 def test_the_sampler_of_an_implicit_search_is_named_on_the_master_s_command_line(project):

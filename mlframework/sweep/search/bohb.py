@@ -33,6 +33,14 @@ coordinate on one of its two bounds. A search finds an optimum in a corner
 of the box (LCBench's: the largest learning rate, the smallest batch) without
 the user widening ranges.
 
+Several objectives (a study with several directions): a trial's value at a budget is its vector of
+objective values (turned smaller-is-better) at each rung multi-objective ASHA recorded, rung r being budget
+r, pruned trials' included, and the final values of a completed trial (:func:`rung_vectors`). The good set is
+the best ``gamma`` by non-dominated rank, whole fronts first; the front that fits only in part gives the
+members that add most hypervolume, one at a time, each objective scaled to [0, 1] over the trials at that
+budget (MOTPE's split, Ozaki et al. 2020). All else (candidates, bounds, seeding) is as for one objective, and
+with one objective nothing changes.
+
 Decisions are a function of (seed, trial number, study): each trial's draws
 come from a generator seeded with ``(seed, trial number)``. A driver killed and
 resumed reads the same journal and makes the same next decisions as one that
@@ -59,6 +67,9 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.search_space import IntersectionSearchSpace
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
+
+from mlframework.sweep.records.pareto import nondominated_ranks
+from mlframework.sweep.search.pruners import rung_key
 
 _FINAL = math.inf  # the budget of a completed trial's final value
 _MISSING = object()
@@ -146,6 +157,23 @@ def budget_values(trial: FrozenTrial, eta: float) -> dict[float, float]:
     return values
 
 
+def rung_vectors(trial: FrozenTrial, signs: Sequence[float]) -> dict[float, tuple[float, ...]]:
+    """Several objectives: a trial's vector (smaller is better) at each rung multi-objective ASHA recorded, and
+    its final values if complete. The budget of rung r is r (its step grows with r); the final one's is inf."""
+    values: dict[float, tuple[float, ...]] = {}
+    rung = 0
+    while isinstance(vector := trial.system_attrs.get(rung_key(rung)), list):
+        point = tuple(sign * float(value) for sign, value in zip(signs, vector))
+        if len(point) == len(signs) and all(math.isfinite(value) for value in point):
+            values[float(rung)] = point
+        rung += 1
+    if trial.state == TrialState.COMPLETE and trial.values is not None and len(trial.values) == len(signs):
+        point = tuple(sign * float(value) for sign, value in zip(signs, trial.values))
+        if all(math.isfinite(value) for value in point):
+            values[_FINAL] = point
+    return values
+
+
 class BohbSampler(optuna.samplers.BaseSampler):
     """BOHB's model over the budgets the trials reached, as an Optuna sampler (module docstring)."""
 
@@ -153,7 +181,7 @@ class BohbSampler(optuna.samplers.BaseSampler):
         self.seed = int(seed) if seed is not None else int(np.random.SeedSequence().generate_state(1)[0])
         self.settings = settings or BohbSettings()
         self._space = IntersectionSearchSpace(include_pruned=True)
-        self._finished: dict[int, dict[float, float]] = {}  # trial number -> budget values (finished trials only)
+        self._finished: dict[int, dict[float, Any]] = {}  # trial number -> budget values (finished trials only)
         self._counts: dict[float, int] = {}  # budget -> finished trials with a value there
         self._rows: dict[int, object] = {}  # trial number -> its modelled parameters in [0, 1] (None: some missing)
         self._rows_key: tuple[tuple[str, str], ...] = ()  # the parameters and distributions those rows are of
@@ -261,20 +289,23 @@ class BohbSampler(optuna.samplers.BaseSampler):
                 self._points_pending.append(number)
         return self._points
 
-    def observations(self, study: Study) -> tuple[list[FrozenTrial], list[dict[float, float]], dict[float, int]]:
+    def observations(self, study: Study) -> tuple[list[FrozenTrial], list[dict[float, Any]], dict[float, int]]:
         """Every trial, its budget values, and how many trials have a value at each budget.
 
-        Finished trials' values are computed once and counted once; running ones are read anew.
+        A budget value is a float with one objective (:func:`budget_values`), a vector (smaller is better)
+        with several (:func:`rung_vectors`). Finished trials' values are computed once and counted once;
+        running ones are read anew.
         """
         trials = study.get_trials(deepcopy=False)
-        values = []
-        running: list[dict[float, float]] = []
+        values: list[dict[float, Any]] = []
+        running: list[dict[float, Any]] = []
+        signs = _signs(study)
         finished = self._finished
         for frozen in trials:
             number = frozen.number
-            cached = finished.get(number)
+            cached: dict[float, Any] | None = finished.get(number)
             if cached is None:
-                cached = budget_values(frozen, self.settings.eta)
+                cached = budget_values(frozen, self.settings.eta) if signs is None else rung_vectors(frozen, signs)
                 if frozen.state.is_finished():
                     finished[number] = cached
                     for budget in cached:
@@ -288,7 +319,7 @@ class BohbSampler(optuna.samplers.BaseSampler):
                 counts[budget] = counts.get(budget, 0) + 1
         return trials, values, counts
 
-    def choose_budget(self, values: Sequence[dict[float, float]], needed: int) -> float | None:
+    def choose_budget(self, values: Sequence[dict[float, Any]], needed: int) -> float | None:
         """The largest budget at which at least ``needed`` trials have a value (None: none yet)."""
         counts: dict[float, int] = {}
         for budgets in values:
@@ -310,7 +341,8 @@ class BohbSampler(optuna.samplers.BaseSampler):
         budget = _largest_with(counts, needed)
         if budget is None:
             return None
-        sign = -1.0 if study.direction == StudyDirection.MAXIMIZE else 1.0  # lower is better below
+        signs = _signs(study)
+        sign = 1.0 if signs is not None else -1.0 if study.direction == StudyDirection.MAXIMIZE else 1.0
         numeric = [name for name in names if _is_numeric(space[name])]
         categorical = [name for name in names if isinstance(space[name], CategoricalDistribution)]
         encoders = {name: _Encoder(space[name]) for name in numeric}  # type: ignore[arg-type]
@@ -318,7 +350,7 @@ class BohbSampler(optuna.samplers.BaseSampler):
         if key != self._rows_key:
             self._rows.clear()
             self._rows_key = key
-        scored: list[tuple[float, int, FrozenTrial, tuple[float, ...]]] = []
+        scored: list[tuple[Any, int, FrozenTrial, tuple[float, ...]]] = []
         liars: list[tuple[FrozenTrial, tuple[float, ...]]] = []
         asking = trial.number
         for frozen, budgets in zip(trials, values):
@@ -338,11 +370,18 @@ class BohbSampler(optuna.samplers.BaseSampler):
                 continue
             assert isinstance(row, tuple)
             if value is not None:
-                scored.append((sign * value, number, frozen, row))
+                scored.append((value if signs is not None else sign * value, number, frozen, row))
             else:
                 liars.append((frozen, row))
-        scored.sort(key=lambda item: (item[0], item[1]))
         n_good = max(len(names) + 1, math.ceil(s.gamma * len(scored)))
+        if signs is not None:  # several objectives: the good ones by non-dominated rank, then hypervolume
+            scored.sort(key=lambda item: item[1])
+            chosen = set(_best_by_rank(np.array([item[0] for item in scored], dtype=float), n_good))
+            scored = [item for i, item in enumerate(scored) if i in chosen] + [
+                item for i, item in enumerate(scored) if i not in chosen
+            ]
+        else:
+            scored.sort(key=lambda item: (item[0], item[1]))
         good = [(frozen, row) for _score, _number, frozen, row in scored[:n_good]]
         bad = [(frozen, row) for _score, _number, frozen, row in scored[n_good:]] + liars
         if len(good) < 2 or len(bad) < 2:
@@ -391,6 +430,58 @@ class BohbSampler(optuna.samplers.BaseSampler):
 def _key(params: dict[str, Any], names: list[str]) -> tuple[Any, ...]:
     """A point as a set member: each value of ``names`` by type and repr (1, 1.0 and True are three values)."""
     return tuple((type(params[name]).__name__, repr(params[name])) for name in names)
+
+
+def _signs(study: Study) -> tuple[float, ...] | None:
+    """Several objectives: each one's sign that makes smaller better; None for one objective."""
+    directions = study.directions
+    if len(directions) < 2:
+        return None
+    return tuple(-1.0 if direction == StudyDirection.MAXIMIZE else 1.0 for direction in directions)
+
+
+def _best_by_rank(points: np.ndarray, count: int) -> list[int]:
+    """The indices of ``count`` best points (smaller is better): whole non-dominated fronts, best first; the
+    last front that does not fit whole gives the members that add most hypervolume, one at a time (MOTPE's
+    split, Ozaki et al. 2020), with each objective scaled to [0, 1] over ``points``."""
+    if count >= len(points):
+        return list(range(len(points)))
+    ranks = nondominated_ranks(points.tolist())
+    low, high = points.min(axis=0), points.max(axis=0)
+    scaled = (points - low) / np.where(high > low, high - low, 1.0)
+    reference = np.full(points.shape[1], 1.1)  # a little past the worst of every objective
+    chosen: list[int] = []
+    for rank in sorted(set(ranks)):
+        front = [i for i, r in enumerate(ranks) if r == rank]
+        if len(chosen) + len(front) <= count:
+            chosen += front
+            continue
+        picked: list[np.ndarray] = []
+        while len(chosen) < count:
+            base = _hypervolume(picked, reference)
+            gains = [_hypervolume([*picked, scaled[i]], reference) - base for i in front]
+            best = front[int(np.argmax(gains))]  # the first of equal gains: the earliest trial
+            chosen.append(best)
+            picked.append(scaled[best])
+            front.remove(best)
+        break
+    return chosen
+
+
+def _hypervolume(points: Sequence[np.ndarray], reference: np.ndarray) -> float:
+    """The volume ``points`` dominate up to ``reference`` (smaller is better), by slicing the last objective."""
+    inside = [p for p in points if bool(np.all(p < reference))]
+    if not inside:
+        return 0.0
+    if len(reference) == 1:
+        return float(reference[0] - min(p[0] for p in inside))
+    inside.sort(key=lambda p: float(p[-1]))
+    volume = 0.0
+    for i, p in enumerate(inside):
+        top = float(inside[i + 1][-1]) if i + 1 < len(inside) else float(reference[-1])
+        if top > p[-1]:
+            volume += (top - float(p[-1])) * _hypervolume([q[:-1] for q in inside[: i + 1]], reference[:-1])
+    return volume
 
 
 def _largest_with(counts: dict[float, int], needed: int) -> float | None:

@@ -28,7 +28,13 @@ from mlframework.sweep.records.objectives import Constraint, Objective
 from mlframework.sweep.records.record import TrialRecord
 from mlframework.sweep.search.bohb import BohbSampler
 from mlframework.sweep.search.plan import SearchSettings
-from mlframework.sweep.search.pruners import MultiObjectiveSuccessiveHalving, Pruner, make_pruner, rung_key
+from mlframework.sweep.search.pruners import (
+    MultiObjectiveSuccessiveHalving,
+    Pruner,
+    make_pruner,
+    make_vector_pruner,
+    rung_key,
+)
 from mlframework.sweep.search.storage import open_study_storage
 from mlframework.sweep.trials.metric_names import metric_value
 
@@ -106,9 +112,9 @@ class SearchSource:
         self.prune_metric = settings.prune_metric or metric
         self.objectives = tuple(objectives) if len(objectives) > 1 else ()  # several: a multi-objective study
         self.constraints = tuple(constraints)
-        if self.objectives and settings.sampler in ("cmaes", "bohb"):
+        if self.objectives and settings.sampler == "cmaes":
             raise ConfigError(
-                f"--search {settings.sampler} optimises one metric: with several --metric use tpe, random, qmc or grid"
+                "--search cmaes optimises one metric: with several --metric use bohb, tpe, random, qmc or grid"
             )
         if self.objectives and settings.prune not in ("asha", "none"):
             raise ConfigError(f"--prune {settings.prune} watches one metric: with several --metric use asha or none")
@@ -154,8 +160,8 @@ class SearchSource:
         self.vector_pruner: MultiObjectiveSuccessiveHalving | None = None
         if self.objectives:
             if settings.prune == "asha":  # multi-objective ASHA (sweep/search/pruners.py)
-                self.vector_pruner = MultiObjectiveSuccessiveHalving(
-                    [objective.mode == "max" for objective in self.objectives], 1, 4, self._vector_rung
+                self.vector_pruner = make_vector_pruner(
+                    [objective.mode == "max" for objective in self.objectives], self._vector_rung
                 )
         else:
             self.pruner = make_pruner(

@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench" / "peers"))
 sys.path.extend(str(p) for p in (REPO / ".venv" / "lib").glob("python3*/site-packages"))
 
+from bench.lcbench import SCALE_ENV  # noqa: E402
 from bench.search_figures import FRACTIONS, percentile, summarize  # noqa: E402
 from bench.search_sim import grid_reference  # noqa: E402
 
@@ -75,10 +76,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scale", type=float, default=600.0, help="simulated seconds per wall-clock second")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    os.environ["MLFRAMEWORK_LCBENCH_SCALE"] = str(args.scale)
+    os.environ[SCALE_ENV] = str(args.scale)
     conditions = {"no added load": 0, f"{args.busy} busy processes": args.busy}
     figures: dict[str, list[dict[str, Any]]] = {name: [] for name in conditions}
-    with tempfile.TemporaryDirectory(prefix="bench-search-load-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="bench-search-load-", ignore_cleanup_errors=True) as scratch:
         for task in args.tasks.split(","):
             best, hours = grid_reference(task)
             for seed in [int(s) for s in args.seeds.split(",")]:

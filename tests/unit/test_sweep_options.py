@@ -119,7 +119,8 @@ def test_a_constraint_that_is_not_one_is_refused(project):
 
 
 def test_trials_without_search_is_a_search_by_the_default_sampler(project):
-    """--trials N alone asks for a search: bohb for one metric, tpe for several; --prune as given (default none)."""
+    """--trials N alone asks for a search: bohb for one metric; for several, bohb pruned by asha, else tpe; --prune
+    as given (default none)."""
     one = parse([str(project), "--trials", "6", "--metric", "acc"])
     assert one.search is not None and one.search.space.names == ["lr", "batch"], "the grid's lists, searched"
     settings = one.search.settings
@@ -129,8 +130,12 @@ def test_trials_without_search_is_a_search_by_the_default_sampler(project):
         "bohb",
         "hyperband",
     )
-    several = parse([str(project), "--trials", "6", "--metric", "acc", "--metric", "loss:min", "--prune", "asha"])
-    assert several.search is not None and several.search.settings.sampler == "tpe"
+    several = parse([str(project), "--trials", "6", "--metric", "acc", "--metric", "loss:min"])
+    assert several.search is not None and several.search.settings.sampler == "tpe", "unpruned: MOTPE"
+    pruned_several = parse(
+        [str(project), "--trials", "6", "--metric", "acc", "--metric", "loss:min", "--prune", "asha"]
+    )
+    assert pruned_several.search is not None and pruned_several.search.settings.sampler == "bohb", "MO-ASHA's rungs"
     assert default_sampler(()) == "bohb" and default_sampler(several.objectives) == "tpe"
     assert default_sampler(several.objectives, "asha") == "bohb"  # MO-ASHA's rung values are what it models
 

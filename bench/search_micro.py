@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mlframework.sweep.params.space import parse_space
+from mlframework.sweep.records.objectives import Objective
 from mlframework.sweep.search.plan import SearchSettings
 from mlframework.sweep.search.study import SearchSource
 
@@ -40,14 +41,26 @@ def curve(params: dict[str, Any]) -> list[float]:
     return [ceiling * (1 - math.exp(-epoch / speed)) + 0.2 * wobble * math.sin(epoch) for epoch in range(1, EPOCHS + 1)]
 
 
-def run(sampler: str, prune: str, trials: int, seed: int = 0) -> dict[str, Any]:
-    """``trials`` trials through a SearchSource; mean ms/trial overall and over the last 1,000, p99, pruned."""
+def seconds_per_epoch(params: dict[str, Any]) -> float:
+    """A second objective's cost, LCBench-like: wider and deeper networks and smaller batches train slower."""
+    return (1 + params["max_units"] / 256) * params["num_layers"] * (512 / params["batch_size"]) ** 0.5
+
+
+def run(sampler: str, prune: str, trials: int, seed: int = 0, objectives: int = 1) -> dict[str, Any]:
+    """``trials`` trials through a SearchSource; mean ms/trial overall and over the last 1,000, p99, pruned.
+
+    ``objectives`` 2: ``val_accuracy`` (max) and ``time_s`` (min, :func:`seconds_per_epoch` x epochs), each
+    report carrying both, as a multi-objective sweep's.
+    """
     space = parse_space(SPACE.read_text(), str(SPACE))
+    both = (Objective("val_accuracy", "max"), Objective("time_s", "min"))
     per_trial: list[float] = []
     pruned = 0
     with tempfile.TemporaryDirectory(prefix="mlframework-micro-") as directory:
         settings = SearchSettings(sampler=sampler, trials=trials, seed=seed, prune=prune)
-        source = SearchSource(space, settings, Path(directory), "micro", "val_accuracy", "max")
+        source = SearchSource(
+            space, settings, Path(directory), "micro", "val_accuracy", "max", both if objectives == 2 else ()
+        )
         for _ in range(trials):
             started = time.perf_counter()
             asked = source.ask()
@@ -55,13 +68,17 @@ def run(sampler: str, prune: str, trials: int, seed: int = 0) -> dict[str, Any]:
             assert asked is not None
             number, params = asked
             values = curve(params)  # not timed
+            cost = seconds_per_epoch(params)
             started = time.perf_counter()
             stop = False
             for epoch, value in enumerate(values, 1):
-                if source.report(number, [{"step": epoch, "values": {"val_accuracy": value}}]):
+                reported = (
+                    {"val_accuracy": value, "time_s": cost * epoch} if objectives == 2 else {"val_accuracy": value}
+                )
+                if source.report(number, [{"step": epoch, "values": reported}]):
                     stop = True
                     break
-            last = {"val_accuracy": value}
+            last = reported
             record = (
                 {"status": "FAILURE", "stopped": True, "metrics": last}
                 if stop
@@ -75,6 +92,7 @@ def run(sampler: str, prune: str, trials: int, seed: int = 0) -> dict[str, Any]:
         "trials": trials,
         "sampler": sampler,
         "prune": prune,
+        "objectives": objectives,
         "pruned": pruned,
         "mean_ms": 1000 * statistics.fmean(per_trial),
         "last_1000_mean_ms": 1000 * statistics.fmean(tail),
@@ -83,14 +101,16 @@ def run(sampler: str, prune: str, trials: int, seed: int = 0) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m bench.search_micro --sampler S --prune P --trials N [--seed K]``: one JSON line of :func:`run`."""
+    """``python -m bench.search_micro --sampler S --prune P --trials N [--seed K] [--objectives 2]``: one JSON line
+    of :func:`run`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sampler", default="random")
     parser.add_argument("--prune", default="asha")
     parser.add_argument("--trials", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--objectives", type=int, choices=(1, 2), default=1)
     args = parser.parse_args(argv)
-    print(json.dumps(run(args.sampler, args.prune, args.trials, args.seed)))
+    print(json.dumps(run(args.sampler, args.prune, args.trials, args.seed, args.objectives)))
 
 
 if __name__ == "__main__":

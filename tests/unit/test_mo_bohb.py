@@ -88,7 +88,9 @@ def test_a_trials_vectors_are_its_rung_values_and_its_final_ones():
 def test_the_same_seed_and_results_give_the_same_trials(tmp_path):
     first, _ = _run(_source(tmp_path / "a", seed=7), 30)
     second, _ = _run(_source(tmp_path / "b", seed=7), 30)
+    other, _ = _run(_source(tmp_path / "c", seed=8), 30)
     assert first == second
+    assert first != other, "the seed decides the draws (a sampler ignoring it would pass the line above)"
 
 
 def test_a_resumed_driver_makes_the_decisions_the_uninterrupted_one_makes(tmp_path):
